@@ -1,0 +1,407 @@
+//! Layered configuration: the embedded `config/default.toml`, then an optional
+//! file, then `DATABASE_URL` / `REDIS_URL`, then `STOCK_TRACKER__SECTION__KEY`
+//! variables. [`Settings::load`] merges and validates; every failure names the
+//! key at fault so an operator can fix it without reading code.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+
+/// The defaults, compiled in so the binary runs with no file at all.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
+
+/// Prefix of the environment variables that override any key.
+pub const ENV_PREFIX: &str = "STOCK_TRACKER__";
+
+/// Shortest JWT secret accepted in production: 256 bits, the HS256 key size.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub environment: Environment,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub auth: AuthSettings,
+    pub cors: CorsSettings,
+    pub logging: LoggingSettings,
+    pub health: HealthSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: IpAddr,
+    pub port: u16,
+    pub workers: usize,
+    pub shutdown_timeout_secs: u64,
+    pub max_body_bytes: usize,
+    pub keep_alive_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Holds the password: never logged.
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub acquire_timeout_ms: u64,
+    pub statement_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// May hold a password: never logged.
+    pub url: SecretString,
+    pub key_prefix: String,
+    pub pool_size: usize,
+    pub connect_timeout_ms: u64,
+    pub command_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub jwt_secret: SecretString,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSettings {
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub allowed_origins: Vec<String>,
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub allowed_methods: Vec<String>,
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub allowed_headers: Vec<String>,
+    pub allow_credentials: bool,
+    pub max_age_secs: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSettings {
+    pub check_timeout_ms: u64,
+}
+
+/// A configuration problem, always naming the key (`section.key`) at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    #[error("invalid configuration: `{key}` {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+impl Settings {
+    /// Merges every layer (see the module docs) and validates the result.
+    pub fn load(config_file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_CONFIG));
+        if let Some(path) = config_file {
+            if !path.is_file() {
+                return Err(ConfigError::Parse(format!(
+                    "configuration file `{}` does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let settings: Settings = figment
+            .merge(
+                Env::raw()
+                    .only(&["DATABASE_URL"])
+                    .map(|_| "database.url".into()),
+            )
+            .merge(Env::raw().only(&["REDIS_URL"]).map(|_| "redis.url".into()))
+            .merge(Env::prefixed(ENV_PREFIX).split("__"))
+            .extract()
+            .map_err(|err| ConfigError::Parse(describe_figment_error(err)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, problem: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                problem: problem.to_owned(),
+            })
+        };
+        if self.server.max_body_bytes == 0 {
+            return invalid("server.max_body_bytes", "must be greater than 0");
+        }
+        let db_url = self.database.url.expose_secret();
+        if !(db_url.starts_with("postgres://") || db_url.starts_with("postgresql://")) {
+            return invalid("database.url", "must be a postgres:// or postgresql:// URL");
+        }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections", "must be at least 1");
+        }
+        if self.database.min_connections > self.database.max_connections {
+            return invalid(
+                "database.min_connections",
+                "must not exceed database.max_connections",
+            );
+        }
+        if self.database.acquire_timeout_ms == 0 {
+            return invalid("database.acquire_timeout_ms", "must be greater than 0");
+        }
+        let redis_url = self.redis.url.expose_secret();
+        if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
+            return invalid("redis.url", "must be a redis:// or rediss:// URL");
+        }
+        if redis::parse_redis_url(redis_url).is_none() {
+            return invalid("redis.url", "is not a valid URL");
+        }
+        if self.redis.key_prefix.is_empty() {
+            return invalid(
+                "redis.key_prefix",
+                "must not be empty: deployments sharing a Redis would collide",
+            );
+        }
+        if self.redis.pool_size == 0 {
+            return invalid("redis.pool_size", "must be at least 1");
+        }
+        if self.redis.connect_timeout_ms == 0 || self.redis.command_timeout_ms == 0 {
+            return invalid(
+                "redis.command_timeout_ms",
+                "redis timeouts must be greater than 0 (a dead Redis would hang requests)",
+            );
+        }
+        let secret = self.auth.jwt_secret.expose_secret();
+        if secret.is_empty() {
+            return invalid("auth.jwt_secret", "must not be empty");
+        }
+        if self.environment == Environment::Production {
+            if secret == default_jwt_secret() {
+                return invalid(
+                    "auth.jwt_secret",
+                    "is the built-in development default; set STOCK_TRACKER__AUTH__JWT_SECRET to a random value of at least 32 bytes",
+                );
+            }
+            if secret.len() < MIN_JWT_SECRET_BYTES {
+                return invalid(
+                    "auth.jwt_secret",
+                    &format!(
+                        "is {} bytes long; production requires at least {MIN_JWT_SECRET_BYTES}",
+                        secret.len()
+                    ),
+                );
+            }
+        }
+        if self.cors.allow_credentials && self.cors.allowed_origins.iter().any(|o| o == "*") {
+            return invalid(
+                "cors.allowed_origins",
+                "must not contain \"*\" while cors.allow_credentials is true (browsers refuse it, and it would expose credentials to every site)",
+            );
+        }
+        for origin in &self.cors.allowed_origins {
+            if origin != "*" && url::Url::parse(origin).is_err() {
+                return invalid(
+                    "cors.allowed_origins",
+                    &format!(
+                        "contains `{origin}`, which is not an origin such as https://app.example.com"
+                    ),
+                );
+            }
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.logging.level).is_err() {
+            return invalid(
+                "logging.level",
+                "is not a valid filter directive (for example `info,sqlx=warn`)",
+            );
+        }
+        if self.health.check_timeout_ms == 0 {
+            return invalid("health.check_timeout_ms", "must be greater than 0");
+        }
+        Ok(())
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.environment == Environment::Production
+    }
+}
+
+impl ServerSettings {
+    pub fn address(&self) -> SocketAddr {
+        SocketAddr::new(self.host, self.port)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+}
+
+impl DatabaseSettings {
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.acquire_timeout_ms)
+    }
+}
+
+impl RedisSettings {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_millis(self.command_timeout_ms)
+    }
+}
+
+impl HealthSettings {
+    pub fn check_timeout(&self) -> Duration {
+        Duration::from_millis(self.check_timeout_ms)
+    }
+}
+
+/// The development JWT secret shipped in the default file, which production refuses.
+fn default_jwt_secret() -> String {
+    Figment::from(Toml::string(DEFAULT_CONFIG))
+        .extract_inner::<String>("auth.jwt_secret")
+        .unwrap_or_default()
+}
+
+/// Figment's message names the key and the layer it came from (file or variable).
+fn describe_figment_error(err: figment::Error) -> String {
+    err.into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| m.interpolate(&e.profile.clone().unwrap_or_default(), &e.path))
+                .unwrap_or_default();
+            let kind = e.kind.to_string();
+            match (key.is_empty(), source.is_empty()) {
+                (true, _) => kind,
+                (false, true) => format!("`{key}`: {kind}"),
+                (false, false) => format!("`{key}` (set by {source}): {kind}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Accepts a TOML list or, from an environment variable, a comma-separated string.
+fn list_or_comma_separated<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrString {
+        List(Vec<String>),
+        String(String),
+    }
+    Ok(match ListOrString::deserialize(de)? {
+        ListOrString::List(items) => items,
+        ListOrString::String(joined) => joined
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Settings {
+        Figment::from(Toml::string(DEFAULT_CONFIG))
+            .extract()
+            .expect("default config parses")
+    }
+
+    #[test]
+    fn defaults_are_valid_for_development() {
+        defaults().validate().expect("defaults validate");
+    }
+
+    #[test]
+    fn production_refuses_the_default_secret() {
+        let mut s = defaults();
+        s.environment = Environment::Production;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("`auth.jwt_secret`"), "{err}");
+        assert!(err.contains("development default"), "{err}");
+    }
+
+    #[test]
+    fn production_refuses_a_short_secret() {
+        let mut s = defaults();
+        s.environment = Environment::Production;
+        s.auth.jwt_secret = SecretString::from("short-but-not-default");
+        let err = s.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("`auth.jwt_secret`") && err.contains("at least 32"),
+            "{err}"
+        );
+        s.auth.jwt_secret = SecretString::from("x".repeat(MIN_JWT_SECRET_BYTES));
+        s.validate().expect("a 32-byte secret is accepted");
+    }
+
+    #[test]
+    fn wildcard_origin_with_credentials_is_refused() {
+        let mut s = defaults();
+        s.cors.allowed_origins = vec!["*".into()];
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("`cors.allowed_origins`"), "{err}");
+        s.cors.allow_credentials = false;
+        s.validate()
+            .expect("wildcard without credentials is allowed");
+    }
+
+    #[test]
+    fn comma_separated_lists_are_split() {
+        let s: CorsSettings = Figment::from(Toml::string(DEFAULT_CONFIG))
+            .merge((
+                "cors.allowed_origins",
+                "https://a.example, https://b.example",
+            ))
+            .extract_inner("cors")
+            .unwrap();
+        assert_eq!(
+            s.allowed_origins,
+            vec!["https://a.example", "https://b.example"]
+        );
+    }
+
+    #[test]
+    fn a_bad_type_names_the_key() {
+        let err = Figment::from(Toml::string(DEFAULT_CONFIG))
+            .merge(("server.port", "eighty"))
+            .extract::<Settings>()
+            .map_err(describe_figment_error)
+            .unwrap_err();
+        assert!(err.contains("`server.port`"), "{err}");
+    }
+}

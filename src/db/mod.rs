@@ -1,0 +1,131 @@
+//! PostgreSQL access: the connection pool the service queries through, the
+//! embedded migrations, and the tenant-scoped transaction every tenant-owned
+//! query runs in.
+//!
+//! Two ways in, deliberately separate:
+//! - [`connect_pool`]: every pooled connection switches to the unprivileged
+//!   [`APP_ROLE`] as soon as it opens, so row-level security applies even when
+//!   `DATABASE_URL` names the tables' owner or a superuser.
+//! - [`migrate`]: a single connection as the URL's own role (the owner), which
+//!   creates the schema and the role.
+//!
+//! Paths that run before a tenant is known (login by email, refresh-token and
+//! API-key lookup, the workers' cross-tenant scans) never switch RLS off: they
+//! call narrow `SECURITY DEFINER` SQL functions, each returning only what that
+//! one path needs, defined in the migrations next to the tables they read.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use sqlx::migrate::{MigrateDatabase, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Executor, PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::config::DatabaseSettings;
+
+/// The migrations, embedded in the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// The role the service's queries run as: owns nothing, no BYPASSRLS.
+pub const APP_ROLE: &str = "stock_tracker_app";
+const SET_APP_ROLE: &str = "SET ROLE stock_tracker_app";
+
+pub fn connect_options(settings: &DatabaseSettings) -> anyhow::Result<PgConnectOptions> {
+    PgConnectOptions::from_str(settings.url.expose_secret())
+        .context("`database.url` is not a valid PostgreSQL URL")
+}
+
+/// The service's pool. Connections open lazily; call [`check_schema`] first so a
+/// missing migration is reported at start rather than on the first request.
+pub fn connect_pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
+    let options = connect_options(settings)?
+        .application_name("stock-tracker")
+        // A server-side cap on each statement: a runaway query cannot hold a connection.
+        .options([(
+            "statement_timeout",
+            settings.statement_timeout_ms.to_string(),
+        )]);
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .min_connections(settings.min_connections)
+        .acquire_timeout(settings.acquire_timeout())
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                conn.execute(SET_APP_ROLE).await?;
+                Ok(())
+            })
+        })
+        .connect_lazy_with(options))
+}
+
+/// Creates the database if it does not exist, then applies pending migrations.
+pub async fn migrate(settings: &DatabaseSettings) -> anyhow::Result<()> {
+    let url = settings.url.expose_secret();
+    if !Postgres::database_exists(url)
+        .await
+        .context("cannot reach PostgreSQL at `database.url`")?
+    {
+        Postgres::create_database(url)
+            .await
+            .context("creating the database")?;
+        tracing::info!("created the database");
+    }
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(connect_options(settings)?)
+        .await
+        .context("connecting to PostgreSQL to migrate")?;
+    MIGRATOR.run(&pool).await.context("applying migrations")?;
+    pool.close().await;
+    Ok(())
+}
+
+/// Refuses to serve against a schema older than this release. Migrations
+/// applied by a newer release are tolerated, so a rolling deploy can migrate
+/// first and replace the old replicas afterwards.
+pub async fn check_schema(pool: &PgPool) -> anyhow::Result<()> {
+    const HINT: &str = "run `stock-tracker migrate` against this database";
+    let applied: Vec<(i64, bool, Vec<u8>)> =
+        sqlx::query_as("SELECT version, success, checksum FROM _sqlx_migrations")
+            .fetch_all(pool)
+            .await
+            .with_context(|| format!("cannot read the migration history ({HINT})"))?;
+    let mut missing = Vec::new();
+    for migration in MIGRATOR.iter() {
+        match applied.iter().find(|(v, _, _)| *v == migration.version) {
+            Some((_, true, checksum)) if *checksum == *migration.checksum => {}
+            Some((_, true, _)) => anyhow::bail!(
+                "migration {} ({}) differs from the one applied to this database; the migration files must not change once released",
+                migration.version,
+                migration.description
+            ),
+            _ => missing.push(format!("{} ({})", migration.version, migration.description)),
+        }
+    }
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "the database schema is behind this release: migrations not applied: {}; {HINT}",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Begins a transaction scoped to one tenant: row-level security lets it see
+/// and write that tenant's rows only. The setting is transaction-local and
+/// bound as a parameter.
+pub async fn begin_tenant_tx(
+    pool: &PgPool,
+    tenant_id: Uuid,
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+        .bind(tenant_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}

@@ -1,0 +1,190 @@
+//! One error type for every route, mapped to FastAPI-compatible bodies:
+//! `{"detail": "...", "code": "...", "request_id": "..."}`, and for validation
+//! failures 422 `{"detail": [{"loc": [...], "msg": "...", "type": "..."}], ...}`.
+//!
+//! Client errors say precisely what was wrong; server errors say nothing about
+//! why — the cause chain goes to the log, tagged with the request id the
+//! client sees, never into the body.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::http::request_context;
+
+/// The body of every non-validation error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Human-readable explanation, safe to show to an end user.
+    #[schema(example = "Not found")]
+    pub detail: String,
+    /// Stable machine-readable code; clients branch on this, never on `detail`.
+    #[schema(example = "not_found")]
+    pub code: String,
+    /// The `X-Request-ID` of the request, for support and log correlation.
+    pub request_id: String,
+}
+
+/// One failed check of a request's input, as FastAPI reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ValidationIssue {
+    /// Where the problem is: `["body", "email"]`, `["query", "limit"]`, `["path", "id"]`.
+    #[schema(value_type = Vec<String>)]
+    pub loc: Vec<LocPart>,
+    pub msg: String,
+    /// Kind of failure, e.g. `missing`, `extra_forbidden`, `type_error`, `value_error`, `json_invalid`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// A `loc` element: a field name or a list index.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum LocPart {
+    Key(String),
+    Index(usize),
+}
+
+impl From<&str> for LocPart {
+    fn from(key: &str) -> Self {
+        LocPart::Key(key.to_owned())
+    }
+}
+
+impl ValidationIssue {
+    pub fn new(loc: Vec<LocPart>, msg: impl Into<String>, kind: impl Into<String>) -> Self {
+        Self {
+            loc,
+            msg: msg.into(),
+            kind: kind.into(),
+        }
+    }
+}
+
+/// The body of a 422.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ValidationErrorBody {
+    pub detail: Vec<ValidationIssue>,
+    /// Always `validation_error`.
+    pub code: String,
+    pub request_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("request validation failed")]
+    Validation(Vec<ValidationIssue>),
+    #[error("{detail}")]
+    BadRequest { code: &'static str, detail: String },
+    #[error("Not found")]
+    NotFound,
+    #[error("Method not allowed")]
+    MethodNotAllowed { allow: Vec<String> },
+    #[error("Request body too large: the limit is {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("Unsupported media type: {detail}")]
+    UnsupportedMediaType { detail: String },
+    #[error("{detail}")]
+    ServiceUnavailable {
+        code: &'static str,
+        detail: String,
+        retry_after_secs: Option<u64>,
+    },
+    /// Anything unexpected. The cause is logged; the client sees a generic message.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+        ApiError::Internal(err.into())
+    }
+
+    /// Stable code sent to clients.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Validation(_) => "validation_error",
+            ApiError::BadRequest { code, .. } => code,
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
+            ApiError::ServiceUnavailable { code, .. } => code,
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::ServiceUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let request_id = request_context::current_request_id().unwrap_or_default();
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            ApiError::Validation(issues) => {
+                return response.json(ValidationErrorBody {
+                    detail: issues.clone(),
+                    code: self.code().to_owned(),
+                    request_id,
+                });
+            }
+            ApiError::MethodNotAllowed { allow } => {
+                if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
+                    response.insert_header((header::ALLOW, value));
+                }
+            }
+            ApiError::ServiceUnavailable {
+                retry_after_secs: Some(secs),
+                ..
+            } => {
+                response.insert_header((header::RETRY_AFTER, secs.to_string()));
+            }
+            ApiError::Internal(cause) => {
+                // `{:#}` prints the whole cause chain on one line.
+                tracing::error!(
+                    error = format!("{cause:#}"),
+                    "request failed with an internal error"
+                );
+            }
+            _ => {}
+        }
+        let detail = match self {
+            ApiError::Internal(_) => "Internal server error".to_owned(),
+            other => other.to_string(),
+        };
+        response.json(ErrorBody {
+            detail,
+            code: self.code().to_owned(),
+            request_id,
+        })
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            // The pool gave up waiting: the database is saturated or gone. Telling the
+            // client to retry is more honest than a 500.
+            sqlx::Error::PoolTimedOut => ApiError::ServiceUnavailable {
+                code: "database_unavailable",
+                detail: "The database is temporarily unavailable; retry shortly".into(),
+                retry_after_secs: Some(1),
+            },
+            other => ApiError::internal(other),
+        }
+    }
+}

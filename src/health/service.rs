@@ -1,0 +1,136 @@
+//! Dependency checks for readiness. Each check is bounded by
+//! `health.check_timeout_ms`, and all run concurrently, so the probe answers
+//! within one timeout however many dependencies hang.
+//!
+//! PostgreSQL is required: without it the service cannot answer anything
+//! useful, so readiness fails. Redis is not: the service keeps serving without
+//! it (no cache, local rate limits), so readiness stays 200 and reports
+//! `degraded`.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::startup::AppState;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ComponentStatus {
+    Up,
+    Down,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OverallStatus {
+    /// Every dependency answers.
+    Ok,
+    /// An optional dependency is down; the service still serves.
+    Degraded,
+    /// A required dependency is down; do not route traffic here.
+    Unavailable,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ComponentHealth {
+    pub status: ComponentStatus,
+    /// How long the check took (up to the check timeout), in milliseconds.
+    pub response_time_ms: f64,
+    /// Whether the service can serve without this dependency.
+    pub required: bool,
+    /// Why the check failed; a category, never connection details.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Components {
+    pub database: ComponentHealth,
+    pub redis: ComponentHealth,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Readiness {
+    pub status: OverallStatus,
+    pub version: &'static str,
+    pub components: Components,
+}
+
+pub async fn readiness(state: &AppState) -> Readiness {
+    let limit = state.settings.health.check_timeout();
+    let (database, redis) = tokio::join!(
+        check("database", true, limit, state, check_database(state)),
+        check("redis", false, limit, state, check_redis(state)),
+    );
+    let status = if database.status == ComponentStatus::Down {
+        OverallStatus::Unavailable
+    } else if redis.status == ComponentStatus::Down {
+        OverallStatus::Degraded
+    } else {
+        OverallStatus::Ok
+    };
+    Readiness {
+        status,
+        version: env!("CARGO_PKG_VERSION"),
+        components: Components { database, redis },
+    }
+}
+
+async fn check(
+    name: &str,
+    required: bool,
+    limit: Duration,
+    state: &AppState,
+    probe: impl Future<Output = Result<(), &'static str>>,
+) -> ComponentHealth {
+    let started = Instant::now();
+    let outcome = match tokio::time::timeout(limit, probe).await {
+        Ok(result) => result,
+        Err(_) => Err("timeout"),
+    };
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .dependency_check_duration
+        .with_label_values(&[name])
+        .observe(elapsed.as_secs_f64());
+    state
+        .metrics
+        .dependency_up
+        .with_label_values(&[name])
+        .set(if outcome.is_ok() { 1.0 } else { 0.0 });
+    if let Err(reason) = outcome {
+        tracing::warn!(dependency = name, reason, "readiness check failed");
+    }
+    ComponentHealth {
+        status: if outcome.is_ok() {
+            ComponentStatus::Up
+        } else {
+            ComponentStatus::Down
+        },
+        response_time_ms: (elapsed.as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
+        required,
+        error: outcome.err().map(str::to_owned),
+    }
+}
+
+async fn check_database(state: &AppState) -> Result<(), &'static str> {
+    sqlx::query("SELECT 1")
+        .execute(&state.db)
+        .await
+        .map(|_| ())
+        .map_err(|err| match err {
+            sqlx::Error::PoolTimedOut => "timeout",
+            _ => "unreachable",
+        })
+}
+
+async fn check_redis(state: &AppState) -> Result<(), &'static str> {
+    let mut conn = state.redis.get().await.map_err(|_| "unreachable")?;
+    redis::cmd("PING")
+        .query_async::<String>(&mut conn)
+        .await
+        .map(|_| ())
+        .map_err(|_| "unreachable")
+}

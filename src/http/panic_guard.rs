@@ -1,0 +1,50 @@
+//! Turns a panic in a handler into a JSON 500.
+//!
+//! actix does not catch panics: the connection just drops and the client sees
+//! a reset, metrics see nothing. This layer sits innermost, right around the
+//! handlers, so the 500 it produces flows back through metrics, error
+//! reporting and the request context like any other response. The release
+//! profile keeps `panic = "unwind"` for this to work.
+//!
+//! The original request cannot be kept for the response: actix's router needs
+//! sole ownership of it, and the panic drops it. The 500 is attached to a
+//! detached copy with the same method and URI, so outer layers see the right
+//! status and method; the route label of a panicked request is the unmatched
+//! one, and the log line and error report carry the real path.
+
+use std::panic::AssertUnwindSafe;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::test::TestRequest;
+use actix_web::{Error, ResponseError};
+use futures_util::FutureExt;
+
+use crate::error::ApiError;
+
+pub async fn panic_guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let method = req.method().clone();
+    let uri = req.uri().to_string();
+    match AssertUnwindSafe(next.call(req)).catch_unwind().await {
+        Ok(result) => result.map(ServiceResponse::map_into_boxed_body),
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".to_owned());
+            let error = ApiError::internal(anyhow::anyhow!(
+                "handler panicked on {method} {uri}: {message}"
+            ));
+            let detached = TestRequest::default()
+                .method(method)
+                .uri(&uri)
+                .to_http_request();
+            Ok(ServiceResponse::new(detached, error.error_response()))
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! Stock Tracker: a multi-tenant REST backend for marketplace sellers.
+//!
+//! Layout, by domain first and layer second:
+//! - [`startup`]: the one application builder (used by `main` and by every
+//!   test), the middleware order, and the route table.
+//! - [`config`]: layered, validated settings.
+//! - [`http`]: request context, panic guard, fallback, CORS, extractors.
+//! - [`error`]: the single error type and its FastAPI-compatible bodies.
+//! - [`db`], [`cache`]: PostgreSQL (migrations, row-level security) and Redis.
+//! - [`health`]: probes, one folder per domain with `routes` and `service`.
+//! - [`telemetry`]: logs and metrics.
+//! - [`openapi`]: the generated OpenAPI document and the docs UI.
+
+pub mod cache;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod health;
+pub mod http;
+pub mod openapi;
+pub mod startup;
+pub mod telemetry;

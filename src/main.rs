@@ -1,0 +1,127 @@
+//! `stock-tracker`: one binary, several roles (clap subcommands). Each role is
+//! a thin wrapper over the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use stock_tracker::config::Settings;
+use stock_tracker::startup::{Application, install_crypto_provider};
+use stock_tracker::{db, openapi, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "stock-tracker",
+    version,
+    about = "Multi-tenant stock tracking REST backend"
+)]
+struct Cli {
+    /// A TOML file layered over the built-in defaults (environment variables still win).
+    #[arg(long, global = true, env = "STOCK_TRACKER_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the REST API until SIGTERM or SIGINT.
+    Serve,
+    /// Create the database if missing, the application role, and apply migrations.
+    Migrate,
+    /// Probe the local liveness endpoint: exit 0 when it answers 200, 1 otherwise.
+    Healthcheck {
+        /// Endpoint to probe; defaults to this configuration's liveness URL on 127.0.0.1.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, default_value_t = 3)]
+        timeout_secs: u64,
+    },
+    /// Print the OpenAPI document as JSON.
+    Openapi,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("stock-tracker: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("stock-tracker: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Openapi => {
+            let doc = serde_json::to_string_pretty(&openapi::document())?;
+            println!("{doc}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let settings = Settings::load(cli.config.as_deref())?;
+            let _ = telemetry::logging::init(&settings.logging);
+            install_crypto_provider();
+            db::migrate(&settings.database).await?;
+            tracing::info!("migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve => {
+            let settings = Settings::load(cli.config.as_deref())?;
+            let _ = telemetry::logging::init(&settings.logging);
+            let environment = format!("{:?}", settings.environment).to_lowercase();
+            let app = Application::build(settings.clone()).await?;
+            tracing::info!(
+                host = %settings.server.host,
+                port = app.port(),
+                environment,
+                version = env!("CARGO_PKG_VERSION"),
+                "serving"
+            );
+            app.run_until_stopped().await?;
+            tracing::info!("stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Healthcheck { url, timeout_secs } => {
+            let url = match url {
+                Some(url) => url,
+                None => {
+                    let settings = Settings::load(cli.config.as_deref())?;
+                    format!(
+                        "http://127.0.0.1:{}/api/v1/health/live",
+                        settings.server.port
+                    )
+                }
+            };
+            install_crypto_provider();
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(timeout_secs))
+                .build()
+                .context("building the HTTP client")?;
+            match client.get(&url).send().await {
+                Ok(response) if response.status().is_success() => Ok(ExitCode::SUCCESS),
+                Ok(response) => {
+                    eprintln!("unhealthy: {url} answered {}", response.status());
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(err) => {
+                    eprintln!("unhealthy: {url}: {}", err.without_url());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The application builder: one [`Application::build`] for production and
+//! tests. It connects to PostgreSQL and Redis, checks the schema, binds the
+//! listener (port 0 picks a free port, as tests do) and assembles the
+//! middleware stack and the routes.
+//!
+//! # Middleware order
+//!
+//! Outermost first — each layer sees what the layers inside it produce:
+//!
+//! 1. **request context** (id, span, access log): outermost so every response,
+//!    even a CORS refusal or a shed request, carries `X-Request-ID` and is logged.
+//! 2. **CORS**: before anything that can answer early, so 429/503/500 responses
+//!    keep their CORS headers and preflights are answered before rate limiting.
+//! 3. **compression**: compresses whatever the inner layers produce.
+//! 4. **metrics** (actix-web-prom): counts every response the service makes,
+//!    including 404, 405, 413, 415, 422 and 500 from the panic guard.
+//! 5. **panic guard**: innermost, right around the handlers, so a panic turns
+//!    into a JSON 500 that flows back out through metrics and logging.
+//!
+//! actix applies `.wrap()` calls inside-out: the last one is the outermost.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::middleware::{Compress, from_fn};
+use actix_web::{App, HttpServer, web};
+use actix_web_prom::PrometheusMetricsBuilder;
+use anyhow::Context;
+use sqlx::PgPool;
+use utoipa_actix_web::service_config::ServiceConfig;
+use utoipa_actix_web::{AppExt, scope};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::config::Settings;
+use crate::http::fallback::{self, RouteTable};
+use crate::http::{cors, extractors, panic_guard, request_context};
+use crate::openapi::{self, OpenApiJson};
+use crate::telemetry::metrics::{HTTP_LATENCY_BUCKETS, Metrics, NAMESPACE};
+use crate::{cache, db, health, telemetry};
+
+/// What handlers share: configuration and connections.
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub db: PgPool,
+    pub redis: deadpool_redis::Pool,
+    pub metrics: Metrics,
+}
+
+/// Every documented route. The OpenAPI document is generated from this same
+/// function ([`openapi::document`]), so served and documented cannot differ.
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(scope::scope("/api/v1").configure(health::routes::configure))
+        .configure(telemetry::routes::configure)
+        .configure(openapi::configure);
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with(settings, |_| {}).await
+    }
+
+    /// Builds the application with extra routes mounted under the full
+    /// middleware stack. Tests use it to mount probe handlers (one that
+    /// panics, one that takes a JSON body) and see exactly what a client would.
+    pub async fn build_with<F>(settings: Settings, extra_routes: F) -> anyhow::Result<Self>
+    where
+        F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+    {
+        install_crypto_provider();
+        let db = db::connect_pool(&settings.database)?;
+        db::check_schema(&db).await?;
+        let redis = cache::connect_pool(&settings.redis)?;
+        let metrics = Metrics::new();
+        let http_metrics = PrometheusMetricsBuilder::new(NAMESPACE)
+            .registry(metrics.registry.clone())
+            .buckets(HTTP_LATENCY_BUCKETS)
+            // Unmatched paths collapse to one label value: bounded cardinality.
+            .mask_unmatched_patterns(request_context::UNMATCHED_ROUTE)
+            // Swagger UI's assets match a regex tail; they are not API traffic.
+            .exclude_regex("^/docs/")
+            .build()
+            .map_err(|err| anyhow::anyhow!("building HTTP metrics: {err}"))?;
+
+        let document = openapi::document();
+        let route_table = web::Data::new(RouteTable::from_openapi(&document));
+        let openapi_json = web::Data::new(OpenApiJson(
+            serde_json::to_string(&document).context("serializing the OpenAPI document")?,
+        ));
+        let state = web::Data::new(AppState {
+            settings: Arc::new(settings.clone()),
+            db,
+            redis,
+            metrics,
+        });
+
+        let listener = TcpListener::bind(settings.server.address()).with_context(|| {
+            format!(
+                "cannot listen on {} (`server.host`, `server.port`)",
+                settings.server.address()
+            )
+        })?;
+        let port = listener.local_addr()?.port();
+
+        let app_state = state.clone();
+        let cors_settings = settings.cors.clone();
+        let max_body_bytes = settings.server.max_body_bytes;
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .app_data(route_table.clone())
+                .app_data(openapi_json.clone())
+                .configure(|cfg| extractors::configure(cfg, max_body_bytes))
+                .configure(extra_routes.clone())
+                .service(
+                    SwaggerUi::new("/docs/{_:.*}")
+                        .config(utoipa_swagger_ui::Config::new(["/openapi.json"])),
+                )
+                .default_service(web::to(fallback::not_found_or_method_not_allowed))
+                // The order is documented in this module's header; last is outermost.
+                .wrap(from_fn(panic_guard::panic_guard))
+                .wrap(http_metrics.clone())
+                .wrap(Compress::default())
+                .wrap(cors::cors(&cors_settings))
+                .wrap(from_fn(request_context::request_context))
+                .into_utoipa_app()
+                .configure(routes)
+                .into_app()
+        })
+        .keep_alive(std::time::Duration::from_secs(
+            settings.server.keep_alive_secs,
+        ))
+        // Graceful shutdown on SIGTERM/SIGINT: stop accepting, drain in-flight requests.
+        .shutdown_timeout(settings.server.shutdown_timeout_secs);
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        let server = server.listen(listener)?.run();
+        Ok(Self {
+            port,
+            server,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until SIGTERM/SIGINT, then drains and closes the pools.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.state.db.close().await;
+        result
+    }
+}
+
+/// sqlx brings rustls with `ring`, reqwest with `aws-lc-rs`; rustls refuses to
+/// pick one itself, so the process installs one before any TLS is used.
+pub fn install_crypto_provider() {
+    // An error means a provider is already installed (a second Application in
+    // the same process): nothing to do.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

@@ -1,0 +1,198 @@
+//! Every metric the service exports is defined here, once: name, type, help
+//! and labels. The collectors are built from these definitions and the
+//! `/metrics/catalog` document is generated from them, so the two cannot
+//! drift apart. Later features add their definitions to [`CATALOG`].
+//!
+//! Naming: the `stock_tracker_` prefix, base units in names (`_seconds`,
+//! `_bytes`, `_total`), and labels with bounded values only — never a tenant
+//! id, user id or raw path.
+//!
+//! Each [`Metrics`] owns its registry, so every `Application` (and every
+//! test) counts on its own.
+
+use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntGaugeVec, Opts, Registry};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Prefix of every metric name.
+pub const NAMESPACE: &str = "stock_tracker";
+
+/// Buckets for HTTP latency, in seconds. Dense around the alert thresholds
+/// (p50 100 ms, p95 300 ms, p95 1 s) so quantile estimates there are accurate.
+pub const HTTP_LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Buckets for dependency checks, in seconds (readiness probes time out at 1 s by default).
+pub const CHECK_LATENCY_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// The definition of one metric family.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct MetricDef {
+    pub name: &'static str,
+    #[serde(rename = "type")]
+    pub kind: MetricKind,
+    pub help: &'static str,
+    #[schema(value_type = Vec<String>)]
+    pub labels: &'static [&'static str],
+}
+
+/// Requests by route pattern, method and status (recorded by actix-web-prom).
+pub const HTTP_REQUESTS_TOTAL: MetricDef = MetricDef {
+    name: "stock_tracker_http_requests_total",
+    kind: MetricKind::Counter,
+    help: "Total number of HTTP requests",
+    labels: &["endpoint", "method", "status"],
+};
+
+/// Request latency by route pattern, method and status (recorded by actix-web-prom).
+pub const HTTP_REQUEST_DURATION: MetricDef = MetricDef {
+    name: "stock_tracker_http_requests_duration_seconds",
+    kind: MetricKind::Histogram,
+    help: "HTTP request duration in seconds for all requests",
+    labels: &["endpoint", "method", "status"],
+};
+
+pub const BUILD_INFO: MetricDef = MetricDef {
+    name: "stock_tracker_build_info",
+    kind: MetricKind::Gauge,
+    help: "Always 1; labels carry the running version",
+    labels: &["version"],
+};
+
+pub const DEPENDENCY_UP: MetricDef = MetricDef {
+    name: "stock_tracker_dependency_up",
+    kind: MetricKind::Gauge,
+    help: "Result of the last readiness check of a dependency: 1 up, 0 down",
+    labels: &["dependency"],
+};
+
+pub const DEPENDENCY_CHECK_DURATION: MetricDef = MetricDef {
+    name: "stock_tracker_dependency_check_duration_seconds",
+    kind: MetricKind::Histogram,
+    help: "Duration of readiness checks against a dependency",
+    labels: &["dependency"],
+};
+
+/// Every metric the service exports.
+pub const CATALOG: &[MetricDef] = &[
+    HTTP_REQUESTS_TOTAL,
+    HTTP_REQUEST_DURATION,
+    BUILD_INFO,
+    DEPENDENCY_UP,
+    DEPENDENCY_CHECK_DURATION,
+];
+
+impl MetricDef {
+    fn opts(&self) -> Opts {
+        Opts::new(self.name, self.help)
+    }
+
+    fn gauge(&self) -> GaugeVec {
+        debug_assert_eq!(self.kind, MetricKind::Gauge);
+        GaugeVec::new(self.opts(), self.labels).expect("valid gauge definition")
+    }
+
+    fn int_gauge(&self) -> IntGaugeVec {
+        debug_assert_eq!(self.kind, MetricKind::Gauge);
+        IntGaugeVec::new(self.opts(), self.labels).expect("valid gauge definition")
+    }
+
+    fn histogram(&self, buckets: &[f64]) -> HistogramVec {
+        debug_assert_eq!(self.kind, MetricKind::Histogram);
+        HistogramVec::new(
+            HistogramOpts::new(self.name, self.help).buckets(buckets.to_vec()),
+            self.labels,
+        )
+        .expect("valid histogram definition")
+    }
+}
+
+/// The application's collectors and the registry that exports them.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub dependency_up: GaugeVec,
+    pub dependency_check_duration: HistogramVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let build_info = BUILD_INFO.int_gauge();
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let metrics = Self {
+            dependency_up: DEPENDENCY_UP.gauge(),
+            dependency_check_duration: DEPENDENCY_CHECK_DURATION.histogram(CHECK_LATENCY_BUCKETS),
+            registry,
+        };
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(build_info),
+            Box::new(metrics.dependency_up.clone()),
+            Box::new(metrics.dependency_check_duration.clone()),
+        ];
+        for collector in collectors {
+            metrics
+                .registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+        metrics
+    }
+
+    /// The Prometheus text exposition of every registered metric.
+    pub fn render(&self) -> String {
+        let families = self.registry.gather();
+        prometheus::TextEncoder::new()
+            .encode_to_string(&families)
+            .unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_names_are_unique_prefixed_and_unit_suffixed() {
+        let mut names: Vec<_> = CATALOG.iter().map(|d| d.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), CATALOG.len(), "duplicate metric names");
+        for def in CATALOG {
+            assert!(def.name.starts_with("stock_tracker_"), "{}", def.name);
+            if def.kind == MetricKind::Counter {
+                assert!(def.name.ends_with("_total"), "{}", def.name);
+            }
+            if def.kind == MetricKind::Histogram {
+                assert!(
+                    def.name.ends_with("_seconds") || def.name.ends_with("_bytes"),
+                    "{}",
+                    def.name
+                );
+            }
+            assert!(
+                !def.labels.contains(&"tenant_id"),
+                "{} is labelled by tenant",
+                def.name
+            );
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! `GET /metrics` (Prometheus text) and `GET /metrics/catalog` (JSON list of
+//! every metric definition).
+
+use actix_web::{HttpResponse, get, web};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use super::metrics::{CATALOG, MetricDef};
+use crate::startup::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(metrics).service(catalog);
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(
+    tag = "observability",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain; version=0.0.4", body = String))
+)]
+#[get("/metrics")]
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render())
+}
+
+/// Every metric the service exports, with its type, help text and labels.
+#[utoipa::path(
+    tag = "observability",
+    responses((status = 200, description = "The metric catalogue", body = Vec<MetricDef>))
+)]
+#[get("/metrics/catalog")]
+async fn catalog() -> web::Json<&'static [MetricDef]> {
+    web::Json(CATALOG)
+}
