@@ -291,21 +291,28 @@ fn default_jwt_secret() -> String {
         .unwrap_or_default()
 }
 
-/// Figment's message names the key and the layer it came from (file or variable).
+/// Names the key and the layer that set it: a file, or the exact variable.
 fn describe_figment_error(err: figment::Error) -> String {
     err.into_iter()
         .map(|e| {
             let key = e.path.join(".");
-            let source = e
-                .metadata
-                .as_ref()
-                .map(|m| m.interpolate(&e.profile.clone().unwrap_or_default(), &e.path))
-                .unwrap_or_default();
-            let kind = e.kind.to_string();
-            match (key.is_empty(), source.is_empty()) {
-                (true, _) => kind,
-                (false, true) => format!("`{key}`: {kind}"),
-                (false, false) => format!("`{key}` (set by {source}): {kind}"),
+            let source = e.metadata.as_ref().map(|m| match &m.source {
+                Some(figment::Source::File(path)) => format!("file {}", path.display()),
+                _ if m.name.contains(ENV_PREFIX) => format!(
+                    "environment variable {ENV_PREFIX}{}",
+                    e.path.join("__").to_uppercase()
+                ),
+                _ if m.name.contains("environment") => match key.as_str() {
+                    "database.url" => "environment variable DATABASE_URL".to_owned(),
+                    "redis.url" => "environment variable REDIS_URL".to_owned(),
+                    _ => m.name.to_string(),
+                },
+                _ => m.name.to_string(),
+            });
+            match (key.is_empty(), source) {
+                (true, _) => e.kind.to_string(),
+                (false, None) => format!("`{key}`: {}", e.kind),
+                (false, Some(source)) => format!("`{key}` (set by {source}): {}", e.kind),
             }
         })
         .collect::<Vec<_>>()

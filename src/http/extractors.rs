@@ -141,7 +141,10 @@ fn serde_issue(source: &str, path: Vec<LocPart>, err: &serde_json::Error) -> Val
                 loc.push(LocPart::Key(field));
                 ValidationIssue::new(loc, "Field required", "missing")
             } else if let Some(field) = backticked(&message, "unknown field `") {
-                loc.push(LocPart::Key(field));
+                // serde_path_to_error's path already ends at the unknown key.
+                if loc.last() != Some(&LocPart::Key(field.clone())) {
+                    loc.push(LocPart::Key(field));
+                }
                 ValidationIssue::new(loc, "Extra inputs are not permitted", "extra_forbidden")
             } else if message.starts_with("invalid type") {
                 ValidationIssue::new(loc, message, "type_error")

@@ -1,1 +1,14 @@
+//! One integration-test binary: every test builds the application through the
+//! production builder on port 0, against a fresh PostgreSQL database (cloned
+//! from a migrated template) and its own Redis key prefix.
 
+mod helpers;
+
+mod cli;
+mod cors_and_compression;
+mod errors;
+mod health;
+mod metrics;
+mod openapi;
+mod request_id;
+mod row_level_security;

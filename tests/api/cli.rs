@@ -1,0 +1,232 @@
+//! The binary's roles, run as an operator would run them.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use secrecy::ExposeSecret;
+use stock_tracker::startup::Application;
+
+use crate::helpers::{TestDatabase, base_settings, settings_for, spawn_app};
+
+const BIN: &str = env!("CARGO_BIN_EXE_stock-tracker");
+
+fn stock_tracker() -> Command {
+    let mut command = Command::new(BIN);
+    // Start from a clean slate: only what each test sets.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("STOCK_TRACKER") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+#[test]
+fn production_refuses_the_default_jwt_secret() {
+    let output = stock_tracker()
+        .arg("serve")
+        .env("STOCK_TRACKER__ENVIRONMENT", "production")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`auth.jwt_secret`"), "{stderr}");
+}
+
+#[test]
+fn production_refuses_a_short_jwt_secret() {
+    let output = stock_tracker()
+        .arg("serve")
+        .env("STOCK_TRACKER__ENVIRONMENT", "production")
+        .env("STOCK_TRACKER__AUTH__JWT_SECRET", "too-short")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`auth.jwt_secret`") && stderr.contains("at least 32"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_bad_value_is_reported_with_its_key_and_source() {
+    let output = stock_tracker()
+        .arg("serve")
+        .env("STOCK_TRACKER__SERVER__PORT", "eighty")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`server.port`"), "{stderr}");
+    assert!(stderr.contains("STOCK_TRACKER__SERVER__PORT"), "{stderr}");
+}
+
+#[test]
+fn a_config_file_is_layered_under_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stock-tracker.toml");
+    std::fs::write(&file, "[server]\nport = 9999\n[redis]\nkey_prefix = \"\"\n").unwrap();
+    let output = stock_tracker()
+        .args(["--config", file.to_str().unwrap(), "serve"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`redis.key_prefix`"), "{stderr}");
+    // The environment overrides the file.
+    let output = stock_tracker()
+        .args(["--config", file.to_str().unwrap(), "serve"])
+        .env("STOCK_TRACKER__REDIS__KEY_PREFIX", "ok:")
+        .env("STOCK_TRACKER__SERVER__PORT", "nope")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`server.port`") && !stderr.contains("key_prefix"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn openapi_prints_the_served_document() {
+    let output = stock_tracker().arg("openapi").output().unwrap();
+    assert!(output.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(doc["paths"].get("/api/v1/health/ready").is_some());
+}
+
+#[tokio::test]
+async fn healthcheck_exits_0_when_live_and_1_otherwise() {
+    let app = spawn_app().await;
+    let live = app.url("/api/v1/health/live");
+    let status = tokio::task::spawn_blocking(move || {
+        stock_tracker()
+            .args(["healthcheck", "--url", &live])
+            .status()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(status.success());
+    let status = stock_tracker()
+        .args([
+            "healthcheck",
+            "--url",
+            "http://127.0.0.1:1/api/v1/health/live",
+            "--timeout-secs",
+            "1",
+        ])
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+}
+
+#[tokio::test]
+async fn serve_refuses_a_database_that_is_not_migrated() {
+    let settings = base_settings();
+    let database = TestDatabase::empty(&settings).await;
+    let err = Application::build(settings_for(&database))
+        .await
+        .err()
+        .expect("an unmigrated database is refused");
+    let message = format!("{err:#}");
+    assert!(message.contains("stock-tracker migrate"), "{message}");
+}
+
+#[tokio::test]
+async fn migrate_creates_the_schema_and_is_idempotent() {
+    let settings = base_settings();
+    let database = TestDatabase::empty(&settings).await;
+    let url = settings_for(&database)
+        .database
+        .url
+        .expose_secret()
+        .to_owned();
+    for _ in 0..2 {
+        let output = tokio::task::spawn_blocking({
+            let url = url.clone();
+            move || {
+                stock_tracker()
+                    .arg("migrate")
+                    .env("DATABASE_URL", url)
+                    .output()
+                    .unwrap()
+            }
+        })
+        .await
+        .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Application::build(settings_for(&database))
+        .await
+        .expect("serve accepts a migrated database");
+}
+
+#[tokio::test]
+async fn serve_shuts_down_gracefully_on_sigterm() {
+    let settings = base_settings();
+    let database = TestDatabase::migrated(&settings).await;
+    let url = settings_for(&database)
+        .database
+        .url
+        .expose_secret()
+        .to_owned();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let mut child = stock_tracker()
+        .arg("serve")
+        .env("DATABASE_URL", url)
+        .env("STOCK_TRACKER__SERVER__PORT", port.to_string())
+        .env(
+            "STOCK_TRACKER__REDIS__KEY_PREFIX",
+            &settings.redis.key_prefix,
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let live = format!("http://127.0.0.1:{port}/api/v1/health/live");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if client
+            .get(&live)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "serve did not become live");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        loop {
+            if let Some(_) = child.try_wait().unwrap() {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(15) {
+                child.kill().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "exit: {:?}", output.status);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("\"stopped\""), "{stdout}");
+}

@@ -1,0 +1,277 @@
+//! Test harness: `spawn_app()` and friends.
+//!
+//! Databases: a template database named after the migrations' checksums is
+//! created and migrated once (guarded by an advisory lock, since test
+//! processes may run in parallel); each test clones it (`CREATE DATABASE …
+//! TEMPLATE`, milliseconds) and drops its clone when the `TestApp` drops.
+//! Set `TEST_LOG=1` to see the application's logs.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::str::FromStr;
+use std::sync::{LazyLock, Once};
+
+use actix_web::{HttpResponse, web};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+use stock_tracker::config::Settings;
+use stock_tracker::db::MIGRATOR;
+use stock_tracker::http::extractors::ValidatedJson;
+use stock_tracker::startup::{AppState, Application};
+use uuid::Uuid;
+
+static TRACING: Once = Once::new();
+
+fn init_tracing(settings: &Settings) {
+    TRACING.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = stock_tracker::telemetry::logging::init(&settings.logging);
+        }
+    });
+}
+
+/// The settings every test starts from: the real defaults and environment
+/// (so `DATABASE_URL` and `REDIS_URL` apply), on a free port.
+pub fn base_settings() -> Settings {
+    let mut settings = Settings::load(None).expect("test configuration is valid");
+    settings.server.port = 0;
+    settings.server.host = "127.0.0.1".parse().unwrap();
+    settings.server.workers = 1;
+    settings.server.shutdown_timeout_secs = 1;
+    settings.redis.key_prefix = format!("stock_tracker_test:{}:", Uuid::new_v4().simple());
+    settings
+}
+
+fn server_options(settings: &Settings) -> PgConnectOptions {
+    PgConnectOptions::from_str(settings.database.url.expose_secret()).expect("valid DATABASE_URL")
+}
+
+/// `base` pointed at another database, as a URL (the app takes URLs).
+fn url_for_database(settings: &Settings, database: &str) -> String {
+    let mut url = url::Url::parse(settings.database.url.expose_secret()).unwrap();
+    url.set_path(&format!("/{database}"));
+    url.to_string()
+}
+
+static TEMPLATE_NAME: LazyLock<String> = LazyLock::new(|| {
+    let mut hasher = DefaultHasher::new();
+    for migration in MIGRATOR.iter() {
+        migration.version.hash(&mut hasher);
+        migration.checksum.hash(&mut hasher);
+    }
+    format!("stock_tracker_template_{:016x}", hasher.finish())
+});
+
+async fn admin_connection(settings: &Settings) -> PgConnection {
+    PgConnection::connect_with(&server_options(settings).database("postgres"))
+        .await
+        .expect("PostgreSQL is reachable (start it with `make services`)")
+}
+
+/// Creates and migrates the template database once per migration set.
+async fn ensure_template(settings: &Settings) -> String {
+    let name = TEMPLATE_NAME.clone();
+    let mut admin = admin_connection(settings).await;
+    sqlx::query("SELECT pg_advisory_lock(hashtext($1))")
+        .bind(&name)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    if !exists {
+        let mut template_settings = settings.database.clone();
+        template_settings.url = SecretString::from(url_for_database(settings, &name));
+        stock_tracker::db::migrate(&template_settings)
+            .await
+            .expect("migrating the template database");
+    }
+    sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
+        .bind(&name)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    name
+}
+
+/// A database of the test's own, dropped (with its connections) on drop.
+pub struct TestDatabase {
+    pub name: String,
+    admin_options: PgConnectOptions,
+}
+
+impl TestDatabase {
+    /// A migrated database cloned from the template.
+    pub async fn migrated(settings: &Settings) -> Self {
+        let template = ensure_template(settings).await;
+        Self::create(settings, Some(&template)).await
+    }
+
+    /// An empty database, as before `stock-tracker migrate`.
+    pub async fn empty(settings: &Settings) -> Self {
+        Self::create(settings, None).await
+    }
+
+    async fn create(settings: &Settings, template: Option<&str>) -> Self {
+        let name = format!("stock_tracker_test_{}", Uuid::new_v4().simple());
+        let mut admin = admin_connection(settings).await;
+        let statement = match template {
+            Some(template) => format!(r#"CREATE DATABASE "{name}" TEMPLATE "{template}""#),
+            None => format!(r#"CREATE DATABASE "{name}""#),
+        };
+        admin
+            .execute(AssertSqlSafe(statement))
+            .await
+            .expect("creating the test database");
+        Self {
+            name,
+            admin_options: server_options(settings).database("postgres"),
+        }
+    }
+
+    /// Terminates every connection to this database and refuses new ones:
+    /// PostgreSQL is unreachable as far as the application can tell.
+    pub async fn make_unreachable(&self) {
+        let mut admin = PgConnection::connect_with(&self.admin_options)
+            .await
+            .unwrap();
+        admin
+            .execute(AssertSqlSafe(format!(
+                r#"ALTER DATABASE "{}" ALLOW_CONNECTIONS false"#,
+                self.name
+            )))
+            .await
+            .unwrap();
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+            .bind(&self.name)
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let options = self.admin_options.clone();
+        // Drop runs outside async context; use a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    if let Ok(mut admin) = PgConnection::connect_with(&options).await {
+                        let _ = admin
+                            .execute(AssertSqlSafe(format!(
+                                r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
+                            )))
+                            .await;
+                    }
+                });
+        })
+        .join();
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub state: web::Data<AppState>,
+    pub database: TestDatabase,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn metrics_text(&self) -> String {
+        self.get("/metrics").await.text().await.unwrap()
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Spawns the application after `customize` adjusts its settings.
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = base_settings();
+    init_tracing(&settings);
+    let database = TestDatabase::migrated(&settings).await;
+    settings.database.url = SecretString::from(url_for_database(&settings, &database.name));
+    customize(&mut settings);
+    let app = Application::build_with(settings, probe_routes)
+        .await
+        .expect("the application builds");
+    let port = app.port();
+    let state = app.state();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        state,
+        database,
+    }
+}
+
+/// The settings of a test database, for tests that build the app themselves.
+pub fn settings_for(database: &TestDatabase) -> Settings {
+    let mut settings = base_settings();
+    settings.database.url = SecretString::from(url_for_database(&settings, &database.name));
+    settings
+}
+
+/// Handlers mounted only in tests, under the full middleware stack, to
+/// exercise what no production route does on purpose.
+pub fn probe_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/__probe/panic", web::get().to(panicking))
+        .route("/__probe/echo", web::post().to(echo))
+        .route("/__probe/items/{id}", web::get().to(item));
+}
+
+async fn panicking() -> HttpResponse {
+    panic!("database password is hunter2 and this SQL failed: SELECT secret FROM vault");
+}
+
+#[derive(Debug, Serialize, Deserialize, garde::Validate)]
+#[serde(deny_unknown_fields)]
+pub struct Echo {
+    #[garde(length(min = 1, max = 20))]
+    pub name: String,
+    #[garde(range(min = 1, max = 10))]
+    pub count: u32,
+    #[garde(skip)]
+    pub tags: Vec<String>,
+}
+
+async fn echo(body: ValidatedJson<Echo>) -> web::Json<Echo> {
+    web::Json(body.0)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Paging {
+    pub limit: u32,
+}
+
+async fn item(id: web::Path<Uuid>, paging: web::Query<Paging>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"id": *id, "limit": paging.limit}))
+}

@@ -1,0 +1,130 @@
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::helpers::spawn_app;
+
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|line| line.starts_with(series))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn requests_are_counted_by_route_pattern_method_and_status() {
+    let app = spawn_app().await;
+    app.get("/api/v1/health").await;
+    app.get("/api/v1/health").await;
+    app.get(&format!("/__probe/items/{}?limit=1", uuid::Uuid::new_v4()))
+        .await;
+    app.get("/no/such/path/123").await;
+    app.get("/__probe/panic").await;
+
+    let text = app.metrics_text().await;
+    assert_eq!(
+        sample(
+            &text,
+            r#"stock_tracker_http_requests_total{endpoint="/api/v1/health",method="GET",status="200"}"#
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    // Path parameters collapse into the pattern, not one series per id.
+    assert_eq!(
+        sample(
+            &text,
+            r#"stock_tracker_http_requests_total{endpoint="/__probe/items/{id}",method="GET",status="200"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    // Unmatched paths collapse into one label value.
+    assert_eq!(
+        sample(
+            &text,
+            r#"stock_tracker_http_requests_total{endpoint="UNKNOWN",method="GET",status="404"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        !text.contains("/no/such/path"),
+        "raw path leaked into labels"
+    );
+    // A panic is counted as a 500.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("stock_tracker_http_requests_total")
+                && l.contains(r#"status="500""#)),
+        "{text}"
+    );
+    assert!(text.contains("stock_tracker_http_requests_duration_seconds_bucket"));
+}
+
+#[tokio::test]
+async fn each_application_counts_on_its_own() {
+    let first = spawn_app().await;
+    let second = spawn_app().await;
+    first.get("/api/v1/health").await;
+    let text = second.metrics_text().await;
+    assert_eq!(
+        sample(
+            &text,
+            r#"stock_tracker_http_requests_total{endpoint="/api/v1/health",method="GET",status="200"}"#
+        ),
+        None
+    );
+}
+
+#[tokio::test]
+async fn the_catalog_lists_exactly_the_exported_families() {
+    let app = spawn_app().await;
+    // Touch every metric so each family has a sample.
+    app.get("/api/v1/health/ready").await;
+    let text = app.metrics_text().await;
+    let exported: BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split(' ').next().unwrap().to_owned())
+        .collect();
+
+    let catalog: Vec<Value> = app.get("/metrics/catalog").await.json().await.unwrap();
+    let catalogued: BTreeSet<String> = catalog
+        .iter()
+        .map(|m| m["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(exported, catalogued);
+    for entry in &catalog {
+        assert!(entry["help"].as_str().is_some_and(|h| !h.is_empty()));
+        assert!(["counter", "gauge", "histogram"].contains(&entry["type"].as_str().unwrap()));
+        assert!(entry["labels"].is_array());
+    }
+    // Types in the exposition match the catalogue.
+    for entry in &catalog {
+        let line = format!(
+            "# TYPE {} {}",
+            entry["name"].as_str().unwrap(),
+            entry["type"].as_str().unwrap()
+        );
+        assert!(text.contains(&line), "missing `{line}`");
+    }
+}
+
+#[tokio::test]
+async fn readiness_sets_the_dependency_gauges() {
+    let app = spawn_app().await;
+    app.get("/api/v1/health/ready").await;
+    let text = app.metrics_text().await;
+    assert_eq!(
+        sample(
+            &text,
+            r#"stock_tracker_dependency_up{dependency="database"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, r#"stock_tracker_dependency_up{dependency="redis"}"#),
+        Some(1.0)
+    );
+}

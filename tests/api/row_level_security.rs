@@ -1,0 +1,149 @@
+//! Row-level security holds for the service's own connections, not only in theory.
+
+use sqlx::PgPool;
+use stock_tracker::db::begin_tenant_tx;
+use uuid::Uuid;
+
+use crate::helpers::{spawn_app, spawn_app_with};
+
+async fn create_tenant_with_user(pool: &PgPool, name: &str) -> Uuid {
+    let tenant_id = Uuid::now_v7();
+    let mut tx = begin_tenant_tx(pool, tenant_id).await.unwrap();
+    sqlx::query("INSERT INTO tenants (id, name) VALUES ($1, $2)")
+        .bind(tenant_id)
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO users (tenant_id, email, password_hash, role) VALUES ($1, $2, 'x', 'owner')",
+    )
+    .bind(tenant_id)
+    .bind(format!("owner@{name}.example"))
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    tenant_id
+}
+
+#[tokio::test]
+async fn pooled_connections_run_as_a_role_that_cannot_bypass_rls() {
+    let app = spawn_app().await;
+    let (user, is_super, bypasses, owns_tables): (String, bool, bool, bool) = sqlx::query_as(
+        "SELECT current_user::text, r.rolsuper, r.rolbypassrls,
+                EXISTS (SELECT 1 FROM pg_tables WHERE tableowner = current_user)
+         FROM pg_roles r WHERE r.rolname = current_user",
+    )
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap();
+    assert_eq!(user, "stock_tracker_app");
+    assert!(!is_super, "the service's role is a superuser");
+    assert!(!bypasses, "the service's role has BYPASSRLS");
+    assert!(
+        !owns_tables,
+        "the service's role owns tables (owners bypass RLS)"
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_sees_only_its_own_rows() {
+    let app = spawn_app().await;
+    let pool = &app.state.db;
+    let tenant_a = create_tenant_with_user(pool, "alpha").await;
+    let tenant_b = create_tenant_with_user(pool, "bravo").await;
+
+    let mut tx = begin_tenant_tx(pool, tenant_a).await.unwrap();
+    let tenants: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM tenants")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(tenants, vec![tenant_a]);
+    let emails: Vec<String> = sqlx::query_scalar("SELECT email FROM users")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(emails, vec!["owner@alpha.example"]);
+    // Even asking for B's row by id finds nothing.
+    let found: Option<Uuid> = sqlx::query_scalar("SELECT id FROM tenants WHERE id = $1")
+        .bind(tenant_b)
+        .fetch_optional(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(found, None);
+    // Updates and deletes cannot reach B's rows either.
+    let updated = sqlx::query("UPDATE users SET full_name = 'pwned' WHERE tenant_id = $1")
+        .bind(tenant_b)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(updated.rows_affected(), 0);
+    let deleted = sqlx::query("DELETE FROM tenants WHERE id = $1")
+        .bind(tenant_b)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(deleted.rows_affected(), 0);
+    tx.rollback().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_tenant_cannot_write_rows_for_another_tenant() {
+    let app = spawn_app().await;
+    let pool = &app.state.db;
+    let tenant_a = create_tenant_with_user(pool, "alpha").await;
+    let tenant_b = create_tenant_with_user(pool, "bravo").await;
+    let mut tx = begin_tenant_tx(pool, tenant_a).await.unwrap();
+    let err = sqlx::query(
+        "INSERT INTO users (tenant_id, email, password_hash, role) VALUES ($1, 'intruder@x.example', 'x', 'owner')",
+    )
+    .bind(tenant_b)
+    .execute(&mut *tx)
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("row-level security"), "{err}");
+}
+
+#[tokio::test]
+async fn with_no_tenant_set_nothing_is_visible() {
+    let app = spawn_app().await;
+    let pool = &app.state.db;
+    create_tenant_with_user(pool, "alpha").await;
+    let tenants: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!((tenants, users), (0, 0));
+}
+
+#[tokio::test]
+async fn the_tenant_setting_does_not_outlive_its_transaction() {
+    // One connection, so the next query surely reuses the same session.
+    let app = spawn_app_with(|s| {
+        s.database.max_connections = 1;
+        s.database.min_connections = 0;
+    })
+    .await;
+    let pool = &app.state.db;
+    let tenant = create_tenant_with_user(pool, "alpha").await;
+    let mut tx = begin_tenant_tx(pool, tenant).await.unwrap();
+    let visible: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(visible, 1);
+    tx.commit().await.unwrap();
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        after, 0,
+        "app.tenant_id leaked to the next user of the connection"
+    );
+}
