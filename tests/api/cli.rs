@@ -214,7 +214,7 @@ async fn serve_shuts_down_gracefully_on_sigterm() {
     let output = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         loop {
-            if let Some(_) = child.try_wait().unwrap() {
+            if child.try_wait().unwrap().is_some() {
                 break;
             }
             if started.elapsed() > Duration::from_secs(15) {

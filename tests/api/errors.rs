@@ -165,7 +165,7 @@ async fn bad_path_and_query_parameters_are_422() {
     let app = spawn_app().await;
     let id = uuid::Uuid::new_v4();
 
-    let response = app.get(&format!("/__probe/items/not-a-uuid?limit=5")).await;
+    let response = app.get("/__probe/items/not-a-uuid?limit=5").await;
     assert_eq!(response.status(), 422);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["detail"][0]["loc"][0], "path", "{body}");

@@ -1,0 +1,33 @@
+# Entry points. `make run` serves the API; `make test` runs every test.
+# The cargo target directory lives outside the clone so rebuilds are incremental.
+CARGO_TARGET_DIR ?= $(HOME)/.cache/stock-tracker/target
+export CARGO_TARGET_DIR
+
+.PHONY: run test lint services migrate openapi schemathesis
+
+## Install/start PostgreSQL and Redis if needed, migrate, and serve on 127.0.0.1:8000.
+run: services
+	cargo run --bin stock-tracker -- migrate
+	cargo run --bin stock-tracker -- serve
+
+## Every test (unit and integration) against the local PostgreSQL and Redis.
+test: services
+	cargo test --all-targets
+
+## Formatting and lints, as CI runs them.
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+
+## Fuzz the running API against its own OpenAPI document.
+schemathesis: services
+	scripts/schemathesis.sh
+
+services:
+	scripts/services.sh
+
+migrate: services
+	cargo run --bin stock-tracker -- migrate
+
+openapi:
+	@cargo run -q --bin stock-tracker -- openapi
