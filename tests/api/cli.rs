@@ -135,6 +135,23 @@ async fn serve_refuses_a_database_that_is_not_migrated() {
 }
 
 #[tokio::test]
+async fn serve_tolerates_migrations_from_a_newer_release() {
+    let settings = base_settings();
+    let database = TestDatabase::migrated(&settings).await;
+    let mut owner = database.owner_connection().await;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (99990101000000, 'from a newer release', true, '\\x00', 0)",
+    )
+    .execute(&mut owner)
+    .await
+    .unwrap();
+    Application::build(settings_for(&database))
+        .await
+        .expect("a schema ahead of this release is served (rolling deploys)");
+}
+
+#[tokio::test]
 async fn migrate_creates_the_schema_and_is_idempotent() {
     let settings = base_settings();
     let database = TestDatabase::empty(&settings).await;
@@ -206,6 +223,12 @@ async fn serve_shuts_down_gracefully_on_sigterm() {
         assert!(Instant::now() < deadline, "serve did not become live");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    client
+        .get(format!("http://127.0.0.1:{port}/api/v1/health"))
+        .header("x-request-id", "access-log-probe")
+        .send()
+        .await
+        .unwrap();
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -229,4 +252,16 @@ async fn serve_shuts_down_gracefully_on_sigterm() {
     assert!(output.status.success(), "exit: {:?}", output.status);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("\"stopped\""), "{stdout}");
+
+    // One JSON access-log line per request, carrying the request's span.
+    let access: serde_json::Value = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["span"]["request_id"] == "access-log-probe")
+        .unwrap_or_else(|| panic!("no log line for the request: {stdout}"));
+    assert_eq!(access["message"], "request completed");
+    assert_eq!(access["status"], 200);
+    assert_eq!(access["route"], "/api/v1/health");
+    assert_eq!(access["span"]["method"], "GET");
+    assert!(access["latency_ms"].as_f64().is_some(), "{access}");
 }

@@ -134,6 +134,13 @@ impl TestDatabase {
         }
     }
 
+    /// A connection as the URL's own role (the tables' owner), like `migrate` uses.
+    pub async fn owner_connection(&self) -> PgConnection {
+        PgConnection::connect_with(&self.admin_options.clone().database(&self.name))
+            .await
+            .unwrap()
+    }
+
     /// Terminates every connection to this database and refuses new ones:
     /// PostgreSQL is unreachable as far as the application can tell.
     pub async fn make_unreachable(&self) {
