@@ -74,11 +74,39 @@ pub struct RedisSettings {
     pub command_timeout_ms: u64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum JwtAlgorithm {
+    HS256,
+    RS256,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
+    pub jwt_algorithm: JwtAlgorithm,
     pub jwt_secret: SecretString,
+    pub jwt_private_key_pem: SecretString,
+    pub jwt_public_key_pem: String,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
+    pub leeway_secs: u64,
+    pub api_key_cache_ttl_secs: u64,
+    pub argon2: Argon2Settings,
 }
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Argon2Settings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+/// OWASP's minimum argon2id configuration (Password Storage Cheat Sheet).
+pub const ARGON2_MIN_MEMORY_KIB: u32 = 19_456;
+pub const ARGON2_MIN_ITERATIONS: u32 = 2;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -198,27 +226,7 @@ impl Settings {
                 "redis timeouts must be greater than 0 (a dead Redis would hang requests)",
             );
         }
-        let secret = self.auth.jwt_secret.expose_secret();
-        if secret.is_empty() {
-            return invalid("auth.jwt_secret", "must not be empty");
-        }
-        if self.environment == Environment::Production {
-            if secret == default_jwt_secret() {
-                return invalid(
-                    "auth.jwt_secret",
-                    "is the built-in development default; set STOCK_TRACKER__AUTH__JWT_SECRET to a random value of at least 32 bytes",
-                );
-            }
-            if secret.len() < MIN_JWT_SECRET_BYTES {
-                return invalid(
-                    "auth.jwt_secret",
-                    &format!(
-                        "is {} bytes long; production requires at least {MIN_JWT_SECRET_BYTES}",
-                        secret.len()
-                    ),
-                );
-            }
-        }
+        self.validate_auth()?;
         if self.cors.allow_credentials && self.cors.allowed_origins.iter().any(|o| o == "*") {
             return invalid(
                 "cors.allowed_origins",
@@ -243,6 +251,99 @@ impl Settings {
         }
         if self.health.check_timeout_ms == 0 {
             return invalid("health.check_timeout_ms", "must be greater than 0");
+        }
+        Ok(())
+    }
+
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let invalid = |key, problem: String| Err(ConfigError::Invalid { key, problem });
+        let auth = &self.auth;
+        match auth.jwt_algorithm {
+            JwtAlgorithm::HS256 => {
+                let secret = auth.jwt_secret.expose_secret();
+                if secret.is_empty() {
+                    return invalid("auth.jwt_secret", "must not be empty".into());
+                }
+                if self.is_production() && secret == default_jwt_secret() {
+                    return invalid(
+                        "auth.jwt_secret",
+                        "is the built-in development default; set STOCK_TRACKER__AUTH__JWT_SECRET to a random value of at least 32 bytes".into(),
+                    );
+                }
+                if self.is_production() && secret.len() < MIN_JWT_SECRET_BYTES {
+                    return invalid(
+                        "auth.jwt_secret",
+                        format!(
+                            "is {} bytes long; production requires at least {MIN_JWT_SECRET_BYTES}",
+                            secret.len()
+                        ),
+                    );
+                }
+            }
+            JwtAlgorithm::RS256 => {
+                if jsonwebtoken::EncodingKey::from_rsa_pem(
+                    auth.jwt_private_key_pem.expose_secret().as_bytes(),
+                )
+                .is_err()
+                {
+                    return invalid(
+                        "auth.jwt_private_key_pem",
+                        "must be a PEM-encoded RSA private key when auth.jwt_algorithm is RS256"
+                            .into(),
+                    );
+                }
+                if jsonwebtoken::DecodingKey::from_rsa_pem(auth.jwt_public_key_pem.as_bytes())
+                    .is_err()
+                {
+                    return invalid(
+                        "auth.jwt_public_key_pem",
+                        "must be a PEM-encoded RSA public key when auth.jwt_algorithm is RS256"
+                            .into(),
+                    );
+                }
+            }
+        }
+        if auth.jwt_issuer.is_empty() {
+            return invalid("auth.jwt_issuer", "must not be empty".into());
+        }
+        if auth.jwt_audience.is_empty() {
+            return invalid("auth.jwt_audience", "must not be empty".into());
+        }
+        if !(60..=86_400).contains(&auth.access_token_ttl_secs) {
+            return invalid(
+                "auth.access_token_ttl_secs",
+                "must be between 60 and 86400 (access tokens are meant to be short-lived)".into(),
+            );
+        }
+        if auth.refresh_token_ttl_secs <= auth.access_token_ttl_secs {
+            return invalid(
+                "auth.refresh_token_ttl_secs",
+                "must be longer than auth.access_token_ttl_secs".into(),
+            );
+        }
+        if auth.leeway_secs > 300 {
+            return invalid("auth.leeway_secs", "must be at most 300".into());
+        }
+        if auth.api_key_cache_ttl_secs == 0 || auth.api_key_cache_ttl_secs > 3600 {
+            return invalid(
+                "auth.api_key_cache_ttl_secs",
+                "must be between 1 and 3600".into(),
+            );
+        }
+        if auth.argon2.memory_kib < ARGON2_MIN_MEMORY_KIB {
+            return invalid(
+                "auth.argon2.memory_kib",
+                format!("must be at least {ARGON2_MIN_MEMORY_KIB} (OWASP minimum for argon2id)"),
+            );
+        }
+        if auth.argon2.iterations < ARGON2_MIN_ITERATIONS {
+            return invalid(
+                "auth.argon2.iterations",
+                format!("must be at least {ARGON2_MIN_ITERATIONS} (OWASP minimum for argon2id)"),
+            );
+        }
+        if !(1..=16).contains(&auth.argon2.parallelism) {
+            return invalid("auth.argon2.parallelism", "must be between 1 and 16".into());
         }
         Ok(())
     }

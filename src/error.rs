@@ -78,8 +78,21 @@ pub enum ApiError {
     Validation(Vec<ValidationIssue>),
     #[error("{detail}")]
     BadRequest { code: &'static str, detail: String },
-    #[error("Not found")]
-    NotFound,
+    /// Missing or unusable credentials. `challenge` is the `WWW-Authenticate` value.
+    #[error("{detail}")]
+    Unauthorized {
+        code: &'static str,
+        detail: String,
+        challenge: &'static str,
+    },
+    /// Authenticated, but not allowed.
+    #[error("{detail}")]
+    Forbidden { code: &'static str, detail: String },
+    /// Not found, or belonging to another tenant: the two are indistinguishable.
+    #[error("{detail}")]
+    NotFound { detail: String },
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
     #[error("Method not allowed")]
     MethodNotAllowed { allow: Vec<String> },
     #[error("Request body too large: the limit is {limit} bytes")]
@@ -102,12 +115,30 @@ impl ApiError {
         ApiError::Internal(err.into())
     }
 
+    pub fn not_found(what: &str) -> Self {
+        ApiError::NotFound {
+            detail: format!("{what} not found"),
+        }
+    }
+
+    /// A 422 about one field of the body.
+    pub fn invalid_field(field: &str, msg: impl Into<String>, kind: &str) -> Self {
+        ApiError::Validation(vec![ValidationIssue::new(
+            vec!["body".into(), field.into()],
+            msg,
+            kind,
+        )])
+    }
+
     /// Stable code sent to clients.
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Validation(_) => "validation_error",
             ApiError::BadRequest { code, .. } => code,
-            ApiError::NotFound => "not_found",
+            ApiError::Unauthorized { code, .. } => code,
+            ApiError::Forbidden { code, .. } => code,
+            ApiError::NotFound { .. } => "not_found",
+            ApiError::Conflict { code, .. } => code,
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
@@ -122,7 +153,10 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -141,6 +175,9 @@ impl ResponseError for ApiError {
                     code: self.code().to_owned(),
                     request_id,
                 });
+            }
+            ApiError::Unauthorized { challenge, .. } => {
+                response.insert_header((header::WWW_AUTHENTICATE, *challenge));
             }
             ApiError::MethodNotAllowed { allow } => {
                 if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
@@ -185,6 +222,15 @@ impl From<sqlx::Error> for ApiError {
                 retry_after_secs: Some(1),
             },
             other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(err: anyhow::Error) -> Self {
+        match err.downcast::<sqlx::Error>() {
+            Ok(sqlx_error) => sqlx_error.into(),
+            Err(other) => ApiError::Internal(other),
         }
     }
 }

@@ -7,10 +7,14 @@
 //! - [`http`]: request context, panic guard, fallback, CORS, extractors.
 //! - [`error`]: the single error type and its FastAPI-compatible bodies.
 //! - [`db`], [`cache`]: PostgreSQL (migrations, row-level security) and Redis.
-//! - [`health`]: probes, one folder per domain with `routes` and `service`.
+//! - Domains, each with `routes`, `service`, `repository` (and `model`):
+//!   [`auth`] (identity, tokens, the `Auth<R>` extractor), [`users`],
+//!   [`api_keys`], [`tenants`], [`health`].
 //! - [`telemetry`]: logs and metrics.
 //! - [`openapi`]: the generated OpenAPI document and the docs UI.
 
+pub mod api_keys;
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod db;
@@ -20,3 +24,5 @@ pub mod http;
 pub mod openapi;
 pub mod startup;
 pub mod telemetry;
+pub mod tenants;
+pub mod users;

@@ -41,6 +41,12 @@ enum Command {
     },
     /// Print the OpenAPI document as JSON.
     Openapi,
+    /// Make an existing user a platform administrator (may change any
+    /// tenant's tier); their tenant moves to the `internal` tier.
+    GrantPlatformAdmin {
+        /// The user's email.
+        email: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -77,6 +83,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             install_crypto_provider();
             db::migrate(&settings.database).await?;
             tracing::info!("migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::GrantPlatformAdmin { email } => {
+            let settings = Settings::load(cli.config.as_deref())?;
+            install_crypto_provider();
+            let tenant_id =
+                stock_tracker::tenants::service::grant_platform_admin(&settings.database, &email)
+                    .await?;
+            println!(
+                "{email} is now a platform administrator (tenant {tenant_id} is on the internal tier)"
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve => {

@@ -8,6 +8,7 @@ use actix_web::http::header;
 use actix_web::{App, HttpResponse, get, web};
 use utoipa::openapi::OpenApi as OpenApiDoc;
 use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
@@ -27,27 +28,90 @@ use crate::error::{ErrorBody, ValidationErrorBody, ValidationIssue};
     tags(
         (name = "health", description = "Liveness and readiness probes"),
         (name = "observability", description = "Prometheus metrics and their catalogue"),
+        (name = "auth", description = "Register, sign in, rotate tokens, sign out"),
+        (name = "users", description = "The signed-in user and the tenant's users"),
+        (name = "api-keys", description = "The tenant's service credentials"),
+        (name = "tenants", description = "The caller's tenant"),
+        (name = "platform", description = "Platform operators' routes"),
         (name = "docs", description = "This document and its interactive viewer"),
     ),
-    modifiers(&CommonResponses)
+    modifiers(&SecuritySchemes, &CommonResponses)
 )]
 pub struct ApiDoc;
 
+/// The three ways to present credentials. `bearer` and `oauth2_password` are
+/// the same access token (the latter lets the docs' Authorize button sign in
+/// through `/api/v1/auth/token`); `api_key` is a tenant service key.
+struct SecuritySchemes;
+
+/// The security requirement a protected operation declares in its
+/// `#[utoipa::path]`; [`CommonResponses`] expands it to all three schemes.
+const DECLARED_SCHEME: &str = "bearer";
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes,
+            SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            DECLARED_SCHEME,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An access token from /api/v1/auth/login or /api/v1/auth/token",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "oauth2_password",
+            SecurityScheme::OAuth2(OAuth2::with_description(
+                [Flow::Password(Password::new(
+                    "/api/v1/auth/token",
+                    Scopes::new(),
+                ))],
+                "Sign in with email (as username) and password; yields a bearer token",
+            )),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-Key",
+                "A tenant API key (stk_...) created at /api/v1/api-keys",
+            ))),
+        );
+    }
+}
+
 /// Documents what every operation can answer whatever its handler does: the
-/// `X-Request-ID` header, and the opaque 500 of an unexpected failure.
+/// `X-Request-ID` header, the opaque 500 of an unexpected failure, and for
+/// protected operations the three credential schemes with 401, 403 and 503.
 struct CommonResponses;
+
+fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                utoipa::openapi::ContentBuilder::new()
+                    .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                        "ErrorBody",
+                    ))))
+                    .build(),
+            )
+            .build(),
+    )
+}
 
 impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut OpenApiDoc) {
-        let request_id = HeaderBuilder::new()
-            .schema(Some(
-                utoipa::openapi::ObjectBuilder::new()
-                    .schema_type(utoipa::openapi::schema::Type::String),
-            ))
-            .description(Some(
-                "The request's id: the caller's when sane, generated otherwise",
-            ))
-            .build();
+        let request_id =
+            string_header("The request's id: the caller's when sane, generated otherwise");
         for item in openapi.paths.paths.values_mut() {
             for operation in [
                 &mut item.get,
@@ -59,26 +123,47 @@ impl Modify for CommonResponses {
             .into_iter()
             .flatten()
             {
-                operation
-                    .responses
-                    .responses
-                    .entry("500".into())
-                    .or_insert_with(|| {
-                        RefOr::T(
-                            ResponseBuilder::new()
-                                .description("Unexpected failure; the body never says why")
-                                .content(
-                                    "application/json",
-                                    utoipa::openapi::ContentBuilder::new()
-                                        .schema(Some(RefOr::Ref(
-                                            utoipa::openapi::Ref::from_schema_name("ErrorBody"),
-                                        )))
-                                        .build(),
-                                )
-                                .build(),
-                        )
+                let protected = operation.security.as_ref().is_some_and(|requirements| {
+                    serde_json::to_value(requirements)
+                        .map(|v| v.to_string().contains(&format!("\"{DECLARED_SCHEME}\"")))
+                        .unwrap_or(false)
+                });
+                let has_body = operation.request_body.is_some();
+                let responses = &mut operation.responses.responses;
+                if has_body {
+                    responses
+                        .entry("413".into())
+                        .or_insert_with(|| error_response("The body is larger than the limit"));
+                }
+                responses.entry("500".into()).or_insert_with(|| {
+                    error_response("Unexpected failure; the body never says why")
+                });
+                if protected {
+                    operation.security = Some(
+                        [DECLARED_SCHEME, "oauth2_password", "api_key"]
+                            .into_iter()
+                            .map(|name| SecurityRequirement::new(name, Vec::<String>::new()))
+                            .collect(),
+                    );
+                    responses.entry("401".into()).or_insert_with(|| {
+                        let mut response =
+                            error_response("Missing, invalid, expired or revoked credentials");
+                        if let RefOr::T(r) = &mut response {
+                            r.headers.insert(
+                                "WWW-Authenticate".into(),
+                                RefOr::T(string_header("The authentication challenge")),
+                            );
+                        }
+                        response
                     });
-                for response in operation.responses.responses.values_mut() {
+                    responses
+                        .entry("403".into())
+                        .or_insert_with(|| error_response("The caller's role does not allow this"));
+                    responses.entry("503".into()).or_insert_with(|| {
+                        error_response("Credentials cannot be verified right now; retry shortly")
+                    });
+                }
+                for response in responses.values_mut() {
                     if let RefOr::T(response) = response {
                         response
                             .headers
@@ -89,6 +174,16 @@ impl Modify for CommonResponses {
             }
         }
     }
+}
+
+fn string_header(description: &str) -> utoipa::openapi::Header {
+    HeaderBuilder::new()
+        .schema(Some(
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::Type::String),
+        ))
+        .description(Some(description))
+        .build()
 }
 
 /// The serialized document, built once at start.

@@ -13,8 +13,12 @@
 //!    keep their CORS headers and preflights are answered before rate limiting.
 //! 3. **compression**: compresses whatever the inner layers produce.
 //! 4. **metrics** (actix-web-prom): counts every response the service makes,
-//!    including 404, 405, 413, 415, 422 and 500 from the panic guard.
-//! 5. **panic guard**: innermost, right around the handlers, so a panic turns
+//!    including 401, 404, 405, 413, 415, 422 and 500 from the panic guard.
+//! 5. **authentication**: resolves credentials into a principal (or a
+//!    rejection a protected route turns into 401), and records tenant and user
+//!    on the request's log span. It never answers by itself, so public routes
+//!    work with bad credentials.
+//! 6. **panic guard**: innermost, right around the handlers, so a panic turns
 //!    into a JSON 500 that flows back out through metrics and logging.
 //!
 //! actix applies `.wrap()` calls inside-out: the last one is the outermost.
@@ -32,27 +36,40 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_actix_web::{AppExt, scope};
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::auth::password::PasswordHasher;
+use crate::auth::revocation::RevocationStore;
+use crate::auth::tokens::TokenKeys;
 use crate::config::Settings;
 use crate::http::fallback::{self, RouteTable};
 use crate::http::{cors, extractors, panic_guard, request_context};
 use crate::openapi::{self, OpenApiJson};
 use crate::telemetry::metrics::{HTTP_LATENCY_BUCKETS, Metrics, NAMESPACE};
-use crate::{cache, db, health, telemetry};
+use crate::{api_keys, auth, cache, db, health, telemetry, tenants, users};
 
-/// What handlers share: configuration and connections.
+/// What handlers share: configuration, connections and credentials machinery.
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub db: PgPool,
     pub redis: deadpool_redis::Pool,
     pub metrics: Metrics,
+    pub tokens: TokenKeys,
+    pub passwords: PasswordHasher,
+    pub revocations: Arc<RevocationStore>,
 }
 
 /// Every documented route. The OpenAPI document is generated from this same
 /// function ([`openapi::document`]), so served and documented cannot differ.
 pub fn routes(cfg: &mut ServiceConfig) {
-    cfg.service(scope::scope("/api/v1").configure(health::routes::configure))
-        .configure(telemetry::routes::configure)
-        .configure(openapi::configure);
+    cfg.service(
+        scope::scope("/api/v1")
+            .configure(health::routes::configure)
+            .configure(auth::routes::configure)
+            .configure(users::routes::configure)
+            .configure(api_keys::routes::configure)
+            .configure(tenants::routes::configure),
+    )
+    .configure(telemetry::routes::configure)
+    .configure(openapi::configure);
 }
 
 pub struct Application {
@@ -93,11 +110,17 @@ impl Application {
         let openapi_json = web::Data::new(OpenApiJson(
             serde_json::to_string(&document).context("serializing the OpenAPI document")?,
         ));
+        let tokens = TokenKeys::from_settings(&settings.auth).context("loading the JWT keys")?;
+        let passwords = PasswordHasher::new(&settings.auth.argon2)?;
+        let revocations = RevocationStore::new(&settings, redis.clone(), db.clone());
         let state = web::Data::new(AppState {
             settings: Arc::new(settings.clone()),
             db,
             redis,
             metrics,
+            tokens,
+            passwords,
+            revocations,
         });
 
         let listener = TcpListener::bind(settings.server.address()).with_context(|| {
@@ -125,6 +148,7 @@ impl Application {
                 .default_service(web::to(fallback::not_found_or_method_not_allowed))
                 // The order is documented in this module's header; last is outermost.
                 .wrap(from_fn(panic_guard::panic_guard))
+                .wrap(from_fn(auth::middleware::authenticate))
                 .wrap(http_metrics.clone())
                 .wrap(Compress::default())
                 .wrap(cors::cors(&cors_settings))

@@ -73,15 +73,21 @@ pub async fn migrate(settings: &DatabaseSettings) -> anyhow::Result<()> {
             .context("creating the database")?;
         tracing::info!("created the database");
     }
-    let pool = PgPoolOptions::new()
+    let pool = owner_pool(settings).await?;
+    MIGRATOR.run(&pool).await.context("applying migrations")?;
+    pool.close().await;
+    Ok(())
+}
+
+/// One connection as the URL's own role (the tables' owner), for operator
+/// commands that run outside any tenant: migrations and bootstrap tasks.
+pub async fn owner_pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(connect_options(settings)?)
         .await
-        .context("connecting to PostgreSQL to migrate")?;
-    MIGRATOR.run(&pool).await.context("applying migrations")?;
-    pool.close().await;
-    Ok(())
+        .context("connecting to PostgreSQL")
 }
 
 /// Refuses to serve against a schema older than this release. Migrations
@@ -128,4 +134,20 @@ pub async fn begin_tenant_tx(
         .execute(&mut *tx)
         .await?;
     Ok(tx)
+}
+
+/// Whether `err` is a violation of the named unique constraint or index.
+pub fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation() && db.constraint() == Some(constraint))
+}
+
+/// A token-invalidation mark: every access token minted up to now (to the
+/// millisecond) is refused from here on. Returns the mark in Unix
+/// milliseconds and as a timestamp for PostgreSQL.
+pub fn invalidation_mark() -> (i64, time::OffsetDateTime) {
+    let now = time::OffsetDateTime::now_utc();
+    let mark_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64 + 1;
+    let mark = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(mark_ms) * 1_000_000)
+        .unwrap_or(now);
+    (mark_ms, mark)
 }

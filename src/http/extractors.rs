@@ -108,21 +108,54 @@ fn is_json_content_type(req: &HttpRequest) -> bool {
 }
 
 /// Parses a JSON body, reporting the path of the first bad field.
+///
+/// The body is read as a JSON value first, so strings holding NUL characters
+/// (which PostgreSQL text cannot store) are refused with their location
+/// before any handler sees them.
 pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().clone();
-        ApiError::Validation(vec![serde_issue("body", path_to_loc(&path), err.inner())])
-    })?;
-    // Trailing garbage after a valid document is malformed input too.
-    de.end().map_err(|err| {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|err| {
         ApiError::Validation(vec![ValidationIssue::new(
             vec!["body".into()],
             format!("JSON decode error: {err}"),
             "json_invalid",
         )])
     })?;
-    Ok(value)
+    let mut path = vec![LocPart::from("body")];
+    if let Some(loc) = find_nul(&value, &mut path) {
+        return Err(ApiError::Validation(vec![ValidationIssue::new(
+            loc,
+            "Text must not contain NUL characters",
+            "string_nul",
+        )]));
+    }
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().clone();
+        ApiError::Validation(vec![serde_issue("body", path_to_loc(&path), err.inner())])
+    })
+}
+
+/// The location of the first string (or key) containing U+0000, if any.
+fn find_nul(value: &serde_json::Value, path: &mut Vec<LocPart>) -> Option<Vec<LocPart>> {
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => Some(path.clone()),
+        serde_json::Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            path.push(LocPart::Index(i));
+            let found = find_nul(item, path);
+            path.pop();
+            found
+        }),
+        serde_json::Value::Object(map) => map.iter().find_map(|(key, item)| {
+            path.push(LocPart::Key(key.clone()));
+            let found = if key.contains('\0') {
+                Some(path.clone())
+            } else {
+                find_nul(item, path)
+            };
+            path.pop();
+            found
+        }),
+        _ => None,
+    }
 }
 
 fn serde_issue(source: &str, path: Vec<LocPart>, err: &serde_json::Error) -> ValidationIssue {

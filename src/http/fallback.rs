@@ -67,6 +67,8 @@ pub async fn not_found_or_method_not_allowed(
 ) -> Result<HttpResponse, ApiError> {
     Err(match routes.allowed_methods(req.path()) {
         Some(allow) => ApiError::MethodNotAllowed { allow },
-        None => ApiError::NotFound,
+        None => ApiError::NotFound {
+            detail: "Not found".into(),
+        },
     })
 }

@@ -6,5 +6,6 @@
 pub mod cors;
 pub mod extractors;
 pub mod fallback;
+pub mod pagination;
 pub mod panic_guard;
 pub mod request_context;

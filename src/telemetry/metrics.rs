@@ -10,7 +10,9 @@
 //! Each [`Metrics`] owns its registry, so every `Application` (and every
 //! test) counts on its own.
 
-use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -83,6 +85,13 @@ pub const DEPENDENCY_CHECK_DURATION: MetricDef = MetricDef {
     labels: &["dependency"],
 };
 
+pub const AUTH_EVENTS: MetricDef = MetricDef {
+    name: "stock_tracker_auth_events_total",
+    kind: MetricKind::Counter,
+    help: "Authentication events: register, login, refresh, logout, by outcome (success, failure, reuse_detected)",
+    labels: &["event", "outcome"],
+};
+
 /// Every metric the service exports.
 pub const CATALOG: &[MetricDef] = &[
     HTTP_REQUESTS_TOTAL,
@@ -90,11 +99,17 @@ pub const CATALOG: &[MetricDef] = &[
     BUILD_INFO,
     DEPENDENCY_UP,
     DEPENDENCY_CHECK_DURATION,
+    AUTH_EVENTS,
 ];
 
 impl MetricDef {
     fn opts(&self) -> Opts {
         Opts::new(self.name, self.help)
+    }
+
+    fn int_counter(&self) -> IntCounterVec {
+        debug_assert_eq!(self.kind, MetricKind::Counter);
+        IntCounterVec::new(self.opts(), self.labels).expect("valid counter definition")
     }
 
     fn gauge(&self) -> GaugeVec {
@@ -123,6 +138,7 @@ pub struct Metrics {
     pub registry: Registry,
     pub dependency_up: GaugeVec,
     pub dependency_check_duration: HistogramVec,
+    pub auth_events: IntCounterVec,
 }
 
 impl Metrics {
@@ -135,12 +151,14 @@ impl Metrics {
         let metrics = Self {
             dependency_up: DEPENDENCY_UP.gauge(),
             dependency_check_duration: DEPENDENCY_CHECK_DURATION.histogram(CHECK_LATENCY_BUCKETS),
+            auth_events: AUTH_EVENTS.int_counter(),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(build_info),
             Box::new(metrics.dependency_up.clone()),
             Box::new(metrics.dependency_check_duration.clone()),
+            Box::new(metrics.auth_events.clone()),
         ];
         for collector in collectors {
             metrics

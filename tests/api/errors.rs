@@ -217,3 +217,19 @@ async fn a_panic_becomes_a_json_500_without_internals() {
     // The server keeps serving after the panic.
     assert_eq!(app.get("/api/v1/health/live").await.status(), 200);
 }
+
+#[tokio::test]
+async fn nul_characters_are_refused_with_their_location() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(app.url("/__probe/echo"))
+        .json(&json!({"name": "a", "count": 1, "tags": ["ok", "bad\u{0}"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["detail"][0]["loc"], json!(["body", "tags", 1]));
+    assert_eq!(body["detail"][0]["type"], "string_nul");
+}

@@ -282,3 +282,145 @@ pub struct Paging {
 async fn item(id: web::Path<Uuid>, paging: web::Query<Paging>) -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"id": *id, "limit": paging.limit}))
 }
+
+/// A password that passes the policy.
+pub const PASSWORD: &str = "correct-horse-battery-staple";
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Tokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: String,
+    pub expires_in: u64,
+}
+
+/// A signed-in user of a tenant.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub user_id: Uuid,
+    pub tenant_id: Uuid,
+    pub tokens: Tokens,
+}
+
+impl Account {
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.tokens.access_token)
+    }
+}
+
+impl TestApp {
+    pub async fn post_json(
+        &self,
+        path: &str,
+        auth: Option<&str>,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        let mut request = self.client.post(self.url(path)).json(body);
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> reqwest::Response {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn get_as(&self, path: &str, auth: &str) -> reqwest::Response {
+        self.send(reqwest::Method::GET, path, Some(auth), None)
+            .await
+    }
+
+    pub async fn get_with_key(&self, path: &str, key: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .header("x-api-key", key)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Registers a new tenant whose owner is `email`, and signs in.
+    pub async fn register(&self, email: &str) -> Account {
+        let response = self
+            .post_json(
+                "/api/v1/auth/register",
+                None,
+                &serde_json::json!({
+                    "email": email,
+                    "password": PASSWORD,
+                    "tenant_name": format!("Tenant of {email}"),
+                    "full_name": "Owner",
+                }),
+            )
+            .await;
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+        let body: serde_json::Value = response.json().await.unwrap();
+        let tokens = self.login(email, PASSWORD).await;
+        Account {
+            user_id: body["user"]["id"].as_str().unwrap().parse().unwrap(),
+            tenant_id: body["tenant"]["id"].as_str().unwrap().parse().unwrap(),
+            tokens,
+        }
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Tokens {
+        let response = self
+            .post_json(
+                "/api/v1/auth/login",
+                None,
+                &serde_json::json!({"email": email, "password": password}),
+            )
+            .await;
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+        response.json().await.unwrap()
+    }
+
+    /// Creates a user with `role` in `admin`'s tenant and signs them in.
+    pub async fn add_user(&self, admin: &Account, email: &str, role: &str) -> Account {
+        let response = self
+            .post_json(
+                "/api/v1/users",
+                Some(&admin.bearer()),
+                &serde_json::json!({"email": email, "password": PASSWORD, "role": role}),
+            )
+            .await;
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+        let body: serde_json::Value = response.json().await.unwrap();
+        Account {
+            user_id: body["id"].as_str().unwrap().parse().unwrap(),
+            tenant_id: admin.tenant_id,
+            tokens: self.login(email, PASSWORD).await,
+        }
+    }
+
+    /// Creates an API key with `role` and returns the secret key.
+    pub async fn create_api_key(&self, admin: &Account, role: &str) -> (Uuid, String) {
+        let response = self
+            .post_json(
+                "/api/v1/api-keys",
+                Some(&admin.bearer()),
+                &serde_json::json!({"name": format!("{role} key"), "role": role}),
+            )
+            .await;
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+        let body: serde_json::Value = response.json().await.unwrap();
+        (
+            body["id"].as_str().unwrap().parse().unwrap(),
+            body["key"].as_str().unwrap().to_owned(),
+        )
+    }
+}

@@ -4,11 +4,15 @@
 
 mod helpers;
 
+mod auth_flows;
 mod cli;
 mod cors_and_compression;
 mod errors;
 mod health;
+mod jwt_attacks;
 mod metrics;
 mod openapi;
 mod request_id;
+mod roles_and_isolation;
 mod row_level_security;
+mod users_and_keys;

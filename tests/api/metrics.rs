@@ -82,6 +82,7 @@ async fn the_catalog_lists_exactly_the_exported_families() {
     let app = spawn_app().await;
     // Touch every metric so each family has a sample.
     app.get("/api/v1/health/ready").await;
+    app.register("catalog@example.com").await;
     let text = app.metrics_text().await;
     let exported: BTreeSet<String> = text
         .lines()

@@ -1,0 +1,66 @@
+//! API keys as the API shows and accepts them.
+
+use garde::Validate;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::Role;
+
+/// Roles an API key may carry: a key can never act as an owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiKeyRole {
+    Admin,
+    Member,
+    Viewer,
+}
+
+impl From<ApiKeyRole> for Role {
+    fn from(role: ApiKeyRole) -> Self {
+        match role {
+            ApiKeyRole::Admin => Role::Admin,
+            ApiKeyRole::Member => Role::Member,
+            ApiKeyRole::Viewer => Role::Viewer,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKey {
+    #[garde(length(min = 1, max = 100))]
+    pub name: String,
+    #[garde(skip)]
+    pub role: ApiKeyRole,
+}
+
+/// The response to creation: the only time `key` is ever shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedApiKey {
+    pub id: Uuid,
+    pub name: String,
+    pub role: Role,
+    /// Public identifier of the key, shown in listings.
+    pub prefix: String,
+    /// The secret key. Store it now: it cannot be retrieved again.
+    pub key: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKey {
+    pub id: Uuid,
+    pub name: String,
+    pub role: Role,
+    pub prefix: String,
+    /// The user who created the key; it stops working if they are deactivated.
+    pub created_by: Uuid,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Updated at most once per cache period (a minute by default).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+}

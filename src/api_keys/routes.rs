@@ -1,0 +1,79 @@
+//! `/api/v1/api-keys` (admin).
+
+use actix_web::{HttpResponse, delete, get, post, web};
+use utoipa_actix_web::service_config::ServiceConfig;
+use uuid::Uuid;
+
+use super::model::{ApiKey, CreateApiKey, CreatedApiKey};
+use super::service;
+use crate::auth::{Admin, Auth};
+use crate::error::{ApiError, ErrorBody, ValidationErrorBody};
+use crate::http::extractors::ValidatedJson;
+use crate::http::pagination::{Page, PageQuery};
+use crate::startup::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(create).service(list).service(revoke);
+}
+
+/// Create an API key. The key is in this response only.
+#[utoipa::path(
+    tag = "api-keys",
+    security(("bearer" = [])),
+    request_body = CreateApiKey,
+    responses(
+        (status = 201, description = "Created; store `key` now", body = CreatedApiKey),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid input", body = ValidationErrorBody),
+    )
+)]
+#[post("/api-keys")]
+async fn create(
+    state: web::Data<AppState>,
+    auth: Auth<Admin>,
+    body: ValidatedJson<CreateApiKey>,
+) -> Result<HttpResponse, ApiError> {
+    let created = service::create(&state, &auth, body.0).await?;
+    Ok(HttpResponse::Created().json(created))
+}
+
+/// The tenant's active API keys (never the keys themselves).
+#[utoipa::path(
+    tag = "api-keys",
+    security(("bearer" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of keys", body = Page<ApiKey>),
+        (status = 422, description = "Invalid limit or cursor", body = ValidationErrorBody),
+    )
+)]
+#[get("/api-keys")]
+async fn list(
+    state: web::Data<AppState>,
+    auth: Auth<Admin>,
+    query: web::Query<PageQuery>,
+) -> Result<web::Json<Page<ApiKey>>, ApiError> {
+    let page = query.validate()?;
+    Ok(web::Json(service::list(&state, &auth, page).await?))
+}
+
+/// Revoke an API key; it stops working at once.
+#[utoipa::path(
+    tag = "api-keys",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "API key id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No such active key in this tenant", body = ErrorBody),
+        (status = 422, description = "Invalid id", body = ValidationErrorBody),
+    )
+)]
+#[delete("/api-keys/{id}")]
+async fn revoke(
+    state: web::Data<AppState>,
+    auth: Auth<Admin>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    service::revoke(&state, &auth, *id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,72 @@
+//! Creating, listing and revoking API keys.
+
+use uuid::Uuid;
+
+use super::model::{ApiKey, CreateApiKey, CreatedApiKey};
+use super::repository;
+use crate::auth::tokens::new_api_key;
+use crate::auth::{Admin, Auth, Role};
+use crate::db;
+use crate::error::ApiError;
+use crate::http::pagination::{Page, PageRequest};
+use crate::startup::AppState;
+
+pub async fn create(
+    state: &AppState,
+    auth: &Auth<Admin>,
+    input: CreateApiKey,
+) -> Result<CreatedApiKey, ApiError> {
+    let role = Role::from(input.role);
+    if role > auth.principal.role {
+        return Err(ApiError::Forbidden {
+            code: "insufficient_role",
+            detail: "An API key cannot have a higher role than its creator".into(),
+        });
+    }
+    let tenant = auth.tenant();
+    let key = new_api_key();
+    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let (id, created_at) = repository::insert(
+        &tenant,
+        &mut tx,
+        auth.principal.user_id,
+        input.name.trim(),
+        role,
+        &key.prefix,
+        &key.hash,
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(api_key_id = %id, prefix = %key.prefix, "API key created");
+    Ok(CreatedApiKey {
+        id,
+        name: input.name.trim().to_owned(),
+        role,
+        prefix: key.prefix,
+        key: key.key,
+        created_at,
+    })
+}
+
+pub async fn list(
+    state: &AppState,
+    auth: &Auth<Admin>,
+    page: PageRequest,
+) -> Result<Page<ApiKey>, ApiError> {
+    let tenant = auth.tenant();
+    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let keys = repository::list(&tenant, &mut tx, page.after, page.limit).await?;
+    Ok(Page::from_rows(keys, page.limit, |k| k.id))
+}
+
+pub async fn revoke(state: &AppState, auth: &Auth<Admin>, id: Uuid) -> Result<(), ApiError> {
+    let tenant = auth.tenant();
+    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let hash = repository::revoke(&tenant, &mut tx, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("API key"))?;
+    tx.commit().await?;
+    state.revocations.forget_api_keys(&[hash]).await;
+    tracing::info!(api_key_id = %id, "API key revoked");
+    Ok(())
+}

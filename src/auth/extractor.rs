@@ -1,0 +1,203 @@
+//! The authenticated caller, by type.
+//!
+//! A handler that needs a caller takes `Auth<R>`, where `R` is the least role
+//! it accepts (`Auth<Viewer>`, `Auth<Member>`, `Auth<Admin>`, `Auth<Owner>`):
+//! no credentials or bad ones → 401 with `WWW-Authenticate`; a weaker role →
+//! 403. From it comes the [`TenantCtx`] that every repository function takes
+//! first — and a `TenantCtx` can only be built here, from verified
+//! credentials, so no code path can pick a tenant from request input.
+
+use std::future::{Ready, ready};
+use std::marker::PhantomData;
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use uuid::Uuid;
+
+use super::roles::{Role, Tier};
+use crate::error::ApiError;
+
+/// The tenant every query of a request is scoped to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantCtx {
+    tenant_id: Uuid,
+}
+
+impl TenantCtx {
+    /// Only authentication (and registration, which creates the tenant) may
+    /// name a tenant.
+    pub(in crate::auth) fn new(tenant_id: Uuid) -> Self {
+        Self { tenant_id }
+    }
+
+    pub fn id(&self) -> Uuid {
+        self.tenant_id
+    }
+}
+
+/// How the caller authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrincipalKind {
+    /// A user's access token.
+    User {
+        jti: Uuid,
+        /// The refresh-token family the token was minted from.
+        session_id: Uuid,
+        /// The token's `exp`, in Unix seconds.
+        expires_at: i64,
+    },
+    /// An API key, acting with its own role on behalf of the user who created it.
+    ApiKey { key_id: Uuid },
+}
+
+/// A verified caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub tenant: TenantCtx,
+    /// The user, or for an API key the user who created it.
+    pub user_id: Uuid,
+    pub role: Role,
+    pub tier: Tier,
+    pub kind: PrincipalKind,
+}
+
+impl Principal {
+    pub fn is_api_key(&self) -> bool {
+        matches!(self.kind, PrincipalKind::ApiKey { .. })
+    }
+}
+
+/// Why credentials were refused; each maps to one client-visible answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthRejection {
+    /// A bearer token that is malformed, forged, expired, for another audience,
+    /// or revoked. The client is not told which.
+    InvalidToken,
+    InvalidApiKey,
+    /// The `Authorization` header uses a scheme other than Bearer.
+    UnsupportedScheme,
+    /// The revocation state could not be read from Redis nor PostgreSQL.
+    Unavailable,
+}
+
+/// What authentication concluded about a request; set by the middleware.
+#[derive(Debug, Clone)]
+pub enum Authentication {
+    Anonymous,
+    Authenticated(Principal),
+    Rejected(AuthRejection),
+}
+
+impl AuthRejection {
+    pub fn into_api_error(self) -> ApiError {
+        match self {
+            AuthRejection::InvalidToken => ApiError::Unauthorized {
+                code: "invalid_token",
+                detail: "Could not validate credentials".into(),
+                challenge: r#"Bearer error="invalid_token""#,
+            },
+            AuthRejection::InvalidApiKey => ApiError::Unauthorized {
+                code: "invalid_api_key",
+                detail: "Invalid API key".into(),
+                challenge: "Bearer",
+            },
+            AuthRejection::UnsupportedScheme => ApiError::Unauthorized {
+                code: "invalid_token",
+                detail: "Use `Authorization: Bearer <token>` or `X-API-Key`".into(),
+                challenge: r#"Bearer error="invalid_request""#,
+            },
+            AuthRejection::Unavailable => ApiError::ServiceUnavailable {
+                code: "auth_unavailable",
+                detail: "Credentials cannot be verified right now; retry shortly".into(),
+                retry_after_secs: Some(1),
+            },
+        }
+    }
+}
+
+/// The least role a route accepts.
+pub trait MinimumRole {
+    const ROLE: Role;
+}
+
+/// Any member of the tenant: reads.
+pub struct Viewer;
+/// Writes products, triggers syncs.
+pub struct Member;
+/// Manages users, API keys, marketplaces and webhooks.
+pub struct Admin;
+/// Manages the tenant itself.
+pub struct Owner;
+
+impl MinimumRole for Viewer {
+    const ROLE: Role = Role::Viewer;
+}
+impl MinimumRole for Member {
+    const ROLE: Role = Role::Member;
+}
+impl MinimumRole for Admin {
+    const ROLE: Role = Role::Admin;
+}
+impl MinimumRole for Owner {
+    const ROLE: Role = Role::Owner;
+}
+
+/// An authenticated caller holding at least role `R`.
+pub struct Auth<R: MinimumRole> {
+    pub principal: Principal,
+    _role: PhantomData<R>,
+}
+
+impl<R: MinimumRole> Auth<R> {
+    pub fn tenant(&self) -> TenantCtx {
+        self.principal.tenant
+    }
+
+    /// For routes about the signed-in user (`/users/me`, logout): API keys
+    /// have no session. Returns the user, the token's `jti` and its session.
+    pub fn user_session(&self) -> Result<(Uuid, Uuid, Uuid), ApiError> {
+        match self.principal.kind {
+            PrincipalKind::User {
+                jti, session_id, ..
+            } => Ok((self.principal.user_id, jti, session_id)),
+            PrincipalKind::ApiKey { .. } => Err(ApiError::Forbidden {
+                code: "user_session_required",
+                detail: "This route needs a signed-in user, not an API key".into(),
+            }),
+        }
+    }
+}
+
+pub fn not_authenticated() -> ApiError {
+    ApiError::Unauthorized {
+        code: "not_authenticated",
+        detail: "Not authenticated".into(),
+        challenge: "Bearer",
+    }
+}
+
+impl<R: MinimumRole> FromRequest for Auth<R> {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let outcome = match req.extensions().get::<Authentication>() {
+            Some(Authentication::Authenticated(principal)) => {
+                if principal.role >= R::ROLE {
+                    Ok(Auth {
+                        principal: principal.clone(),
+                        _role: PhantomData,
+                    })
+                } else {
+                    Err(ApiError::Forbidden {
+                        code: "insufficient_role",
+                        detail: format!("This action requires the {} role or higher", R::ROLE),
+                    })
+                }
+            }
+            Some(Authentication::Rejected(rejection)) => Err(rejection.into_api_error()),
+            Some(Authentication::Anonymous) | None => Err(not_authenticated()),
+        };
+        ready(outcome)
+    }
+}

@@ -1,0 +1,143 @@
+//! Authentication middleware: turns the request's credentials into an
+//! [`Authentication`] once, before rate limiting (which keys on the tenant)
+//! and the handlers (which require a role through `Auth<R>`).
+//!
+//! Cost: a bearer token is verified in memory and its revocation state read
+//! with one Redis round trip (PostgreSQL only when Redis cannot answer). An
+//! API key is one Redis read; PostgreSQL is asked at most once per key per
+//! `auth.api_key_cache_ttl_secs`.
+//!
+//! Bad credentials do not fail the request here: a public route still
+//! answers; a protected one answers 401 through `Auth<R>`.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{AUTHORIZATION, HeaderMap};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage, web};
+
+use super::extractor::{AuthRejection, Authentication, Principal, PrincipalKind, TenantCtx};
+use super::repository;
+use super::revocation::{ApiKeyGrant, RevocationError};
+use super::tokens::{API_KEY_PREFIX, hash_secret};
+use crate::startup::AppState;
+
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// Longest credential considered; anything longer is refused unparsed.
+const MAX_CREDENTIAL_LEN: usize = 4096;
+
+enum Credentials {
+    Bearer(String),
+    ApiKey(String),
+    Unsupported,
+}
+
+fn credentials(headers: &HeaderMap) -> Option<Credentials> {
+    if let Some(value) = headers.get(AUTHORIZATION) {
+        let value = value.to_str().unwrap_or_default().trim();
+        return Some(match value.split_once(' ') {
+            Some((scheme, token))
+                if scheme.eq_ignore_ascii_case("bearer")
+                    && !token.trim().is_empty()
+                    && token.len() <= MAX_CREDENTIAL_LEN =>
+            {
+                Credentials::Bearer(token.trim().to_owned())
+            }
+            _ => Credentials::Unsupported,
+        });
+    }
+    headers.get(API_KEY_HEADER).map(|value| {
+        let key = value.to_str().unwrap_or_default().trim();
+        if key.starts_with(API_KEY_PREFIX) && key.len() <= MAX_CREDENTIAL_LEN {
+            Credentials::ApiKey(key.to_owned())
+        } else {
+            Credentials::Unsupported
+        }
+    })
+}
+
+pub async fn authenticate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let outcome = match credentials(req.headers()) {
+        None => Authentication::Anonymous,
+        Some(credentials) => match req.app_data::<web::Data<AppState>>().cloned() {
+            Some(state) => resolve(&state, credentials).await,
+            None => Authentication::Rejected(AuthRejection::Unavailable),
+        },
+    };
+    if let Authentication::Authenticated(principal) = &outcome {
+        let span = tracing::Span::current();
+        span.record("tenant_id", tracing::field::display(principal.tenant.id()));
+        span.record("user_id", tracing::field::display(principal.user_id));
+    }
+    req.extensions_mut().insert(outcome);
+    next.call(req).await
+}
+
+async fn resolve(state: &AppState, credentials: Credentials) -> Authentication {
+    match credentials {
+        Credentials::Unsupported => Authentication::Rejected(AuthRejection::UnsupportedScheme),
+        Credentials::Bearer(token) => {
+            let claims = match state.tokens.verify(&token) {
+                Ok(claims) => claims,
+                Err(reason) => {
+                    tracing::info!(%reason, "bearer token refused");
+                    return Authentication::Rejected(AuthRejection::InvalidToken);
+                }
+            };
+            match state.revocations.check_access_token(&claims).await {
+                Ok(()) => Authentication::Authenticated(Principal {
+                    tenant: TenantCtx::new(claims.tid),
+                    user_id: claims.sub,
+                    role: claims.role,
+                    tier: claims.tier,
+                    kind: PrincipalKind::User {
+                        jti: claims.jti,
+                        session_id: claims.sid,
+                        expires_at: claims.exp,
+                    },
+                }),
+                Err(RevocationError::Revoked) => {
+                    tracing::info!(reason = "revoked", "bearer token refused");
+                    Authentication::Rejected(AuthRejection::InvalidToken)
+                }
+                Err(RevocationError::Unavailable) => {
+                    Authentication::Rejected(AuthRejection::Unavailable)
+                }
+            }
+        }
+        Credentials::ApiKey(key) => {
+            let hash = hash_secret(&key);
+            let grant = match state.revocations.cached_api_key(&hash).await {
+                Some(grant) => grant,
+                None => match repository::use_api_key(&state.db, &hash).await {
+                    Ok(Some(grant)) => {
+                        state.revocations.cache_api_key(&hash, &grant).await;
+                        grant
+                    }
+                    Ok(None) => return Authentication::Rejected(AuthRejection::InvalidApiKey),
+                    Err(err) => {
+                        tracing::error!(error = %err, "API key lookup failed");
+                        return Authentication::Rejected(AuthRejection::Unavailable);
+                    }
+                },
+            };
+            Authentication::Authenticated(principal_for_key(grant))
+        }
+    }
+}
+
+fn principal_for_key(grant: ApiKeyGrant) -> Principal {
+    Principal {
+        tenant: TenantCtx::new(grant.tenant_id),
+        user_id: grant.user_id,
+        role: grant.role,
+        tier: grant.tier,
+        kind: PrincipalKind::ApiKey {
+            key_id: grant.key_id,
+        },
+    }
+}

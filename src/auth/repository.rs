@@ -1,0 +1,199 @@
+//! SQL for sign-in, sessions and revocation. The pre-tenant lookups call the
+//! `SECURITY DEFINER` functions of the identity migration; everything else
+//! runs in a tenant-scoped transaction.
+
+use sqlx::{PgConnection, PgPool};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::extractor::TenantCtx;
+use super::revocation::ApiKeyGrant;
+use super::roles::{Role, Tier};
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct LoginRow {
+    pub user_id: Uuid,
+    pub tenant_id: Uuid,
+    pub password_hash: String,
+    pub role: String,
+    pub is_active: bool,
+    pub tier: String,
+}
+
+/// The account for an email, across tenants (sign-in happens before the tenant is known).
+pub async fn find_login(pool: &PgPool, email: &str) -> Result<Option<LoginRow>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM auth_find_login($1)")
+        .bind(email)
+        .fetch_optional(pool)
+        .await
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct RefreshRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub user_id: Uuid,
+    pub family_id: Uuid,
+    pub expires_at: OffsetDateTime,
+    pub used_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// The refresh token with this hash, in whichever tenant it belongs to.
+pub async fn find_refresh_token(
+    pool: &PgPool,
+    hash: &[u8],
+) -> Result<Option<RefreshRow>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM auth_find_refresh_token($1)")
+        .bind(hash)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Verifies an API key (recording its use) and returns what it grants.
+pub async fn use_api_key(pool: &PgPool, hash: &[u8]) -> anyhow::Result<Option<ApiKeyGrant>> {
+    let row: Option<(Uuid, Uuid, Uuid, String, String)> =
+        sqlx::query_as("SELECT id, tenant_id, user_id, role, tier FROM auth_use_api_key($1)")
+            .bind(hash)
+            .fetch_optional(pool)
+            .await?;
+    row.map(|(key_id, tenant_id, user_id, role, tier)| {
+        Ok(ApiKeyGrant {
+            key_id,
+            tenant_id,
+            user_id,
+            role: role.parse()?,
+            tier: tier.parse()?,
+        })
+    })
+    .transpose()
+}
+
+pub async fn insert_refresh_token(
+    tenant: &TenantCtx,
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    family_id: Uuid,
+    hash: &[u8],
+    expires_at: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (id, tenant_id, user_id, family_id, token_hash, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(tenant.id())
+    .bind(user_id)
+    .bind(family_id)
+    .bind(hash)
+    .bind(expires_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Spends a refresh token. False if it was already spent, revoked or expired
+/// — including by a concurrent request that won the race.
+pub async fn spend_refresh_token(
+    tenant: &TenantCtx,
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let spent = sqlx::query(
+        "UPDATE refresh_tokens SET used_at = now()
+         WHERE tenant_id = $1 AND id = $2
+           AND used_at IS NULL AND revoked_at IS NULL AND expires_at > now()",
+    )
+    .bind(tenant.id())
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(spent.rows_affected() == 1)
+}
+
+pub async fn revoke_family(
+    tenant: &TenantCtx,
+    conn: &mut PgConnection,
+    family_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = now()
+         WHERE tenant_id = $1 AND family_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(tenant.id())
+    .bind(family_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ends every session of a user (deactivation, password change).
+pub async fn revoke_user_sessions(
+    tenant: &TenantCtx,
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = now()
+         WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(tenant.id())
+    .bind(user_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A user's current role, state and tier, read when minting a token.
+pub async fn session_user(
+    tenant: &TenantCtx,
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> anyhow::Result<Option<(Role, bool, Tier)>> {
+    let row: Option<(String, bool, String)> = sqlx::query_as(
+        "SELECT u.role, u.is_active, t.tier FROM users u JOIN tenants t ON t.id = u.tenant_id
+         WHERE u.tenant_id = $1 AND u.id = $2",
+    )
+    .bind(tenant.id())
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|(role, active, tier)| Ok((role.parse()?, active, tier.parse()?)))
+        .transpose()
+}
+
+pub async fn insert_revoked_access_token(
+    tenant: &TenantCtx,
+    conn: &mut PgConnection,
+    jti: Uuid,
+    user_id: Uuid,
+    expires_at: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO revoked_access_tokens (jti, tenant_id, user_id, expires_at)
+         VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING",
+    )
+    .bind(jti)
+    .bind(tenant.id())
+    .bind(user_id)
+    .bind(expires_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks a user's access tokens minted before `mark` as invalid.
+pub async fn set_tokens_invalid_before(
+    tenant: &TenantCtx,
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    mark: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET tokens_invalid_before = $3 WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant.id())
+        .bind(user_id)
+        .bind(mark)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,323 @@
+//! Revocation state: revoked access-token ids (logout) and per-user "tokens
+//! issued before T are invalid" marks (deactivation, password or role
+//! change), plus the short-lived cache of verified API keys.
+//!
+//! PostgreSQL is the record; Redis answers on the hot path, so verifying a
+//! bearer token costs one Redis round trip and no query. Two failure modes
+//! are handled so that a revoked token is never accepted:
+//!
+//! - **Redis unreachable**: checks fall back to PostgreSQL (slower, exact).
+//! - **Redis lost data** (restart, flush, eviction) or a write to it failed:
+//!   a marker key, written after Redis has been filled from PostgreSQL, is
+//!   read with every check. Without it — or while this process knows one of
+//!   its writes was lost — checks go to PostgreSQL and a refill runs in the
+//!   background, after which Redis is trusted again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+use deadpool_redis::Pool as RedisPool;
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::roles::{Role, Tier};
+use super::tokens::{AccessClaims, unix_now_ms};
+use crate::config::Settings;
+use crate::db;
+
+/// Least time between two background refills.
+const RESYNC_MIN_INTERVAL_MS: i64 = 1_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationError {
+    /// The token was revoked, or its user's tokens were invalidated after it was issued.
+    Revoked,
+    /// Neither Redis nor PostgreSQL could answer.
+    Unavailable,
+}
+
+/// What a verified API key grants, as cached.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiKeyGrant {
+    pub key_id: Uuid,
+    pub tenant_id: Uuid,
+    pub user_id: Uuid,
+    pub role: Role,
+    pub tier: Tier,
+}
+
+pub struct RevocationStore {
+    redis: RedisPool,
+    db: PgPool,
+    prefix: String,
+    command_timeout: Duration,
+    access_token_ttl_secs: u64,
+    leeway_secs: u64,
+    api_key_cache_ttl_secs: u64,
+    /// A write to Redis failed: until a refill succeeds, Redis may be missing state.
+    stale: AtomicBool,
+    refill_running: AtomicBool,
+    last_refill_attempt_ms: AtomicI64,
+}
+
+impl RevocationStore {
+    pub fn new(settings: &Settings, redis: RedisPool, db: PgPool) -> Arc<Self> {
+        Arc::new(Self {
+            redis,
+            db,
+            prefix: format!("{}auth:", settings.redis.key_prefix),
+            command_timeout: settings.redis.command_timeout(),
+            access_token_ttl_secs: settings.auth.access_token_ttl_secs,
+            leeway_secs: settings.auth.leeway_secs,
+            api_key_cache_ttl_secs: settings.auth.api_key_cache_ttl_secs,
+            stale: AtomicBool::new(false),
+            refill_running: AtomicBool::new(false),
+            last_refill_attempt_ms: AtomicI64::new(0),
+        })
+    }
+
+    fn marker_key(&self) -> String {
+        format!("{}synced", self.prefix)
+    }
+
+    fn jti_key(&self, jti: Uuid) -> String {
+        format!("{}revoked:{jti}", self.prefix)
+    }
+
+    fn user_key(&self, user_id: Uuid) -> String {
+        format!("{}invalid_before:{user_id}", self.prefix)
+    }
+
+    fn api_key_key(&self, hash: &[u8]) -> String {
+        format!("{}api_key:{}", self.prefix, hex::encode(hash))
+    }
+
+    /// How long a user's mark must live in Redis: until every token issued
+    /// before it has expired.
+    fn mark_ttl_secs(&self) -> u64 {
+        self.access_token_ttl_secs + self.leeway_secs
+    }
+
+    /// Reads `keys` with the marker in one round trip. `None` means Redis
+    /// cannot be trusted right now and the caller must ask PostgreSQL.
+    async fn read_trusted(self: &Arc<Self>, keys: &[String]) -> Option<Vec<Option<String>>> {
+        if self.stale.load(Ordering::Acquire) {
+            self.schedule_refill();
+            return None;
+        }
+        let mut all = Vec::with_capacity(keys.len() + 1);
+        all.push(self.marker_key());
+        all.extend_from_slice(keys);
+        let values: Vec<Option<String>> = self
+            .redis_op(|mut conn| async move { Ok(conn.mget(all).await?) })
+            .await
+            .ok()?;
+        if values.first().is_none_or(Option::is_none) {
+            // Redis lost its data (or never had it): refill before trusting it.
+            self.schedule_refill();
+            return None;
+        }
+        Some(values.into_iter().skip(1).collect())
+    }
+
+    async fn redis_op<T, F, Fut>(&self, op: F) -> anyhow::Result<T>
+    where
+        F: FnOnce(deadpool_redis::Connection) -> Fut,
+        Fut: Future<Output = anyhow::Result<T>>,
+    {
+        crate::cache::with_timeout(self.command_timeout, async {
+            let conn = self.redis.get().await?;
+            op(conn).await
+        })
+        .await
+    }
+
+    /// Whether an access token may still be used.
+    pub async fn check_access_token(
+        self: &Arc<Self>,
+        claims: &AccessClaims,
+    ) -> Result<(), RevocationError> {
+        let keys = [self.jti_key(claims.jti), self.user_key(claims.sub)];
+        if let Some(values) = self.read_trusted(&keys).await {
+            let revoked = values[0].is_some();
+            let invalid_before = values[1].as_deref().and_then(|v| v.parse::<i64>().ok());
+            return if revoked || invalid_before.is_some_and(|mark| claims.issued_at_ms() < mark) {
+                Err(RevocationError::Revoked)
+            } else {
+                Ok(())
+            };
+        }
+        self.check_in_postgres(claims).await
+    }
+
+    async fn check_in_postgres(&self, claims: &AccessClaims) -> Result<(), RevocationError> {
+        let unavailable = |err: sqlx::Error| {
+            tracing::error!(error = %err, "revocation check failed in PostgreSQL");
+            RevocationError::Unavailable
+        };
+        let mut tx = db::begin_tenant_tx(&self.db, claims.tid)
+            .await
+            .map_err(unavailable)?;
+        let row: Option<(bool, bool, Option<time::OffsetDateTime>)> = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM revoked_access_tokens WHERE jti = $1),
+                    u.is_active, u.tokens_invalid_before
+             FROM users u WHERE u.id = $2",
+        )
+        .bind(claims.jti)
+        .bind(claims.sub)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let _ = tx.rollback().await;
+        match row {
+            Some((false, true, mark))
+                if mark.is_none_or(|m| claims.issued_at_ms() >= timestamp_ms(m)) =>
+            {
+                Ok(())
+            }
+            _ => Err(RevocationError::Revoked),
+        }
+    }
+
+    /// Records in Redis that one access token, expiring at `expires_at`
+    /// (Unix seconds), is revoked (PostgreSQL already has it).
+    pub async fn revoke_access_token(self: &Arc<Self>, jti: Uuid, expires_at: i64) {
+        let key = self.jti_key(jti);
+        let remaining = (expires_at - super::tokens::unix_now()).max(1) as u64;
+        let ttl = remaining + self.leeway_secs;
+        let result = self
+            .redis_op(|mut conn| async move { Ok(conn.set_ex::<_, _, ()>(key, 1, ttl).await?) })
+            .await;
+        self.note_write(result, "revoking an access token");
+    }
+
+    /// Records in Redis that a user's tokens minted before `mark_ms` are invalid.
+    pub async fn invalidate_user_tokens(self: &Arc<Self>, user_id: Uuid, mark_ms: i64) {
+        let key = self.user_key(user_id);
+        let ttl = self.mark_ttl_secs();
+        let result = self
+            .redis_op(
+                |mut conn| async move { Ok(conn.set_ex::<_, _, ()>(key, mark_ms, ttl).await?) },
+            )
+            .await;
+        self.note_write(result, "invalidating a user's tokens");
+    }
+
+    /// The cached grant of an API key, if Redis is trustworthy and has it.
+    pub async fn cached_api_key(self: &Arc<Self>, hash: &[u8]) -> Option<ApiKeyGrant> {
+        let values = self.read_trusted(&[self.api_key_key(hash)]).await?;
+        values[0]
+            .as_deref()
+            .and_then(|json| serde_json::from_str(json).ok())
+    }
+
+    pub async fn cache_api_key(&self, hash: &[u8], grant: &ApiKeyGrant) {
+        let key = self.api_key_key(hash);
+        let ttl = self.api_key_cache_ttl_secs;
+        let Ok(json) = serde_json::to_string(grant) else {
+            return;
+        };
+        // A failed cache write loses nothing: the next use asks PostgreSQL.
+        let _ = self
+            .redis_op(|mut conn| async move { Ok(conn.set_ex::<_, _, ()>(key, json, ttl).await?) })
+            .await;
+    }
+
+    /// Drops cached API-key grants (revocation, user deactivation).
+    pub async fn forget_api_keys(self: &Arc<Self>, hashes: &[Vec<u8>]) {
+        if hashes.is_empty() {
+            return;
+        }
+        let keys: Vec<String> = hashes.iter().map(|h| self.api_key_key(h)).collect();
+        let result = self
+            .redis_op(|mut conn| async move { Ok(conn.del::<_, ()>(keys).await?) })
+            .await;
+        self.note_write(result, "dropping cached API keys");
+    }
+
+    fn note_write(self: &Arc<Self>, result: anyhow::Result<()>, what: &str) {
+        if let Err(err) = result {
+            tracing::warn!(
+                error = %err,
+                "Redis unavailable while {what}; recorded in PostgreSQL only, Redis will be refilled"
+            );
+            self.stale.store(true, Ordering::Release);
+            self.schedule_refill();
+        }
+    }
+
+    fn schedule_refill(self: &Arc<Self>) {
+        let now = unix_now_ms();
+        let last = self.last_refill_attempt_ms.load(Ordering::Acquire);
+        if now - last < RESYNC_MIN_INTERVAL_MS || self.refill_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.last_refill_attempt_ms.store(now, Ordering::Release);
+        let store = self.clone();
+        tokio::spawn(async move {
+            match store.refill().await {
+                Ok(count) => {
+                    store.stale.store(false, Ordering::Release);
+                    tracing::info!(
+                        entries = count,
+                        "refilled Redis revocation state from PostgreSQL"
+                    );
+                }
+                Err(err) => {
+                    tracing::warn!(error = %format!("{err:#}"), "refilling Redis revocation state failed")
+                }
+            }
+            store.refill_running.store(false, Ordering::Release);
+        });
+    }
+
+    /// Copies every live revocation from PostgreSQL into Redis, drops every
+    /// cached API-key grant (any could be stale), then writes the marker.
+    pub async fn refill(&self) -> anyhow::Result<usize> {
+        let rows: Vec<(String, Uuid, time::OffsetDateTime, time::OffsetDateTime)> =
+            sqlx::query_as("SELECT kind, subject, until, mark FROM auth_active_revocations($1)")
+                .bind(self.access_token_ttl_secs as i32)
+                .fetch_all(&self.db)
+                .await?;
+        let now_secs = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut pipe = redis::pipe();
+        for (kind, subject, until, mark) in &rows {
+            let ttl = (until.unix_timestamp() - now_secs).max(1) as u64 + self.leeway_secs;
+            if kind == "jti" {
+                pipe.set_ex(self.jti_key(*subject), 1, ttl).ignore();
+            } else {
+                pipe.set_ex(self.user_key(*subject), timestamp_ms(*mark), ttl)
+                    .ignore();
+            }
+        }
+        let pattern = format!("{}api_key:*", self.prefix);
+        let marker = self.marker_key();
+        let timeout = self.command_timeout * 20;
+        crate::cache::with_timeout(timeout, async {
+            let mut conn = self.redis.get().await?;
+            let _: () = pipe.query_async(&mut conn).await?;
+            let cached: Vec<String> = {
+                let mut iter = conn.scan_match::<_, String>(&pattern).await?;
+                let mut keys = Vec::new();
+                while let Some(key) = futures_util::StreamExt::next(&mut iter).await {
+                    keys.push(key?);
+                }
+                keys
+            };
+            if !cached.is_empty() {
+                let _: () = conn.del(cached).await?;
+            }
+            let _: () = conn.set(marker, 1).await?;
+            Ok(())
+        })
+        .await?;
+        Ok(rows.len())
+    }
+}
+
+pub fn timestamp_ms(at: time::OffsetDateTime) -> i64 {
+    (at.unix_timestamp_nanos() / 1_000_000) as i64
+}

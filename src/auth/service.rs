@@ -1,0 +1,290 @@
+//! Register, sign in, rotate, sign out.
+
+use garde::Validate;
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::extractor::{Auth, PrincipalKind, TenantCtx, Viewer};
+use super::password;
+use super::repository;
+use super::roles::{Role, Tier};
+use super::tokens::new_refresh_token;
+use crate::db;
+use crate::error::ApiError;
+use crate::startup::AppState;
+use crate::tenants::model::Tenant;
+use crate::tenants::repository as tenants;
+use crate::users::model::User;
+use crate::users::repository as users;
+use crate::users::service::map_email_taken;
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    #[garde(email, length(max = 320))]
+    #[schema(example = "owner@acme.example")]
+    pub email: String,
+    /// At least 10 characters, not the email, not a common password.
+    #[garde(skip)]
+    pub password: String,
+    /// The company (tenant) to create.
+    #[garde(length(min = 1, max = 200))]
+    pub tenant_name: String,
+    #[garde(length(max = 200))]
+    #[serde(default)]
+    pub full_name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegisterResponse {
+    pub user: User,
+    pub tenant: Tenant,
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    #[garde(length(min = 1, max = 320))]
+    pub email: String,
+    #[garde(length(min = 1, max = 1024))]
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    #[garde(length(min = 1, max = 512))]
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Single-use: each refresh returns a new one. Reusing a spent one ends the session.
+    pub refresh_token: String,
+    /// Always `bearer`.
+    pub token_type: String,
+    /// Access-token lifetime in seconds.
+    pub expires_in: u64,
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::Unauthorized {
+        code: "invalid_credentials",
+        detail: "Incorrect email or password".into(),
+        challenge: "Bearer",
+    }
+}
+
+fn invalid_refresh_token() -> ApiError {
+    ApiError::Unauthorized {
+        code: "invalid_refresh_token",
+        detail: "The refresh token is invalid, expired or already used; sign in again".into(),
+        challenge: r#"Bearer error="invalid_token""#,
+    }
+}
+
+/// Creates a tenant (tier `free`) and its owner in one transaction.
+pub async fn register(
+    state: &AppState,
+    input: RegisterRequest,
+) -> Result<RegisterResponse, ApiError> {
+    let email = input.email.trim().to_lowercase();
+    password::check_policy(&input.password, &email, "password")?;
+    let hash = state.passwords.hash(input.password).await?;
+    // The tenant does not exist yet: its id is chosen here, and the
+    // transaction is scoped to it, so row-level security admits exactly the
+    // rows being created.
+    let tenant = TenantCtx::new(Uuid::now_v7());
+    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let created = tenants::insert(&tenant, &mut tx, input.tenant_name.trim()).await?;
+    let user = users::insert(
+        &tenant,
+        &mut tx,
+        &email,
+        input.full_name.trim(),
+        &hash,
+        Role::Owner,
+    )
+    .await
+    .map_err(map_email_taken)?;
+    tx.commit().await?;
+    state
+        .metrics
+        .auth_events
+        .with_label_values(&["register", "success"])
+        .inc();
+    tracing::info!(tenant_id = %tenant.id(), user_id = %user.id, "tenant registered");
+    Ok(RegisterResponse {
+        user,
+        tenant: created,
+    })
+}
+
+/// Verifies an email and password and opens a session.
+pub async fn login(
+    state: &AppState,
+    email: &str,
+    password: &str,
+) -> Result<TokenResponse, ApiError> {
+    let account = repository::find_login(&state.db, email.trim()).await?;
+    let stored = account.as_ref().map(|a| a.password_hash.clone());
+    // Runs the same argon2 work whether or not the account exists.
+    let verified = state.passwords.verify(password.to_owned(), stored).await?;
+    let account = match account {
+        Some(account) if verified && account.is_active => account,
+        _ => {
+            state
+                .metrics
+                .auth_events
+                .with_label_values(&["login", "failure"])
+                .inc();
+            return Err(invalid_credentials());
+        }
+    };
+    let tenant = TenantCtx::new(account.tenant_id);
+    let role: Role = account.role.parse().map_err(ApiError::internal)?;
+    let tier: Tier = account.tier.parse().map_err(ApiError::internal)?;
+    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let response = open_session(
+        state,
+        &tenant,
+        &mut tx,
+        account.user_id,
+        role,
+        tier,
+        Uuid::now_v7(),
+    )
+    .await?;
+    tx.commit().await?;
+    state
+        .metrics
+        .auth_events
+        .with_label_values(&["login", "success"])
+        .inc();
+    Ok(response)
+}
+
+/// Issues a refresh token in `family_id` and an access token bound to it.
+async fn open_session(
+    state: &AppState,
+    tenant: &TenantCtx,
+    conn: &mut sqlx::PgConnection,
+    user_id: Uuid,
+    role: Role,
+    tier: Tier,
+    family_id: Uuid,
+) -> Result<TokenResponse, ApiError> {
+    let (refresh_token, hash) = new_refresh_token();
+    let expires_at = OffsetDateTime::now_utc()
+        + Duration::seconds(state.settings.auth.refresh_token_ttl_secs as i64);
+    repository::insert_refresh_token(tenant, conn, user_id, family_id, &hash, expires_at).await?;
+    let access = state
+        .tokens
+        .issue(user_id, tenant.id(), role, tier, family_id)
+        .map_err(ApiError::internal)?;
+    Ok(TokenResponse {
+        access_token: access.token,
+        refresh_token,
+        token_type: "bearer".into(),
+        expires_in: access.expires_in,
+    })
+}
+
+/// Rotates a refresh token. A spent token presented again revokes its whole
+/// family: either it was stolen, or its legitimate holder already rotated it
+/// and the presenter is someone else.
+pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<TokenResponse, ApiError> {
+    let hash = super::tokens::hash_secret(refresh_token);
+    let Some(row) = repository::find_refresh_token(&state.db, &hash).await? else {
+        state
+            .metrics
+            .auth_events
+            .with_label_values(&["refresh", "failure"])
+            .inc();
+        return Err(invalid_refresh_token());
+    };
+    let tenant = TenantCtx::new(row.tenant_id);
+    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    if !repository::spend_refresh_token(&tenant, &mut tx, row.id).await? {
+        let reused = row.revoked_at.is_none() && row.expires_at > OffsetDateTime::now_utc();
+        if reused {
+            repository::revoke_family(&tenant, &mut tx, row.family_id).await?;
+            tx.commit().await?;
+            state
+                .metrics
+                .auth_events
+                .with_label_values(&["refresh", "reuse_detected"])
+                .inc();
+            tracing::warn!(
+                user_id = %row.user_id,
+                family_id = %row.family_id,
+                "spent refresh token presented again; session revoked"
+            );
+        } else {
+            state
+                .metrics
+                .auth_events
+                .with_label_values(&["refresh", "failure"])
+                .inc();
+        }
+        return Err(invalid_refresh_token());
+    }
+    let (role, active, tier) = repository::session_user(&tenant, &mut tx, row.user_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(invalid_refresh_token)?;
+    if !active {
+        repository::revoke_family(&tenant, &mut tx, row.family_id).await?;
+        tx.commit().await?;
+        return Err(invalid_refresh_token());
+    }
+    let response = open_session(
+        state,
+        &tenant,
+        &mut tx,
+        row.user_id,
+        role,
+        tier,
+        row.family_id,
+    )
+    .await?;
+    tx.commit().await?;
+    state
+        .metrics
+        .auth_events
+        .with_label_values(&["refresh", "success"])
+        .inc();
+    Ok(response)
+}
+
+/// Ends the caller's session: its refresh-token family, and the access token
+/// presented (deny-listed until it expires). With Redis down the deny-list
+/// entry is written to PostgreSQL only; checks fall back to it until Redis is
+/// refilled.
+pub async fn logout(state: &AppState, auth: &Auth<Viewer>) -> Result<(), ApiError> {
+    let PrincipalKind::User {
+        jti,
+        session_id,
+        expires_at,
+    } = auth.principal.kind
+    else {
+        return auth.user_session().map(|_| ());
+    };
+    let tenant = auth.tenant();
+    let expiry = OffsetDateTime::from_unix_timestamp(expires_at).map_err(ApiError::internal)?;
+    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    repository::revoke_family(&tenant, &mut tx, session_id).await?;
+    repository::insert_revoked_access_token(&tenant, &mut tx, jti, auth.principal.user_id, expiry)
+        .await?;
+    tx.commit().await?;
+    state.revocations.revoke_access_token(jti, expires_at).await;
+    state
+        .metrics
+        .auth_events
+        .with_label_values(&["logout", "success"])
+        .inc();
+    Ok(())
+}

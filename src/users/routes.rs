@@ -1,0 +1,169 @@
+//! `/api/v1/users`: the signed-in user, and user management (admin).
+
+use actix_web::{HttpResponse, get, patch, post, web};
+use utoipa_actix_web::service_config::ServiceConfig;
+use uuid::Uuid;
+
+use super::model::{CreateUser, UpdateMe, UpdateUser, User};
+use super::service;
+use crate::auth::{Admin, Auth, Viewer};
+use crate::error::{ApiError, ErrorBody, ValidationErrorBody};
+use crate::http::extractors::ValidatedJson;
+use crate::http::pagination::{Page, PageQuery};
+use crate::startup::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(me)
+        .service(update_me)
+        .service(list)
+        .service(create)
+        .service(get_user)
+        .service(update_user)
+        .service(deactivate);
+}
+
+/// The signed-in user.
+#[utoipa::path(
+    tag = "users",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The signed-in user", body = User),
+        (status = 403, description = "Called with an API key", body = ErrorBody),
+    )
+)]
+#[get("/users/me")]
+async fn me(state: web::Data<AppState>, auth: Auth<Viewer>) -> Result<web::Json<User>, ApiError> {
+    Ok(web::Json(service::me(&state, &auth).await?))
+}
+
+/// Change your name, or your password (with the current one). A password
+/// change ends every session, this one included: sign in again.
+#[utoipa::path(
+    tag = "users",
+    security(("bearer" = [])),
+    request_body = UpdateMe,
+    responses(
+        (status = 200, description = "Updated", body = User),
+        (status = 403, description = "Called with an API key", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid input, wrong current password, or password policy failure", body = ValidationErrorBody),
+    )
+)]
+#[patch("/users/me")]
+async fn update_me(
+    state: web::Data<AppState>,
+    auth: Auth<Viewer>,
+    body: ValidatedJson<UpdateMe>,
+) -> Result<web::Json<User>, ApiError> {
+    Ok(web::Json(service::update_me(&state, &auth, body.0).await?))
+}
+
+/// The tenant's users, oldest first.
+#[utoipa::path(
+    tag = "users",
+    security(("bearer" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of users", body = Page<User>),
+        (status = 422, description = "Invalid limit or cursor", body = ValidationErrorBody),
+    )
+)]
+#[get("/users")]
+async fn list(
+    state: web::Data<AppState>,
+    auth: Auth<Admin>,
+    query: web::Query<PageQuery>,
+) -> Result<web::Json<Page<User>>, ApiError> {
+    let page = query.validate()?;
+    Ok(web::Json(service::list(&state, &auth, page).await?))
+}
+
+/// Create a user in the tenant. Only an owner can create an owner.
+#[utoipa::path(
+    tag = "users",
+    security(("bearer" = [])),
+    request_body = CreateUser,
+    responses(
+        (status = 201, description = "Created", body = User),
+        (status = 409, description = "The email is already registered", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid input or password policy failure", body = ValidationErrorBody),
+    )
+)]
+#[post("/users")]
+async fn create(
+    state: web::Data<AppState>,
+    auth: Auth<Admin>,
+    body: ValidatedJson<CreateUser>,
+) -> Result<HttpResponse, ApiError> {
+    let user = service::create(&state, &auth, body.0).await?;
+    Ok(HttpResponse::Created().json(user))
+}
+
+/// One user of the tenant.
+#[utoipa::path(
+    tag = "users",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id")),
+    responses(
+        (status = 200, description = "The user", body = User),
+        (status = 404, description = "No such user in this tenant", body = ErrorBody),
+        (status = 422, description = "Invalid id", body = ValidationErrorBody),
+    )
+)]
+#[get("/users/{id}")]
+async fn get_user(
+    state: web::Data<AppState>,
+    auth: Auth<Admin>,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<User>, ApiError> {
+    Ok(web::Json(service::get(&state, &auth, *id).await?))
+}
+
+/// Change a user's role or name. Only an owner can promote to owner or
+/// change an owner; the last owner cannot be demoted.
+#[utoipa::path(
+    tag = "users",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id")),
+    request_body = UpdateUser,
+    responses(
+        (status = 200, description = "Updated", body = User),
+        (status = 404, description = "No such user in this tenant", body = ErrorBody),
+        (status = 409, description = "Would leave the tenant without an owner", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid input", body = ValidationErrorBody),
+    )
+)]
+#[patch("/users/{id}")]
+async fn update_user(
+    state: web::Data<AppState>,
+    auth: Auth<Admin>,
+    id: web::Path<Uuid>,
+    body: ValidatedJson<UpdateUser>,
+) -> Result<web::Json<User>, ApiError> {
+    Ok(web::Json(
+        service::update(&state, &auth, *id, body.0).await?,
+    ))
+}
+
+/// Deactivate a user: their tokens, sessions and API keys stop working at once.
+#[utoipa::path(
+    tag = "users",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id")),
+    responses(
+        (status = 200, description = "Deactivated", body = User),
+        (status = 404, description = "No such user in this tenant", body = ErrorBody),
+        (status = 409, description = "The tenant's last owner", body = ErrorBody),
+        (status = 422, description = "Invalid id", body = ValidationErrorBody),
+    )
+)]
+#[post("/users/{id}/deactivate")]
+async fn deactivate(
+    state: web::Data<AppState>,
+    auth: Auth<Admin>,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<User>, ApiError> {
+    Ok(web::Json(service::deactivate(&state, &auth, *id).await?))
+}

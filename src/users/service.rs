@@ -1,0 +1,250 @@
+//! User management rules.
+//!
+//! - An admin cannot create an owner, promote anyone to owner, or change or
+//!   deactivate an owner; owners can.
+//! - The last active owner can be neither demoted nor deactivated.
+//! - Deactivation stops the user at once: access tokens (invalid-before mark),
+//!   refresh tokens (sessions revoked) and the user's API keys (revoked, cache
+//!   dropped).
+//! - A role change or password change invalidates the user's access tokens,
+//!   so the new role applies from the next refresh, and a demotion revokes
+//!   the user's API keys that outrank the new role.
+
+use uuid::Uuid;
+
+use super::model::{CreateUser, UpdateMe, UpdateUser, User};
+use super::repository;
+use crate::api_keys::repository as api_keys;
+use crate::auth::repository as sessions;
+use crate::auth::{Admin, Auth, Role, TenantCtx, Viewer, password};
+use crate::db;
+use crate::error::ApiError;
+use crate::http::pagination::{Page, PageRequest};
+use crate::startup::AppState;
+
+pub async fn me(state: &AppState, auth: &Auth<Viewer>) -> Result<User, ApiError> {
+    let (user_id, _, _) = auth.user_session()?;
+    let tenant = auth.tenant();
+    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let user = repository::find(&tenant, &mut tx, user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("User"))?;
+    Ok(user)
+}
+
+pub async fn update_me(
+    state: &AppState,
+    auth: &Auth<Viewer>,
+    input: UpdateMe,
+) -> Result<User, ApiError> {
+    let (user_id, _, _) = auth.user_session()?;
+    let tenant = auth.tenant();
+    let current = me(state, auth).await?;
+    let new_hash = match &input.new_password {
+        None => None,
+        Some(new_password) => {
+            let Some(current_password) = input.current_password.clone() else {
+                return Err(ApiError::invalid_field(
+                    "current_password",
+                    "The current password is required to set a new one",
+                    "missing",
+                ));
+            };
+            let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+            let stored = repository::password_hash(&tenant, &mut tx, user_id).await?;
+            drop(tx);
+            if !state.passwords.verify(current_password, stored).await? {
+                return Err(ApiError::invalid_field(
+                    "current_password",
+                    "The current password is incorrect",
+                    "invalid_password",
+                ));
+            }
+            password::check_policy(new_password, &current.email, "new_password")?;
+            Some(state.passwords.hash(new_password.clone()).await?)
+        }
+    };
+
+    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    if let Some(full_name) = &input.full_name {
+        repository::set_full_name(&tenant, &mut tx, user_id, full_name).await?;
+    }
+    let mark = match &new_hash {
+        Some(hash) => {
+            repository::set_password_hash(&tenant, &mut tx, user_id, hash).await?;
+            Some(end_sessions(&tenant, &mut tx, user_id).await?)
+        }
+        None => None,
+    };
+    let user = repository::find(&tenant, &mut tx, user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("User"))?;
+    tx.commit().await?;
+    if let Some(mark_ms) = mark {
+        state
+            .revocations
+            .invalidate_user_tokens(user_id, mark_ms)
+            .await;
+    }
+    Ok(user)
+}
+
+pub async fn list(
+    state: &AppState,
+    auth: &Auth<Admin>,
+    page: PageRequest,
+) -> Result<Page<User>, ApiError> {
+    let tenant = auth.tenant();
+    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let users = repository::list(&tenant, &mut tx, page.after, page.limit).await?;
+    Ok(Page::from_rows(users, page.limit, |u| u.id))
+}
+
+pub async fn get(state: &AppState, auth: &Auth<Admin>, id: Uuid) -> Result<User, ApiError> {
+    let tenant = auth.tenant();
+    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    repository::find(&tenant, &mut tx, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("User"))
+}
+
+fn owner_required(action: &str) -> ApiError {
+    ApiError::Forbidden {
+        code: "owner_required",
+        detail: format!("Only an owner can {action}"),
+    }
+}
+
+fn last_owner() -> ApiError {
+    ApiError::Conflict {
+        code: "last_owner",
+        detail: "The tenant's last active owner cannot be demoted or deactivated; transfer ownership first"
+            .into(),
+    }
+}
+
+pub async fn create(
+    state: &AppState,
+    auth: &Auth<Admin>,
+    input: CreateUser,
+) -> Result<User, ApiError> {
+    if input.role == Role::Owner && auth.principal.role < Role::Owner {
+        return Err(owner_required("create an owner"));
+    }
+    let email = input.email.trim().to_lowercase();
+    password::check_policy(&input.password, &email, "password")?;
+    let hash = state.passwords.hash(input.password).await?;
+    let tenant = auth.tenant();
+    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let user = repository::insert(
+        &tenant,
+        &mut tx,
+        &email,
+        input.full_name.trim(),
+        &hash,
+        input.role,
+    )
+    .await
+    .map_err(map_email_taken)?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+pub fn map_email_taken(err: sqlx::Error) -> ApiError {
+    if db::is_unique_violation(&err, repository::EMAIL_UNIQUE_INDEX) {
+        ApiError::Conflict {
+            code: "email_taken",
+            detail: "An account with this email already exists".into(),
+        }
+    } else {
+        err.into()
+    }
+}
+
+pub async fn update(
+    state: &AppState,
+    auth: &Auth<Admin>,
+    id: Uuid,
+    input: UpdateUser,
+) -> Result<User, ApiError> {
+    let tenant = auth.tenant();
+    let actor = auth.principal.role;
+    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let target = repository::find_for_update(&tenant, &mut tx, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("User"))?;
+    if target.role == Role::Owner && actor < Role::Owner {
+        return Err(owner_required("change an owner"));
+    }
+    let mut mark = None;
+    let mut forgotten_keys = Vec::new();
+    if let Some(role) = input.role.filter(|r| *r != target.role) {
+        if role == Role::Owner && actor < Role::Owner {
+            return Err(owner_required("promote a user to owner"));
+        }
+        if target.role == Role::Owner {
+            let owners = repository::lock_active_owners(&tenant, &mut tx).await?;
+            if owners.iter().all(|o| *o == target.id) {
+                return Err(last_owner());
+            }
+        }
+        repository::set_role(&tenant, &mut tx, id, role).await?;
+        forgotten_keys = api_keys::revoke_above_role(&tenant, &mut tx, id, role).await?;
+        let (mark_ms, at) = db::invalidation_mark();
+        sessions::set_tokens_invalid_before(&tenant, &mut tx, id, at).await?;
+        mark = Some(mark_ms);
+    }
+    if let Some(full_name) = &input.full_name {
+        repository::set_full_name(&tenant, &mut tx, id, full_name.trim()).await?;
+    }
+    let user = repository::find(&tenant, &mut tx, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("User"))?;
+    tx.commit().await?;
+    if let Some(mark_ms) = mark {
+        state.revocations.invalidate_user_tokens(id, mark_ms).await;
+    }
+    state.revocations.forget_api_keys(&forgotten_keys).await;
+    Ok(user)
+}
+
+pub async fn deactivate(state: &AppState, auth: &Auth<Admin>, id: Uuid) -> Result<User, ApiError> {
+    let tenant = auth.tenant();
+    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let target = repository::find_for_update(&tenant, &mut tx, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("User"))?;
+    if target.role == Role::Owner {
+        if auth.principal.role < Role::Owner {
+            return Err(owner_required("deactivate an owner"));
+        }
+        let owners = repository::lock_active_owners(&tenant, &mut tx).await?;
+        if target.is_active && owners.iter().all(|o| *o == target.id) {
+            return Err(last_owner());
+        }
+    }
+    repository::deactivate(&tenant, &mut tx, id).await?;
+    let mark_ms = end_sessions(&tenant, &mut tx, id).await?;
+    let keys = api_keys::revoke_for_user(&tenant, &mut tx, id).await?;
+    let user = repository::find(&tenant, &mut tx, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("User"))?;
+    tx.commit().await?;
+    state.revocations.invalidate_user_tokens(id, mark_ms).await;
+    state.revocations.forget_api_keys(&keys).await;
+    tracing::info!(target_user_id = %id, "user deactivated");
+    Ok(user)
+}
+
+/// Revokes every refresh token of a user and marks their access tokens
+/// invalid in PostgreSQL; returns the mark for Redis (written after commit).
+async fn end_sessions(
+    tenant: &TenantCtx,
+    conn: &mut sqlx::PgConnection,
+    user_id: Uuid,
+) -> Result<i64, ApiError> {
+    let (mark_ms, at) = db::invalidation_mark();
+    sessions::set_tokens_invalid_before(tenant, conn, user_id, at).await?;
+    sessions::revoke_user_sessions(tenant, conn, user_id).await?;
+    Ok(mark_ms)
+}

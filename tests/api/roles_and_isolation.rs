@@ -1,0 +1,366 @@
+//! The role matrix, and tenants never seeing each other.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{Account, TestApp, spawn_app};
+
+const ROLES: [&str; 4] = ["viewer", "member", "admin", "owner"];
+
+fn rank(role: &str) -> usize {
+    ROLES.iter().position(|r| *r == role).unwrap()
+}
+
+/// Every protected route, the least role it needs, and a request that
+/// passes validation (so the answer is about the role alone).
+fn protected_routes(target_user: Uuid) -> Vec<(Method, String, &'static str, Option<Value>)> {
+    vec![
+        (Method::GET, "/api/v1/users/me".into(), "viewer", None),
+        (
+            Method::PATCH,
+            "/api/v1/users/me".into(),
+            "viewer",
+            Some(json!({"full_name": "Same"})),
+        ),
+        (Method::GET, "/api/v1/tenants/me".into(), "viewer", None),
+        (Method::GET, "/api/v1/users".into(), "admin", None),
+        (
+            Method::GET,
+            format!("/api/v1/users/{target_user}"),
+            "admin",
+            None,
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/users/{target_user}"),
+            "admin",
+            Some(json!({"full_name": "T"})),
+        ),
+        (Method::GET, "/api/v1/api-keys".into(), "admin", None),
+        (
+            Method::POST,
+            "/api/v1/api-keys".into(),
+            "admin",
+            Some(json!({"name": "k", "role": "viewer"})),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/tenants/me".into(),
+            "owner",
+            Some(json!({"name": "Renamed"})),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn each_role_gets_exactly_the_routes_it_is_allowed() {
+    let app = spawn_app().await;
+    let owner = app.register("matrix-owner@example.com").await;
+    let target = app
+        .add_user(&owner, "matrix-target@example.com", "viewer")
+        .await;
+    let mut accounts: Vec<(&str, Account)> = Vec::new();
+    for role in ["viewer", "member", "admin"] {
+        accounts.push((
+            role,
+            app.add_user(&owner, &format!("matrix-{role}@example.com"), role)
+                .await,
+        ));
+    }
+    accounts.push(("owner", owner.clone()));
+
+    for (role, account) in &accounts {
+        for (method, path, least, body) in protected_routes(target.user_id) {
+            let response = app
+                .send(
+                    method.clone(),
+                    &path,
+                    Some(&account.bearer()),
+                    body.as_ref(),
+                )
+                .await;
+            let status = response.status().as_u16();
+            if rank(role) >= rank(least) {
+                assert!(
+                    (200..300).contains(&status),
+                    "{role} {method} {path}: {status}"
+                );
+            } else {
+                assert_eq!(status, 403, "{role} {method} {path}");
+                let body: Value = response.json().await.unwrap();
+                assert_eq!(body["code"], "insufficient_role");
+            }
+        }
+    }
+    // Anonymous: 401 everywhere.
+    for (method, path, _, body) in protected_routes(target.user_id) {
+        let response = app.send(method.clone(), &path, None, body.as_ref()).await;
+        assert_eq!(response.status(), 401, "anonymous {method} {path}");
+    }
+}
+
+#[tokio::test]
+async fn deactivate_and_ownership_transfer_need_their_roles() {
+    let app = spawn_app().await;
+    let owner = app.register("roles2@example.com").await;
+    let member = app
+        .add_user(&owner, "roles2-member@example.com", "member")
+        .await;
+    let admin = app
+        .add_user(&owner, "roles2-admin@example.com", "admin")
+        .await;
+    let victim = app
+        .add_user(&owner, "roles2-victim@example.com", "viewer")
+        .await;
+    let path = format!("/api/v1/users/{}/deactivate", victim.user_id);
+    assert_eq!(
+        app.send(Method::POST, &path, Some(&member.bearer()), None)
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        app.send(Method::POST, &path, Some(&admin.bearer()), None)
+            .await
+            .status(),
+        200
+    );
+    let transfer = json!({"user_id": member.user_id});
+    let path = "/api/v1/tenants/me/transfer-ownership";
+    assert_eq!(
+        app.send(Method::POST, path, Some(&admin.bearer()), Some(&transfer))
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        app.send(Method::POST, path, Some(&owner.bearer()), Some(&transfer))
+            .await
+            .status(),
+        200
+    );
+}
+
+async fn status(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    who: &Account,
+    body: Option<Value>,
+) -> u16 {
+    app.send(method, path, Some(&who.bearer()), body.as_ref())
+        .await
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn another_tenants_users_and_keys_are_404_never_403() {
+    let app = spawn_app().await;
+    let alpha = app.register("alpha@example.com").await;
+    let bravo = app.register("bravo@example.com").await;
+    let bravo_user = app
+        .add_user(&bravo, "bravo-user@example.com", "member")
+        .await;
+    let (bravo_key, bravo_secret) = app.create_api_key(&bravo, "viewer").await;
+
+    let user_path = format!("/api/v1/users/{}", bravo_user.user_id);
+    assert_eq!(
+        status(&app, Method::GET, &user_path, &alpha, None).await,
+        404
+    );
+    assert_eq!(
+        status(
+            &app,
+            Method::PATCH,
+            &user_path,
+            &alpha,
+            Some(json!({"role": "viewer"}))
+        )
+        .await,
+        404
+    );
+    assert_eq!(
+        status(
+            &app,
+            Method::POST,
+            &format!("{user_path}/deactivate"),
+            &alpha,
+            None
+        )
+        .await,
+        404
+    );
+    assert_eq!(
+        status(
+            &app,
+            Method::DELETE,
+            &format!("/api/v1/api-keys/{bravo_key}"),
+            &alpha,
+            None
+        )
+        .await,
+        404
+    );
+    let transfer = json!({"user_id": bravo_user.user_id});
+    assert_eq!(
+        status(
+            &app,
+            Method::POST,
+            "/api/v1/tenants/me/transfer-ownership",
+            &alpha,
+            Some(transfer)
+        )
+        .await,
+        404
+    );
+
+    // Nothing of bravo's changed, and listings never show it.
+    let bravo_view: Value = app
+        .get_as(&user_path, &bravo.bearer())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bravo_view["role"], "member");
+    assert_eq!(bravo_view["is_active"], true);
+    assert_eq!(
+        app.get_with_key("/api/v1/tenants/me", &bravo_secret)
+            .await
+            .status(),
+        200
+    );
+    let listed: Value = app
+        .get_as("/api/v1/users", &alpha.bearer())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    let keys: Value = app
+        .get_as("/api/v1/api-keys", &alpha.bearer())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(keys["items"].as_array().unwrap().is_empty());
+    let me: Value = app
+        .get_as("/api/v1/tenants/me", &alpha.bearer())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["id"], alpha.tenant_id.to_string());
+}
+
+#[tokio::test]
+async fn the_tenant_manages_its_settings_but_not_its_tier() {
+    let app = spawn_app().await;
+    let owner = app.register("settings@example.com").await;
+    let patched = app
+        .send(
+            Method::PATCH,
+            "/api/v1/tenants/me",
+            Some(&owner.bearer()),
+            Some(&json!({"name": "New name", "settings": {"low_stock_threshold": 3, "timezone": "Europe/Moscow"}})),
+        )
+        .await;
+    assert_eq!(patched.status(), 200);
+    let body: Value = patched.json().await.unwrap();
+    assert_eq!(body["name"], "New name");
+    assert_eq!(
+        body["settings"],
+        json!({"low_stock_threshold": 3, "timezone": "Europe/Moscow"})
+    );
+
+    let tier = app
+        .send(
+            Method::PATCH,
+            "/api/v1/tenants/me",
+            Some(&owner.bearer()),
+            Some(&json!({"tier": "enterprise"})),
+        )
+        .await;
+    assert_eq!(tier.status(), 422);
+    let bad_tz = app
+        .send(
+            Method::PATCH,
+            "/api/v1/tenants/me",
+            Some(&owner.bearer()),
+            Some(&json!({"settings": {"timezone": "Mars/Base"}})),
+        )
+        .await;
+    assert_eq!(bad_tz.status(), 422);
+    let body: Value = bad_tz.json().await.unwrap();
+    assert_eq!(
+        body["detail"][0]["loc"],
+        json!(["body", "settings", "timezone"])
+    );
+
+    // The platform route refuses tenants' own users.
+    let own_tier = app
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/admin/tenants/{}/tier", owner.tenant_id),
+            Some(&owner.bearer()),
+            Some(&json!({"tier": "enterprise"})),
+        )
+        .await;
+    assert_eq!(own_tier.status(), 403);
+}
+
+#[tokio::test]
+async fn a_platform_admin_changes_tiers() {
+    let app = spawn_app().await;
+    let operator = app.register("operator@example.com").await;
+    let seller = app.register("seller@example.com").await;
+    let database_url =
+        secrecy::ExposeSecret::expose_secret(&app.state.settings.database.url).to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_stock-tracker"))
+            .args(["grant-platform-admin", "operator@example.com"])
+            .env("DATABASE_URL", database_url)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let path = format!("/api/v1/admin/tenants/{}/tier", seller.tenant_id);
+    let changed = app
+        .send(
+            Method::PATCH,
+            &path,
+            Some(&operator.bearer()),
+            Some(&json!({"tier": "premium"})),
+        )
+        .await;
+    assert_eq!(changed.status(), 200);
+    let body: Value = changed.json().await.unwrap();
+    assert_eq!(body["tier"], "premium");
+    let seen: Value = app
+        .get_as("/api/v1/tenants/me", &seller.bearer())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["tier"], "premium");
+    let missing = format!("/api/v1/admin/tenants/{}/tier", Uuid::now_v7());
+    assert_eq!(
+        app.send(
+            Method::PATCH,
+            &missing,
+            Some(&operator.bearer()),
+            Some(&json!({"tier": "premium"}))
+        )
+        .await
+        .status(),
+        404
+    );
+}

@@ -1,0 +1,360 @@
+//! User management rules, API keys, and how both are cut off.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{PASSWORD, spawn_app};
+
+#[tokio::test]
+async fn admins_list_users_page_by_page() {
+    let app = spawn_app().await;
+    let owner = app.register("own@example.com").await;
+    for i in 0..4 {
+        app.add_user(&owner, &format!("u{i}@example.com"), "viewer")
+            .await;
+    }
+    let first: Value = app
+        .get_as("/api/v1/users?limit=2", &owner.bearer())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["items"].as_array().unwrap().len(), 2);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let mut seen: Vec<Value> = first["items"].as_array().unwrap().clone();
+    let mut next = Some(cursor.to_owned());
+    while let Some(cursor) = next {
+        let page: Value = app
+            .get_as(
+                &format!("/api/v1/users?limit=2&cursor={cursor}"),
+                &owner.bearer(),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        seen.extend(page["items"].as_array().unwrap().iter().cloned());
+        next = page["next_cursor"].as_str().map(str::to_owned);
+    }
+    assert_eq!(seen.len(), 5);
+    let bad = app.get_as("/api/v1/users?limit=500", &owner.bearer()).await;
+    assert_eq!(bad.status(), 422);
+    let bad = app
+        .get_as("/api/v1/users?cursor=%%%", &owner.bearer())
+        .await;
+    assert_eq!(bad.status(), 422);
+}
+
+#[tokio::test]
+async fn an_admin_cannot_create_or_promote_owners() {
+    let app = spawn_app().await;
+    let owner = app.register("o@example.com").await;
+    let admin = app.add_user(&owner, "a@example.com", "admin").await;
+    let member = app.add_user(&owner, "m@example.com", "member").await;
+
+    let create_owner = app
+        .post_json(
+            "/api/v1/users",
+            Some(&admin.bearer()),
+            &json!({"email": "x@example.com", "password": PASSWORD, "role": "owner"}),
+        )
+        .await;
+    assert_eq!(create_owner.status(), 403);
+    let promote = app
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/users/{}", member.user_id),
+            Some(&admin.bearer()),
+            Some(&json!({"role": "owner"})),
+        )
+        .await;
+    assert_eq!(promote.status(), 403);
+    let demote_owner = app
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/users/{}", owner.user_id),
+            Some(&admin.bearer()),
+            Some(&json!({"role": "viewer"})),
+        )
+        .await;
+    assert_eq!(demote_owner.status(), 403);
+    // An admin can change a member's role.
+    let to_viewer = app
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/users/{}", member.user_id),
+            Some(&admin.bearer()),
+            Some(&json!({"role": "viewer"})),
+        )
+        .await;
+    assert_eq!(to_viewer.status(), 200);
+    let body: Value = to_viewer.json().await.unwrap();
+    assert_eq!(body["role"], "viewer");
+}
+
+#[tokio::test]
+async fn the_last_owner_can_be_neither_demoted_nor_deactivated() {
+    let app = spawn_app().await;
+    let owner = app.register("solo@example.com").await;
+    let demote = app
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/users/{}", owner.user_id),
+            Some(&owner.bearer()),
+            Some(&json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(demote.status(), 409);
+    let body: Value = demote.json().await.unwrap();
+    assert_eq!(body["code"], "last_owner");
+    let deactivate = app
+        .send(
+            Method::POST,
+            &format!("/api/v1/users/{}/deactivate", owner.user_id),
+            Some(&owner.bearer()),
+            None,
+        )
+        .await;
+    assert_eq!(deactivate.status(), 409);
+}
+
+#[tokio::test]
+async fn a_role_change_applies_at_once_and_after_refresh() {
+    let app = spawn_app().await;
+    let owner = app.register("rc-owner@example.com").await;
+    let admin = app.add_user(&owner, "rc-admin@example.com", "admin").await;
+    assert_eq!(
+        app.get_as("/api/v1/users", &admin.bearer()).await.status(),
+        200
+    );
+    app.send(
+        Method::PATCH,
+        &format!("/api/v1/users/{}", admin.user_id),
+        Some(&owner.bearer()),
+        Some(&json!({"role": "viewer"})),
+    )
+    .await;
+    // The admin-era token no longer works…
+    assert_eq!(
+        app.get_as("/api/v1/users", &admin.bearer()).await.status(),
+        401
+    );
+    // …and a refreshed one carries the new role.
+    let refreshed: Value = app
+        .post_json(
+            "/api/v1/auth/refresh",
+            None,
+            &json!({"refresh_token": admin.tokens.refresh_token}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let bearer = format!("Bearer {}", refreshed["access_token"].as_str().unwrap());
+    assert_eq!(app.get_as("/api/v1/users", &bearer).await.status(), 403);
+    assert_eq!(app.get_as("/api/v1/users/me", &bearer).await.status(), 200);
+}
+
+#[tokio::test]
+async fn deactivation_cuts_off_tokens_sessions_and_api_keys_at_once() {
+    let app = spawn_app().await;
+    let owner = app.register("cut-owner@example.com").await;
+    let admin = app.add_user(&owner, "cut-admin@example.com", "admin").await;
+    let (_, key) = app.create_api_key(&admin, "member").await;
+    assert_eq!(
+        app.get_with_key("/api/v1/tenants/me", &key).await.status(),
+        200
+    );
+
+    let response = app
+        .send(
+            Method::POST,
+            &format!("/api/v1/users/{}/deactivate", admin.user_id),
+            Some(&owner.bearer()),
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["is_active"], false);
+
+    assert_eq!(
+        app.get_as("/api/v1/users/me", &admin.bearer())
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        app.get_with_key("/api/v1/tenants/me", &key).await.status(),
+        401
+    );
+    let refresh = app
+        .post_json(
+            "/api/v1/auth/refresh",
+            None,
+            &json!({"refresh_token": admin.tokens.refresh_token}),
+        )
+        .await;
+    assert_eq!(refresh.status(), 401);
+    let login = app
+        .post_json(
+            "/api/v1/auth/login",
+            None,
+            &json!({"email": "cut-admin@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(login.status(), 401);
+}
+
+#[tokio::test]
+async fn a_password_change_needs_the_current_one_and_ends_sessions() {
+    let app = spawn_app().await;
+    let account = app.register("pw@example.com").await;
+    let missing = app
+        .send(
+            Method::PATCH,
+            "/api/v1/users/me",
+            Some(&account.bearer()),
+            Some(&json!({"new_password": "a-brand-new-secret"})),
+        )
+        .await;
+    assert_eq!(missing.status(), 422);
+    let wrong = app
+        .send(
+            Method::PATCH,
+            "/api/v1/users/me",
+            Some(&account.bearer()),
+            Some(&json!({"current_password": "not-the-password", "new_password": "a-brand-new-secret"})),
+        )
+        .await;
+    assert_eq!(wrong.status(), 422);
+    let body: Value = wrong.json().await.unwrap();
+    assert_eq!(
+        body["detail"][0]["loc"],
+        json!(["body", "current_password"])
+    );
+    let weak = app
+        .send(
+            Method::PATCH,
+            "/api/v1/users/me",
+            Some(&account.bearer()),
+            Some(&json!({"current_password": PASSWORD, "new_password": "password123"})),
+        )
+        .await;
+    assert_eq!(weak.status(), 422);
+    let ok = app
+        .send(
+            Method::PATCH,
+            "/api/v1/users/me",
+            Some(&account.bearer()),
+            Some(&json!({"current_password": PASSWORD, "new_password": "a-brand-new-secret", "full_name": "Renamed"})),
+        )
+        .await;
+    assert_eq!(ok.status(), 200);
+    let body: Value = ok.json().await.unwrap();
+    assert_eq!(body["full_name"], "Renamed");
+    assert_eq!(
+        app.get_as("/api/v1/users/me", &account.bearer())
+            .await
+            .status(),
+        401
+    );
+    let old = app
+        .post_json(
+            "/api/v1/auth/login",
+            None,
+            &json!({"email": "pw@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(old.status(), 401);
+    app.login("pw@example.com", "a-brand-new-secret").await;
+}
+
+#[tokio::test]
+async fn api_keys_are_shown_once_listed_by_prefix_and_revocable() {
+    let app = spawn_app().await;
+    let owner = app.register("keys@example.com").await;
+    let (id, key) = app.create_api_key(&owner, "viewer").await;
+    assert!(key.starts_with("stk_"));
+
+    let me = app.get_with_key("/api/v1/tenants/me", &key).await;
+    assert_eq!(me.status(), 200);
+    let tenant: Value = me.json().await.unwrap();
+    assert_eq!(tenant["id"], owner.tenant_id.to_string());
+
+    let list: Value = app
+        .get_as("/api/v1/api-keys", &owner.bearer())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let listed = &list["items"][0];
+    assert_eq!(listed["id"], id.to_string());
+    assert!(key.starts_with(listed["prefix"].as_str().unwrap()));
+    assert!(listed.get("key").is_none(), "the key is never shown again");
+    assert!(!list.to_string().contains(&key));
+    assert!(listed["last_used_at"].is_string());
+
+    let revoke = app
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/api-keys/{id}"),
+            Some(&owner.bearer()),
+            None,
+        )
+        .await;
+    assert_eq!(revoke.status(), 204);
+    let after = app.get_with_key("/api/v1/tenants/me", &key).await;
+    assert_eq!(after.status(), 401);
+    let body: Value = after.json().await.unwrap();
+    assert_eq!(body["code"], "invalid_api_key");
+    let again = app
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/api-keys/{id}"),
+            Some(&owner.bearer()),
+            None,
+        )
+        .await;
+    assert_eq!(again.status(), 404);
+}
+
+#[tokio::test]
+async fn api_keys_carry_their_role_and_no_session() {
+    let app = spawn_app().await;
+    let owner = app.register("kr@example.com").await;
+    let (_, viewer_key) = app.create_api_key(&owner, "viewer").await;
+    let (_, admin_key) = app.create_api_key(&owner, "admin").await;
+    assert_eq!(
+        app.get_with_key("/api/v1/users", &viewer_key)
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        app.get_with_key("/api/v1/users", &admin_key).await.status(),
+        200
+    );
+    // No "me" and no logout for a key.
+    assert_eq!(
+        app.get_with_key("/api/v1/users/me", &admin_key)
+            .await
+            .status(),
+        403
+    );
+    // A key cannot be an owner, nor outrank its creator.
+    let owner_key = app
+        .post_json(
+            "/api/v1/api-keys",
+            Some(&owner.bearer()),
+            &json!({"name": "k", "role": "owner"}),
+        )
+        .await;
+    assert_eq!(owner_key.status(), 422);
+    let admin = app.add_user(&owner, "kr-admin@example.com", "admin").await;
+    let (_, _) = app.create_api_key(&admin, "admin").await;
+    let garbage = app
+        .get_with_key("/api/v1/tenants/me", "stk_notreal_xxxxxxxx")
+        .await;
+    assert_eq!(garbage.status(), 401);
+}
