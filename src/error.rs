@@ -31,7 +31,6 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ValidationIssue {
     /// Where the problem is: `["body", "email"]`, `["query", "limit"]`, `["path", "id"]`.
-    #[schema(value_type = Vec<String>)]
     pub loc: Vec<LocPart>,
     pub msg: String,
     /// Kind of failure, e.g. `missing`, `extra_forbidden`, `type_error`, `value_error`, `json_invalid`.
@@ -40,7 +39,7 @@ pub struct ValidationIssue {
 }
 
 /// A `loc` element: a field name or a list index.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum LocPart {
     Key(String),

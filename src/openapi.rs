@@ -14,7 +14,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::error::{ErrorBody, ValidationErrorBody, ValidationIssue};
+use crate::error::{ErrorBody, LocPart, ValidationErrorBody, ValidationIssue};
+use crate::http::validation::{NO_NUL_PATTERN, NOT_BLANK_PATTERN};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,7 +25,7 @@ use crate::error::{ErrorBody, ValidationErrorBody, ValidationIssue};
             marketplace sync, webhooks. Errors use FastAPI's shapes: `{\"detail\", \"code\", \"request_id\"}`, \
             and 422 `{\"detail\": [{\"loc\", \"msg\", \"type\"}]}`. Every response carries `X-Request-ID`."
     ),
-    components(schemas(ErrorBody, ValidationErrorBody, ValidationIssue)),
+    components(schemas(ErrorBody, ValidationErrorBody, ValidationIssue, LocPart)),
     tags(
         (name = "health", description = "Liveness and readiness probes"),
         (name = "observability", description = "Prometheus metrics and their catalogue"),
@@ -186,6 +187,51 @@ fn string_header(description: &str) -> utoipa::openapi::Header {
         .build()
 }
 
+/// Every text field of a request or response refuses NUL characters
+/// (PostgreSQL text cannot hold them, and the JSON extractor rejects them
+/// with 422); this pass writes that into each string schema's `pattern`.
+struct TextPatterns;
+
+impl TextPatterns {
+    fn visit(schema: &mut RefOr<utoipa::openapi::schema::Schema>) {
+        use utoipa::openapi::schema::{ArrayItems, Schema, SchemaType, Type};
+        let RefOr::T(schema) = schema else { return };
+        match schema {
+            Schema::Object(object) => {
+                let is_string = matches!(&object.schema_type, SchemaType::Type(Type::String))
+                    || matches!(&object.schema_type, SchemaType::Array(types) if types.contains(&Type::String));
+                if is_string && object.enum_values.is_none() {
+                    object.pattern = Some(match object.pattern.as_deref() {
+                        Some(r"\S") => NOT_BLANK_PATTERN.to_owned(),
+                        Some(other) => other.to_owned(),
+                        None => NO_NUL_PATTERN.to_owned(),
+                    });
+                }
+                for property in object.properties.values_mut() {
+                    Self::visit(property);
+                }
+            }
+            Schema::Array(array) => {
+                if let ArrayItems::RefOrSchema(items) = &mut array.items {
+                    Self::visit(items);
+                }
+            }
+            Schema::OneOf(one_of) => one_of.items.iter_mut().for_each(Self::visit),
+            Schema::AllOf(all_of) => all_of.items.iter_mut().for_each(Self::visit),
+            Schema::AnyOf(any_of) => any_of.items.iter_mut().for_each(Self::visit),
+            _ => {}
+        }
+    }
+}
+
+impl Modify for TextPatterns {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        if let Some(components) = openapi.components.as_mut() {
+            components.schemas.values_mut().for_each(Self::visit);
+        }
+    }
+}
+
 /// The serialized document, built once at start.
 pub struct OpenApiJson(pub String);
 
@@ -197,8 +243,9 @@ pub fn document() -> OpenApiDoc {
         .configure(crate::startup::routes)
         .split_for_parts();
     // Modifiers run when `ApiDoc::openapi()` is built, before the routes are
-    // collected; run the common-responses pass again over the full document.
+    // collected; run the passes that need the routes' schemas over the full document.
     CommonResponses.modify(&mut doc);
+    TextPatterns.modify(&mut doc);
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc
 }

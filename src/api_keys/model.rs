@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::Role;
+use crate::http::validation::not_blank;
 
 /// Roles an API key may carry: a key can never act as an owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -30,7 +31,8 @@ impl From<ApiKeyRole> for Role {
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
-    #[garde(length(min = 1, max = 100))]
+    #[garde(length(min = 1, max = 100), custom(not_blank))]
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: String,
     #[garde(skip)]
     pub role: ApiKeyRole,

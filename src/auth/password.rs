@@ -114,6 +114,29 @@ pub fn check_policy(password: &str, email: &str, field: &str) -> Result<(), ApiE
     Ok(())
 }
 
+/// OpenAPI schema of a new password: the length rule, and the common
+/// passwords excluded (`not: {enum: [...]}`), so clients and fuzzers know
+/// the whole policy but for "not the email".
+pub fn new_password_schema() -> utoipa::openapi::Object {
+    let mut not = utoipa::openapi::extensions::Extensions::default();
+    not.insert(
+        "not".into(),
+        serde_json::json!({ "enum": COMMON_PASSWORDS }),
+    );
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+            utoipa::openapi::KnownFormat::Password,
+        )))
+        .min_length(Some(MIN_PASSWORD_LEN))
+        .max_length(Some(MAX_PASSWORD_LEN))
+        .description(Some(
+            "At least 10 characters, not the email address, not a common password",
+        ))
+        .extensions(Some(not))
+        .build()
+}
+
 /// Frequent entries of public leaked-password lists that pass the length
 /// rule; compared case-insensitively.
 const COMMON_PASSWORDS: &[&str] = &[

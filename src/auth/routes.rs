@@ -13,6 +13,7 @@ use super::service::{
 };
 use crate::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, garde_issues};
+use crate::http::validation::no_nul;
 use crate::startup::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -70,11 +71,14 @@ async fn login(
 pub struct TokenForm {
     /// Must be `password` when sent.
     #[garde(inner(pattern("^password$")))]
+    #[schema(pattern = "^password$")]
     pub grant_type: Option<String>,
     /// The email address.
     #[garde(length(min = 1, max = 320), custom(no_nul))]
+    #[schema(min_length = 1, max_length = 320)]
     pub username: String,
     #[garde(length(min = 1, max = 1024), custom(no_nul))]
+    #[schema(min_length = 1, max_length = 1024, format = Password)]
     pub password: String,
     /// Accepted and ignored: roles come from the account.
     #[garde(skip)]
@@ -83,14 +87,6 @@ pub struct TokenForm {
     pub client_id: Option<String>,
     #[garde(skip)]
     pub client_secret: Option<String>,
-}
-
-fn no_nul(value: &str, _: &()) -> garde::Result {
-    if value.contains('\0') {
-        Err(garde::Error::new("must not contain NUL characters"))
-    } else {
-        Ok(())
-    }
 }
 
 /// Sign in with the OAuth2 password flow (used by the docs' Authorize button).

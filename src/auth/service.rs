@@ -13,6 +13,7 @@ use super::roles::{Role, Tier};
 use super::tokens::new_refresh_token;
 use crate::db;
 use crate::error::ApiError;
+use crate::http::validation::not_blank;
 use crate::startup::AppState;
 use crate::tenants::model::Tenant;
 use crate::tenants::repository as tenants;
@@ -24,15 +25,18 @@ use crate::users::service::map_email_taken;
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     #[garde(email, length(max = 320))]
-    #[schema(example = "owner@acme.example")]
+    #[schema(example = "owner@acme.example", format = Email, max_length = 320)]
     pub email: String,
     /// At least 10 characters, not the email, not a common password.
     #[garde(skip)]
+    #[schema(schema_with = password::new_password_schema)]
     pub password: String,
     /// The company (tenant) to create.
-    #[garde(length(min = 1, max = 200))]
+    #[garde(length(min = 1, max = 200), custom(not_blank))]
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub tenant_name: String,
     #[garde(length(max = 200))]
+    #[schema(max_length = 200)]
     #[serde(default)]
     pub full_name: String,
 }
@@ -47,8 +51,10 @@ pub struct RegisterResponse {
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     #[garde(length(min = 1, max = 320))]
+    #[schema(min_length = 1, max_length = 320)]
     pub email: String,
     #[garde(length(min = 1, max = 1024))]
+    #[schema(min_length = 1, max_length = 1024, format = Password)]
     pub password: String,
 }
 
@@ -56,6 +62,7 @@ pub struct LoginRequest {
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     #[garde(length(min = 1, max = 512))]
+    #[schema(min_length = 1, max_length = 512)]
     pub refresh_token: String,
 }
 

@@ -19,6 +19,7 @@ use actix_web::{FromRequest, HttpRequest};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
+use super::strict_json::StrictValue;
 use crate::error::{ApiError, LocPart, ValidationIssue};
 
 /// Registers the error handlers of actix's built-in extractors.
@@ -128,7 +129,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
             "string_nul",
         )]));
     }
-    serde_path_to_error::deserialize(value).map_err(|err| {
+    serde_path_to_error::deserialize(StrictValue(value)).map_err(|err| {
         let path = err.path().clone();
         ApiError::Validation(vec![serde_issue("body", path_to_loc(&path), err.inner())])
     })
@@ -145,7 +146,8 @@ fn find_nul(value: &serde_json::Value, path: &mut Vec<LocPart>) -> Option<Vec<Lo
             found
         }),
         serde_json::Value::Object(map) => map.iter().find_map(|(key, item)| {
-            path.push(LocPart::Key(key.clone()));
+            // The key itself is echoed in `loc`: escape the NUL it may hold.
+            path.push(LocPart::Key(key.replace('\0', "\\u0000")));
             let found = if key.contains('\0') {
                 Some(path.clone())
             } else {

@@ -9,3 +9,5 @@ pub mod fallback;
 pub mod pagination;
 pub mod panic_guard;
 pub mod request_context;
+pub mod strict_json;
+pub mod validation;

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::Tier;
+use crate::http::validation::{not_blank, timezone_schema, valid_timezone};
 
 /// Largest low-stock threshold accepted.
 pub const MAX_LOW_STOCK_THRESHOLD: u32 = 1_000_000;
@@ -44,15 +45,18 @@ pub struct Tenant {
 #[serde(deny_unknown_fields)]
 pub struct SettingsPatch {
     #[garde(inner(range(max = MAX_LOW_STOCK_THRESHOLD)))]
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub low_stock_threshold: Option<u32>,
     #[garde(inner(custom(valid_timezone)))]
+    #[schema(schema_with = timezone_schema)]
     pub timezone: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTenant {
-    #[garde(inner(length(min = 1, max = 200)))]
+    #[garde(inner(length(min = 1, max = 200), custom(not_blank)))]
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: Option<String>,
     #[garde(dive)]
     pub settings: Option<SettingsPatch>,
@@ -71,10 +75,4 @@ pub struct TransferOwnership {
 pub struct SetTier {
     #[garde(skip)]
     pub tier: Tier,
-}
-
-fn valid_timezone(value: &str, _: &()) -> garde::Result {
-    value.parse::<chrono_tz::Tz>().map(|_| ()).map_err(|_| {
-        garde::Error::new("not an IANA time zone name such as `Europe/Moscow` or `UTC`")
-    })
 }

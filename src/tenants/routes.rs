@@ -60,6 +60,7 @@ async fn update_me(
     responses(
         (status = 200, description = "Ownership transferred", body = Tenant),
         (status = 404, description = "No such active user in this tenant", body = ErrorBody),
+        (status = 409, description = "The named user is the caller", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Invalid input", body = ValidationErrorBody),
     )

@@ -57,11 +57,10 @@ pub async fn transfer_ownership(
 ) -> Result<Tenant, ApiError> {
     let (caller, _, _) = auth.user_session()?;
     if input.user_id == caller {
-        return Err(ApiError::invalid_field(
-            "user_id",
-            "You already own this tenant; name another user",
-            "value_error",
-        ));
+        return Err(ApiError::Conflict {
+            code: "already_owner",
+            detail: "You already own this tenant; name another user".into(),
+        });
     }
     let tenant = auth.tenant();
     let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;

@@ -233,3 +233,19 @@ async fn nul_characters_are_refused_with_their_location() {
     assert_eq!(body["detail"][0]["loc"], json!(["body", "tags", 1]));
     assert_eq!(body["detail"][0]["type"], "string_nul");
 }
+
+#[tokio::test]
+async fn a_body_must_be_an_object_not_an_array_of_fields() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(app.url("/__probe/echo"))
+        .json(&json!(["widget", 3, []]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["detail"][0]["type"], "type_error");
+    assert_eq!(body["detail"][0]["loc"], json!(["body"]));
+}

@@ -88,3 +88,50 @@ async fn the_docs_render_offline() {
     let bundle = app.get("/docs/swagger-ui-bundle.js").await;
     assert_eq!(bundle.status(), 200);
 }
+
+#[tokio::test]
+async fn both_credential_schemes_are_documented_and_authorize_uses_the_token_route() {
+    let app = spawn_app().await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["type"], "http");
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(schemes["api_key"]["type"], "apiKey");
+    assert_eq!(schemes["api_key"]["in"], "header");
+    assert_eq!(schemes["api_key"]["name"], "X-API-Key");
+    // Swagger UI's Authorize button signs in through the OAuth2 password flow.
+    assert_eq!(
+        schemes["oauth2_password"]["flows"]["password"]["tokenUrl"],
+        "/api/v1/auth/token"
+    );
+    let me = &doc["paths"]["/api/v1/users/me"]["get"];
+    assert_eq!(me["security"].as_array().unwrap().len(), 3);
+    assert!(me["responses"].get("401").is_some());
+    assert!(
+        me["responses"]["401"]["headers"]
+            .get("WWW-Authenticate")
+            .is_some()
+    );
+    // Public routes declare no security.
+    assert!(
+        doc["paths"]["/api/v1/auth/login"]["post"]
+            .get("security")
+            .is_none()
+    );
+
+    // What Swagger UI posts when Authorize is used (client credentials as Basic auth).
+    app.register("swagger@example.com").await;
+    let response = app
+        .client
+        .post(app.url("/api/v1/auth/token"))
+        .header("authorization", "Basic Og==")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=password&username=swagger%40example.com&password={}&scope=",
+            crate::helpers::PASSWORD
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}

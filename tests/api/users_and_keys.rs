@@ -210,55 +210,66 @@ async fn deactivation_cuts_off_tokens_sessions_and_api_keys_at_once() {
 async fn a_password_change_needs_the_current_one_and_ends_sessions() {
     let app = spawn_app().await;
     let account = app.register("pw@example.com").await;
+    let path = "/api/v1/users/me/password";
     let missing = app
         .send(
-            Method::PATCH,
-            "/api/v1/users/me",
+            Method::POST,
+            path,
             Some(&account.bearer()),
             Some(&json!({"new_password": "a-brand-new-secret"})),
         )
         .await;
     assert_eq!(missing.status(), 422);
-    let wrong = app
-        .send(
-            Method::PATCH,
-            "/api/v1/users/me",
-            Some(&account.bearer()),
-            Some(&json!({"current_password": "not-the-password", "new_password": "a-brand-new-secret"})),
-        )
-        .await;
-    assert_eq!(wrong.status(), 422);
-    let body: Value = wrong.json().await.unwrap();
+    let body: Value = missing.json().await.unwrap();
     assert_eq!(
         body["detail"][0]["loc"],
         json!(["body", "current_password"])
     );
+    let wrong = app
+        .send(
+            Method::POST,
+            path,
+            Some(&account.bearer()),
+            Some(&json!({"current_password": "not-the-password", "new_password": "a-brand-new-secret"})),
+        )
+        .await;
+    assert_eq!(wrong.status(), 403);
+    let body: Value = wrong.json().await.unwrap();
+    assert_eq!(body["code"], "invalid_current_password");
     let weak = app
         .send(
-            Method::PATCH,
-            "/api/v1/users/me",
+            Method::POST,
+            path,
             Some(&account.bearer()),
             Some(&json!({"current_password": PASSWORD, "new_password": "password123"})),
         )
         .await;
     assert_eq!(weak.status(), 422);
+    let body: Value = weak.json().await.unwrap();
+    assert_eq!(body["detail"][0]["type"], "password_too_common");
     let ok = app
         .send(
-            Method::PATCH,
-            "/api/v1/users/me",
+            Method::POST,
+            path,
             Some(&account.bearer()),
-            Some(&json!({"current_password": PASSWORD, "new_password": "a-brand-new-secret", "full_name": "Renamed"})),
+            Some(&json!({"current_password": PASSWORD, "new_password": "a-brand-new-secret"})),
         )
         .await;
-    assert_eq!(ok.status(), 200);
-    let body: Value = ok.json().await.unwrap();
-    assert_eq!(body["full_name"], "Renamed");
+    assert_eq!(ok.status(), 204);
     assert_eq!(
         app.get_as("/api/v1/users/me", &account.bearer())
             .await
             .status(),
         401
     );
+    let refresh = app
+        .post_json(
+            "/api/v1/auth/refresh",
+            None,
+            &json!({"refresh_token": account.tokens.refresh_token}),
+        )
+        .await;
+    assert_eq!(refresh.status(), 401);
     let old = app
         .post_json(
             "/api/v1/auth/login",
@@ -267,7 +278,27 @@ async fn a_password_change_needs_the_current_one_and_ends_sessions() {
         )
         .await;
     assert_eq!(old.status(), 401);
-    app.login("pw@example.com", "a-brand-new-secret").await;
+    let tokens = app.login("pw@example.com", "a-brand-new-secret").await;
+    let renamed = app
+        .send(
+            Method::PATCH,
+            "/api/v1/users/me",
+            Some(&format!("Bearer {}", tokens.access_token)),
+            Some(&json!({"full_name": "Renamed"})),
+        )
+        .await;
+    assert_eq!(renamed.status(), 200);
+    let body: Value = renamed.json().await.unwrap();
+    assert_eq!(body["full_name"], "Renamed");
+    let blank = app
+        .send(
+            Method::PATCH,
+            "/api/v1/users/me",
+            Some(&format!("Bearer {}", tokens.access_token)),
+            Some(&json!({"full_name": "   "})),
+        )
+        .await;
+    assert_eq!(blank.status(), 422);
 }
 
 #[tokio::test]
