@@ -21,26 +21,73 @@ pub struct User {
     pub created_at: OffsetDateTime,
 }
 
-/// `PATCH /api/v1/users/me`: the signed-in user's profile.
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+/// `PATCH /api/v1/users/me`: change the name, or the password (which needs
+/// the current one, and ends every session).
+#[derive(Debug, Deserialize, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMe {
     #[garde(inner(length(min = 1, max = 200), custom(not_blank)))]
-    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub full_name: Option<String>,
+    /// May be omitted, but not null: it only ever accompanies `new_password`.
+    #[garde(inner(length(min = 1, max = 1024)))]
+    #[serde(default, deserialize_with = "present_string")]
+    pub current_password: Option<String>,
+    #[garde(skip)]
+    pub new_password: Option<String>,
 }
 
-/// `POST /api/v1/users/me/password`.
-#[derive(Debug, Deserialize, Validate, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ChangePassword {
-    #[garde(length(min = 1, max = 1024))]
-    #[schema(min_length = 1, max_length = 1024, format = Password)]
-    pub current_password: String,
-    /// At least 10 characters, not the email, not a common password.
-    #[garde(skip)]
-    #[schema(schema_with = crate::auth::password::new_password_schema)]
-    pub new_password: String,
+/// A field that may be absent but, when present, must be a string.
+fn present_string<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(de).map(Some)
+}
+
+/// The schema of [`UpdateMe`] is written by hand for the one rule derives
+/// cannot say: `new_password` requires `current_password` (`dependentRequired`).
+impl utoipa::PartialSchema for UpdateMe {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::Schema::Object(update_me_schema()).into()
+    }
+}
+
+impl ToSchema for UpdateMe {}
+
+fn update_me_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    use utoipa::openapi::{ObjectBuilder, extensions::Extensions};
+    let optional_text = |min: usize, max: usize, description: &str| {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+            .min_length(Some(min))
+            .max_length(Some(max))
+            .description(Some(description))
+    };
+    let mut dependent = Extensions::default();
+    dependent.insert(
+        "dependentRequired".into(),
+        serde_json::json!({ "new_password": ["current_password"] }),
+    );
+    let mut new_password = crate::auth::password::new_password_schema();
+    new_password.schema_type = SchemaType::from_iter([Type::String, Type::Null]);
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property(
+            "full_name",
+            optional_text(1, 200, "Display name").pattern(Some(r"\S")),
+        )
+        .property(
+            "current_password",
+            optional_text(1, 1024, "Required with new_password")
+                .schema_type(Type::String)
+                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::Password,
+                ))),
+        )
+        .property("new_password", new_password)
+        .additional_properties(Some(
+            utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+        ))
+        .extensions(Some(dependent))
+        .build()
 }
 
 /// `POST /api/v1/users`: create a user in the caller's tenant.

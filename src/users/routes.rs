@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, get, patch, post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-use super::model::{ChangePassword, CreateUser, UpdateMe, UpdateUser, User};
+use super::model::{CreateUser, UpdateMe, UpdateUser, User};
 use super::service;
 use crate::auth::{Admin, Auth, Viewer};
 use crate::error::{ApiError, ErrorBody, ValidationErrorBody};
@@ -15,7 +15,6 @@ use crate::startup::AppState;
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(me)
         .service(update_me)
-        .service(change_password)
         .service(list)
         .service(create)
         .service(get_user)
@@ -37,16 +36,17 @@ async fn me(state: web::Data<AppState>, auth: Auth<Viewer>) -> Result<web::Json<
     Ok(web::Json(service::me(&state, &auth).await?))
 }
 
-/// Change your profile.
+/// Change your name, or your password (with the current one). A password
+/// change ends every session, this one included: sign in again.
 #[utoipa::path(
     tag = "users",
     security(("bearer" = [])),
     request_body = UpdateMe,
     responses(
         (status = 200, description = "Updated", body = User),
-        (status = 403, description = "Called with an API key", body = ErrorBody),
+        (status = 403, description = "Wrong current password, or called with an API key", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "Invalid input", body = ValidationErrorBody),
+        (status = 422, description = "Invalid input, or a password policy failure (`type` names the rule)", body = ValidationErrorBody),
     )
 )]
 #[patch("/users/me")]
@@ -56,28 +56,6 @@ async fn update_me(
     body: ValidatedJson<UpdateMe>,
 ) -> Result<web::Json<User>, ApiError> {
     Ok(web::Json(service::update_me(&state, &auth, body.0).await?))
-}
-
-/// Change your password. Every session ends, this one included: sign in again.
-#[utoipa::path(
-    tag = "users",
-    security(("bearer" = [])),
-    request_body = ChangePassword,
-    responses(
-        (status = 204, description = "Changed; all sessions ended"),
-        (status = 403, description = "Wrong current password, or called with an API key", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "Invalid input or password policy failure (`type` names the rule)", body = ValidationErrorBody),
-    )
-)]
-#[post("/users/me/password")]
-async fn change_password(
-    state: web::Data<AppState>,
-    auth: Auth<Viewer>,
-    body: ValidatedJson<ChangePassword>,
-) -> Result<HttpResponse, ApiError> {
-    service::change_password(&state, &auth, body.0).await?;
-    Ok(HttpResponse::NoContent().finish())
 }
 
 /// The tenant's users, oldest first.

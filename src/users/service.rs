@@ -12,7 +12,7 @@
 
 use uuid::Uuid;
 
-use super::model::{ChangePassword, CreateUser, UpdateMe, UpdateUser, User};
+use super::model::{CreateUser, UpdateMe, UpdateUser, User};
 use super::repository;
 use crate::api_keys::repository as api_keys;
 use crate::auth::repository as sessions;
@@ -32,6 +32,9 @@ pub async fn me(state: &AppState, auth: &Auth<Viewer>) -> Result<User, ApiError>
     Ok(user)
 }
 
+/// Changes the signed-in user's name and/or password. A new password needs
+/// the current one (a stolen access token alone cannot take over the
+/// account), and ends every session, this one included.
 pub async fn update_me(
     state: &AppState,
     auth: &Auth<Viewer>,
@@ -39,53 +42,53 @@ pub async fn update_me(
 ) -> Result<User, ApiError> {
     let (user_id, _, _) = auth.user_session()?;
     let tenant = auth.tenant();
+    let new_hash = match input.new_password {
+        None => None,
+        Some(new_password) => {
+            let Some(current_password) = input.current_password else {
+                return Err(ApiError::invalid_field(
+                    "current_password",
+                    "The current password is required to set a new one",
+                    "missing",
+                ));
+            };
+            let current = me(state, auth).await?;
+            let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+            let stored = repository::password_hash(&tenant, &mut tx, user_id).await?;
+            drop(tx);
+            if !state.passwords.verify(current_password, stored).await? {
+                return Err(ApiError::Forbidden {
+                    code: "invalid_current_password",
+                    detail: "The current password is incorrect".into(),
+                });
+            }
+            password::check_policy(&new_password, &current.email, "new_password")?;
+            Some(state.passwords.hash(new_password).await?)
+        }
+    };
     let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
     if let Some(full_name) = &input.full_name {
         repository::set_full_name(&tenant, &mut tx, user_id, full_name.trim()).await?;
     }
+    let mark = match &new_hash {
+        Some(hash) => {
+            repository::set_password_hash(&tenant, &mut tx, user_id, hash).await?;
+            Some(end_sessions(&tenant, &mut tx, user_id).await?)
+        }
+        None => None,
+    };
     let user = repository::find(&tenant, &mut tx, user_id)
         .await?
         .ok_or_else(|| ApiError::not_found("User"))?;
     tx.commit().await?;
-    Ok(user)
-}
-
-/// Changes the signed-in user's password. The current one must be given (a
-/// stolen access token alone cannot take over the account), and every
-/// session ends, this one included.
-pub async fn change_password(
-    state: &AppState,
-    auth: &Auth<Viewer>,
-    input: ChangePassword,
-) -> Result<(), ApiError> {
-    let (user_id, _, _) = auth.user_session()?;
-    let tenant = auth.tenant();
-    let current = me(state, auth).await?;
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
-    let stored = repository::password_hash(&tenant, &mut tx, user_id).await?;
-    drop(tx);
-    if !state
-        .passwords
-        .verify(input.current_password, stored)
-        .await?
-    {
-        return Err(ApiError::Forbidden {
-            code: "invalid_current_password",
-            detail: "The current password is incorrect".into(),
-        });
+    if let Some(mark_ms) = mark {
+        state
+            .revocations
+            .invalidate_user_tokens(user_id, mark_ms)
+            .await;
+        tracing::info!("password changed; every session ended");
     }
-    password::check_policy(&input.new_password, &current.email, "new_password")?;
-    let hash = state.passwords.hash(input.new_password).await?;
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
-    repository::set_password_hash(&tenant, &mut tx, user_id, &hash).await?;
-    let mark_ms = end_sessions(&tenant, &mut tx, user_id).await?;
-    tx.commit().await?;
-    state
-        .revocations
-        .invalidate_user_tokens(user_id, mark_ms)
-        .await;
-    tracing::info!("password changed; every session ended");
-    Ok(())
+    Ok(user)
 }
 
 pub async fn list(
