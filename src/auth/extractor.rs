@@ -70,9 +70,11 @@ impl Principal {
 /// Why credentials were refused; each maps to one client-visible answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthRejection {
-    /// A bearer token that is malformed, forged, expired, for another audience,
-    /// or revoked. The client is not told which.
+    /// A bearer token that is malformed, forged, expired or for another
+    /// audience. The client is not told which.
     InvalidToken,
+    /// A genuine bearer token that was revoked; answered exactly as `InvalidToken`.
+    Revoked,
     InvalidApiKey,
     /// The `Authorization` header uses a scheme other than Bearer.
     UnsupportedScheme,
@@ -91,7 +93,7 @@ pub enum Authentication {
 impl AuthRejection {
     pub fn into_api_error(self) -> ApiError {
         match self {
-            AuthRejection::InvalidToken => ApiError::Unauthorized {
+            AuthRejection::InvalidToken | AuthRejection::Revoked => ApiError::Unauthorized {
                 code: "invalid_token",
                 detail: "Could not validate credentials".into(),
                 challenge: r#"Bearer error="invalid_token""#,

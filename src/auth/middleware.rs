@@ -64,7 +64,25 @@ pub async fn authenticate(
     let outcome = match credentials(req.headers()) {
         None => Authentication::Anonymous,
         Some(credentials) => match req.app_data::<web::Data<AppState>>().cloned() {
-            Some(state) => resolve(&state, credentials).await,
+            Some(state) => {
+                let kind = match credentials {
+                    Credentials::ApiKey(_) => "api_key",
+                    Credentials::Bearer(_) | Credentials::Unsupported => "bearer",
+                };
+                let outcome = resolve(&state, credentials).await;
+                let label = match &outcome {
+                    Authentication::Authenticated(_) => "success",
+                    Authentication::Rejected(AuthRejection::Unavailable) => "unavailable",
+                    Authentication::Rejected(AuthRejection::Revoked) => "revoked",
+                    _ => "invalid",
+                };
+                state
+                    .metrics
+                    .auth_events
+                    .with_label_values(&[kind, label])
+                    .inc();
+                outcome
+            }
             None => Authentication::Rejected(AuthRejection::Unavailable),
         },
     };
@@ -102,7 +120,7 @@ async fn resolve(state: &AppState, credentials: Credentials) -> Authentication {
                 }),
                 Err(RevocationError::Revoked) => {
                     tracing::info!(reason = "revoked", "bearer token refused");
-                    Authentication::Rejected(AuthRejection::InvalidToken)
+                    Authentication::Rejected(AuthRejection::Revoked)
                 }
                 Err(RevocationError::Unavailable) => {
                     Authentication::Rejected(AuthRejection::Unavailable)

@@ -88,7 +88,7 @@ pub const DEPENDENCY_CHECK_DURATION: MetricDef = MetricDef {
 pub const AUTH_EVENTS: MetricDef = MetricDef {
     name: "stock_tracker_auth_events_total",
     kind: MetricKind::Counter,
-    help: "Authentication events: register, login, refresh, logout, by outcome (success, failure, reuse_detected)",
+    help: "Authentication events by outcome: register, login, refresh, logout (success, failure, reuse_detected) and credentials presented per request, bearer and api_key (success, invalid, revoked, unavailable)",
     labels: &["event", "outcome"],
 };
 

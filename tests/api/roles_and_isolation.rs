@@ -12,91 +12,177 @@ fn rank(role: &str) -> usize {
     ROLES.iter().position(|r| *r == role).unwrap()
 }
 
-/// Every protected route, the least role it needs, and a request that
-/// passes validation (so the answer is about the role alone).
-fn protected_routes(target_user: Uuid) -> Vec<(Method, String, &'static str, Option<Value>)> {
-    vec![
-        (Method::GET, "/api/v1/users/me".into(), "viewer", None),
-        (
-            Method::PATCH,
-            "/api/v1/users/me".into(),
+/// Every protected route with the least role it needs. Transferring
+/// ownership is covered below (it changes who the owner is).
+const PROTECTED: &[(&str, &str)] = &[
+    ("GET /users/me", "viewer"),
+    ("PATCH /users/me", "viewer"),
+    ("GET /tenants/me", "viewer"),
+    ("GET /users", "admin"),
+    ("POST /users", "admin"),
+    ("GET /users/{id}", "admin"),
+    ("PATCH /users/{id}", "admin"),
+    ("POST /users/{id}/deactivate", "admin"),
+    ("GET /api-keys", "admin"),
+    ("POST /api-keys", "admin"),
+    ("DELETE /api-keys/{id}", "admin"),
+    ("PATCH /tenants/me", "owner"),
+    ("POST /auth/logout", "viewer"),
+];
+
+/// Calls `route` as `caller` with a request that passes validation and
+/// targets something that exists, so the answer is about the role alone.
+async fn call(
+    app: &TestApp,
+    owner: &Account,
+    route: &str,
+    caller: Option<&Account>,
+    n: usize,
+) -> reqwest::Response {
+    let auth = caller.map(Account::bearer);
+    let auth = auth.as_deref();
+    let fresh_user = || async {
+        app.add_user(
+            owner,
+            &format!("target-{n}-{}@example.com", Uuid::now_v7().simple()),
             "viewer",
-            Some(json!({"full_name": "Same"})),
-        ),
-        (Method::GET, "/api/v1/tenants/me".into(), "viewer", None),
-        (Method::GET, "/api/v1/users".into(), "admin", None),
-        (
-            Method::GET,
-            format!("/api/v1/users/{target_user}"),
-            "admin",
-            None,
-        ),
-        (
-            Method::PATCH,
-            format!("/api/v1/users/{target_user}"),
-            "admin",
-            Some(json!({"full_name": "T"})),
-        ),
-        (Method::GET, "/api/v1/api-keys".into(), "admin", None),
-        (
-            Method::POST,
-            "/api/v1/api-keys".into(),
-            "admin",
-            Some(json!({"name": "k", "role": "viewer"})),
-        ),
-        (
-            Method::PATCH,
-            "/api/v1/tenants/me".into(),
-            "owner",
-            Some(json!({"name": "Renamed"})),
-        ),
-    ]
+        )
+        .await
+    };
+    let v1 = "/api/v1";
+    match route {
+        "GET /users/me" => {
+            app.send(Method::GET, &format!("{v1}/users/me"), auth, None)
+                .await
+        }
+        "PATCH /users/me" => {
+            app.send(
+                Method::PATCH,
+                &format!("{v1}/users/me"),
+                auth,
+                Some(&json!({"full_name": "Same"})),
+            )
+            .await
+        }
+        "GET /tenants/me" => {
+            app.send(Method::GET, &format!("{v1}/tenants/me"), auth, None)
+                .await
+        }
+        "GET /users" => {
+            app.send(Method::GET, &format!("{v1}/users"), auth, None)
+                .await
+        }
+        "POST /users" => {
+            let email = format!("created-{}@example.com", Uuid::now_v7().simple());
+            let body =
+                json!({"email": email, "password": crate::helpers::PASSWORD, "role": "viewer"});
+            app.send(Method::POST, &format!("{v1}/users"), auth, Some(&body))
+                .await
+        }
+        "GET /users/{id}" => {
+            let target = fresh_user().await;
+            app.send(
+                Method::GET,
+                &format!("{v1}/users/{}", target.user_id),
+                auth,
+                None,
+            )
+            .await
+        }
+        "PATCH /users/{id}" => {
+            let target = fresh_user().await;
+            let body = json!({"full_name": "T"});
+            app.send(
+                Method::PATCH,
+                &format!("{v1}/users/{}", target.user_id),
+                auth,
+                Some(&body),
+            )
+            .await
+        }
+        "POST /users/{id}/deactivate" => {
+            let target = fresh_user().await;
+            app.send(
+                Method::POST,
+                &format!("{v1}/users/{}/deactivate", target.user_id),
+                auth,
+                None,
+            )
+            .await
+        }
+        "GET /api-keys" => {
+            app.send(Method::GET, &format!("{v1}/api-keys"), auth, None)
+                .await
+        }
+        "POST /api-keys" => {
+            let body = json!({"name": "k", "role": "viewer"});
+            app.send(Method::POST, &format!("{v1}/api-keys"), auth, Some(&body))
+                .await
+        }
+        "DELETE /api-keys/{id}" => {
+            let (id, _) = app.create_api_key(owner, "viewer").await;
+            app.send(Method::DELETE, &format!("{v1}/api-keys/{id}"), auth, None)
+                .await
+        }
+        "PATCH /tenants/me" => {
+            app.send(
+                Method::PATCH,
+                &format!("{v1}/tenants/me"),
+                auth,
+                Some(&json!({"name": "Renamed"})),
+            )
+            .await
+        }
+        "POST /auth/logout" => {
+            app.send(Method::POST, &format!("{v1}/auth/logout"), auth, None)
+                .await
+        }
+        other => panic!("no request for {other}"),
+    }
 }
 
 #[tokio::test]
 async fn each_role_gets_exactly_the_routes_it_is_allowed() {
     let app = spawn_app().await;
     let owner = app.register("matrix-owner@example.com").await;
-    let target = app
-        .add_user(&owner, "matrix-target@example.com", "viewer")
-        .await;
-    let mut accounts: Vec<(&str, Account)> = Vec::new();
+    let mut callers: Vec<(&str, Account)> = Vec::new();
     for role in ["viewer", "member", "admin"] {
-        accounts.push((
+        callers.push((
             role,
             app.add_user(&owner, &format!("matrix-{role}@example.com"), role)
                 .await,
         ));
     }
-    accounts.push(("owner", owner.clone()));
+    // The owner's own session signs out last; use a second one for the matrix.
+    let owner_session = Account {
+        tokens: app
+            .login("matrix-owner@example.com", crate::helpers::PASSWORD)
+            .await,
+        ..owner.clone()
+    };
+    callers.push(("owner", owner_session));
 
-    for (role, account) in &accounts {
-        for (method, path, least, body) in protected_routes(target.user_id) {
-            let response = app
-                .send(
-                    method.clone(),
-                    &path,
-                    Some(&account.bearer()),
-                    body.as_ref(),
-                )
-                .await;
+    for (n, (role, caller)) in callers.iter().enumerate() {
+        for (route, least) in PROTECTED {
+            let response = call(&app, &owner, route, Some(caller), n).await;
             let status = response.status().as_u16();
             if rank(role) >= rank(least) {
-                assert!(
-                    (200..300).contains(&status),
-                    "{role} {method} {path}: {status}"
-                );
+                assert!((200..300).contains(&status), "{role} {route}: {status}");
             } else {
-                assert_eq!(status, 403, "{role} {method} {path}");
+                assert_eq!(status, 403, "{role} {route}");
                 let body: Value = response.json().await.unwrap();
-                assert_eq!(body["code"], "insufficient_role");
+                assert_eq!(body["code"], "insufficient_role", "{role} {route}");
             }
         }
     }
-    // Anonymous: 401 everywhere.
-    for (method, path, _, body) in protected_routes(target.user_id) {
-        let response = app.send(method.clone(), &path, None, body.as_ref()).await;
-        assert_eq!(response.status(), 401, "anonymous {method} {path}");
+    // Anonymous callers get 401 with a challenge everywhere.
+    for (route, _) in PROTECTED {
+        let response = call(&app, &owner, route, None, 99).await;
+        assert_eq!(response.status(), 401, "anonymous {route}");
+        assert!(
+            response.headers().contains_key("www-authenticate"),
+            "anonymous {route}"
+        );
     }
 }
 
