@@ -61,12 +61,6 @@ pub struct Principal {
     pub kind: PrincipalKind,
 }
 
-impl Principal {
-    pub fn is_api_key(&self) -> bool {
-        matches!(self.kind, PrincipalKind::ApiKey { .. })
-    }
-}
-
 /// Why credentials were refused; each maps to one client-visible answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthRejection {

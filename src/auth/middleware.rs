@@ -76,11 +76,7 @@ pub async fn authenticate(
                     Authentication::Rejected(AuthRejection::Revoked) => "revoked",
                     _ => "invalid",
                 };
-                state
-                    .metrics
-                    .auth_events
-                    .with_label_values(&[kind, label])
-                    .inc();
+                state.metrics.auth_event(kind, label);
                 outcome
             }
             None => Authentication::Rejected(AuthRejection::Unavailable),

@@ -118,11 +118,7 @@ pub async fn register(
     .await
     .map_err(map_email_taken)?;
     tx.commit().await?;
-    state
-        .metrics
-        .auth_events
-        .with_label_values(&["register", "success"])
-        .inc();
+    state.metrics.auth_event("register", "success");
     tracing::info!(tenant_id = %tenant.id(), user_id = %user.id, "tenant registered");
     Ok(RegisterResponse {
         user,
@@ -143,11 +139,7 @@ pub async fn login(
     let account = match account {
         Some(account) if verified && account.is_active => account,
         _ => {
-            state
-                .metrics
-                .auth_events
-                .with_label_values(&["login", "failure"])
-                .inc();
+            state.metrics.auth_event("login", "failure");
             return Err(invalid_credentials());
         }
     };
@@ -166,11 +158,7 @@ pub async fn login(
     )
     .await?;
     tx.commit().await?;
-    state
-        .metrics
-        .auth_events
-        .with_label_values(&["login", "success"])
-        .inc();
+    state.metrics.auth_event("login", "success");
     Ok(response)
 }
 
@@ -206,11 +194,7 @@ async fn open_session(
 pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<TokenResponse, ApiError> {
     let hash = super::tokens::hash_secret(refresh_token);
     let Some(row) = repository::find_refresh_token(&state.db, &hash).await? else {
-        state
-            .metrics
-            .auth_events
-            .with_label_values(&["refresh", "failure"])
-            .inc();
+        state.metrics.auth_event("refresh", "failure");
         return Err(invalid_refresh_token());
     };
     let tenant = TenantCtx::new(row.tenant_id);
@@ -220,22 +204,14 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<TokenRespo
         if reused {
             repository::revoke_family(&tenant, &mut tx, row.family_id).await?;
             tx.commit().await?;
-            state
-                .metrics
-                .auth_events
-                .with_label_values(&["refresh", "reuse_detected"])
-                .inc();
+            state.metrics.auth_event("refresh", "reuse_detected");
             tracing::warn!(
                 user_id = %row.user_id,
                 family_id = %row.family_id,
                 "spent refresh token presented again; session revoked"
             );
         } else {
-            state
-                .metrics
-                .auth_events
-                .with_label_values(&["refresh", "failure"])
-                .inc();
+            state.metrics.auth_event("refresh", "failure");
         }
         return Err(invalid_refresh_token());
     }
@@ -259,11 +235,7 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<TokenRespo
     )
     .await?;
     tx.commit().await?;
-    state
-        .metrics
-        .auth_events
-        .with_label_values(&["refresh", "success"])
-        .inc();
+    state.metrics.auth_event("refresh", "success");
     Ok(response)
 }
 
@@ -288,10 +260,6 @@ pub async fn logout(state: &AppState, auth: &Auth<Viewer>) -> Result<(), ApiErro
         .await?;
     tx.commit().await?;
     state.revocations.revoke_access_token(jti, expires_at).await;
-    state
-        .metrics
-        .auth_events
-        .with_label_values(&["logout", "success"])
-        .inc();
+    state.metrics.auth_event("logout", "success");
     Ok(())
 }

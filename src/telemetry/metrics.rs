@@ -169,6 +169,11 @@ impl Metrics {
         metrics
     }
 
+    /// Counts one authentication event (see [`AUTH_EVENTS`]).
+    pub fn auth_event(&self, event: &str, outcome: &str) {
+        self.auth_events.with_label_values(&[event, outcome]).inc();
+    }
+
     /// The Prometheus text exposition of every registered metric.
     pub fn render(&self) -> String {
         let families = self.registry.gather();
