@@ -1,4 +1,4 @@
-//! Redis: the connection pool and the key namespace.
+//! Redis: the connection pool, and the per-tenant response cache.
 //!
 //! deadpool-redis sets no timeouts by default, and a Redis that stops
 //! answering would then hang every request; the pool here bounds connecting
@@ -41,4 +41,162 @@ where
     tokio::time::timeout(limit, op)
         .await
         .map_err(|_| anyhow::anyhow!("redis did not answer within {} ms", limit.as_millis()))?
+}
+
+/// Cached HTTP response bodies, per tenant.
+///
+/// Keys: `{prefix}cache:{tenant}:{epoch}:{generation}:{name}`. Bumping a
+/// tenant's generation (one `INCR`) orphans all of its entries at once —
+/// every list page and detail — and TTLs reclaim them. The global epoch does
+/// the same for all tenants: it is bumped when this process failed to bump a
+/// generation (Redis unreachable during a write), before Redis is trusted
+/// again, so no stale page outlives an outage.
+///
+/// A lookup is one round trip: a script reads epoch, generation and entry.
+pub struct ResponseCache {
+    redis: Pool,
+    prefix: String,
+    ttl_secs: u64,
+    command_timeout: Duration,
+    metrics: crate::telemetry::metrics::Metrics,
+    epoch_bump_needed: std::sync::atomic::AtomicBool,
+    lookup: redis::Script,
+}
+
+/// The outcome of a lookup.
+pub enum Lookup {
+    Hit(actix_web::web::Bytes),
+    /// Not cached: store the response under this key.
+    Miss(String),
+    /// Redis cannot be used: serve from PostgreSQL, do not store.
+    Bypass,
+}
+
+impl Lookup {
+    /// The `X-Cache` header value.
+    pub fn header(&self) -> &'static str {
+        match self {
+            Lookup::Hit(_) => "HIT",
+            Lookup::Miss(_) => "MISS",
+            Lookup::Bypass => "BYPASS",
+        }
+    }
+}
+
+const LOOKUP_SCRIPT: &str = r"
+local epoch = redis.call('GET', KEYS[1]) or '0'
+local generation = redis.call('GET', KEYS[2]) or '0'
+local key = ARGV[1] .. epoch .. ':' .. generation .. ':' .. ARGV[2]
+return {key, redis.call('GET', key)}
+";
+
+impl ResponseCache {
+    pub fn new(
+        settings: &crate::config::Settings,
+        redis: Pool,
+        metrics: crate::telemetry::metrics::Metrics,
+    ) -> Self {
+        Self {
+            redis,
+            prefix: format!("{}cache:", settings.redis.key_prefix),
+            ttl_secs: settings.cache.ttl_secs,
+            command_timeout: settings.redis.command_timeout(),
+            metrics,
+            epoch_bump_needed: std::sync::atomic::AtomicBool::new(false),
+            lookup: redis::Script::new(LOOKUP_SCRIPT),
+        }
+    }
+
+    fn epoch_key(&self) -> String {
+        format!("{}epoch", self.prefix)
+    }
+
+    fn generation_key(&self, tenant_id: uuid::Uuid) -> String {
+        format!("{}{tenant_id}:generation", self.prefix)
+    }
+
+    /// Looks up `name` (e.g. `products:list:<hash>`) in a tenant's cache.
+    pub async fn get(&self, cache: &'static str, tenant_id: uuid::Uuid, name: &str) -> Lookup {
+        use std::sync::atomic::Ordering;
+        let started = std::time::Instant::now();
+        let outcome = with_timeout(self.command_timeout, async {
+            let mut conn = self.redis.get().await?;
+            if self.epoch_bump_needed.load(Ordering::Acquire) {
+                let _: i64 = redis::cmd("INCR")
+                    .arg(self.epoch_key())
+                    .query_async(&mut conn)
+                    .await?;
+                self.epoch_bump_needed.store(false, Ordering::Release);
+                tracing::info!("cache epoch bumped after a lost invalidation");
+            }
+            let (key, value): (String, Option<Vec<u8>>) = self
+                .lookup
+                .key(self.epoch_key())
+                .key(self.generation_key(tenant_id))
+                .arg(format!("{}{tenant_id}:", self.prefix))
+                .arg(name)
+                .invoke_async(&mut conn)
+                .await?;
+            Ok((key, value))
+        })
+        .await;
+        let lookup = match outcome {
+            Ok((_, Some(body))) => Lookup::Hit(body.into()),
+            Ok((key, None)) => Lookup::Miss(key),
+            Err(err) => {
+                tracing::debug!(error = %err, "cache bypassed");
+                Lookup::Bypass
+            }
+        };
+        if !matches!(lookup, Lookup::Bypass) {
+            self.metrics
+                .cache_lookup_duration
+                .with_label_values(&[cache])
+                .observe(started.elapsed().as_secs_f64());
+        }
+        let result = match lookup {
+            Lookup::Hit(_) => "hit",
+            Lookup::Miss(_) => "miss",
+            Lookup::Bypass => "bypass",
+        };
+        self.metrics
+            .cache_requests
+            .with_label_values(&[cache, result])
+            .inc();
+        lookup
+    }
+
+    /// Stores a response body under the key a miss returned.
+    pub async fn put(&self, key: String, body: &[u8]) {
+        let ttl = self.ttl_secs;
+        // A failed store loses nothing: the next read asks PostgreSQL again.
+        let _ = with_timeout(self.command_timeout, async {
+            let mut conn = self.redis.get().await?;
+            let _: () = redis::cmd("SET")
+                .arg(key)
+                .arg(body)
+                .arg("EX")
+                .arg(ttl)
+                .query_async(&mut conn)
+                .await?;
+            Ok(())
+        })
+        .await;
+    }
+
+    /// Drops every cached entry of a tenant (after a committed write).
+    pub async fn invalidate_tenant(&self, tenant_id: uuid::Uuid) {
+        let key = self.generation_key(tenant_id);
+        let result = with_timeout(self.command_timeout, async {
+            let mut conn = self.redis.get().await?;
+            let _: i64 = redis::cmd("INCR").arg(key).query_async(&mut conn).await?;
+            Ok(())
+        })
+        .await;
+        if let Err(err) = result {
+            tracing::warn!(error = %err, "cache invalidation lost; every tenant's cache will be dropped once Redis answers");
+            self.epoch_bump_needed
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
 }

@@ -36,6 +36,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub redis: RedisSettings,
     pub auth: AuthSettings,
+    pub secrets: SecretsSettings,
+    pub cache: CacheSettings,
     pub cors: CorsSettings,
     pub logging: LoggingSettings,
     pub health: HealthSettings,
@@ -107,6 +109,19 @@ pub struct Argon2Settings {
 /// OWASP's minimum argon2id configuration (Password Storage Cheat Sheet).
 pub const ARGON2_MIN_MEMORY_KIB: u32 = 19_456;
 pub const ARGON2_MIN_ITERATIONS: u32 = 2;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsSettings {
+    #[serde(deserialize_with = "secret_list_or_comma_separated")]
+    pub fernet_keys: Vec<SecretString>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    pub ttl_secs: u64,
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -227,6 +242,34 @@ impl Settings {
             );
         }
         self.validate_auth()?;
+        if self.secrets.fernet_keys.is_empty() {
+            return invalid("secrets.fernet_keys", "must hold at least one key");
+        }
+        for key in &self.secrets.fernet_keys {
+            if fernet::Fernet::new(key.expose_secret()).is_none() {
+                return invalid(
+                    "secrets.fernet_keys",
+                    "holds a value that is not a Fernet key (URL-safe base64 of 32 bytes; generate one with `python3 -c \"import base64,os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())\"`)",
+                );
+            }
+        }
+        if self.is_production() {
+            let defaults = default_fernet_keys();
+            if self
+                .secrets
+                .fernet_keys
+                .iter()
+                .any(|k| defaults.iter().any(|d| d == k.expose_secret()))
+            {
+                return invalid(
+                    "secrets.fernet_keys",
+                    "contains the built-in development key; production needs its own keys",
+                );
+            }
+        }
+        if !(1..=86_400).contains(&self.cache.ttl_secs) {
+            return invalid("cache.ttl_secs", "must be between 1 and 86400");
+        }
         if self.cors.allow_credentials && self.cors.allowed_origins.iter().any(|o| o == "*") {
             return invalid(
                 "cors.allowed_origins",
@@ -392,6 +435,13 @@ fn default_jwt_secret() -> String {
         .unwrap_or_default()
 }
 
+/// The development Fernet keys shipped in the default file, which production refuses.
+fn default_fernet_keys() -> Vec<String> {
+    Figment::from(Toml::string(DEFAULT_CONFIG))
+        .extract_inner::<Vec<String>>("secrets.fernet_keys")
+        .unwrap_or_default()
+}
+
 /// Names the key and the layer that set it: a file, or the exact variable.
 fn describe_figment_error(err: figment::Error) -> String {
     err.into_iter()
@@ -418,6 +468,15 @@ fn describe_figment_error(err: figment::Error) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+fn secret_list_or_comma_separated<'de, D: Deserializer<'de>>(
+    de: D,
+) -> Result<Vec<SecretString>, D::Error> {
+    Ok(list_or_comma_separated(de)?
+        .into_iter()
+        .map(SecretString::from)
+        .collect())
 }
 
 /// Accepts a TOML list or, from an environment variable, a comma-separated string.
@@ -474,7 +533,26 @@ mod tests {
             "{err}"
         );
         s.auth.jwt_secret = SecretString::from("x".repeat(MIN_JWT_SECRET_BYTES));
+        s.secrets.fernet_keys = vec![SecretString::from(
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )];
         s.validate().expect("a 32-byte secret is accepted");
+    }
+
+    #[test]
+    fn production_refuses_the_development_fernet_key() {
+        let mut s = defaults();
+        s.environment = Environment::Production;
+        s.auth.jwt_secret = SecretString::from("x".repeat(MIN_JWT_SECRET_BYTES));
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("`secrets.fernet_keys`"), "{err}");
+        s.secrets.fernet_keys = vec![SecretString::from("not-a-key")];
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("not a Fernet key"), "{err}");
+        s.secrets.fernet_keys = vec![SecretString::from(
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )];
+        s.validate().expect("a real key is accepted");
     }
 
     #[test]

@@ -6,10 +6,12 @@
 //! - [`config`]: layered, validated settings.
 //! - [`http`]: request context, panic guard, fallback, CORS, extractors.
 //! - [`error`]: the single error type and its FastAPI-compatible bodies.
-//! - [`db`], [`cache`]: PostgreSQL (migrations, row-level security) and Redis.
+//! - [`db`], [`cache`]: PostgreSQL (migrations, row-level security) and
+//!   Redis (pool, per-tenant response cache).
 //! - Domains, each with `routes`, `service`, `repository` (and `model`):
 //!   [`auth`] (identity, tokens, the `Auth<R>` extractor), [`users`],
-//!   [`api_keys`], [`tenants`], [`health`].
+//!   [`api_keys`], [`tenants`], [`marketplaces`], [`products`], [`health`].
+//! - [`crypto`]: secrets at rest (Fernet key ring).
 //! - [`telemetry`]: logs and metrics.
 //! - [`openapi`]: the generated OpenAPI document and the docs UI.
 
@@ -17,11 +19,14 @@ pub mod api_keys;
 pub mod auth;
 pub mod cache;
 pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod marketplaces;
 pub mod openapi;
+pub mod products;
 pub mod startup;
 pub mod telemetry;
 pub mod tenants;

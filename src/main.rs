@@ -41,6 +41,10 @@ enum Command {
     },
     /// Print the OpenAPI document as JSON.
     Openapi,
+    /// Re-encrypt stored marketplace credentials with the first key of
+    /// `secrets.fernet_keys` (run after adding a new first key; then the old
+    /// keys can be dropped).
+    RotateKeys,
     /// Make an existing user a platform administrator (may change any
     /// tenant's tier); their tenant moves to the `internal` tier.
     GrantPlatformAdmin {
@@ -83,6 +87,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             install_crypto_provider();
             db::migrate(&settings.database).await?;
             tracing::info!("migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::RotateKeys => {
+            let settings = Settings::load(cli.config.as_deref())?;
+            let _ = telemetry::logging::init(&settings.logging);
+            install_crypto_provider();
+            let (rotated, current) =
+                stock_tracker::marketplaces::service::rotate_keys(&settings).await?;
+            println!(
+                "re-encrypted {rotated} credential(s); {current} already under the current key"
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::GrantPlatformAdmin { email } => {

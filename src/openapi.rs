@@ -33,6 +33,8 @@ use crate::http::validation::{NO_NUL_PATTERN, NOT_BLANK_PATTERN};
         (name = "users", description = "The signed-in user and the tenant's users"),
         (name = "api-keys", description = "The tenant's service credentials"),
         (name = "tenants", description = "The caller's tenant"),
+        (name = "marketplaces", description = "Marketplace connections (credentials encrypted, never returned)"),
+        (name = "products", description = "Products, stock history, search"),
         (name = "platform", description = "Platform operators' routes"),
         (name = "docs", description = "This document and its interactive viewer"),
     ),

@@ -39,12 +39,14 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::auth::password::PasswordHasher;
 use crate::auth::revocation::RevocationStore;
 use crate::auth::tokens::TokenKeys;
+use crate::cache::ResponseCache;
 use crate::config::Settings;
+use crate::crypto::SecretBox;
 use crate::http::fallback::{self, RouteTable};
 use crate::http::{cors, extractors, panic_guard, request_context};
 use crate::openapi::{self, OpenApiJson};
 use crate::telemetry::metrics::{HTTP_LATENCY_BUCKETS, Metrics, NAMESPACE};
-use crate::{api_keys, auth, cache, db, health, telemetry, tenants, users};
+use crate::{api_keys, auth, cache, db, health, marketplaces, products, telemetry, tenants, users};
 
 /// What handlers share: configuration, connections and credentials machinery.
 pub struct AppState {
@@ -55,6 +57,8 @@ pub struct AppState {
     pub tokens: TokenKeys,
     pub passwords: PasswordHasher,
     pub revocations: Arc<RevocationStore>,
+    pub secrets: SecretBox,
+    pub cache: ResponseCache,
 }
 
 /// Every documented route. The OpenAPI document is generated from this same
@@ -66,7 +70,9 @@ pub fn routes(cfg: &mut ServiceConfig) {
             .configure(auth::routes::configure)
             .configure(users::routes::configure)
             .configure(api_keys::routes::configure)
-            .configure(tenants::routes::configure),
+            .configure(tenants::routes::configure)
+            .configure(marketplaces::routes::configure)
+            .configure(products::routes::configure),
     )
     .configure(telemetry::routes::configure)
     .configure(openapi::configure);
@@ -113,6 +119,8 @@ impl Application {
         let tokens = TokenKeys::from_settings(&settings.auth).context("loading the JWT keys")?;
         let passwords = PasswordHasher::new(&settings.auth.argon2)?;
         let revocations = RevocationStore::new(&settings, redis.clone(), db.clone());
+        let secrets = SecretBox::new(&settings.secrets.fernet_keys)?;
+        let cache = ResponseCache::new(&settings, redis.clone(), metrics.clone());
         let state = web::Data::new(AppState {
             settings: Arc::new(settings.clone()),
             db,
@@ -121,6 +129,8 @@ impl Application {
             tokens,
             passwords,
             revocations,
+            secrets,
+            cache,
         });
 
         let listener = TcpListener::bind(settings.server.address()).with_context(|| {

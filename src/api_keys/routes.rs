@@ -8,7 +8,7 @@ use super::model::{ApiKey, CreateApiKey, CreatedApiKey};
 use super::service;
 use crate::auth::{Admin, Auth};
 use crate::error::{ApiError, ErrorBody, ValidationErrorBody};
-use crate::http::extractors::ValidatedJson;
+use crate::http::extractors::{ValidatedJson, ValidatedQuery};
 use crate::http::pagination::{Page, PageQuery};
 use crate::startup::AppState;
 
@@ -51,9 +51,9 @@ async fn create(
 async fn list(
     state: web::Data<AppState>,
     auth: Auth<Admin>,
-    query: web::Query<PageQuery>,
+    query: ValidatedQuery<PageQuery>,
 ) -> Result<web::Json<Page<ApiKey>>, ApiError> {
-    let page = query.validate()?;
+    let page = query.0.page_request()?;
     Ok(web::Json(service::list(&state, &auth, page).await?))
 }
 

@@ -39,6 +39,62 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
         .app_data(web::PathConfig::default().error_handler(|err, _req| path_error(err).into()));
 }
 
+/// Query parameters, parsed with the path of any bad parameter (422 with
+/// `loc: ["query", name]`), then validated with the type's `garde` rules.
+/// Request types use `#[serde(deny_unknown_fields)]`, so a misspelt filter is
+/// an error rather than silently ignored.
+#[derive(Debug)]
+pub struct ValidatedQuery<T>(pub T);
+
+impl<T> FromRequest for ValidatedQuery<T>
+where
+    T: DeserializeOwned + garde::Validate + 'static,
+    T::Context: Default,
+{
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(parse_query(req.query_string()).map(ValidatedQuery))
+    }
+}
+
+pub fn parse_query<T>(query: &str) -> Result<T, ApiError>
+where
+    T: DeserializeOwned + garde::Validate,
+    T::Context: Default,
+{
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    let value: T = serde_path_to_error::deserialize(de).map_err(|err| {
+        let mut loc: Vec<LocPart> = vec!["query".into()];
+        loc.extend(path_to_loc(err.path()));
+        let message = err.inner().to_string();
+        let issue = if let Some(field) = backticked(&message, "missing field `") {
+            loc.push(LocPart::Key(field));
+            ValidationIssue::new(loc, "Field required", "missing")
+        } else if let Some(field) = backticked(&message, "unknown field `") {
+            if loc.last() != Some(&LocPart::Key(field.clone())) {
+                loc.push(LocPart::Key(field));
+            }
+            ValidationIssue::new(loc, "Unknown query parameter", "extra_forbidden")
+        } else {
+            ValidationIssue::new(loc, message, "value_error")
+        };
+        ApiError::Validation(vec![issue])
+    })?;
+    value.validate().map_err(|report| {
+        let issues = garde_issues(&report)
+            .into_iter()
+            .map(|mut issue| {
+                issue.loc[0] = "query".into();
+                issue
+            })
+            .collect();
+        ApiError::Validation(issues)
+    })?;
+    Ok(value)
+}
+
 /// The largest body [`ValidatedJson`] reads.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);

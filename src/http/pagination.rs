@@ -16,15 +16,17 @@ use crate::error::{ApiError, ValidationIssue};
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Deserialize, IntoParams, garde::Validate)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Page size, 1–200 (default 50).
     #[param(minimum = 1, maximum = 200)]
+    #[garde(inner(range(min = 1, max = MAX_LIMIT)))]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     #[param(pattern = "^[A-Za-z0-9_-]{22}$")]
+    #[garde(skip)]
     pub cursor: Option<String>,
 }
 
@@ -35,27 +37,25 @@ pub struct PageRequest {
 }
 
 impl PageQuery {
-    pub fn validate(&self) -> Result<PageRequest, ApiError> {
-        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
-        if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::Validation(vec![ValidationIssue::new(
-                vec!["query".into(), "limit".into()],
-                format!("Input should be between 1 and {MAX_LIMIT}"),
-                "value_error",
-            )]));
-        }
+    /// The page asked for, once the cursor is decoded.
+    pub fn page_request(&self) -> Result<PageRequest, ApiError> {
         let after = match &self.cursor {
             None => None,
-            Some(cursor) => Some(decode_cursor(cursor).ok_or_else(|| {
-                ApiError::Validation(vec![ValidationIssue::new(
-                    vec!["query".into(), "cursor".into()],
-                    "Invalid cursor; pass the next_cursor of a previous page",
-                    "value_error",
-                )])
-            })?),
+            Some(cursor) => Some(decode_cursor(cursor).ok_or_else(invalid_cursor)?),
         };
-        Ok(PageRequest { limit, after })
+        Ok(PageRequest {
+            limit: self.limit.unwrap_or(DEFAULT_LIMIT),
+            after,
+        })
     }
+}
+
+pub fn invalid_cursor() -> ApiError {
+    ApiError::Validation(vec![ValidationIssue::new(
+        vec!["query".into(), "cursor".into()],
+        "Invalid cursor; pass the next_cursor of a previous page",
+        "value_error",
+    )])
 }
 
 /// Lenient about the unused low bits of the last character, so every
@@ -77,6 +77,15 @@ pub fn encode_cursor(id: Uuid) -> String {
     URL_SAFE_NO_PAD.encode(id.as_bytes())
 }
 
+/// Opaque cursors carrying more than an id (a sort key and the id).
+pub fn encode_opaque(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn decode_opaque(cursor: &str) -> Option<Vec<u8>> {
+    CURSOR_ENGINE.decode(cursor).ok()
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
@@ -87,11 +96,16 @@ pub struct Page<T> {
 impl<T> Page<T> {
     /// Builds a page from `limit + 1` fetched rows: the extra row only tells
     /// whether another page exists.
-    pub fn from_rows(mut rows: Vec<T>, limit: u32, id_of: impl Fn(&T) -> Uuid) -> Self {
+    pub fn from_rows(rows: Vec<T>, limit: u32, id_of: impl Fn(&T) -> Uuid) -> Self {
+        Self::with_cursor(rows, limit, |row| encode_cursor(id_of(row)))
+    }
+
+    /// Like [`Page::from_rows`], with a cursor made from the last row.
+    pub fn with_cursor(mut rows: Vec<T>, limit: u32, cursor_of: impl Fn(&T) -> String) -> Self {
         let has_more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         let next_cursor = if has_more {
-            rows.last().map(|row| encode_cursor(id_of(row)))
+            rows.last().map(cursor_of)
         } else {
             None
         };

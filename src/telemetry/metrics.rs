@@ -25,7 +25,8 @@ pub const HTTP_LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Buckets for dependency checks, in seconds (readiness probes time out at 1 s by default).
+/// Buckets for dependency checks and cache lookups, in seconds (readiness
+/// probes time out at 1 s by default; cache lookups at 250 ms).
 pub const CHECK_LATENCY_BUCKETS: &[f64] =
     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
 
@@ -92,6 +93,20 @@ pub const AUTH_EVENTS: MetricDef = MetricDef {
     labels: &["event", "outcome"],
 };
 
+pub const CACHE_REQUESTS: MetricDef = MetricDef {
+    name: "stock_tracker_cache_requests_total",
+    kind: MetricKind::Counter,
+    help: "Cached reads by cache and result: hit, miss, or bypass (Redis unavailable)",
+    labels: &["cache", "result"],
+};
+
+pub const CACHE_LOOKUP_DURATION: MetricDef = MetricDef {
+    name: "stock_tracker_cache_lookup_duration_seconds",
+    kind: MetricKind::Histogram,
+    help: "Duration of cache lookups in Redis, hits and misses alike",
+    labels: &["cache"],
+};
+
 /// Every metric the service exports.
 pub const CATALOG: &[MetricDef] = &[
     HTTP_REQUESTS_TOTAL,
@@ -100,6 +115,8 @@ pub const CATALOG: &[MetricDef] = &[
     DEPENDENCY_UP,
     DEPENDENCY_CHECK_DURATION,
     AUTH_EVENTS,
+    CACHE_REQUESTS,
+    CACHE_LOOKUP_DURATION,
 ];
 
 impl MetricDef {
@@ -139,6 +156,8 @@ pub struct Metrics {
     pub dependency_up: GaugeVec,
     pub dependency_check_duration: HistogramVec,
     pub auth_events: IntCounterVec,
+    pub cache_requests: IntCounterVec,
+    pub cache_lookup_duration: HistogramVec,
 }
 
 impl Metrics {
@@ -152,6 +171,8 @@ impl Metrics {
             dependency_up: DEPENDENCY_UP.gauge(),
             dependency_check_duration: DEPENDENCY_CHECK_DURATION.histogram(CHECK_LATENCY_BUCKETS),
             auth_events: AUTH_EVENTS.int_counter(),
+            cache_requests: CACHE_REQUESTS.int_counter(),
+            cache_lookup_duration: CACHE_LOOKUP_DURATION.histogram(CHECK_LATENCY_BUCKETS),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -159,6 +180,8 @@ impl Metrics {
             Box::new(metrics.dependency_up.clone()),
             Box::new(metrics.dependency_check_duration.clone()),
             Box::new(metrics.auth_events.clone()),
+            Box::new(metrics.cache_requests.clone()),
+            Box::new(metrics.cache_lookup_duration.clone()),
         ];
         for collector in collectors {
             metrics

@@ -8,7 +8,7 @@ use super::model::{CreateUser, UpdateMe, UpdateUser, User};
 use super::service;
 use crate::auth::{Admin, Auth, Viewer};
 use crate::error::{ApiError, ErrorBody, ValidationErrorBody};
-use crate::http::extractors::ValidatedJson;
+use crate::http::extractors::{ValidatedJson, ValidatedQuery};
 use crate::http::pagination::{Page, PageQuery};
 use crate::startup::AppState;
 
@@ -72,9 +72,9 @@ async fn update_me(
 async fn list(
     state: web::Data<AppState>,
     auth: Auth<Admin>,
-    query: web::Query<PageQuery>,
+    query: ValidatedQuery<PageQuery>,
 ) -> Result<web::Json<Page<User>>, ApiError> {
-    let page = query.validate()?;
+    let page = query.0.page_request()?;
     Ok(web::Json(service::list(&state, &auth, page).await?))
 }
 

@@ -82,7 +82,8 @@ async fn the_catalog_lists_exactly_the_exported_families() {
     let app = spawn_app().await;
     // Touch every metric so each family has a sample.
     app.get("/api/v1/health/ready").await;
-    app.register("catalog@example.com").await;
+    let account = app.register("catalog@example.com").await;
+    app.get_as("/api/v1/products", &account.bearer()).await;
     let text = app.metrics_text().await;
     let exported: BTreeSet<String> = text
         .lines()

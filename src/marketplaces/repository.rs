@@ -1,0 +1,134 @@
+//! SQL for marketplace connections, scoped to the tenant. The credentials
+//! column holds a Fernet token; this module never sees plaintext.
+
+use sqlx::{PgConnection, PgPool};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::model::{Connection, MarketplaceKind};
+use crate::auth::TenantCtx;
+
+type Row = (Uuid, String, String, Option<OffsetDateTime>, OffsetDateTime);
+
+fn to_model((id, kind, name, last_synced_at, created_at): Row) -> Connection {
+    Connection {
+        id,
+        kind: if kind == "wildberries" {
+            MarketplaceKind::Wildberries
+        } else {
+            MarketplaceKind::Demo
+        },
+        name,
+        has_credentials: true,
+        last_synced_at,
+        created_at,
+    }
+}
+
+pub async fn insert(
+    tenant: &TenantCtx,
+    conn: &mut PgConnection,
+    kind: MarketplaceKind,
+    name: &str,
+    credentials_encrypted: &str,
+) -> Result<Connection, sqlx::Error> {
+    let row: Row = sqlx::query_as(
+        "INSERT INTO marketplace_connections (id, tenant_id, kind, name, credentials_encrypted)
+         VALUES ($1, $2, $3, $4, $5) RETURNING id, kind, name, last_synced_at, created_at",
+    )
+    .bind(Uuid::now_v7())
+    .bind(tenant.id())
+    .bind(kind.as_str())
+    .bind(name)
+    .bind(credentials_encrypted)
+    .fetch_one(conn)
+    .await?;
+    Ok(to_model(row))
+}
+
+pub async fn list(
+    tenant: &TenantCtx,
+    conn: &mut PgConnection,
+    after: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<Connection>, sqlx::Error> {
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, kind, name, last_synced_at, created_at FROM marketplace_connections
+         WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3",
+    )
+    .bind(tenant.id())
+    .bind(after)
+    .bind(i64::from(limit) + 1)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(to_model).collect())
+}
+
+pub async fn find(
+    tenant: &TenantCtx,
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<Connection>, sqlx::Error> {
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT id, kind, name, last_synced_at, created_at FROM marketplace_connections
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant.id())
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(to_model))
+}
+
+/// Deletes a connection and, by cascade, the products synced from it.
+pub async fn delete(
+    tenant: &TenantCtx,
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let deleted =
+        sqlx::query("DELETE FROM marketplace_connections WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.id())
+            .bind(id)
+            .execute(conn)
+            .await?;
+    Ok(deleted.rows_affected() == 1)
+}
+
+/// Operator key rotation: every connection of every tenant, as the table
+/// owner (outside row-level security), one locked row at a time.
+pub async fn rotate_all(
+    pool: &PgPool,
+    reencrypt: impl Fn(&str) -> anyhow::Result<Option<String>>,
+) -> anyhow::Result<(usize, usize)> {
+    let ids: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM marketplace_connections ORDER BY id")
+        .fetch_all(pool)
+        .await?;
+    let (mut rotated, mut current) = (0, 0);
+    for id in ids {
+        let mut tx = pool.begin().await?;
+        let token: Option<String> = sqlx::query_scalar(
+            "SELECT credentials_encrypted FROM marketplace_connections WHERE id = $1 FOR UPDATE",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(token) = token else { continue };
+        match reencrypt(&token)? {
+            Some(new_token) => {
+                sqlx::query(
+                    "UPDATE marketplace_connections SET credentials_encrypted = $2, updated_at = now()
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(new_token)
+                .execute(&mut *tx)
+                .await?;
+                rotated += 1;
+            }
+            None => current += 1,
+        }
+        tx.commit().await?;
+    }
+    Ok((rotated, current))
+}

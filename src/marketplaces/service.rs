@@ -1,0 +1,92 @@
+//! Connecting marketplaces, and rotating the keys that protect their credentials.
+
+use anyhow::Context;
+use uuid::Uuid;
+
+use super::model::{Connection, CreateConnection, MarketplaceKind};
+use super::repository;
+use crate::auth::{Admin, Auth, Viewer};
+use crate::config::Settings;
+use crate::crypto::SecretBox;
+use crate::db;
+use crate::error::ApiError;
+use crate::http::pagination::{Page, PageRequest};
+use crate::startup::AppState;
+
+pub async fn create(
+    state: &AppState,
+    auth: &Auth<Admin>,
+    input: CreateConnection,
+) -> Result<Connection, ApiError> {
+    let (kind, name, plaintext) = match &input {
+        CreateConnection::Demo { name, credentials } => (
+            MarketplaceKind::Demo,
+            name,
+            serde_json::to_vec(credentials).map_err(ApiError::internal)?,
+        ),
+        CreateConnection::Wildberries { name, credentials } => (
+            MarketplaceKind::Wildberries,
+            name,
+            serde_json::to_vec(credentials).map_err(ApiError::internal)?,
+        ),
+    };
+    let encrypted = state.secrets.encrypt(&plaintext);
+    let tenant = auth.tenant();
+    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let connection = repository::insert(&tenant, &mut tx, kind, name.trim(), &encrypted).await?;
+    tx.commit().await?;
+    tracing::info!(marketplace_id = %connection.id, kind = kind.as_str(), "marketplace connected");
+    Ok(connection)
+}
+
+pub async fn list(
+    state: &AppState,
+    auth: &Auth<Viewer>,
+    page: PageRequest,
+) -> Result<Page<Connection>, ApiError> {
+    let tenant = auth.tenant();
+    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let rows = repository::list(&tenant, &mut tx, page.after, page.limit).await?;
+    Ok(Page::from_rows(rows, page.limit, |c| c.id))
+}
+
+pub async fn get(state: &AppState, auth: &Auth<Viewer>, id: Uuid) -> Result<Connection, ApiError> {
+    let tenant = auth.tenant();
+    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    repository::find(&tenant, &mut tx, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Marketplace connection"))
+}
+
+pub async fn delete(state: &AppState, auth: &Auth<Admin>, id: Uuid) -> Result<(), ApiError> {
+    let tenant = auth.tenant();
+    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    if !repository::delete(&tenant, &mut tx, id).await? {
+        return Err(ApiError::not_found("Marketplace connection"));
+    }
+    tx.commit().await?;
+    // Its synced products went with it.
+    state.cache.invalidate_tenant(tenant.id()).await;
+    Ok(())
+}
+
+/// `stock-tracker rotate-keys`: re-encrypts every stored credential with the
+/// first configured key. Rows already under it are left alone, so the
+/// command can be re-run (or interrupted) safely. Returns (re-encrypted,
+/// already current).
+pub async fn rotate_keys(settings: &Settings) -> anyhow::Result<(usize, usize)> {
+    let secrets = SecretBox::new(&settings.secrets.fernet_keys)?;
+    let pool = db::owner_pool(&settings.database).await?;
+    let counts = repository::rotate_all(&pool, |token| {
+        if secrets.is_current(token) {
+            return Ok(None);
+        }
+        let plaintext = secrets
+            .decrypt(token)
+            .context("a stored credential cannot be decrypted with any configured key; keep the old key in `secrets.fernet_keys` until rotation completes")?;
+        Ok(Some(secrets.encrypt(&plaintext)))
+    })
+    .await?;
+    pool.close().await;
+    Ok(counts)
+}
