@@ -30,6 +30,10 @@ CREATE TABLE products (
     name            text NOT NULL CHECK (char_length(name) BETWEEN 1 AND 500),
     -- Money: exact decimal, never floating point.
     price           numeric(12, 2) NOT NULL CHECK (price >= 0),
+    -- The price in cents, for filtering and sorting. Row-level security lets
+    -- the planner use an index condition only with leakproof operators;
+    -- bigint comparisons are, numeric ones are not. Kept by PostgreSQL.
+    price_cents     bigint GENERATED ALWAYS AS ((price * 100)::bigint) STORED,
     stock           integer NOT NULL CHECK (stock >= 0),
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
@@ -39,10 +43,14 @@ CREATE TABLE products (
 
 -- One index per access path of the product list (each ends in id, the
 -- tie-breaker of every cursor), so no list, filter or sort scans the table.
+-- Under row-level security only leakproof operators become index conditions:
+-- the queries compare uuid, text, bigint, integer and timestamptz columns,
+-- and spell keyset conditions out instead of using row comparisons (which
+-- are not leakproof).
 CREATE INDEX products_tenant_id_idx ON products (tenant_id, id);
 CREATE INDEX products_marketplace_idx ON products (tenant_id, marketplace_id, id);
 CREATE INDEX products_updated_idx ON products (tenant_id, updated_at, id);
-CREATE INDEX products_price_idx ON products (tenant_id, price, id);
+CREATE INDEX products_price_idx ON products (tenant_id, price_cents, id);
 CREATE INDEX products_name_idx ON products (tenant_id, name, id);
 CREATE INDEX products_stock_idx ON products (tenant_id, stock, id);
 CREATE INDEX products_name_trgm_idx ON products USING gin (name gin_trgm_ops);
@@ -78,3 +86,19 @@ CREATE POLICY tenant_isolation ON product_stock_history
 
 GRANT SELECT, INSERT, UPDATE, DELETE
     ON marketplace_connections, products, product_stock_history TO stock_tracker_app;
+
+-- Product search. ILIKE is not leakproof, so under row-level security the
+-- trigram indexes could not serve it. This function matches inside the
+-- caller's own tenant — the same app.tenant_id row-level security uses — with
+-- the indexes, and returns ids only; the caller's query then reads those
+-- rows under row-level security as usual.
+CREATE FUNCTION product_search(p_pattern text) RETURNS SETOF uuid
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public
+ROWS 1000
+AS $$
+    SELECT id FROM products
+    WHERE tenant_id = app_current_tenant_id()
+      AND (name ILIKE p_pattern OR sku ILIKE p_pattern)
+$$;
+REVOKE ALL ON FUNCTION product_search(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION product_search(text) TO stock_tracker_app;

@@ -30,6 +30,13 @@ impl TenantCtx {
         Self { tenant_id }
     }
 
+    /// For work the service does on a tenant's behalf with no caller —
+    /// scheduled syncs, maintenance, the query-plan checks — where the tenant
+    /// comes from the database, never from request input.
+    pub fn for_system_task(tenant_id: Uuid) -> Self {
+        Self { tenant_id }
+    }
+
     pub fn id(&self) -> Uuid {
         self.tenant_id
     }

@@ -185,9 +185,46 @@ pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
             "string_nul",
         )]));
     }
+    deserialize_at(value, &["body"])
+}
+
+/// Deserializes a JSON value found at `loc` (e.g. `["body", "credentials"]`),
+/// reporting problems with their full location. For bodies whose parts are
+/// typed by another field (a discriminator such as `kind`).
+pub fn deserialize_at<T: DeserializeOwned>(
+    value: serde_json::Value,
+    loc: &[&str],
+) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(StrictValue(value)).map_err(|err| {
-        let path = err.path().clone();
-        ApiError::Validation(vec![serde_issue("body", path_to_loc(&path), err.inner())])
+        let mut issue = serde_issue("body", path_to_loc(err.path()), err.inner());
+        if issue.kind != "json_invalid" {
+            let mut full: Vec<LocPart> = loc.iter().map(|k| LocPart::from(*k)).collect();
+            full.extend(issue.loc.into_iter().skip(1));
+            issue.loc = full;
+        }
+        ApiError::Validation(vec![issue])
+    })
+}
+
+/// Runs a type's garde rules, reporting failures under `loc`.
+pub fn validate_at<T>(value: &T, loc: &[&str]) -> Result<(), ApiError>
+where
+    T: garde::Validate,
+    T::Context: Default,
+{
+    value.validate().map_err(|report| {
+        let prefix: Vec<LocPart> = loc.iter().map(|k| LocPart::from(*k)).collect();
+        ApiError::Validation(
+            garde_issues(&report)
+                .into_iter()
+                .map(|mut issue| {
+                    let mut full = prefix.clone();
+                    full.extend(issue.loc.into_iter().skip(1));
+                    issue.loc = full;
+                    issue
+                })
+                .collect(),
+        )
     })
 }
 

@@ -63,26 +63,100 @@ fn expose<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error>
     s.serialize_str(secret.expose_secret())
 }
 
-/// `POST /api/v1/marketplaces`: the credentials' shape depends on `kind`.
-#[derive(Debug, Deserialize, Validate, ToSchema)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum CreateConnection {
-    Demo {
-        #[garde(length(min = 1, max = 200), custom(not_blank))]
-        #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
-        name: String,
-        #[garde(dive)]
-        #[serde(default)]
-        credentials: DemoCredentials,
-    },
-    Wildberries {
-        #[garde(length(min = 1, max = 200), custom(not_blank))]
-        #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
-        name: String,
-        #[garde(dive)]
-        credentials: WildberriesCredentials,
-    },
+/// `POST /api/v1/marketplaces`: `{"kind", "name", "credentials": {...}}`,
+/// where the credentials' shape depends on `kind`.
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConnection {
+    #[garde(skip)]
+    pub kind: MarketplaceKind,
+    #[garde(length(min = 1, max = 200), custom(not_blank))]
+    pub name: String,
+    /// Parsed by [`CreateConnection::credentials`] once `kind` is known.
+    #[garde(skip)]
+    #[serde(default)]
+    pub credentials: serde_json::Value,
 }
+
+/// Credentials, typed by kind.
+pub enum Credentials {
+    Demo(DemoCredentials),
+    Wildberries(WildberriesCredentials),
+}
+
+impl CreateConnection {
+    /// The credentials for this `kind`, each problem located under `credentials`.
+    pub fn credentials(&self) -> Result<Credentials, crate::error::ApiError> {
+        use crate::http::extractors::{deserialize_at, validate_at};
+        const LOC: &[&str] = &["body", "credentials"];
+        let value = match &self.credentials {
+            serde_json::Value::Null => serde_json::json!({}),
+            other => other.clone(),
+        };
+        Ok(match self.kind {
+            MarketplaceKind::Demo => {
+                let credentials: DemoCredentials = deserialize_at(value, LOC)?;
+                validate_at(&credentials, LOC)?;
+                Credentials::Demo(credentials)
+            }
+            MarketplaceKind::Wildberries => {
+                let credentials: WildberriesCredentials = deserialize_at(value, LOC)?;
+                validate_at(&credentials, LOC)?;
+                Credentials::Wildberries(credentials)
+            }
+        })
+    }
+}
+
+/// Documented as one object per kind, so clients (and fuzzers) see exactly
+/// which credentials each kind takes.
+impl utoipa::PartialSchema for CreateConnection {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
+        let variant = |kind: &str,
+                       credentials: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+                       required: bool| {
+            let mut object = ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property(
+                    "kind",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some([kind])),
+                )
+                .property(
+                    "name",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .min_length(Some(1))
+                        .max_length(Some(200))
+                        .pattern(Some(r"\S")),
+                )
+                .property("credentials", credentials)
+                .required("kind")
+                .required("name")
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+            if required {
+                object = object.required("credentials");
+            }
+            object
+        };
+        OneOfBuilder::new()
+            .item(variant(
+                "demo",
+                <DemoCredentials as utoipa::PartialSchema>::schema(),
+                false,
+            ))
+            .item(variant(
+                "wildberries",
+                <WildberriesCredentials as utoipa::PartialSchema>::schema(),
+                true,
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for CreateConnection {}
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Connection {

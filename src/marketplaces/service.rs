@@ -3,7 +3,7 @@
 use anyhow::Context;
 use uuid::Uuid;
 
-use super::model::{Connection, CreateConnection, MarketplaceKind};
+use super::model::{Connection, CreateConnection, Credentials};
 use super::repository;
 use crate::auth::{Admin, Auth, Viewer};
 use crate::config::Settings;
@@ -18,18 +18,12 @@ pub async fn create(
     auth: &Auth<Admin>,
     input: CreateConnection,
 ) -> Result<Connection, ApiError> {
-    let (kind, name, plaintext) = match &input {
-        CreateConnection::Demo { name, credentials } => (
-            MarketplaceKind::Demo,
-            name,
-            serde_json::to_vec(credentials).map_err(ApiError::internal)?,
-        ),
-        CreateConnection::Wildberries { name, credentials } => (
-            MarketplaceKind::Wildberries,
-            name,
-            serde_json::to_vec(credentials).map_err(ApiError::internal)?,
-        ),
-    };
+    let plaintext = match input.credentials()? {
+        Credentials::Demo(credentials) => serde_json::to_vec(&credentials),
+        Credentials::Wildberries(credentials) => serde_json::to_vec(&credentials),
+    }
+    .map_err(ApiError::internal)?;
+    let (kind, name) = (input.kind, &input.name);
     let encrypted = state.secrets.encrypt(&plaintext);
     let tenant = auth.tenant();
     let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;

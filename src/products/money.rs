@@ -44,6 +44,14 @@ impl Money {
     }
 }
 
+impl Money {
+    /// The amount in cents (exact: at most two decimal places).
+    pub fn cents(self) -> i64 {
+        use rust_decimal::prelude::ToPrimitive;
+        (self.0 * Decimal::from(100)).to_i64().unwrap_or(i64::MAX)
+    }
+}
+
 impl FromStr for Money {
     type Err = MoneyError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -118,6 +126,12 @@ mod tests {
             serde_json::to_string(&"3.20".parse::<Money>().unwrap()).unwrap(),
             "\"3.20\""
         );
+    }
+
+    #[test]
+    fn cents_are_exact() {
+        assert_eq!("12.5".parse::<Money>().unwrap().cents(), 1250);
+        assert_eq!(MAX_MONEY.parse::<Money>().unwrap().cents(), 999_999_999_999);
     }
 
     #[test]

@@ -119,61 +119,80 @@ pub fn list_query<'a>(
     if let Some(since) = filter.updated_since {
         q.push(" AND updated_at >= ").push_bind(since);
     }
+    // Prices compare in cents (bigint): see the catalog migration on leakproof operators.
     if let Some(min) = filter.price_min {
-        q.push(" AND price >= ").push_bind(min);
+        q.push(" AND price_cents >= ").push_bind(min.cents());
     }
     if let Some(max) = filter.price_max {
-        q.push(" AND price <= ").push_bind(max);
+        q.push(" AND price_cents <= ").push_bind(max.cents());
     }
     if let Some(search) = &filter.search {
-        let pattern = like_pattern(search);
-        q.push(" AND (name ILIKE ")
-            .push_bind(pattern.clone())
-            .push(" OR sku ILIKE ")
-            .push_bind(pattern)
-            .push(")");
+        q.push(" AND id IN (SELECT product_search(")
+            .push_bind(like_pattern(search))
+            .push("))");
     }
+    // Keyset conditions spelt out as `key >= k AND (key > k OR (key = k AND
+    // id > last))` rather than `(key, id) > (k, last)`: row comparisons are
+    // not leakproof, so under row-level security they could not use the index.
     match after {
         None => {}
         Some(After::Id(id)) => {
             q.push(" AND id > ").push_bind(*id);
         }
         Some(After::Name(name, id)) => {
-            q.push(" AND (name, id) > (")
-                .push_bind(name.as_str())
-                .push(", ")
-                .push_bind(*id)
-                .push(")");
+            push_keyset(&mut q, "name", name.clone(), *id, Direction::Ascending);
         }
         Some(After::Price(price, id)) => {
-            let op = if filter.sort == SortOrder::PriceDesc {
-                "<"
+            let direction = if filter.sort == SortOrder::PriceDesc {
+                Direction::Descending
             } else {
-                ">"
+                Direction::Ascending
             };
-            q.push(format!(" AND (price, id) {op} ("))
-                .push_bind(*price)
-                .push(", ")
-                .push_bind(*id)
-                .push(")");
+            push_keyset(&mut q, "price_cents", price.cents(), *id, direction);
         }
         Some(After::Updated(at, id)) => {
-            q.push(" AND (updated_at, id) < (")
-                .push_bind(*at)
-                .push(", ")
-                .push_bind(*id)
-                .push(")");
+            push_keyset(&mut q, "updated_at", *at, *id, Direction::Descending);
         }
     }
     q.push(match filter.sort {
         SortOrder::Id => " ORDER BY id",
         SortOrder::Name => " ORDER BY name, id",
-        SortOrder::Price => " ORDER BY price, id",
-        SortOrder::PriceDesc => " ORDER BY price DESC, id DESC",
+        SortOrder::Price => " ORDER BY price_cents, id",
+        SortOrder::PriceDesc => " ORDER BY price_cents DESC, id DESC",
         SortOrder::UpdatedDesc => " ORDER BY updated_at DESC, id DESC",
     });
     q.push(" LIMIT ").push_bind(i64::from(limit) + 1);
     q
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Ascending,
+    Descending,
+}
+
+/// Rows after (`Ascending`) or before (`Descending`) `(key, id)` in `(column, id)` order.
+fn push_keyset<T>(
+    q: &mut QueryBuilder<Postgres>,
+    column: &str,
+    key: T,
+    id: Uuid,
+    direction: Direction,
+) where
+    T: for<'q> sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres> + Clone + Send + 'static,
+{
+    let (inclusive, strict) = match direction {
+        Direction::Ascending => (">=", ">"),
+        Direction::Descending => ("<=", "<"),
+    };
+    q.push(format!(" AND {column} {inclusive} "))
+        .push_bind(key.clone());
+    q.push(format!(" AND ({column} {strict} "))
+        .push_bind(key.clone());
+    q.push(format!(" OR ({column} = ")).push_bind(key);
+    q.push(format!(" AND id {strict} "))
+        .push_bind(id)
+        .push("))");
 }
 
 pub async fn list(

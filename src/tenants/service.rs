@@ -44,6 +44,8 @@ pub async fn update(
     }
     let updated = repository::update(&tenant, &mut tx, &name, &settings).await?;
     tx.commit().await?;
+    // Cached product lists depend on the low-stock threshold.
+    state.cache.invalidate_tenant(tenant.id()).await;
     Ok(updated)
 }
 

@@ -424,3 +424,57 @@ impl TestApp {
         )
     }
 }
+
+impl TestApp {
+    /// Creates a manual product and returns its JSON.
+    pub async fn create_product(
+        &self,
+        account: &Account,
+        sku: &str,
+        name: &str,
+        price: &str,
+        stock: i32,
+    ) -> serde_json::Value {
+        let response = self
+            .post_json(
+                "/api/v1/products",
+                Some(&account.bearer()),
+                &serde_json::json!({"sku": sku, "name": name, "price": price, "stock": stock}),
+            )
+            .await;
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+        response.json().await.unwrap()
+    }
+
+    /// Follows `next_cursor` from `first_path` to the end; returns every item.
+    pub async fn collect_pages(
+        &self,
+        account: &Account,
+        first_path: &str,
+    ) -> Vec<serde_json::Value> {
+        let mut items = Vec::new();
+        let separator = if first_path.contains('?') { '&' } else { '?' };
+        // A path may start mid-way (with a cursor); later pages replace it.
+        let base = match first_path.find("cursor=") {
+            Some(at) => first_path[..at].trim_end_matches(['&', '?']).to_owned(),
+            None => first_path.to_owned(),
+        };
+        let separator = if base.contains('?') { '&' } else { separator };
+        let mut path = first_path.to_owned();
+        loop {
+            let response = self.get_as(&path, &account.bearer()).await;
+            assert_eq!(
+                response.status(),
+                200,
+                "{path}: {}",
+                response.text().await.unwrap()
+            );
+            let page: serde_json::Value = response.json().await.unwrap();
+            items.extend(page["items"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(cursor) => path = format!("{base}{separator}cursor={cursor}"),
+                None => return items,
+            }
+        }
+    }
+}

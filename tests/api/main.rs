@@ -5,13 +5,17 @@
 mod helpers;
 
 mod auth_flows;
+mod catalog_cache;
 mod cli;
 mod cors_and_compression;
 mod errors;
 mod health;
 mod jwt_attacks;
+mod marketplaces;
 mod metrics;
 mod openapi;
+mod products;
+mod query_plans;
 mod request_id;
 mod roles_and_isolation;
 mod row_level_security;

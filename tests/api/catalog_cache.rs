@@ -1,0 +1,102 @@
+//! The per-tenant response cache: HIT/MISS/BYPASS, byte-identical bodies,
+//! invalidation on writes.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{spawn_app, spawn_app_with};
+
+async fn read(app: &crate::helpers::TestApp, path: &str, bearer: &str) -> (String, Vec<u8>) {
+    let response = app.get_as(path, bearer).await;
+    assert_eq!(response.status(), 200);
+    let cache = response.headers()["x-cache"].to_str().unwrap().to_owned();
+    (cache, response.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test]
+async fn reads_miss_then_hit_with_identical_bytes() {
+    let app = spawn_app().await;
+    let owner = app.register("cache@example.com").await;
+    let product = app.create_product(&owner, "C-1", "Cached", "3.50", 2).await;
+    let bearer = owner.bearer();
+    for path in [
+        "/api/v1/products?limit=5&sort=price",
+        &format!("/api/v1/products/{}", product["id"].as_str().unwrap()),
+    ] {
+        let (first, miss_body) = read(&app, path, &bearer).await;
+        let (second, hit_body) = read(&app, path, &bearer).await;
+        assert_eq!((first.as_str(), second.as_str()), ("MISS", "HIT"), "{path}");
+        assert_eq!(miss_body, hit_body, "{path}: cached bytes differ");
+    }
+    // The same parameters in another order are the same entry.
+    assert_eq!(
+        read(&app, "/api/v1/products?sort=price&limit=5", &bearer)
+            .await
+            .0,
+        "HIT"
+    );
+    let text = app.metrics_text().await;
+    assert!(
+        text.contains(
+            r#"stock_tracker_cache_requests_total{cache="products_list",result="hit"} 2"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"stock_tracker_cache_requests_total{cache="product",result="miss"} 1"#)
+    );
+    assert!(text.contains("stock_tracker_cache_lookup_duration_seconds_bucket"));
+}
+
+#[tokio::test]
+async fn a_write_invalidates_every_cached_read_of_the_tenant() {
+    let app = spawn_app().await;
+    let owner = app.register("inval@example.com").await;
+    let other = app.register("inval-other@example.com").await;
+    let product = app.create_product(&owner, "I-1", "Before", "1", 1).await;
+    let detail = format!("/api/v1/products/{}", product["id"].as_str().unwrap());
+    let bearer = owner.bearer();
+    read(&app, "/api/v1/products", &bearer).await;
+    read(&app, &detail, &bearer).await;
+    read(&app, "/api/v1/products", &other.bearer()).await;
+    assert_eq!(read(&app, &detail, &bearer).await.0, "HIT");
+
+    app.send(
+        Method::PATCH,
+        &detail,
+        Some(&bearer),
+        Some(&json!({"name": "After"})),
+    )
+    .await;
+    let (state, body) = read(&app, &detail, &bearer).await;
+    assert_eq!(state, "MISS");
+    assert!(String::from_utf8_lossy(&body).contains("After"));
+    let (state, body) = read(&app, "/api/v1/products", &bearer).await;
+    assert_eq!(state, "MISS");
+    assert!(String::from_utf8_lossy(&body).contains("After"));
+    // Another tenant's cache is untouched.
+    assert_eq!(
+        read(&app, "/api/v1/products", &other.bearer()).await.0,
+        "HIT"
+    );
+
+    app.create_product(&owner, "I-2", "New", "1", 1).await;
+    assert_eq!(read(&app, "/api/v1/products", &bearer).await.0, "MISS");
+    app.send(Method::DELETE, &detail, Some(&bearer), None).await;
+    assert_eq!(app.get_as(&detail, &bearer).await.status(), 404);
+}
+
+#[tokio::test]
+async fn with_redis_down_reads_bypass_the_cache_without_error() {
+    let app = spawn_app_with(|s| s.redis.url = "redis://127.0.0.1:1".to_owned().into()).await;
+    let owner = app.register("bypass@example.com").await;
+    let product = app.create_product(&owner, "B-1", "Bypassed", "1", 1).await;
+    for path in [
+        "/api/v1/products".to_owned(),
+        format!("/api/v1/products/{}", product["id"].as_str().unwrap()),
+    ] {
+        let (state, body) = read(&app, &path, &owner.bearer()).await;
+        assert_eq!(state, "BYPASS");
+        assert!(String::from_utf8_lossy(&body).contains("Bypassed"));
+    }
+}

@@ -1,0 +1,276 @@
+//! Marketplace connections: credentials encrypted at rest, never returned,
+//! keys rotated by the operator command.
+
+use reqwest::Method;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use stock_tracker::crypto::SecretBox;
+use uuid::Uuid;
+
+use crate::helpers::spawn_app;
+
+const TOKEN: &str = "wb-secret-token-do-not-leak-123";
+
+#[tokio::test]
+async fn connections_are_created_listed_and_never_show_credentials() {
+    let app = spawn_app().await;
+    let owner = app.register("mk@example.com").await;
+    let created = app
+        .post_json(
+            "/api/v1/marketplaces",
+            Some(&owner.bearer()),
+            &json!({"kind": "wildberries", "name": "WB main", "credentials": {"api_token": TOKEN}}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let text = created.text().await.unwrap();
+    assert!(!text.contains(TOKEN), "{text}");
+    let connection: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(connection["kind"], "wildberries");
+    assert_eq!(connection["has_credentials"], true);
+    let demo = app
+        .post_json(
+            "/api/v1/marketplaces",
+            Some(&owner.bearer()),
+            &json!({"kind": "demo", "name": "Demo", "credentials": {}}),
+        )
+        .await;
+    assert_eq!(demo.status(), 201);
+
+    let list = app
+        .get_as("/api/v1/marketplaces", &owner.bearer())
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!list.contains(TOKEN));
+    let list: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    let path = format!(
+        "/api/v1/marketplaces/{}",
+        connection["id"].as_str().unwrap()
+    );
+    let one = app
+        .get_as(&path, &owner.bearer())
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!one.contains(TOKEN));
+    assert!(!app.metrics_text().await.contains(TOKEN));
+
+    assert_eq!(
+        app.send(Method::DELETE, &path, Some(&owner.bearer()), None)
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(app.get_as(&path, &owner.bearer()).await.status(), 404);
+}
+
+#[tokio::test]
+async fn credentials_must_match_the_kind() {
+    let app = spawn_app().await;
+    let owner = app.register("mk-bad@example.com").await;
+    for (body, loc) in [
+        (
+            json!({"kind": "wildberries", "name": "WB", "credentials": {}}),
+            json!(["body", "credentials", "api_token"]),
+        ),
+        (
+            json!({"kind": "wildberries", "name": "WB", "credentials": {"api_token": "  "}}),
+            json!(["body", "credentials", "api_token"]),
+        ),
+        (
+            json!({"kind": "demo", "name": "D", "credentials": {"api_token": "x"}}),
+            json!(["body", "credentials", "api_token"]),
+        ),
+        (
+            json!({"kind": "amazon", "name": "A", "credentials": {}}),
+            json!(["body", "kind"]),
+        ),
+        (
+            json!({"kind": "demo", "name": "", "credentials": {}}),
+            json!(["body", "name"]),
+        ),
+    ] {
+        let response = app
+            .post_json("/api/v1/marketplaces", Some(&owner.bearer()), &body)
+            .await;
+        assert_eq!(response.status(), 422, "{body}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["detail"][0]["loc"], loc, "{body}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn only_admins_connect_and_other_tenants_get_404() {
+    let app = spawn_app().await;
+    let owner = app.register("mk-roles@example.com").await;
+    let member = app
+        .add_user(&owner, "mk-member@example.com", "member")
+        .await;
+    let body = json!({"kind": "demo", "name": "Demo", "credentials": {}});
+    assert_eq!(
+        app.post_json("/api/v1/marketplaces", Some(&member.bearer()), &body)
+            .await
+            .status(),
+        403
+    );
+    let created: Value = app
+        .post_json("/api/v1/marketplaces", Some(&owner.bearer()), &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let path = format!("/api/v1/marketplaces/{}", created["id"].as_str().unwrap());
+    assert_eq!(app.get_as(&path, &member.bearer()).await.status(), 200);
+    assert_eq!(
+        app.send(Method::DELETE, &path, Some(&member.bearer()), None)
+            .await
+            .status(),
+        403
+    );
+
+    let stranger = app.register("mk-stranger@example.com").await;
+    assert_eq!(app.get_as(&path, &stranger.bearer()).await.status(), 404);
+    assert_eq!(
+        app.send(Method::DELETE, &path, Some(&stranger.bearer()), None)
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(app.get_as(&path, &owner.bearer()).await.status(), 200);
+}
+
+#[tokio::test]
+async fn deleting_a_connection_removes_its_synced_products_and_they_are_read_only() {
+    let app = spawn_app().await;
+    let owner = app.register("mk-sync@example.com").await;
+    let created: Value = app
+        .post_json(
+            "/api/v1/marketplaces",
+            Some(&owner.bearer()),
+            &json!({"kind": "demo", "name": "Demo", "credentials": {}}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let connection: Uuid = created["id"].as_str().unwrap().parse().unwrap();
+    let product = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO products (id, tenant_id, marketplace_id, sku, name, price, stock)
+         VALUES ($1, $2, $3, 'SYNCED-1', 'Synced', 5, 5)",
+    )
+    .bind(product)
+    .bind(owner.tenant_id)
+    .bind(connection)
+    .execute(&mut app.database.owner_connection().await)
+    .await
+    .unwrap();
+    let path = format!("/api/v1/products/{product}");
+    let edit = app
+        .send(
+            Method::PATCH,
+            &path,
+            Some(&owner.bearer()),
+            Some(&json!({"stock": 1})),
+        )
+        .await;
+    assert_eq!(edit.status(), 409);
+    let filtered: Value = app
+        .get_as(
+            &format!("/api/v1/products?marketplace_id={connection}"),
+            &owner.bearer(),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(filtered["items"][0]["id"], product.to_string());
+
+    app.send(
+        Method::DELETE,
+        &format!("/api/v1/marketplaces/{connection}"),
+        Some(&owner.bearer()),
+        None,
+    )
+    .await;
+    assert_eq!(app.get_as(&path, &owner.bearer()).await.status(), 404);
+}
+
+fn key() -> SecretString {
+    SecretString::from(fernet::Fernet::generate_key())
+}
+
+async fn raw_credentials(app: &crate::helpers::TestApp) -> String {
+    sqlx::query_scalar("SELECT credentials_encrypted FROM marketplace_connections")
+        .fetch_one(&mut app.database.owner_connection().await)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn credentials_are_encrypted_at_rest_and_keys_rotate() {
+    let (old, new) = (key(), key());
+    let old_for_app = old.clone();
+    let app =
+        crate::helpers::spawn_app_with(move |s| s.secrets.fernet_keys = vec![old_for_app]).await;
+    let owner = app.register("rotate@example.com").await;
+    app.post_json(
+        "/api/v1/marketplaces",
+        Some(&owner.bearer()),
+        &json!({"kind": "wildberries", "name": "WB", "credentials": {"api_token": TOKEN}}),
+    )
+    .await;
+
+    let stored = raw_credentials(&app).await;
+    assert!(!stored.contains(TOKEN), "the column holds plaintext");
+    let plaintext = SecretBox::new(std::slice::from_ref(&old))
+        .unwrap()
+        .decrypt(&stored)
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&plaintext).unwrap(),
+        json!({"api_token": TOKEN})
+    );
+
+    // The operator puts a new key first and rotates.
+    let keys = format!(
+        "{},{}",
+        secrecy::ExposeSecret::expose_secret(&new),
+        secrecy::ExposeSecret::expose_secret(&old)
+    );
+    let url = secrecy::ExposeSecret::expose_secret(&app.state.settings.database.url).to_owned();
+    let rotate = |keys: String, url: String| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_stock-tracker"))
+                .arg("rotate-keys")
+                .env("DATABASE_URL", url)
+                .env("STOCK_TRACKER__SECRETS__FERNET_KEYS", keys)
+                .output()
+                .unwrap()
+        })
+    };
+    let output = rotate(keys.clone(), url.clone()).await.unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("re-encrypted 1"));
+
+    // The old key can now be dropped: the new one alone decrypts, the old one no longer does.
+    let rotated = raw_credentials(&app).await;
+    assert_ne!(rotated, stored);
+    assert_eq!(
+        SecretBox::new(&[new]).unwrap().decrypt(&rotated).unwrap(),
+        plaintext
+    );
+    assert!(SecretBox::new(&[old]).unwrap().decrypt(&rotated).is_err());
+    // Running it again changes nothing.
+    let again = rotate(keys, url).await.unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("re-encrypted 0"));
+    assert_eq!(raw_credentials(&app).await, rotated);
+}
