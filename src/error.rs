@@ -169,8 +169,24 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         match self {
             ApiError::Validation(issues) => {
+                // `loc` may echo a client-chosen key: keep NUL (which no JSON
+                // consumer expects in text) out of the response.
+                let detail = issues
+                    .iter()
+                    .cloned()
+                    .map(|mut issue| {
+                        for part in &mut issue.loc {
+                            if let LocPart::Key(key) = part
+                                && key.contains('\0')
+                            {
+                                *key = key.replace('\0', "\\u0000");
+                            }
+                        }
+                        issue
+                    })
+                    .collect();
                 return response.json(ValidationErrorBody {
-                    detail: issues.clone(),
+                    detail,
                     code: self.code().to_owned(),
                     request_id,
                 });

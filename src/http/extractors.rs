@@ -239,8 +239,7 @@ fn find_nul(value: &serde_json::Value, path: &mut Vec<LocPart>) -> Option<Vec<Lo
             found
         }),
         serde_json::Value::Object(map) => map.iter().find_map(|(key, item)| {
-            // The key itself is echoed in `loc`: escape the NUL it may hold.
-            path.push(LocPart::Key(key.replace('\0', "\\u0000")));
+            path.push(LocPart::Key(key.clone()));
             let found = if key.contains('\0') {
                 Some(path.clone())
             } else {

@@ -73,9 +73,17 @@ pub struct CreateConnection {
     #[garde(length(min = 1, max = 200), custom(not_blank))]
     pub name: String,
     /// Parsed by [`CreateConnection::credentials`] once `kind` is known.
+    /// May be omitted for `demo`; `null` is not an object and is refused.
     #[garde(skip)]
-    #[serde(default)]
-    pub credentials: serde_json::Value,
+    #[serde(default, deserialize_with = "present_value")]
+    pub credentials: Option<serde_json::Value>,
+}
+
+/// A field that may be absent; when present (even as `null`) it is kept as is.
+fn present_value<'de, D: serde::Deserializer<'de>>(
+    de: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(de).map(Some)
 }
 
 /// Credentials, typed by kind.
@@ -89,10 +97,10 @@ impl CreateConnection {
     pub fn credentials(&self) -> Result<Credentials, crate::error::ApiError> {
         use crate::http::extractors::{deserialize_at, validate_at};
         const LOC: &[&str] = &["body", "credentials"];
-        let value = match &self.credentials {
-            serde_json::Value::Null => serde_json::json!({}),
-            other => other.clone(),
-        };
+        let value = self
+            .credentials
+            .clone()
+            .unwrap_or_else(|| serde_json::json!({}));
         Ok(match self.kind {
             MarketplaceKind::Demo => {
                 let credentials: DemoCredentials = deserialize_at(value, LOC)?;

@@ -274,3 +274,27 @@ async fn credentials_are_encrypted_at_rest_and_keys_rotate() {
     assert!(String::from_utf8_lossy(&again.stdout).contains("re-encrypted 0"));
     assert_eq!(raw_credentials(&app).await, rotated);
 }
+
+#[tokio::test]
+async fn null_credentials_are_refused_but_demo_may_omit_them() {
+    let app = spawn_app().await;
+    let owner = app.register("mk-null@example.com").await;
+    let null = app
+        .post_json(
+            "/api/v1/marketplaces",
+            Some(&owner.bearer()),
+            &json!({"kind": "demo", "name": "D", "credentials": null}),
+        )
+        .await;
+    assert_eq!(null.status(), 422);
+    let body: Value = null.json().await.unwrap();
+    assert_eq!(body["detail"][0]["loc"], json!(["body", "credentials"]));
+    let omitted = app
+        .post_json(
+            "/api/v1/marketplaces",
+            Some(&owner.bearer()),
+            &json!({"kind": "demo", "name": "D"}),
+        )
+        .await;
+    assert_eq!(omitted.status(), 201);
+}
