@@ -229,6 +229,35 @@ async fn serve_shuts_down_gracefully_on_sigterm() {
         .send()
         .await
         .unwrap();
+    // An authenticated request: its line also names the tenant and the user.
+    let api = format!("http://127.0.0.1:{port}/api/v1");
+    let registered: serde_json::Value = client
+        .post(format!("{api}/auth/register"))
+        .json(&serde_json::json!({"email": "log@example.com", "password": crate::helpers::PASSWORD, "tenant_name": "Logs"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tokens: serde_json::Value = client
+        .post(format!("{api}/auth/login"))
+        .json(
+            &serde_json::json!({"email": "log@example.com", "password": crate::helpers::PASSWORD}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    client
+        .get(format!("{api}/users/me"))
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .header("x-request-id", "authenticated-log-probe")
+        .send()
+        .await
+        .unwrap();
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -264,4 +293,16 @@ async fn serve_shuts_down_gracefully_on_sigterm() {
     assert_eq!(access["route"], "/api/v1/health");
     assert_eq!(access["span"]["method"], "GET");
     assert!(access["latency_ms"].as_f64().is_some(), "{access}");
+
+    let authenticated: serde_json::Value = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["span"]["request_id"] == "authenticated-log-probe")
+        .unwrap_or_else(|| panic!("no log line for the authenticated request: {stdout}"));
+    assert_eq!(
+        authenticated["span"]["tenant_id"],
+        registered["tenant"]["id"]
+    );
+    assert_eq!(authenticated["span"]["user_id"], registered["user"]["id"]);
+    assert_eq!(authenticated["route"], "/api/v1/users/me");
 }
