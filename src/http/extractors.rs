@@ -68,19 +68,7 @@ where
     let value: T = serde_path_to_error::deserialize(de).map_err(|err| {
         let mut loc: Vec<LocPart> = vec!["query".into()];
         loc.extend(path_to_loc(err.path()));
-        let message = err.inner().to_string();
-        let issue = if let Some(field) = backticked(&message, "missing field `") {
-            loc.push(LocPart::Key(field));
-            ValidationIssue::new(loc, "Field required", "missing")
-        } else if let Some(field) = backticked(&message, "unknown field `") {
-            if loc.last() != Some(&LocPart::Key(field.clone())) {
-                loc.push(LocPart::Key(field));
-            }
-            ValidationIssue::new(loc, "Unknown query parameter", "extra_forbidden")
-        } else {
-            ValidationIssue::new(loc, message, "value_error")
-        };
-        ApiError::Validation(vec![issue])
+        ApiError::Validation(vec![data_issue(loc, &err.inner().to_string())])
     })?;
     value.validate().map_err(|report| {
         let issues = garde_issues(&report)
@@ -263,22 +251,27 @@ fn serde_issue(source: &str, path: Vec<LocPart>, err: &serde_json::Error) -> Val
             format!("JSON decode error: {err}"),
             "json_invalid",
         ),
-        Category::Data => {
-            if let Some(field) = backticked(&message, "missing field `") {
-                loc.push(LocPart::Key(field));
-                ValidationIssue::new(loc, "Field required", "missing")
-            } else if let Some(field) = backticked(&message, "unknown field `") {
-                // serde_path_to_error's path already ends at the unknown key.
-                if loc.last() != Some(&LocPart::Key(field.clone())) {
-                    loc.push(LocPart::Key(field));
-                }
-                ValidationIssue::new(loc, "Extra inputs are not permitted", "extra_forbidden")
-            } else if message.starts_with("invalid type") {
-                ValidationIssue::new(loc, message, "type_error")
-            } else {
-                ValidationIssue::new(loc, message, "value_error")
-            }
+        Category::Data => data_issue(loc, &message),
+    }
+}
+
+/// Classifies a serde data error (the same messages come from JSON, query
+/// strings and paths): a missing field, an unknown one, a wrong type, or a
+/// bad value, located at `loc`.
+fn data_issue(mut loc: Vec<LocPart>, message: &str) -> ValidationIssue {
+    if let Some(field) = backticked(message, "missing field `") {
+        loc.push(LocPart::Key(field));
+        ValidationIssue::new(loc, "Field required", "missing")
+    } else if let Some(field) = backticked(message, "unknown field `") {
+        // serde_path_to_error's path may already end at the unknown key.
+        if loc.last() != Some(&LocPart::Key(field.clone())) {
+            loc.push(LocPart::Key(field));
         }
+        ValidationIssue::new(loc, "Extra inputs are not permitted", "extra_forbidden")
+    } else if message.starts_with("invalid type") {
+        ValidationIssue::new(loc, message, "type_error")
+    } else {
+        ValidationIssue::new(loc, message, "value_error")
     }
 }
 
@@ -368,7 +361,7 @@ fn query_error(err: QueryPayloadError) -> ApiError {
             "value_error",
         )]);
     };
-    ApiError::Validation(vec![urlencoded_issue("query", &inner.to_string())])
+    ApiError::Validation(vec![data_issue(vec!["query".into()], &inner.to_string())])
 }
 
 fn path_error(err: PathError) -> ApiError {
@@ -379,20 +372,5 @@ fn path_error(err: PathError) -> ApiError {
             "value_error",
         )]);
     };
-    ApiError::Validation(vec![urlencoded_issue("path", &inner.to_string())])
-}
-
-/// serde_urlencoded and actix's path deserializer name missing and unknown
-/// fields in the message; other failures carry no field, so `loc` stops at the source.
-fn urlencoded_issue(source: &str, message: &str) -> ValidationIssue {
-    let mut loc: Vec<LocPart> = vec![source.into()];
-    if let Some(field) = backticked(message, "missing field `") {
-        loc.push(LocPart::Key(field));
-        ValidationIssue::new(loc, "Field required", "missing")
-    } else if let Some(field) = backticked(message, "unknown field `") {
-        loc.push(LocPart::Key(field));
-        ValidationIssue::new(loc, "Extra inputs are not permitted", "extra_forbidden")
-    } else {
-        ValidationIssue::new(loc, format!("Invalid value: {message}"), "value_error")
-    }
+    ApiError::Validation(vec![data_issue(vec!["path".into()], &inner.to_string())])
 }

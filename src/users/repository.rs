@@ -111,12 +111,13 @@ pub async fn list(
     rows.into_iter().map(UserRow::into_user).collect()
 }
 
-pub async fn password_hash(
+/// A user's email and password hash, to check a password change.
+pub async fn email_and_password_hash(
     tenant: &TenantCtx,
     conn: &mut PgConnection,
     id: Uuid,
-) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT password_hash FROM users WHERE tenant_id = $1 AND id = $2")
+) -> Result<Option<(String, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT email, password_hash FROM users WHERE tenant_id = $1 AND id = $2")
         .bind(tenant.id())
         .bind(id)
         .fetch_optional(conn)

@@ -52,17 +52,22 @@ pub async fn update_me(
                     "missing",
                 ));
             };
-            let current = me(state, auth).await?;
             let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
-            let stored = repository::password_hash(&tenant, &mut tx, user_id).await?;
+            let (email, stored) = repository::email_and_password_hash(&tenant, &mut tx, user_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("User"))?;
             drop(tx);
-            if !state.passwords.verify(current_password, stored).await? {
+            if !state
+                .passwords
+                .verify(current_password, Some(stored))
+                .await?
+            {
                 return Err(ApiError::Forbidden {
                     code: "invalid_current_password",
                     detail: "The current password is incorrect".into(),
                 });
             }
-            password::check_policy(&new_password, &current.email, "new_password")?;
+            password::check_policy(&new_password, &email, "new_password")?;
             Some(state.passwords.hash(new_password).await?)
         }
     };
