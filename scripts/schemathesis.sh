@@ -22,6 +22,7 @@ export DATABASE_URL="${SCHEMATHESIS_DATABASE_URL:-postgres://postgres:postgres@1
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export STOCK_TRACKER__SERVER__PORT="$PORT"
 export STOCK_TRACKER__REDIS__KEY_PREFIX="schemathesis:$$:"
+export STOCK_TRACKER_CONFIG="$PWD/config/fuzzing.toml"
 mkdir -p "$REPORT_DIR"
 LOG="$REPORT_DIR/server.log"
 

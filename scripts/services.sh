@@ -63,4 +63,9 @@ ensure_redis() {
 
 ensure_postgres
 ensure_redis
+# Tests start private redis-server processes (their statistics and script
+# cache must not be shared): the binary must exist even if Redis runs elsewhere.
+if ! command -v redis-server >/dev/null 2>&1; then
+  apt_install redis-server
+fi
 log "PostgreSQL and Redis are up"

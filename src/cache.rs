@@ -1,4 +1,5 @@
-//! Redis: the connection pool, and the per-tenant response cache.
+//! Redis: the connection pool, the rate limiter's shared connection, and
+//! the per-tenant response cache.
 //!
 //! deadpool-redis sets no timeouts by default, and a Redis that stops
 //! answering would then hang every request; the pool here bounds connecting
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use secrecy::ExposeSecret;
 
 use crate::config::RedisSettings;
@@ -25,6 +27,23 @@ pub fn connect_pool(settings: &RedisSettings) -> anyhow::Result<Pool> {
     config
         .create_pool(Some(Runtime::Tokio1))
         .context("`redis.url` cannot be used to build a Redis pool")
+}
+
+/// One multiplexed connection that reconnects by itself, for the rate
+/// limiter's call on every request: concurrent calls are pipelined on it, and
+/// no checkout precedes them (deadpool checks a connection out with an
+/// `UNWATCH` + `PING` round trip, which would double the limiter's cost).
+/// Lazy: the service starts while Redis is down.
+pub fn shared_connection(settings: &RedisSettings) -> anyhow::Result<ConnectionManager> {
+    let client = redis::Client::open(settings.redis_url())
+        .context("`redis.url` cannot be used to build a Redis client")?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(settings.connect_timeout()))
+        .set_response_timeout(Some(settings.command_timeout()))
+        // Reconnection is retried a few times in the background, then again on next use.
+        .set_number_of_retries(3)
+        .set_max_delay(Duration::from_secs(1));
+    Ok(ConnectionManager::new_lazy_with_config(client, config)?)
 }
 
 impl RedisSettings {

@@ -12,6 +12,8 @@ use figment::providers::{Env, Format, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
+pub use crate::rate_limit::settings::RateLimitSettings;
+
 /// The defaults, compiled in so the binary runs with no file at all.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
 
@@ -41,6 +43,7 @@ pub struct Settings {
     pub cors: CorsSettings,
     pub logging: LoggingSettings,
     pub health: HealthSettings,
+    pub rate_limit: RateLimitSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -162,7 +165,7 @@ pub enum ConfigError {
     #[error("invalid configuration: {0}")]
     Parse(String),
     #[error("invalid configuration: `{key}` {problem}")]
-    Invalid { key: &'static str, problem: String },
+    Invalid { key: String, problem: String },
 }
 
 impl Settings {
@@ -194,9 +197,9 @@ impl Settings {
 
     /// Checks what types alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, problem: &str| {
+        let invalid = |key: &str, problem: &str| {
             Err(ConfigError::Invalid {
-                key,
+                key: key.to_owned(),
                 problem: problem.to_owned(),
             })
         };
@@ -295,11 +298,16 @@ impl Settings {
         if self.health.check_timeout_ms == 0 {
             return invalid("health.check_timeout_ms", "must be greater than 0");
         }
-        Ok(())
+        self.rate_limit.validate()
     }
 
     fn validate_auth(&self) -> Result<(), ConfigError> {
-        let invalid = |key, problem: String| Err(ConfigError::Invalid { key, problem });
+        let invalid = |key: &str, problem: String| {
+            Err(ConfigError::Invalid {
+                key: key.to_owned(),
+                problem,
+            })
+        };
         let auth = &self.auth;
         match auth.jwt_algorithm {
             JwtAlgorithm::HS256 => {
@@ -480,7 +488,9 @@ fn secret_list_or_comma_separated<'de, D: Deserializer<'de>>(
 }
 
 /// Accepts a TOML list or, from an environment variable, a comma-separated string.
-fn list_or_comma_separated<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+pub(crate) fn list_or_comma_separated<'de, D: Deserializer<'de>>(
+    de: D,
+) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum ListOrString {

@@ -11,6 +11,8 @@
 //! - Domains, each with `routes`, `service`, `repository` (and `model`):
 //!   [`auth`] (identity, tokens, the `Auth<R>` extractor), [`users`],
 //!   [`api_keys`], [`tenants`], [`marketplaces`], [`products`], [`health`].
+//! - [`rate_limit`]: tenant, user, IP, endpoint and global limits in one
+//!   Redis script, with an in-process fallback.
 //! - [`crypto`]: secrets at rest (Fernet key ring).
 //! - [`telemetry`]: logs and metrics.
 //! - [`openapi`]: the generated OpenAPI document and the docs UI.
@@ -27,6 +29,7 @@ pub mod http;
 pub mod marketplaces;
 pub mod openapi;
 pub mod products;
+pub mod rate_limit;
 pub mod startup;
 pub mod telemetry;
 pub mod tenants;

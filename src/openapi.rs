@@ -35,6 +35,7 @@ use crate::http::validation::{NO_NUL_PATTERN, NOT_BLANK_PATTERN};
         (name = "tenants", description = "The caller's tenant"),
         (name = "marketplaces", description = "Marketplace connections (credentials encrypted, never returned)"),
         (name = "products", description = "Products, stock history, search"),
+        (name = "rate-limits", description = "The caller's rate limits and what remains of them"),
         (name = "platform", description = "Platform operators' routes"),
         (name = "docs", description = "This document and its interactive viewer"),
     ),
@@ -115,7 +116,34 @@ impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut OpenApiDoc) {
         let request_id =
             string_header("The request's id: the caller's when sane, generated otherwise");
-        for item in openapi.paths.paths.values_mut() {
+        let rate_limit_headers = [
+            (
+                "X-RateLimit-Limit",
+                "Requests allowed by the headline policy (the one with the fewest left, or on 429 the one exceeded)",
+            ),
+            (
+                "X-RateLimit-Remaining",
+                "Requests left in the headline policy",
+            ),
+            (
+                "X-RateLimit-Reset",
+                "Unix time (seconds) when the headline policy's window is empty again",
+            ),
+            (
+                "X-RateLimit-Tenant",
+                "The tenant counted, for authenticated calls",
+            ),
+            (
+                "RateLimit-Policy",
+                "Every policy counted, e.g. `\"tenant-minute\";q=100;w=60` (draft-ietf-httpapi-ratelimit-headers-10)",
+            ),
+            (
+                "RateLimit",
+                "The headline policy's state, e.g. `\"tenant-minute\";r=42;t=18`",
+            ),
+        ];
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let limited = !crate::rate_limit::is_exempt_route(path);
             for operation in [
                 &mut item.get,
                 &mut item.post,
@@ -166,12 +194,34 @@ impl Modify for CommonResponses {
                         error_response("Credentials cannot be verified right now; retry shortly")
                     });
                 }
+                if limited {
+                    responses.entry("429".into()).or_insert_with(|| {
+                        let mut response = error_response(
+                            "A rate limit was exceeded (code `rate_limited`); the detail names the policy",
+                        );
+                        if let RefOr::T(r) = &mut response {
+                            r.headers.insert(
+                                "Retry-After".into(),
+                                RefOr::T(string_header("Seconds until a request is admitted again")),
+                            );
+                        }
+                        response
+                    });
+                }
                 for response in responses.values_mut() {
                     if let RefOr::T(response) = response {
                         response
                             .headers
                             .entry("X-Request-ID".into())
                             .or_insert_with(|| RefOr::T(request_id.clone()));
+                        if limited {
+                            for (name, description) in rate_limit_headers {
+                                response
+                                    .headers
+                                    .entry(name.into())
+                                    .or_insert_with(|| RefOr::T(string_header(description)));
+                            }
+                        }
                     }
                 }
             }

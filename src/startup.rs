@@ -14,11 +14,16 @@
 //! 3. **compression**: compresses whatever the inner layers produce.
 //! 4. **metrics** (actix-web-prom): counts every response the service makes,
 //!    including 401, 404, 405, 413, 415, 422 and 500 from the panic guard.
-//! 5. **authentication**: resolves credentials into a principal (or a
-//!    rejection a protected route turns into 401), and records tenant and user
-//!    on the request's log span. It never answers by itself, so public routes
-//!    work with bad credentials.
-//! 6. **panic guard**: innermost, right around the handlers, so a panic turns
+//! 5. **authentication**: verifies credentials (a bearer token in memory, an
+//!    API key through its cached grant) into a principal, or a rejection a
+//!    protected route turns into 401. It never answers by itself, so public
+//!    routes work with bad credentials.
+//! 6. **rate limiting**: inside authentication because it keys on tenant,
+//!    user and tier; its one Redis script also reads the bearer token's
+//!    revocation state, settling authentication (and recording tenant and
+//!    user on the request's log span). A refusal is an `Ok` 429 response, so
+//!    metrics, CORS and the request id still apply to it.
+//! 7. **panic guard**: innermost, right around the handlers, so a panic turns
 //!    into a JSON 500 that flows back out through metrics and logging.
 //!
 //! actix applies `.wrap()` calls inside-out: the last one is the outermost.
@@ -45,8 +50,12 @@ use crate::crypto::SecretBox;
 use crate::http::fallback::{self, RouteTable};
 use crate::http::{cors, extractors, panic_guard, request_context};
 use crate::openapi::{self, OpenApiJson};
+use crate::rate_limit::RateLimiter;
 use crate::telemetry::metrics::{HTTP_LATENCY_BUCKETS, Metrics, NAMESPACE};
-use crate::{api_keys, auth, cache, db, health, marketplaces, products, telemetry, tenants, users};
+use crate::{
+    api_keys, auth, cache, db, health, marketplaces, products, rate_limit, telemetry, tenants,
+    users,
+};
 
 /// What handlers share: configuration, connections and credentials machinery.
 pub struct AppState {
@@ -59,6 +68,7 @@ pub struct AppState {
     pub revocations: Arc<RevocationStore>,
     pub secrets: SecretBox,
     pub cache: ResponseCache,
+    pub rate_limiter: RateLimiter,
 }
 
 /// Every documented route. The OpenAPI document is generated from this same
@@ -72,7 +82,8 @@ pub fn routes(cfg: &mut ServiceConfig) {
             .configure(api_keys::routes::configure)
             .configure(tenants::routes::configure)
             .configure(marketplaces::routes::configure)
-            .configure(products::routes::configure),
+            .configure(products::routes::configure)
+            .configure(rate_limit::routes::configure),
     )
     .configure(telemetry::routes::configure)
     .configure(openapi::configure);
@@ -121,6 +132,11 @@ impl Application {
         let revocations = RevocationStore::new(&settings, redis.clone(), db.clone());
         let secrets = SecretBox::new(&settings.secrets.fernet_keys)?;
         let cache = ResponseCache::new(&settings, redis.clone(), metrics.clone());
+        // Built once, outside the per-worker factory below: every worker
+        // thread shares its in-process fallback counters.
+        let rate_limiter = RateLimiter::new(&settings, metrics.clone())?;
+        rate_limiter.load_script().await;
+        rate_limiter.warn_about_unserved_rules(&route_table);
         let state = web::Data::new(AppState {
             settings: Arc::new(settings.clone()),
             db,
@@ -131,6 +147,7 @@ impl Application {
             revocations,
             secrets,
             cache,
+            rate_limiter,
         });
 
         let listener = TcpListener::bind(settings.server.address()).with_context(|| {
@@ -158,6 +175,7 @@ impl Application {
                 .default_service(web::to(fallback::not_found_or_method_not_allowed))
                 // The order is documented in this module's header; last is outermost.
                 .wrap(from_fn(panic_guard::panic_guard))
+                .wrap(from_fn(rate_limit::middleware::rate_limit))
                 .wrap(from_fn(auth::middleware::authenticate))
                 .wrap(http_metrics.clone())
                 .wrap(Compress::default())

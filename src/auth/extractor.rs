@@ -15,6 +15,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use uuid::Uuid;
 
 use super::roles::{Role, Tier};
+use super::tokens::AccessClaims;
 use crate::error::ApiError;
 
 /// The tenant every query of a request is scoped to.
@@ -89,6 +90,11 @@ pub enum Authentication {
     Anonymous,
     Authenticated(Principal),
     Rejected(AuthRejection),
+    /// A bearer token whose signature and claims are verified but whose
+    /// revocation state is still to be read: the rate limiter reads it in the
+    /// same Redis round trip as the limits and settles this into one of the
+    /// above. Never seen by a handler; if it were, `Auth<R>` fails closed.
+    PendingRevocationCheck(Box<AccessClaims>),
 }
 
 impl AuthRejection {
@@ -199,6 +205,10 @@ impl<R: MinimumRole> FromRequest for Auth<R> {
                 }
             }
             Some(Authentication::Rejected(rejection)) => Err(rejection.into_api_error()),
+            Some(Authentication::PendingRevocationCheck(_)) => {
+                tracing::error!("a bearer token reached a handler without its revocation check");
+                Err(AuthRejection::Unavailable.into_api_error())
+            }
             Some(Authentication::Anonymous) | None => Err(not_authenticated()),
         };
         ready(outcome)

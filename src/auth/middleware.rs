@@ -2,9 +2,10 @@
 //! [`Authentication`] once, before rate limiting (which keys on the tenant)
 //! and the handlers (which require a role through `Auth<R>`).
 //!
-//! Cost: a bearer token is verified in memory and its revocation state read
-//! with one Redis round trip (PostgreSQL only when Redis cannot answer). An
-//! API key is one Redis read; PostgreSQL is asked at most once per key per
+//! Cost: a bearer token is verified in memory here; its revocation state is
+//! read by the rate limiter, in the same Redis round trip as the limits
+//! ([`settle_bearer`]; PostgreSQL only when Redis cannot answer). An API key
+//! is one Redis read; PostgreSQL is asked at most once per key per
 //! `auth.api_key_cache_ttl_secs`.
 //!
 //! Bad credentials do not fail the request here: a public route still
@@ -19,7 +20,7 @@ use actix_web::{Error, HttpMessage, web};
 use super::extractor::{AuthRejection, Authentication, Principal, PrincipalKind, TenantCtx};
 use super::repository;
 use super::revocation::{ApiKeyGrant, RevocationError};
-use super::tokens::{API_KEY_PREFIX, hash_secret};
+use super::tokens::{API_KEY_PREFIX, AccessClaims, hash_secret};
 use crate::startup::AppState;
 
 pub const API_KEY_HEADER: &str = "x-api-key";
@@ -64,83 +65,118 @@ pub async fn authenticate(
     let outcome = match credentials(req.headers()) {
         None => Authentication::Anonymous,
         Some(credentials) => match req.app_data::<web::Data<AppState>>().cloned() {
-            Some(state) => {
-                let kind = match credentials {
-                    Credentials::ApiKey(_) => "api_key",
-                    Credentials::Bearer(_) | Credentials::Unsupported => "bearer",
-                };
-                let outcome = resolve(&state, credentials).await;
-                let label = match &outcome {
-                    Authentication::Authenticated(_) => "success",
-                    Authentication::Rejected(AuthRejection::Unavailable) => "unavailable",
-                    Authentication::Rejected(AuthRejection::Revoked) => "revoked",
-                    _ => "invalid",
-                };
-                state.metrics.auth_event(kind, label);
-                outcome
-            }
+            Some(state) => resolve(&state, credentials).await,
             None => Authentication::Rejected(AuthRejection::Unavailable),
         },
     };
     if let Authentication::Authenticated(principal) = &outcome {
-        let span = tracing::Span::current();
-        span.record("tenant_id", tracing::field::display(principal.tenant.id()));
-        span.record("user_id", tracing::field::display(principal.user_id));
+        record_on_span(principal);
     }
     req.extensions_mut().insert(outcome);
     next.call(req).await
 }
 
+fn record_on_span(principal: &Principal) {
+    let span = tracing::Span::current();
+    span.record("tenant_id", tracing::field::display(principal.tenant.id()));
+    span.record("user_id", tracing::field::display(principal.user_id));
+}
+
+/// Counts a credential check (see the `auth_events_total` metric).
+fn count(state: &AppState, kind: &str, outcome: &Authentication) {
+    let label = match outcome {
+        Authentication::Authenticated(_) => "success",
+        Authentication::Rejected(AuthRejection::Unavailable) => "unavailable",
+        Authentication::Rejected(AuthRejection::Revoked) => "revoked",
+        _ => "invalid",
+    };
+    state.metrics.auth_event(kind, label);
+}
+
+/// Turns a pending bearer token into its final [`Authentication`], given its
+/// revocation state as the rate limiter read it.
+pub fn settle_bearer(
+    state: &AppState,
+    claims: &AccessClaims,
+    revocation: Result<(), RevocationError>,
+) -> Authentication {
+    let outcome = match revocation {
+        Ok(()) => {
+            let principal = principal_for_token(claims);
+            record_on_span(&principal);
+            Authentication::Authenticated(principal)
+        }
+        Err(RevocationError::Revoked) => {
+            tracing::info!(reason = "revoked", "bearer token refused");
+            Authentication::Rejected(AuthRejection::Revoked)
+        }
+        Err(RevocationError::Unavailable) => Authentication::Rejected(AuthRejection::Unavailable),
+    };
+    count(state, "bearer", &outcome);
+    outcome
+}
+
+/// Settles a pending bearer token on its own, for routes the rate limiter
+/// does not count (health, metrics, docs).
+pub async fn settle_bearer_alone(state: &AppState, claims: &AccessClaims) -> Authentication {
+    let revocation = state.revocations.check_access_token(claims).await;
+    settle_bearer(state, claims, revocation)
+}
+
 async fn resolve(state: &AppState, credentials: Credentials) -> Authentication {
     match credentials {
-        Credentials::Unsupported => Authentication::Rejected(AuthRejection::UnsupportedScheme),
-        Credentials::Bearer(token) => {
-            let claims = match state.tokens.verify(&token) {
-                Ok(claims) => claims,
-                Err(reason) => {
-                    tracing::info!(%reason, "bearer token refused");
-                    return Authentication::Rejected(AuthRejection::InvalidToken);
-                }
-            };
-            match state.revocations.check_access_token(&claims).await {
-                Ok(()) => Authentication::Authenticated(Principal {
-                    tenant: TenantCtx::new(claims.tid),
-                    user_id: claims.sub,
-                    role: claims.role,
-                    tier: claims.tier,
-                    kind: PrincipalKind::User {
-                        jti: claims.jti,
-                        session_id: claims.sid,
-                        expires_at: claims.exp,
-                    },
-                }),
-                Err(RevocationError::Revoked) => {
-                    tracing::info!(reason = "revoked", "bearer token refused");
-                    Authentication::Rejected(AuthRejection::Revoked)
-                }
-                Err(RevocationError::Unavailable) => {
-                    Authentication::Rejected(AuthRejection::Unavailable)
-                }
+        Credentials::Unsupported => {
+            let outcome = Authentication::Rejected(AuthRejection::UnsupportedScheme);
+            count(state, "bearer", &outcome);
+            outcome
+        }
+        Credentials::Bearer(token) => match state.tokens.verify(&token) {
+            Ok(claims) => Authentication::PendingRevocationCheck(Box::new(claims)),
+            Err(reason) => {
+                tracing::info!(%reason, "bearer token refused");
+                let outcome = Authentication::Rejected(AuthRejection::InvalidToken);
+                count(state, "bearer", &outcome);
+                outcome
             }
-        }
+        },
         Credentials::ApiKey(key) => {
-            let hash = hash_secret(&key);
-            let grant = match state.revocations.cached_api_key(&hash).await {
-                Some(grant) => grant,
-                None => match repository::use_api_key(&state.db, &hash).await {
-                    Ok(Some(grant)) => {
-                        state.revocations.cache_api_key(&hash, &grant).await;
-                        grant
-                    }
-                    Ok(None) => return Authentication::Rejected(AuthRejection::InvalidApiKey),
-                    Err(err) => {
-                        tracing::error!(error = %err, "API key lookup failed");
-                        return Authentication::Rejected(AuthRejection::Unavailable);
-                    }
-                },
-            };
-            Authentication::Authenticated(principal_for_key(grant))
+            let outcome = resolve_api_key(state, &key).await;
+            count(state, "api_key", &outcome);
+            outcome
         }
+    }
+}
+
+async fn resolve_api_key(state: &AppState, key: &str) -> Authentication {
+    let hash = hash_secret(key);
+    let grant = match state.revocations.cached_api_key(&hash).await {
+        Some(grant) => grant,
+        None => match repository::use_api_key(&state.db, &hash).await {
+            Ok(Some(grant)) => {
+                state.revocations.cache_api_key(&hash, &grant).await;
+                grant
+            }
+            Ok(None) => return Authentication::Rejected(AuthRejection::InvalidApiKey),
+            Err(err) => {
+                tracing::error!(error = %err, "API key lookup failed");
+                return Authentication::Rejected(AuthRejection::Unavailable);
+            }
+        },
+    };
+    Authentication::Authenticated(principal_for_key(grant))
+}
+
+fn principal_for_token(claims: &AccessClaims) -> Principal {
+    Principal {
+        tenant: TenantCtx::new(claims.tid),
+        user_id: claims.sub,
+        role: claims.role,
+        tier: claims.tier,
+        kind: PrincipalKind::User {
+            jti: claims.jti,
+            session_id: claims.sid,
+            expires_at: claims.exp,
+        },
     }
 }
 

@@ -135,6 +135,33 @@ impl RevocationStore {
         .await
     }
 
+    /// The keys that hold an access token's revocation state, for a script
+    /// that checks it in the same round trip as other work (the rate
+    /// limiter): the marker, the token's deny-list entry, its user's mark.
+    /// A user's mark holds Unix milliseconds; tokens issued before it are invalid.
+    pub fn revocation_keys(&self, claims: &AccessClaims) -> [String; 3] {
+        [
+            self.marker_key(),
+            self.jti_key(claims.jti),
+            self.user_key(claims.sub),
+        ]
+    }
+
+    /// Whether what Redis says about revocations can be believed right now
+    /// (no write of this process was lost). If not, a refill is on its way.
+    pub fn redis_trusted(self: &Arc<Self>) -> bool {
+        if self.stale.load(Ordering::Acquire) {
+            self.schedule_refill();
+            return false;
+        }
+        true
+    }
+
+    /// Called when a reader found the marker missing: Redis lost its data.
+    pub fn redis_lost_state(self: &Arc<Self>) {
+        self.schedule_refill();
+    }
+
     /// Whether an access token may still be used.
     pub async fn check_access_token(
         self: &Arc<Self>,
@@ -153,7 +180,8 @@ impl RevocationStore {
         self.check_in_postgres(claims).await
     }
 
-    async fn check_in_postgres(&self, claims: &AccessClaims) -> Result<(), RevocationError> {
+    /// The exact answer, from PostgreSQL, for when Redis cannot give it.
+    pub async fn check_in_postgres(&self, claims: &AccessClaims) -> Result<(), RevocationError> {
         let unavailable = |err: sqlx::Error| {
             tracing::error!(error = %err, "revocation check failed in PostgreSQL");
             RevocationError::Unavailable
@@ -298,7 +326,10 @@ impl RevocationStore {
         let timeout = self.command_timeout * 20;
         crate::cache::with_timeout(timeout, async {
             let mut conn = self.redis.get().await?;
-            let _: () = pipe.query_async(&mut conn).await?;
+            // An empty pipeline is an error in redis-rs: nothing revoked, nothing to copy.
+            if !rows.is_empty() {
+                let _: () = pipe.query_async(&mut conn).await?;
+            }
             let cached: Vec<String> = {
                 let mut iter = conn.scan_match::<_, String>(&pattern).await?;
                 let mut keys = Vec::new();

@@ -44,6 +44,13 @@ impl RouteTable {
         Self { routes }
     }
 
+    /// Whether the route `pattern` (as declared, e.g. `/api/v1/products/{id}`) serves `method`.
+    pub fn serves(&self, method: &str, pattern: &str) -> bool {
+        self.routes.iter().any(|(def, methods)| {
+            def.pattern() == Some(pattern) && methods.iter().any(|m| m == method)
+        })
+    }
+
     /// The methods served at `path`, or `None` if no route matches it.
     pub fn allowed_methods(&self, path: &str) -> Option<Vec<String>> {
         let mut allowed: Vec<String> = self

@@ -107,6 +107,34 @@ pub const CACHE_LOOKUP_DURATION: MetricDef = MetricDef {
     labels: &["cache"],
 };
 
+pub const RATE_LIMIT_DECISIONS: MetricDef = MetricDef {
+    name: "stock_tracker_rate_limit_decisions_total",
+    kind: MetricKind::Counter,
+    help: "Rate-limit decisions by deciding scope (tenant, user, ip, endpoint, global), tier (or anonymous) and outcome: allowed, limited, or fallback (allowed by the in-process limiter while Redis is unavailable)",
+    labels: &["scope", "tier", "outcome"],
+};
+
+pub const RATE_LIMIT_SCRIPT_DURATION: MetricDef = MetricDef {
+    name: "stock_tracker_rate_limit_script_duration_seconds",
+    kind: MetricKind::Histogram,
+    help: "Duration of the rate-limit script call to Redis, round trip included",
+    labels: &[],
+};
+
+pub const RATE_LIMIT_FALLBACK_SWITCHES: MetricDef = MetricDef {
+    name: "stock_tracker_rate_limit_fallback_switches_total",
+    kind: MetricKind::Counter,
+    help: "Switches of the rate limiter between Redis and the in-process fallback, by the backend switched to",
+    labels: &["to"],
+};
+
+pub const RATE_LIMIT_FALLBACK_ACTIVE: MetricDef = MetricDef {
+    name: "stock_tracker_rate_limit_fallback_active",
+    kind: MetricKind::Gauge,
+    help: "1 while the rate limiter counts in process because Redis is unavailable",
+    labels: &[],
+};
+
 /// Every metric the service exports.
 pub const CATALOG: &[MetricDef] = &[
     HTTP_REQUESTS_TOTAL,
@@ -117,6 +145,16 @@ pub const CATALOG: &[MetricDef] = &[
     AUTH_EVENTS,
     CACHE_REQUESTS,
     CACHE_LOOKUP_DURATION,
+    RATE_LIMIT_DECISIONS,
+    RATE_LIMIT_SCRIPT_DURATION,
+    RATE_LIMIT_FALLBACK_SWITCHES,
+    RATE_LIMIT_FALLBACK_ACTIVE,
+];
+
+/// Buckets for the rate-limit script, in seconds: it runs on every request
+/// and should take well under a millisecond on a local network.
+pub const SCRIPT_LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 ];
 
 impl MetricDef {
@@ -158,6 +196,10 @@ pub struct Metrics {
     pub auth_events: IntCounterVec,
     pub cache_requests: IntCounterVec,
     pub cache_lookup_duration: HistogramVec,
+    pub rate_limit_decisions: IntCounterVec,
+    pub rate_limit_script_duration: HistogramVec,
+    pub rate_limit_fallback_switches: IntCounterVec,
+    pub rate_limit_fallback_active: prometheus::IntGauge,
 }
 
 impl Metrics {
@@ -173,6 +215,14 @@ impl Metrics {
             auth_events: AUTH_EVENTS.int_counter(),
             cache_requests: CACHE_REQUESTS.int_counter(),
             cache_lookup_duration: CACHE_LOOKUP_DURATION.histogram(CHECK_LATENCY_BUCKETS),
+            rate_limit_decisions: RATE_LIMIT_DECISIONS.int_counter(),
+            rate_limit_script_duration: RATE_LIMIT_SCRIPT_DURATION
+                .histogram(SCRIPT_LATENCY_BUCKETS),
+            rate_limit_fallback_switches: RATE_LIMIT_FALLBACK_SWITCHES.int_counter(),
+            rate_limit_fallback_active: prometheus::IntGauge::with_opts(
+                RATE_LIMIT_FALLBACK_ACTIVE.opts(),
+            )
+            .expect("valid gauge definition"),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -182,7 +232,17 @@ impl Metrics {
             Box::new(metrics.auth_events.clone()),
             Box::new(metrics.cache_requests.clone()),
             Box::new(metrics.cache_lookup_duration.clone()),
+            Box::new(metrics.rate_limit_decisions.clone()),
+            Box::new(metrics.rate_limit_script_duration.clone()),
+            Box::new(metrics.rate_limit_fallback_switches.clone()),
+            Box::new(metrics.rate_limit_fallback_active.clone()),
         ];
+        // Both directions exist from the start, so `increase()` sees the first switch.
+        for to in ["fallback", "redis"] {
+            metrics
+                .rate_limit_fallback_switches
+                .with_label_values(&[to]);
+        }
         for collector in collectors {
             metrics
                 .registry
@@ -195,6 +255,22 @@ impl Metrics {
     /// Counts one authentication event (see [`AUTH_EVENTS`]).
     pub fn auth_event(&self, event: &str, outcome: &str) {
         self.auth_events.with_label_values(&[event, outcome]).inc();
+    }
+
+    /// Counts one rate-limit decision (see [`RATE_LIMIT_DECISIONS`]).
+    pub fn rate_limit_decision(&self, scope: &str, tier: &str, outcome: &str) {
+        self.rate_limit_decisions
+            .with_label_values(&[scope, tier, outcome])
+            .inc();
+    }
+
+    /// Counts a switch of the limiter's backend and sets the fallback gauge.
+    pub fn rate_limit_fallback_switch(&self, to: &str) {
+        self.rate_limit_fallback_switches
+            .with_label_values(&[to])
+            .inc();
+        self.rate_limit_fallback_active
+            .set(i64::from(to == "fallback"));
     }
 
     /// The Prometheus text exposition of every registered metric.

@@ -40,7 +40,30 @@ pub fn base_settings() -> Settings {
     settings.server.workers = 1;
     settings.server.shutdown_timeout_secs = 1;
     settings.redis.key_prefix = format!("stock_tracker_test:{}:", Uuid::new_v4().simple());
+    limits_out_of_reach(&mut settings);
     settings
+}
+
+/// Every rate limit raised beyond what a test sends, the limiter still
+/// running on every request; the rate-limit tests lower the ones they test.
+pub fn limits_out_of_reach(settings: &mut Settings) {
+    const HIGH: u64 = 1_000_000;
+    let limits = &mut settings.rate_limit;
+    for table in [
+        &mut limits.tiers.free,
+        &mut limits.tiers.premium,
+        &mut limits.tiers.enterprise,
+        &mut limits.tiers.internal,
+        &mut limits.anonymous,
+    ] {
+        table.second = HIGH;
+        table.minute = HIGH;
+        table.hour = HIGH;
+    }
+    limits.global.limit = HIGH;
+    for rule in limits.rules.values_mut() {
+        rule.limit = HIGH;
+    }
 }
 
 fn server_options(settings: &Settings) -> PgConnectOptions {
@@ -252,7 +275,10 @@ pub fn settings_for(database: &TestDatabase) -> Settings {
 pub fn probe_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/__probe/panic", web::get().to(panicking))
         .route("/__probe/echo", web::post().to(echo))
-        .route("/__probe/items/{id}", web::get().to(item));
+        .route("/__probe/items/{id}", web::get().to(item))
+        // Stands in for the sync route (the workers issue) so the `sync`
+        // rate-limit rule can be tested; remove it when the real route exists.
+        .route("/api/v1/sync", web::post().to(HttpResponse::Accepted));
 }
 
 async fn panicking() -> HttpResponse {
@@ -476,5 +502,19 @@ impl TestApp {
                 None => return items,
             }
         }
+    }
+}
+
+impl TestApp {
+    /// Starts another instance of the application with the same settings —
+    /// same database, same Redis prefix: a second replica. Returns its base URL.
+    pub async fn spawn_replica(&self) -> String {
+        let settings = (*self.state.settings).clone();
+        let app = Application::build_with(settings, probe_routes)
+            .await
+            .expect("the replica builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        address
     }
 }

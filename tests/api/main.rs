@@ -3,6 +3,7 @@
 //! from a migrated template) and its own Redis key prefix.
 
 mod helpers;
+mod processes;
 
 mod auth_flows;
 mod catalog_cache;
@@ -16,6 +17,7 @@ mod metrics;
 mod openapi;
 mod products;
 mod query_plans;
+mod rate_limits;
 mod request_id;
 mod roles_and_isolation;
 mod row_level_security;

@@ -1,0 +1,665 @@
+//! The limiter: which windows a request is checked against ([`RateLimiter::plan`])
+//! and where they are counted ([`RateLimiter::decide`]): in Redis by one
+//! script call, or — while Redis fails — by the in-process fallback, which
+//! runs the same algorithm on a bounded LRU map shared by every worker thread.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::http::Method;
+use lru::LruCache;
+use uuid::Uuid;
+
+use super::client_ip::ClientIpResolver;
+use super::settings::{RateLimitSettings, RuleKey, WINDOW_NAMES, WindowTable, parse_route};
+use super::window::{Buckets, WindowSpec, WindowState};
+use crate::auth::extractor::{Principal, PrincipalKind};
+use crate::auth::revocation::{RevocationError, RevocationStore};
+use crate::auth::roles::Tier;
+use crate::auth::tokens::{AccessClaims, unix_now_ms};
+use crate::config::Settings;
+use crate::http::fallback::RouteTable;
+use crate::telemetry::metrics::Metrics;
+
+const SCRIPT: &str = include_str!("script.lua");
+
+/// What a limit counts by; the `scope` label of the decision metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Tenant,
+    User,
+    Ip,
+    Endpoint,
+    Global,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Tenant => "tenant",
+            Scope::User => "user",
+            Scope::Ip => "ip",
+            Scope::Endpoint => "endpoint",
+            Scope::Global => "global",
+        }
+    }
+}
+
+/// When a window applies, for callers whose token may turn out revoked: a
+/// revoked token is an anonymous call, so its IP windows replace its
+/// tenant's and user's. The script decides, knowing the revocation state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    Always = 0,
+    IfValid = 1,
+    IfRevoked = 2,
+}
+
+/// One window of one scope that a request is checked against.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// Shown to clients, e.g. `tenant-minute`, `login`.
+    pub policy: Arc<str>,
+    pub scope: Scope,
+    pub key: String,
+    pub window_secs: u64,
+    pub spec: WindowSpec,
+    pub group: Group,
+}
+
+/// Who is calling, as far as limits care.
+pub enum Caller<'a> {
+    Anonymous,
+    /// A verified access token whose revocation state is still to be read.
+    Bearer(&'a AccessClaims),
+    ApiKey(&'a Principal),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Count the request if every window has room.
+    Record,
+    /// Only report (the `/rate-limits/me` route).
+    Peek,
+}
+
+/// Where the decision was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Redis,
+    Fallback,
+}
+
+/// The revocation state of the caller's access token, read with the limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    NoToken,
+    Valid,
+    Revoked,
+    Unavailable,
+}
+
+/// One policy's state after the decision.
+#[derive(Debug, Clone)]
+pub struct PolicyState {
+    pub policy: Arc<str>,
+    pub scope: Scope,
+    pub limit: u64,
+    pub window_secs: u64,
+    pub remaining: u64,
+    /// When exceeded: milliseconds until a request is admitted again.
+    pub retry_ms: u64,
+    /// Milliseconds until every counted request has left the window.
+    pub reset_ms: u64,
+    pub exceeded: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub admitted: bool,
+    pub backend: Backend,
+    pub now_ms: i64,
+    /// The policies that applied to this request.
+    pub policies: Vec<PolicyState>,
+    pub revocation: Revocation,
+}
+
+impl Decision {
+    /// The policy the response headers name: on a refusal, the exceeded one
+    /// that keeps the client waiting longest; otherwise the one with the
+    /// fewest requests left (the global limit only when it refuses — it
+    /// describes the whole service, not the caller).
+    pub fn headline(&self) -> Option<&PolicyState> {
+        if !self.admitted {
+            // Ties go to the first listed: the broader scope (tenant before user).
+            return self
+                .policies
+                .iter()
+                .filter(|p| p.exceeded)
+                .rev()
+                .max_by_key(|p| p.retry_ms);
+        }
+        self.visible().min_by(|a, b| {
+            a.remaining
+                .cmp(&b.remaining)
+                .then(b.reset_ms.cmp(&a.reset_ms))
+        })
+    }
+
+    /// The policies shown to the caller.
+    pub fn visible(&self) -> impl Iterator<Item = &PolicyState> {
+        self.policies
+            .iter()
+            .filter(|p| p.scope != Scope::Global || p.exceeded)
+    }
+
+    pub fn retry_after_secs(&self) -> u64 {
+        self.headline()
+            .map_or(1, |p| p.retry_ms.div_ceil(1000).max(1))
+    }
+}
+
+/// An endpoint rule, ready to match.
+#[derive(Debug, Clone)]
+struct Rule {
+    name: Arc<str>,
+    routes: Vec<(Method, String)>,
+    key: RuleKey,
+    limit: u64,
+    window_secs: u64,
+}
+
+pub struct RateLimiter {
+    settings: RateLimitSettings,
+    rules: Vec<Rule>,
+    window_policies: [[Arc<str>; 3]; 3],
+    global_policy: Arc<str>,
+    client_ip: ClientIpResolver,
+    redis: redis::aio::ConnectionManager,
+    script: redis::Script,
+    prefix: String,
+    command_timeout: Duration,
+    metrics: Metrics,
+    fallback: Mutex<LruCache<String, Buckets>>,
+    fallback_active: AtomicBool,
+    next_redis_attempt_ms: AtomicI64,
+}
+
+impl RateLimiter {
+    pub fn new(settings: &Settings, metrics: Metrics) -> anyhow::Result<Self> {
+        let limits = settings.rate_limit.clone();
+        let trusted = limits
+            .trusted_proxy_networks()
+            .map_err(|bad| anyhow::anyhow!("rate_limit.trusted_proxies: `{bad}`"))?;
+        let rules = limits
+            .rules
+            .iter()
+            .map(|(name, rule)| Rule {
+                name: name.as_str().into(),
+                routes: rule
+                    .routes
+                    .iter()
+                    .filter_map(|route| parse_route(route))
+                    .filter_map(|(method, path)| Some((method.parse().ok()?, path)))
+                    .collect(),
+                key: rule.key,
+                limit: rule.limit,
+                window_secs: rule.window_secs,
+            })
+            .collect();
+        let names = |scope: &str| WINDOW_NAMES.map(|window| Arc::from(format!("{scope}-{window}")));
+        let capacity = std::num::NonZeroUsize::new(limits.fallback_max_keys)
+            .ok_or_else(|| anyhow::anyhow!("rate_limit.fallback_max_keys must be at least 1"))?;
+        metrics.rate_limit_fallback_active.set(0);
+        Ok(Self {
+            client_ip: ClientIpResolver::new(trusted, limits.ipv6_prefix_len),
+            rules,
+            window_policies: [names("tenant"), names("user"), names("ip")],
+            global_policy: "global".into(),
+            redis: crate::cache::shared_connection(&settings.redis)?,
+            script: redis::Script::new(SCRIPT),
+            prefix: format!("{}rl:", settings.redis.key_prefix),
+            command_timeout: settings.redis.command_timeout(),
+            metrics,
+            fallback: Mutex::new(LruCache::new(capacity)),
+            fallback_active: AtomicBool::new(false),
+            next_redis_attempt_ms: AtomicI64::new(0),
+            settings: limits,
+        })
+    }
+
+    /// Loads the script at startup so the first request needs no extra
+    /// round trip. Best effort: `EVALSHA` reloads it whenever Redis lost it.
+    pub async fn load_script(&self) {
+        let mut conn = self.redis.clone();
+        let load = async { Ok(self.script.prepare_invoke().load_async(&mut conn).await?) };
+        if let Err(err) = crate::cache::with_timeout(self.command_timeout, load).await {
+            tracing::warn!(error = %err, "could not preload the rate-limit script; the first check will load it");
+        }
+    }
+
+    /// A rule naming a route this build does not serve never applies: say so
+    /// at start rather than let a typo pass for protection.
+    pub fn warn_about_unserved_rules(&self, routes: &RouteTable) {
+        for rule in &self.rules {
+            for (method, route) in &rule.routes {
+                if !routes.serves(method.as_str(), route) {
+                    tracing::warn!(
+                        rule = %rule.name,
+                        route = %format!("{method} {route}"),
+                        "rate_limit rule names a route this service does not serve"
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn settings(&self) -> &RateLimitSettings {
+        &self.settings
+    }
+
+    pub fn client_ip(
+        &self,
+        peer: Option<IpAddr>,
+        headers: &actix_web::http::header::HeaderMap,
+    ) -> Option<IpAddr> {
+        self.client_ip.resolve(peer, headers)
+    }
+
+    fn spec(&self, limit: u64, window_secs: u64) -> WindowSpec {
+        WindowSpec::new(limit, window_secs * 1000, self.settings.buckets_per_window)
+    }
+
+    /// The windows `table` of one scope (tenant, user or IP).
+    fn window_checks(
+        &self,
+        checks: &mut Vec<Check>,
+        scope: Scope,
+        id: &str,
+        limits: [u64; 3],
+        group: Group,
+    ) {
+        let (names, kind) = match scope {
+            Scope::Tenant => (&self.window_policies[0], "tenant"),
+            Scope::User => (&self.window_policies[1], "user"),
+            _ => (&self.window_policies[2], "ip"),
+        };
+        for ((name, limit), window_secs) in
+            names.iter().zip(limits).zip(self.settings.windows.values())
+        {
+            let spec = self.spec(limit, window_secs);
+            checks.push(Check {
+                policy: name.clone(),
+                scope,
+                key: format!(
+                    "{}{kind}:{id}:{window_secs}:{}",
+                    self.prefix, self.settings.buckets_per_window
+                ),
+                window_secs,
+                spec,
+                group,
+            });
+        }
+    }
+
+    /// Every window this request is checked against. In [`Mode::Peek`]
+    /// (`/rate-limits/me`) every endpoint rule applies, so the caller sees
+    /// what remains of each.
+    pub fn plan(
+        &self,
+        caller: &Caller<'_>,
+        client_ip: Option<IpAddr>,
+        method: &Method,
+        route: Option<&str>,
+        mode: Mode,
+    ) -> Vec<Check> {
+        let mut checks = Vec::with_capacity(10);
+        let ip = self.client_ip.key(client_ip);
+        let anonymous = self.settings.anonymous.values();
+        // (tenant, actor id, tier) of an authenticated caller.
+        let identity: Option<(Uuid, String, Tier)> = match caller {
+            Caller::Anonymous => None,
+            Caller::Bearer(claims) => Some((claims.tid, claims.sub.to_string(), claims.tier)),
+            Caller::ApiKey(principal) => {
+                let actor = match principal.kind {
+                    PrincipalKind::ApiKey { key_id } => format!("key-{key_id}"),
+                    PrincipalKind::User { .. } => principal.user_id.to_string(),
+                };
+                Some((principal.tenant.id(), actor, principal.tier))
+            }
+        };
+        let group = match caller {
+            Caller::Bearer(_) => Group::IfValid,
+            _ => Group::Always,
+        };
+        match &identity {
+            None => self.window_checks(&mut checks, Scope::Ip, &ip, anonymous, Group::Always),
+            Some((tenant, actor, tier)) => {
+                let tenant_limits = self.settings.tiers.get(*tier).values();
+                let share = self.settings.user_share;
+                let user_limits = tenant_limits.map(|limit| user_limit(limit, share));
+                self.window_checks(
+                    &mut checks,
+                    Scope::Tenant,
+                    &tenant.to_string(),
+                    tenant_limits,
+                    group,
+                );
+                self.window_checks(&mut checks, Scope::User, actor, user_limits, group);
+                if group == Group::IfValid {
+                    self.window_checks(&mut checks, Scope::Ip, &ip, anonymous, Group::IfRevoked);
+                }
+            }
+        }
+        for rule in &self.rules {
+            let matches = route
+                .is_some_and(|route| rule.routes.iter().any(|(m, r)| m == method && r == route));
+            if matches || mode == Mode::Peek {
+                let (id, rule_group) = match (rule.key, &identity) {
+                    (RuleKey::Ip, _) => (format!("ip:{ip}"), Group::Always),
+                    (RuleKey::Tenant, Some((tenant, _, _))) => (format!("tenant:{tenant}"), group),
+                    (RuleKey::User, Some((_, actor, _))) => (format!("user:{actor}"), group),
+                    // Tenant and user rules say nothing about anonymous calls.
+                    (_, None) => continue,
+                };
+                checks.push(Check {
+                    policy: rule.name.clone(),
+                    scope: Scope::Endpoint,
+                    key: format!(
+                        "{}rule:{}:{id}:{}:{}",
+                        self.prefix, rule.name, rule.window_secs, self.settings.buckets_per_window
+                    ),
+                    window_secs: rule.window_secs,
+                    spec: self.spec(rule.limit, rule.window_secs),
+                    group: rule_group,
+                });
+            }
+        }
+        let global = self.settings.global;
+        checks.push(Check {
+            policy: self.global_policy.clone(),
+            scope: Scope::Global,
+            key: format!(
+                "{}global:{}:{}",
+                self.prefix, global.window_secs, self.settings.buckets_per_window
+            ),
+            window_secs: global.window_secs,
+            spec: self.spec(global.limit, global.window_secs),
+            group: Group::Always,
+        });
+        checks
+    }
+
+    /// Checks (and, in [`Mode::Record`], counts) the request against
+    /// `checks`, reading the bearer token's revocation state on the way.
+    pub async fn decide(
+        &self,
+        caller: &Caller<'_>,
+        checks: &[Check],
+        mode: Mode,
+        revocations: &Arc<RevocationStore>,
+    ) -> Decision {
+        let bearer = match caller {
+            Caller::Bearer(claims) => Some(*claims),
+            _ => None,
+        };
+        if self.should_try_redis() {
+            // Revocation is read in the script only when Redis's copy is trustworthy.
+            let in_script = bearer.filter(|_| revocations.redis_trusted());
+            match self.run_script(checks, mode, in_script, revocations).await {
+                Ok(reply) => {
+                    self.redis_answered();
+                    let status = reply.first().copied().unwrap_or_default();
+                    let revocation = match (bearer, in_script) {
+                        (None, _) => Revocation::NoToken,
+                        (Some(claims), None) => check_in_postgres(revocations, claims).await,
+                        (Some(claims), Some(_)) => match status {
+                            0 => Revocation::Valid,
+                            1 => Revocation::Revoked,
+                            _ => {
+                                revocations.redis_lost_state();
+                                check_in_postgres(revocations, claims).await
+                            }
+                        },
+                    };
+                    return self.decision_from_reply(checks, mode, &reply, revocation);
+                }
+                Err(err) => self.redis_failed(&err),
+            }
+        }
+        let revocation = match bearer {
+            Some(claims) => check_in_postgres(revocations, claims).await,
+            None => Revocation::NoToken,
+        };
+        self.decide_locally(checks, mode, revocation)
+    }
+
+    async fn run_script(
+        &self,
+        checks: &[Check],
+        mode: Mode,
+        bearer: Option<&AccessClaims>,
+        revocations: &RevocationStore,
+    ) -> anyhow::Result<Vec<i64>> {
+        let mut invocation = self.script.prepare_invoke();
+        if let Some(claims) = bearer {
+            for key in revocations.revocation_keys(claims) {
+                invocation.key(key);
+            }
+        }
+        invocation
+            .arg(u8::from(mode == Mode::Record))
+            .arg(self.settings.buckets_per_window)
+            .arg(u8::from(bearer.is_some()))
+            .arg(bearer.map_or(0, AccessClaims::issued_at_ms));
+        for check in checks {
+            invocation
+                .key(&check.key)
+                .arg(check.spec.limit)
+                .arg(check.spec.bucket_ms)
+                .arg(check.group as u8);
+        }
+        let started = Instant::now();
+        let mut conn = self.redis.clone();
+        let result = crate::cache::with_timeout(self.command_timeout, async {
+            Ok(invocation.invoke_async::<Vec<i64>>(&mut conn).await?)
+        })
+        .await;
+        self.metrics
+            .rate_limit_script_duration
+            .with_label_values::<&str>(&[])
+            .observe(started.elapsed().as_secs_f64());
+        let reply = result?;
+        anyhow::ensure!(
+            reply.len() == 3 + 3 * checks.len(),
+            "the rate-limit script answered {} values for {} windows",
+            reply.len(),
+            checks.len()
+        );
+        Ok(reply)
+    }
+
+    fn decision_from_reply(
+        &self,
+        checks: &[Check],
+        mode: Mode,
+        reply: &[i64],
+        revocation: Revocation,
+    ) -> Decision {
+        let admitted = reply[1] == 1;
+        let now_ms = reply[2];
+        let recorded = admitted && mode == Mode::Record;
+        let policies = checks
+            .iter()
+            .zip(reply[3..].chunks_exact(3))
+            .filter(|(_, values)| values[0] >= 0)
+            .map(|(check, values)| {
+                let state = WindowState {
+                    count: values[0] as u64,
+                    retry_ms: values[1].max(0) as u64,
+                    reset_ms: values[2].max(0) as u64,
+                };
+                policy_state(check, state, recorded, now_ms)
+            })
+            .collect();
+        Decision {
+            admitted,
+            backend: Backend::Redis,
+            now_ms,
+            policies,
+            revocation,
+        }
+    }
+
+    /// The same decision as the script's, on this process's own counters.
+    fn decide_locally(&self, checks: &[Check], mode: Mode, revocation: Revocation) -> Decision {
+        let skipped = if revocation == Revocation::Revoked {
+            Group::IfValid
+        } else {
+            Group::IfRevoked
+        };
+        let applicable: Vec<&Check> = checks.iter().filter(|c| c.group != skipped).collect();
+        let now_ms = unix_now_ms();
+        let mut windows = self
+            .fallback
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let states: Vec<WindowState> = applicable
+            .iter()
+            .map(|check| {
+                windows
+                    .peek(&check.key)
+                    .map(|buckets| buckets.evaluate(&check.spec, now_ms))
+                    .unwrap_or_default()
+            })
+            .collect();
+        let admitted = applicable
+            .iter()
+            .zip(&states)
+            .all(|(check, state)| !state.is_full(&check.spec));
+        let recorded = admitted && mode == Mode::Record;
+        if recorded {
+            for check in &applicable {
+                windows
+                    .get_or_insert_mut(check.key.clone(), Buckets::default)
+                    .record(&check.spec, now_ms);
+            }
+        }
+        drop(windows);
+        let policies = applicable
+            .iter()
+            .zip(states)
+            .map(|(check, state)| policy_state(check, state, recorded, now_ms))
+            .collect();
+        Decision {
+            admitted,
+            backend: Backend::Fallback,
+            now_ms,
+            policies,
+            revocation,
+        }
+    }
+
+    /// Whether this request asks Redis: always, unless Redis is failing;
+    /// then one request per `fallback_retry_ms` does, to notice its return.
+    fn should_try_redis(&self) -> bool {
+        if !self.fallback_active.load(Ordering::Acquire) {
+            return true;
+        }
+        let now = unix_now_ms();
+        let next = self.next_redis_attempt_ms.load(Ordering::Acquire);
+        now >= next
+            && self
+                .next_redis_attempt_ms
+                .compare_exchange(
+                    next,
+                    now + self.settings.fallback_retry_ms as i64,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+    }
+
+    fn redis_failed(&self, err: &anyhow::Error) {
+        self.next_redis_attempt_ms.store(
+            unix_now_ms() + self.settings.fallback_retry_ms as i64,
+            Ordering::Release,
+        );
+        if !self.fallback_active.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                error = %format!("{err:#}"),
+                "rate limiting switched to the in-process fallback: Redis is unavailable"
+            );
+            self.metrics.rate_limit_fallback_switch("fallback");
+        }
+    }
+
+    fn redis_answered(&self) {
+        if self.fallback_active.swap(false, Ordering::AcqRel) {
+            tracing::info!("rate limiting is back on Redis");
+            self.metrics.rate_limit_fallback_switch("redis");
+            // Counters kept during the outage are not needed any more.
+            self.fallback
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clear();
+        }
+    }
+
+    /// The limits a caller of `tier` has, for `/rate-limits/me` without a request.
+    pub fn tier_limits(&self, tier: Option<Tier>) -> WindowTable<u64> {
+        tier.map_or(self.settings.anonymous, |tier| {
+            *self.settings.tiers.get(tier)
+        })
+    }
+}
+
+/// A user's share of a tenant limit, rounded up: never 0.
+fn user_limit(tenant_limit: u64, share: f64) -> u64 {
+    ((tenant_limit as f64 * share).ceil() as u64).clamp(1, tenant_limit)
+}
+
+fn policy_state(check: &Check, state: WindowState, recorded: bool, now_ms: i64) -> PolicyState {
+    let spec = &check.spec;
+    let used = state.count + u64::from(recorded);
+    let reset_ms = if recorded {
+        // The hit just counted is the newest: the window empties when it leaves.
+        let current = now_ms.div_euclid(spec.bucket_ms);
+        ((current + spec.buckets + 1) * spec.bucket_ms - now_ms).max(0) as u64
+    } else {
+        state.reset_ms
+    };
+    PolicyState {
+        policy: check.policy.clone(),
+        scope: check.scope,
+        limit: spec.limit,
+        window_secs: check.window_secs,
+        remaining: spec.limit.saturating_sub(used),
+        retry_ms: state.retry_ms,
+        reset_ms,
+        exceeded: state.is_full(spec),
+    }
+}
+
+async fn check_in_postgres(revocations: &RevocationStore, claims: &AccessClaims) -> Revocation {
+    match revocations.check_in_postgres(claims).await {
+        Ok(()) => Revocation::Valid,
+        Err(RevocationError::Revoked) => Revocation::Revoked,
+        Err(RevocationError::Unavailable) => Revocation::Unavailable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_users_share_is_rounded_up_and_never_zero() {
+        assert_eq!(user_limit(5, 0.5), 3);
+        assert_eq!(user_limit(100, 0.5), 50);
+        assert_eq!(user_limit(1, 0.01), 1);
+        assert_eq!(user_limit(10, 1.0), 10);
+    }
+}

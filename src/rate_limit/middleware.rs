@@ -1,0 +1,195 @@
+//! The rate-limiting middleware: inside authentication (it keys on the
+//! tenant, user and tier), outside the handlers. It answers a refused request
+//! itself, as an `Ok` 429 response, so the outer layers (metrics, CORS,
+//! request id) still see and decorate it.
+//!
+//! It also settles a bearer token's revocation state, which the script reads
+//! in the same round trip as the limits.
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage, ResponseError, web};
+use uuid::Uuid;
+
+use super::limiter::{Backend, Caller, Decision, Mode, Revocation};
+use crate::auth::extractor::Authentication;
+use crate::auth::middleware::{settle_bearer, settle_bearer_alone};
+use crate::auth::revocation::RevocationError;
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// The route that reports limits without consuming them.
+pub const STATUS_ROUTE: &str = "/api/v1/rate-limits/me";
+
+/// CORS preflights (answered by the CORS layer anyway) and the exempt routes.
+fn is_exempt(method: &Method, route: Option<&str>) -> bool {
+    method == Method::OPTIONS || route.is_some_and(super::is_exempt_route)
+}
+
+/// The decision of a request, for the `/rate-limits/me` handler.
+#[derive(Debug, Clone)]
+pub struct RateLimitStatus {
+    pub decision: Decision,
+    pub tier: Option<crate::auth::roles::Tier>,
+    pub client_ip: Option<std::net::IpAddr>,
+}
+
+pub async fn rate_limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    };
+    let authentication = req.extensions().get::<Authentication>().cloned();
+    let route = req.match_pattern();
+    if is_exempt(req.method(), route.as_deref()) {
+        if let Some(Authentication::PendingRevocationCheck(claims)) = &authentication {
+            let settled = settle_bearer_alone(&state, claims).await;
+            req.extensions_mut().insert(settled);
+        }
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    }
+
+    let limiter = &state.rate_limiter;
+    let client_ip = limiter.client_ip(req.peer_addr().map(|a| a.ip()), req.headers());
+    let caller = match &authentication {
+        Some(Authentication::PendingRevocationCheck(claims)) => Caller::Bearer(claims),
+        Some(Authentication::Authenticated(principal)) => Caller::ApiKey(principal),
+        _ => Caller::Anonymous,
+    };
+    let mode = if route.as_deref() == Some(STATUS_ROUTE) {
+        Mode::Peek
+    } else {
+        Mode::Record
+    };
+    let checks = limiter.plan(&caller, client_ip, req.method(), route.as_deref(), mode);
+    let decision = limiter
+        .decide(&caller, &checks, mode, &state.revocations)
+        .await;
+
+    // The caller as the limits saw it: a revoked token is an anonymous call.
+    let (tier, tenant) = match (&caller, decision.revocation) {
+        (Caller::Bearer(_), Revocation::Revoked) | (Caller::Anonymous, _) => (None, None),
+        (Caller::Bearer(claims), _) => (Some(claims.tier), Some(claims.tid)),
+        (Caller::ApiKey(principal), _) => (Some(principal.tier), Some(principal.tenant.id())),
+    };
+    if let Caller::Bearer(claims) = &caller {
+        let revocation = match decision.revocation {
+            Revocation::Valid | Revocation::NoToken => Ok(()),
+            Revocation::Revoked => Err(RevocationError::Revoked),
+            Revocation::Unavailable => Err(RevocationError::Unavailable),
+        };
+        let settled = settle_bearer(&state, claims, revocation);
+        req.extensions_mut().insert(settled);
+    }
+    count(&state, &decision, tier);
+
+    let refused = !decision.admitted && mode == Mode::Record;
+    let mut headers = HeaderMap::new();
+    write_headers(&mut headers, &decision, tenant, refused);
+    if refused {
+        let response = too_many_requests(&decision).error_response();
+        let mut response = req.into_response(response);
+        let response_headers = response.headers_mut();
+        for (name, value) in headers {
+            response_headers.insert(name, value);
+        }
+        return Ok(response.map_into_right_body());
+    }
+    req.extensions_mut().insert(RateLimitStatus {
+        decision,
+        tier,
+        client_ip,
+    });
+    let mut response = next.call(req).await?;
+    let response_headers = response.headers_mut();
+    for (name, value) in headers {
+        response_headers.insert(name, value);
+    }
+    Ok(response.map_into_left_body())
+}
+
+fn count(state: &AppState, decision: &Decision, tier: Option<crate::auth::roles::Tier>) {
+    let tier = tier.map_or("anonymous", |t| t.as_str());
+    let scope = decision.headline().map_or("global", |p| p.scope.as_str());
+    let outcome = match (decision.admitted, decision.backend) {
+        (false, _) => "limited",
+        (true, Backend::Redis) => "allowed",
+        (true, Backend::Fallback) => "fallback",
+    };
+    state.metrics.rate_limit_decision(scope, tier, outcome);
+}
+
+fn too_many_requests(decision: &Decision) -> ApiError {
+    let retry_after_secs = decision.retry_after_secs();
+    let detail = match decision.headline() {
+        Some(policy) => format!(
+            "Rate limit exceeded: policy `{}` allows {} requests per {} s; retry in {} s",
+            policy.policy, policy.limit, policy.window_secs, retry_after_secs
+        ),
+        None => format!("Rate limit exceeded; retry in {retry_after_secs} s"),
+    };
+    ApiError::TooManyRequests {
+        detail,
+        retry_after_secs,
+    }
+}
+
+const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+const X_RATELIMIT_TENANT: HeaderName = HeaderName::from_static("x-ratelimit-tenant");
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// The `X-RateLimit-*` headers (seed 000) and the IETF pair
+/// (draft-ietf-httpapi-ratelimit-headers-10): `RateLimit-Policy` lists every
+/// policy the request was counted against, `RateLimit` names the headline one.
+fn write_headers(
+    headers: &mut HeaderMap,
+    decision: &Decision,
+    tenant: Option<Uuid>,
+    refused: bool,
+) {
+    let Some(headline) = decision.headline() else {
+        return;
+    };
+    let reset_secs = headline.reset_ms.div_ceil(1000);
+    let reset_at = (decision.now_ms as u64 + headline.reset_ms).div_ceil(1000);
+    let mut set = |name: HeaderName, value: String| {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    };
+    set(X_RATELIMIT_LIMIT, headline.limit.to_string());
+    set(X_RATELIMIT_REMAINING, headline.remaining.to_string());
+    set(X_RATELIMIT_RESET, reset_at.to_string());
+    if let Some(tenant) = tenant {
+        set(X_RATELIMIT_TENANT, tenant.to_string());
+    }
+    let policies: Vec<String> = decision
+        .visible()
+        .map(|p| format!("\"{}\";q={};w={}", p.policy, p.limit, p.window_secs))
+        .collect();
+    set(RATELIMIT_POLICY, policies.join(", "));
+    set(
+        RATELIMIT,
+        format!(
+            "\"{}\";r={};t={}",
+            headline.policy, headline.remaining, reset_secs
+        ),
+    );
+    if refused {
+        set(RETRY_AFTER, decision.retry_after_secs().to_string());
+    }
+}
