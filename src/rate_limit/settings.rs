@@ -283,7 +283,10 @@ mod tests {
         assert_eq!(table(&limits.tiers.enterprise), [100, 3_000, 50_000]);
         assert_eq!(table(&limits.tiers.internal), [1_000, 30_000, 500_000]);
         assert_eq!(limits.windows.values(), [1, 60, 3_600]);
-        assert_eq!((limits.global.limit, limits.global.window_secs), (1_000, 60));
+        assert_eq!(
+            (limits.global.limit, limits.global.window_secs),
+            (1_000, 60)
+        );
         let rule = |name: &str| {
             let rule = &limits.rules[name];
             (rule.key, rule.limit, rule.window_secs)

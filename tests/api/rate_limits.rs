@@ -543,6 +543,49 @@ async fn losing_redis_falls_back_to_bounded_local_limits_and_recovers() {
     assert!(metrics.contains("stock_tracker_rate_limit_fallback_active 0"));
 }
 
+#[tokio::test]
+async fn a_redis_that_stops_answering_costs_one_timeout_then_the_fallback() {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let app = spawn_app_with(move |s| {
+        s.redis.url = url.into();
+        s.rate_limit.fallback_retry_ms = 5_000;
+    })
+    .await;
+    let owner = app.register("slow@example.com").await;
+    assert_eq!(app.get_as(ME, &owner.bearer()).await.status(), 200);
+
+    let mut blocker = redis.connection().await.unwrap();
+    let sleeping = tokio::spawn(async move {
+        let _: redis::RedisResult<()> = redis::cmd("DEBUG")
+            .arg("SLEEP")
+            .arg(2)
+            .query_async(&mut blocker)
+            .await;
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The first request waits out the command timeout (250 ms); the next ones
+    // do not wait at all until the retry interval has passed.
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let response = app.get_as(ME, &owner.bearer()).await;
+        assert_eq!(response.status(), 200);
+        assert!(
+            started.elapsed() < Duration::from_millis(1_000),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let limits: Value = app
+        .get_as(LIMITS, &owner.bearer())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(limits["backend"], "fallback");
+    sleeping.await.unwrap();
+}
+
 async fn seen_as(app: &TestApp, forwarded_for: &[&str]) -> String {
     let mut request = app.client.get(app.url(LIMITS));
     for value in forwarded_for {
@@ -761,7 +804,10 @@ async fn the_openapi_document_describes_429_where_limits_apply() {
     let app = spawn_app_with(|_| {}).await;
     let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
     let products = &doc["paths"]["/api/v1/products"]["get"]["responses"];
-    assert_eq!(products["429"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody");
+    assert_eq!(
+        products["429"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/ErrorBody"
+    );
     assert!(products["429"]["headers"]["Retry-After"].is_object());
     assert!(products["200"]["headers"]["RateLimit-Policy"].is_object());
     let live = &doc["paths"]["/api/v1/health/live"]["get"]["responses"];
