@@ -3,9 +3,11 @@
 //!
 //! deadpool-redis sets no timeouts by default, and a Redis that stops
 //! answering would then hang every request; the pool here bounds connecting
-//! and waiting, and [`with_timeout`] bounds each command.
+//! and waiting, and [`RedisGuard`] bounds each command and holds the Redis
+//! circuit breaker.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,6 +16,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use secrecy::ExposeSecret;
 
 use crate::config::RedisSettings;
+use crate::resilience::breaker::CircuitBreaker;
 
 pub fn connect_pool(settings: &RedisSettings) -> anyhow::Result<Pool> {
     let mut config = Config::from_url(settings.redis_url());
@@ -52,8 +55,51 @@ impl RedisSettings {
     }
 }
 
-/// Runs one Redis operation under the command timeout.
-pub async fn with_timeout<T, F>(limit: Duration, op: F) -> anyhow::Result<T>
+/// Every Redis call of the service goes through this: the Redis circuit
+/// breaker (an open breaker answers at once, so a dead Redis costs no
+/// timeout per request) and the command timeout.
+#[derive(Clone)]
+pub struct RedisGuard {
+    breaker: Arc<CircuitBreaker>,
+    timeout: Duration,
+}
+
+impl RedisGuard {
+    pub fn new(breaker: Arc<CircuitBreaker>, settings: &RedisSettings) -> Self {
+        Self {
+            breaker,
+            timeout: settings.command_timeout(),
+        }
+    }
+
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    pub async fn run<T>(&self, op: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+        self.run_within(self.timeout, op).await
+    }
+
+    /// As [`Self::run`], for a long operation (a refill) with its own time limit.
+    pub async fn run_within<T>(
+        &self,
+        limit: Duration,
+        op: impl Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        if !self.breaker.allow() {
+            anyhow::bail!("the Redis circuit breaker is open");
+        }
+        let result = with_timeout(limit, op).await;
+        match &result {
+            Ok(_) => self.breaker.record_success(),
+            Err(_) => self.breaker.record_failure(),
+        }
+        result
+    }
+}
+
+/// Runs one Redis operation under a time limit.
+async fn with_timeout<T, F>(limit: Duration, op: F) -> anyhow::Result<T>
 where
     F: Future<Output = anyhow::Result<T>>,
 {
@@ -76,7 +122,7 @@ pub struct ResponseCache {
     redis: Pool,
     prefix: String,
     ttl_secs: u64,
-    command_timeout: Duration,
+    guard: RedisGuard,
     metrics: crate::telemetry::metrics::Metrics,
     epoch_bump_needed: std::sync::atomic::AtomicBool,
     lookup: redis::Script,
@@ -113,13 +159,14 @@ impl ResponseCache {
     pub fn new(
         settings: &crate::config::Settings,
         redis: Pool,
+        guard: RedisGuard,
         metrics: crate::telemetry::metrics::Metrics,
     ) -> Self {
         Self {
             redis,
             prefix: format!("{}cache:", settings.redis.key_prefix),
             ttl_secs: settings.cache.ttl_secs,
-            command_timeout: settings.redis.command_timeout(),
+            guard,
             metrics,
             epoch_bump_needed: std::sync::atomic::AtomicBool::new(false),
             lookup: redis::Script::new(LOOKUP_SCRIPT),
@@ -138,27 +185,29 @@ impl ResponseCache {
     pub async fn get(&self, cache: &'static str, tenant_id: uuid::Uuid, name: &str) -> Lookup {
         use std::sync::atomic::Ordering;
         let started = std::time::Instant::now();
-        let outcome = with_timeout(self.command_timeout, async {
-            let mut conn = self.redis.get().await?;
-            if self.epoch_bump_needed.load(Ordering::Acquire) {
-                let _: i64 = redis::cmd("INCR")
-                    .arg(self.epoch_key())
-                    .query_async(&mut conn)
+        let outcome = self
+            .guard
+            .run(async {
+                let mut conn = self.redis.get().await?;
+                if self.epoch_bump_needed.load(Ordering::Acquire) {
+                    let _: i64 = redis::cmd("INCR")
+                        .arg(self.epoch_key())
+                        .query_async(&mut conn)
+                        .await?;
+                    self.epoch_bump_needed.store(false, Ordering::Release);
+                    tracing::info!("cache epoch bumped after a lost invalidation");
+                }
+                let (key, value): (String, Option<Vec<u8>>) = self
+                    .lookup
+                    .key(self.epoch_key())
+                    .key(self.generation_key(tenant_id))
+                    .arg(format!("{}{tenant_id}:", self.prefix))
+                    .arg(name)
+                    .invoke_async(&mut conn)
                     .await?;
-                self.epoch_bump_needed.store(false, Ordering::Release);
-                tracing::info!("cache epoch bumped after a lost invalidation");
-            }
-            let (key, value): (String, Option<Vec<u8>>) = self
-                .lookup
-                .key(self.epoch_key())
-                .key(self.generation_key(tenant_id))
-                .arg(format!("{}{tenant_id}:", self.prefix))
-                .arg(name)
-                .invoke_async(&mut conn)
-                .await?;
-            Ok((key, value))
-        })
-        .await;
+                Ok((key, value))
+            })
+            .await;
         let lookup = match outcome {
             Ok((_, Some(body))) => Lookup::Hit(body.into()),
             Ok((key, None)) => Lookup::Miss(key),
@@ -189,29 +238,33 @@ impl ResponseCache {
     pub async fn put(&self, key: String, body: &[u8]) {
         let ttl = self.ttl_secs;
         // A failed store loses nothing: the next read asks PostgreSQL again.
-        let _ = with_timeout(self.command_timeout, async {
-            let mut conn = self.redis.get().await?;
-            let _: () = redis::cmd("SET")
-                .arg(key)
-                .arg(body)
-                .arg("EX")
-                .arg(ttl)
-                .query_async(&mut conn)
-                .await?;
-            Ok(())
-        })
-        .await;
+        let _ = self
+            .guard
+            .run(async {
+                let mut conn = self.redis.get().await?;
+                let _: () = redis::cmd("SET")
+                    .arg(key)
+                    .arg(body)
+                    .arg("EX")
+                    .arg(ttl)
+                    .query_async(&mut conn)
+                    .await?;
+                Ok(())
+            })
+            .await;
     }
 
     /// Drops every cached entry of a tenant (after a committed write).
     pub async fn invalidate_tenant(&self, tenant_id: uuid::Uuid) {
         let key = self.generation_key(tenant_id);
-        let result = with_timeout(self.command_timeout, async {
-            let mut conn = self.redis.get().await?;
-            let _: i64 = redis::cmd("INCR").arg(key).query_async(&mut conn).await?;
-            Ok(())
-        })
-        .await;
+        let result = self
+            .guard
+            .run(async {
+                let mut conn = self.redis.get().await?;
+                let _: i64 = redis::cmd("INCR").arg(key).query_async(&mut conn).await?;
+                Ok(())
+            })
+            .await;
         if let Err(err) = result {
             tracing::warn!(error = %err, "cache invalidation lost; every tenant's cache will be dropped once Redis answers");
             self.epoch_bump_needed

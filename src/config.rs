@@ -13,6 +13,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
 pub use crate::rate_limit::settings::RateLimitSettings;
+pub use crate::resilience::breaker::BreakerSettings;
+pub use crate::resilience::load::LoadSheddingSettings;
 
 /// The defaults, compiled in so the binary runs with no file at all.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
@@ -44,6 +46,28 @@ pub struct Settings {
     pub logging: LoggingSettings,
     pub health: HealthSettings,
     pub rate_limit: RateLimitSettings,
+    pub load_shedding: LoadSheddingSettings,
+    pub circuit_breakers: CircuitBreakerSettings,
+    pub sentry: SentrySettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerSettings {
+    pub database: BreakerSettings,
+    pub redis: BreakerSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentrySettings {
+    /// Empty: error reporting off (an ambient `SENTRY_DSN` is ignored).
+    pub dsn: SecretString,
+    /// Defaults to `environment` when empty.
+    pub environment: String,
+    pub sample_rate: f32,
+    pub traces_sample_rate: f32,
+    pub timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -297,6 +321,33 @@ impl Settings {
         }
         if self.health.check_timeout_ms == 0 {
             return invalid("health.check_timeout_ms", "must be greater than 0");
+        }
+        for (key, breaker) in [
+            ("circuit_breakers.database", &self.circuit_breakers.database),
+            ("circuit_breakers.redis", &self.circuit_breakers.redis),
+        ] {
+            if breaker.failure_threshold == 0 || breaker.open_timeout_ms == 0 {
+                return invalid(
+                    key,
+                    "needs failure_threshold and open_timeout_ms greater than 0",
+                );
+            }
+        }
+        self.load_shedding.validate()?;
+        let dsn = self.sentry.dsn.expose_secret();
+        if !dsn.is_empty() && dsn.parse::<sentry::types::Dsn>().is_err() {
+            return invalid(
+                "sentry.dsn",
+                "is not a Sentry DSN (https://<key>@<host>/<project>)",
+            );
+        }
+        for (key, rate) in [
+            ("sentry.sample_rate", self.sentry.sample_rate),
+            ("sentry.traces_sample_rate", self.sentry.traces_sample_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return invalid(key, "must be between 0 and 1");
+            }
         }
         self.rate_limit.validate()
     }

@@ -224,6 +224,11 @@ impl ResponseError for ApiError {
                     error = format!("{cause:#}"),
                     "request failed with an internal error"
                 );
+                // Reported within the request's Sentry hub, so it carries the
+                // request id, tenant and user. Panics were reported by the hook.
+                if !cause.is::<crate::http::panic_guard::HandlerPanic>() {
+                    sentry::integrations::anyhow::capture_anyhow(cause);
+                }
             }
             _ => {}
         }
@@ -242,9 +247,10 @@ impl ResponseError for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         match err {
-            // The pool gave up waiting: the database is saturated or gone. Telling the
-            // client to retry is more honest than a 500.
-            sqlx::Error::PoolTimedOut => ApiError::ServiceUnavailable {
+            // The pool gave up waiting, the breaker is open, or the connection
+            // broke: the database is saturated or gone. Telling the client to
+            // retry is more honest than a 500.
+            err if crate::db::is_connection_failure(&err) => ApiError::ServiceUnavailable {
                 code: "database_unavailable",
                 detail: "The database is temporarily unavailable; retry shortly".into(),
                 retry_after_secs: Some(1),

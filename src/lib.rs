@@ -13,6 +13,7 @@
 //!   [`api_keys`], [`tenants`], [`marketplaces`], [`products`], [`health`].
 //! - [`rate_limit`]: tenant, user, IP, endpoint and global limits in one
 //!   Redis script, with an in-process fallback.
+//! - [`resilience`]: load shedding and circuit breakers.
 //! - [`crypto`]: secrets at rest (Fernet key ring).
 //! - [`telemetry`]: logs and metrics.
 //! - [`openapi`]: the generated OpenAPI document and the docs UI.
@@ -30,6 +31,7 @@ pub mod marketplaces;
 pub mod openapi;
 pub mod products;
 pub mod rate_limit;
+pub mod resilience;
 pub mod startup;
 pub mod telemetry;
 pub mod tenants;

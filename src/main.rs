@@ -83,7 +83,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate => {
             let settings = Settings::load(cli.config.as_deref())?;
-            let _ = telemetry::logging::init(&settings.logging);
+            let _ = telemetry::logging::init(&settings.logging, false);
             install_crypto_provider();
             db::migrate(&settings.database).await?;
             tracing::info!("migrations applied");
@@ -91,7 +91,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::RotateKeys => {
             let settings = Settings::load(cli.config.as_deref())?;
-            let _ = telemetry::logging::init(&settings.logging);
+            let _ = telemetry::logging::init(&settings.logging, false);
             install_crypto_provider();
             let (rotated, current) =
                 stock_tracker::marketplaces::service::rotate_keys(&settings).await?;
@@ -113,17 +113,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve => {
             let settings = Settings::load(cli.config.as_deref())?;
-            let _ = telemetry::logging::init(&settings.logging);
+            let _ = telemetry::logging::init(&settings.logging, false);
             let environment = format!("{:?}", settings.environment).to_lowercase();
+            // Held until the process ends: dropping it flushes queued reports.
+            let error_reporting = telemetry::error_reporting::init(&settings);
             let app = Application::build(settings.clone()).await?;
             tracing::info!(
                 host = %settings.server.host,
                 port = app.port(),
                 environment,
                 version = env!("CARGO_PKG_VERSION"),
+                error_reporting = error_reporting.is_some(),
                 "serving"
             );
             app.run_until_stopped().await?;
+            drop(error_reporting);
             tracing::info!("stopped");
             Ok(ExitCode::SUCCESS)
         }

@@ -5,26 +5,33 @@
 //!
 //! # Middleware order
 //!
-//! Outermost first — each layer sees what the layers inside it produce:
+//! Outermost first — each layer sees what the layers inside it produce. A
+//! layer that answers early (shedder, limiter) returns an `Ok` response, not
+//! an `Err`, so the layers outside it still count and decorate it.
 //!
 //! 1. **request context** (id, span, access log): outermost so every response,
 //!    even a CORS refusal or a shed request, carries `X-Request-ID` and is logged.
 //! 2. **CORS**: before anything that can answer early, so 429/503/500 responses
-//!    keep their CORS headers and preflights are answered before rate limiting.
+//!    keep their CORS headers and preflights are answered before any limit.
 //! 3. **compression**: compresses whatever the inner layers produce.
-//! 4. **metrics** (actix-web-prom): counts every response the service makes,
-//!    including 401, 404, 405, 413, 415, 422 and 500 from the panic guard.
-//! 5. **authentication**: verifies credentials (a bearer token in memory, an
+//! 4. **Sentry hub** (sentry-actix, when a DSN is set): a hub per request, so
+//!    the scope the tenant-context layer fills belongs to this request alone.
+//! 5. **metrics** (actix-web-prom): counts every response the service makes,
+//!    including 401, 404, 405, 413, 415, 422, 429, the shedder's 503 and the
+//!    panic guard's 500.
+//! 6. **load shedding**: before any work — a shed request costs no token
+//!    verification and no Redis call. Probes, metrics and docs pass.
+//! 7. **authentication**: verifies credentials (a bearer token in memory, an
 //!    API key through its cached grant) into a principal, or a rejection a
-//!    protected route turns into 401. It never answers by itself, so public
-//!    routes work with bad credentials.
-//! 6. **rate limiting**: inside authentication because it keys on tenant,
+//!    protected route turns into 401. No database; never answers by itself,
+//!    so public routes work with bad credentials.
+//! 8. **rate limiting**: inside authentication because it keys on tenant,
 //!    user and tier; its one Redis script also reads the bearer token's
-//!    revocation state, settling authentication (and recording tenant and
-//!    user on the request's log span). A refusal is an `Ok` 429 response, so
-//!    metrics, CORS and the request id still apply to it.
-//! 7. **panic guard**: innermost, right around the handlers, so a panic turns
-//!    into a JSON 500 that flows back out through metrics and logging.
+//!    revocation state, settling authentication.
+//! 9. **tenant context**: tags the Sentry scope and the log span with tenant
+//!    and user, now that they are settled.
+//! 10. **panic guard**: innermost, right around the handlers, so a panic turns
+//!     into a JSON 500 that flows back out through metrics and logging.
 //!
 //! actix applies `.wrap()` calls inside-out: the last one is the outermost.
 
@@ -32,11 +39,10 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
-use actix_web::middleware::{Compress, from_fn};
+use actix_web::middleware::{Compress, Condition, from_fn};
 use actix_web::{App, HttpServer, web};
 use actix_web_prom::PrometheusMetricsBuilder;
 use anyhow::Context;
-use sqlx::PgPool;
 use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_actix_web::{AppExt, scope};
 use utoipa_swagger_ui::SwaggerUi;
@@ -44,13 +50,16 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::auth::password::PasswordHasher;
 use crate::auth::revocation::RevocationStore;
 use crate::auth::tokens::TokenKeys;
-use crate::cache::ResponseCache;
+use crate::cache::{RedisGuard, ResponseCache};
 use crate::config::Settings;
 use crate::crypto::SecretBox;
+use crate::db::Database;
 use crate::http::fallback::{self, RouteTable};
-use crate::http::{cors, extractors, panic_guard, request_context};
+use crate::http::{cors, extractors, panic_guard, request_context, tenant_context};
 use crate::openapi::{self, OpenApiJson};
 use crate::rate_limit::RateLimiter;
+use crate::resilience::breaker::CircuitBreaker;
+use crate::resilience::load::{self, LoadMonitor};
 use crate::telemetry::metrics::{HTTP_LATENCY_BUCKETS, Metrics, NAMESPACE};
 use crate::{
     api_keys, auth, cache, db, health, marketplaces, products, rate_limit, telemetry, tenants,
@@ -60,7 +69,7 @@ use crate::{
 /// What handlers share: configuration, connections and credentials machinery.
 pub struct AppState {
     pub settings: Arc<Settings>,
-    pub db: PgPool,
+    pub db: Database,
     pub redis: deadpool_redis::Pool,
     pub metrics: Metrics,
     pub tokens: TokenKeys,
@@ -69,6 +78,9 @@ pub struct AppState {
     pub secrets: SecretBox,
     pub cache: ResponseCache,
     pub rate_limiter: RateLimiter,
+    /// The Redis circuit breaker and command timeout, shared by every Redis user.
+    pub redis_guard: RedisGuard,
+    pub load: Arc<LoadMonitor>,
 }
 
 /// Every documented route. The OpenAPI document is generated from this same
@@ -108,10 +120,20 @@ impl Application {
         F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
     {
         install_crypto_provider();
-        let db = db::connect_pool(&settings.database)?;
-        db::check_schema(&db).await?;
-        let redis = cache::connect_pool(&settings.redis)?;
         let metrics = Metrics::new();
+        let pool = db::connect_pool(&settings.database)?;
+        db::check_schema(&pool).await?;
+        let db_breaker = CircuitBreaker::new(
+            "database",
+            &settings.circuit_breakers.database,
+            metrics.clone(),
+        );
+        let db = Database::new(pool, Arc::new(db_breaker), metrics.clone());
+        let redis = cache::connect_pool(&settings.redis)?;
+        let redis_breaker =
+            CircuitBreaker::new("redis", &settings.circuit_breakers.redis, metrics.clone());
+        let redis_guard = RedisGuard::new(Arc::new(redis_breaker), &settings.redis);
+        let load = LoadMonitor::new(settings.load_shedding.clone(), metrics.clone());
         let http_metrics = PrometheusMetricsBuilder::new(NAMESPACE)
             .registry(metrics.registry.clone())
             .buckets(HTTP_LATENCY_BUCKETS)
@@ -129,12 +151,18 @@ impl Application {
         ));
         let tokens = TokenKeys::from_settings(&settings.auth).context("loading the JWT keys")?;
         let passwords = PasswordHasher::new(&settings.auth.argon2)?;
-        let revocations = RevocationStore::new(&settings, redis.clone(), db.clone());
+        let revocations =
+            RevocationStore::new(&settings, redis.clone(), redis_guard.clone(), db.clone());
         let secrets = SecretBox::new(&settings.secrets.fernet_keys)?;
-        let cache = ResponseCache::new(&settings, redis.clone(), metrics.clone());
+        let cache = ResponseCache::new(
+            &settings,
+            redis.clone(),
+            redis_guard.clone(),
+            metrics.clone(),
+        );
         // Built once, outside the per-worker factory below: every worker
         // thread shares its in-process fallback counters.
-        let rate_limiter = RateLimiter::new(&settings, metrics.clone())?;
+        let rate_limiter = RateLimiter::new(&settings, redis_guard.clone(), metrics.clone())?;
         rate_limiter.load_script().await;
         rate_limiter.warn_about_unserved_rules(&route_table);
         let state = web::Data::new(AppState {
@@ -148,6 +176,8 @@ impl Application {
             secrets,
             cache,
             rate_limiter,
+            redis_guard,
+            load,
         });
 
         let listener = TcpListener::bind(settings.server.address()).with_context(|| {
@@ -161,7 +191,11 @@ impl Application {
         let app_state = state.clone();
         let cors_settings = settings.cors.clone();
         let max_body_bytes = settings.server.max_body_bytes;
+        let sentry_enabled = sentry::Hub::current().client().is_some();
+        let trace_requests = settings.sentry.traces_sample_rate > 0.0;
         let mut server = HttpServer::new(move || {
+            // Runs once per HTTP worker thread, on that thread.
+            app_state.load.start_worker_probe();
             App::new()
                 .app_data(app_state.clone())
                 .app_data(route_table.clone())
@@ -175,9 +209,19 @@ impl Application {
                 .default_service(web::to(fallback::not_found_or_method_not_allowed))
                 // The order is documented in this module's header; last is outermost.
                 .wrap(from_fn(panic_guard::panic_guard))
+                .wrap(from_fn(tenant_context::tenant_context))
                 .wrap(from_fn(rate_limit::middleware::rate_limit))
                 .wrap(from_fn(auth::middleware::authenticate))
+                .wrap(from_fn(load::shed_load))
                 .wrap(http_metrics.clone())
+                .wrap(Condition::new(
+                    sentry_enabled,
+                    sentry_actix::Sentry::builder()
+                        // Reported where they happen (see `telemetry::error_reporting`).
+                        .capture_server_errors(false)
+                        .start_transaction(trace_requests)
+                        .finish(),
+                ))
                 .wrap(Compress::default())
                 .wrap(cors::cors(&cors_settings))
                 .wrap(from_fn(request_context::request_context))
@@ -212,7 +256,7 @@ impl Application {
     /// Serves until SIGTERM/SIGINT, then drains and closes the pools.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
-        self.state.db.close().await;
+        self.state.db.pool().close().await;
         result
     }
 }

@@ -69,17 +69,8 @@ pub async fn authenticate(
             None => Authentication::Rejected(AuthRejection::Unavailable),
         },
     };
-    if let Authentication::Authenticated(principal) = &outcome {
-        record_on_span(principal);
-    }
     req.extensions_mut().insert(outcome);
     next.call(req).await
-}
-
-fn record_on_span(principal: &Principal) {
-    let span = tracing::Span::current();
-    span.record("tenant_id", tracing::field::display(principal.tenant.id()));
-    span.record("user_id", tracing::field::display(principal.user_id));
 }
 
 /// Counts a credential check (see the `auth_events_total` metric).
@@ -101,11 +92,7 @@ pub fn settle_bearer(
     revocation: Result<(), RevocationError>,
 ) -> Authentication {
     let outcome = match revocation {
-        Ok(()) => {
-            let principal = principal_for_token(claims);
-            record_on_span(&principal);
-            Authentication::Authenticated(principal)
-        }
+        Ok(()) => Authentication::Authenticated(principal_for_token(claims)),
         Err(RevocationError::Revoked) => {
             tracing::info!(reason = "revoked", "bearer token refused");
             Authentication::Rejected(AuthRejection::Revoked)

@@ -2,13 +2,14 @@
 //! `SECURITY DEFINER` functions of the identity migration; everything else
 //! runs in a tenant-scoped transaction.
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::extractor::TenantCtx;
 use super::revocation::ApiKeyGrant;
 use super::roles::{Role, Tier};
+use crate::db::Database;
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct LoginRow {
@@ -21,10 +22,10 @@ pub struct LoginRow {
 }
 
 /// The account for an email, across tenants (sign-in happens before the tenant is known).
-pub async fn find_login(pool: &PgPool, email: &str) -> Result<Option<LoginRow>, sqlx::Error> {
+pub async fn find_login(db: &Database, email: &str) -> Result<Option<LoginRow>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM auth_find_login($1)")
         .bind(email)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *db.acquire().await?)
         .await
 }
 
@@ -41,21 +42,21 @@ pub struct RefreshRow {
 
 /// The refresh token with this hash, in whichever tenant it belongs to.
 pub async fn find_refresh_token(
-    pool: &PgPool,
+    db: &Database,
     hash: &[u8],
 ) -> Result<Option<RefreshRow>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM auth_find_refresh_token($1)")
         .bind(hash)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *db.acquire().await?)
         .await
 }
 
 /// Verifies an API key (recording its use) and returns what it grants.
-pub async fn use_api_key(pool: &PgPool, hash: &[u8]) -> anyhow::Result<Option<ApiKeyGrant>> {
+pub async fn use_api_key(db: &Database, hash: &[u8]) -> anyhow::Result<Option<ApiKeyGrant>> {
     let row: Option<(Uuid, Uuid, Uuid, String, String)> =
         sqlx::query_as("SELECT id, tenant_id, user_id, role, tier FROM auth_use_api_key($1)")
             .bind(hash)
-            .fetch_optional(pool)
+            .fetch_optional(&mut *db.acquire().await?)
             .await?;
     row.map(|(key_id, tenant_id, user_id, role, tier)| {
         Ok(ApiKeyGrant {

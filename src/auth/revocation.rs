@@ -20,13 +20,13 @@ use std::time::Duration;
 use deadpool_redis::Pool as RedisPool;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::roles::{Role, Tier};
 use super::tokens::{AccessClaims, unix_now_ms};
+use crate::cache::RedisGuard;
 use crate::config::Settings;
-use crate::db;
+use crate::db::{self, Database};
 
 /// Least time between two background refills.
 const RESYNC_MIN_INTERVAL_MS: i64 = 1_000;
@@ -51,8 +51,9 @@ pub struct ApiKeyGrant {
 
 pub struct RevocationStore {
     redis: RedisPool,
-    db: PgPool,
+    db: Database,
     prefix: String,
+    guard: RedisGuard,
     command_timeout: Duration,
     access_token_ttl_secs: u64,
     leeway_secs: u64,
@@ -64,11 +65,17 @@ pub struct RevocationStore {
 }
 
 impl RevocationStore {
-    pub fn new(settings: &Settings, redis: RedisPool, db: PgPool) -> Arc<Self> {
+    pub fn new(
+        settings: &Settings,
+        redis: RedisPool,
+        guard: RedisGuard,
+        db: Database,
+    ) -> Arc<Self> {
         Arc::new(Self {
             redis,
             db,
             prefix: format!("{}auth:", settings.redis.key_prefix),
+            guard,
             command_timeout: settings.redis.command_timeout(),
             access_token_ttl_secs: settings.auth.access_token_ttl_secs,
             leeway_secs: settings.auth.leeway_secs,
@@ -128,11 +135,12 @@ impl RevocationStore {
         F: FnOnce(deadpool_redis::Connection) -> Fut,
         Fut: Future<Output = anyhow::Result<T>>,
     {
-        crate::cache::with_timeout(self.command_timeout, async {
-            let conn = self.redis.get().await?;
-            op(conn).await
-        })
-        .await
+        self.guard
+            .run(async {
+                let conn = self.redis.get().await?;
+                op(conn).await
+            })
+            .await
     }
 
     /// The keys that hold an access token's revocation state, for a script
@@ -308,7 +316,7 @@ impl RevocationStore {
         let rows: Vec<(String, Uuid, time::OffsetDateTime, time::OffsetDateTime)> =
             sqlx::query_as("SELECT kind, subject, until, mark FROM auth_active_revocations($1)")
                 .bind(self.access_token_ttl_secs as i32)
-                .fetch_all(&self.db)
+                .fetch_all(&mut *self.db.acquire().await?)
                 .await?;
         let now_secs = time::OffsetDateTime::now_utc().unix_timestamp();
         let mut pipe = redis::pipe();
@@ -324,27 +332,28 @@ impl RevocationStore {
         let pattern = format!("{}api_key:*", self.prefix);
         let marker = self.marker_key();
         let timeout = self.command_timeout * 20;
-        crate::cache::with_timeout(timeout, async {
-            let mut conn = self.redis.get().await?;
-            // An empty pipeline is an error in redis-rs: nothing revoked, nothing to copy.
-            if !rows.is_empty() {
-                let _: () = pipe.query_async(&mut conn).await?;
-            }
-            let cached: Vec<String> = {
-                let mut iter = conn.scan_match::<_, String>(&pattern).await?;
-                let mut keys = Vec::new();
-                while let Some(key) = futures_util::StreamExt::next(&mut iter).await {
-                    keys.push(key?);
+        self.guard
+            .run_within(timeout, async {
+                let mut conn = self.redis.get().await?;
+                // An empty pipeline is an error in redis-rs: nothing revoked, nothing to copy.
+                if !rows.is_empty() {
+                    let _: () = pipe.query_async(&mut conn).await?;
                 }
-                keys
-            };
-            if !cached.is_empty() {
-                let _: () = conn.del(cached).await?;
-            }
-            let _: () = conn.set(marker, 1).await?;
-            Ok(())
-        })
-        .await?;
+                let cached: Vec<String> = {
+                    let mut iter = conn.scan_match::<_, String>(&pattern).await?;
+                    let mut keys = Vec::new();
+                    while let Some(key) = futures_util::StreamExt::next(&mut iter).await {
+                        keys.push(key?);
+                    }
+                    keys
+                };
+                if !cached.is_empty() {
+                    let _: () = conn.del(cached).await?;
+                }
+                let _: () = conn.set(marker, 1).await?;
+                Ok(())
+            })
+            .await?;
         Ok(rows.len())
     }
 }

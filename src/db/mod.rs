@@ -14,17 +14,23 @@
 //! call narrow `SECURITY DEFINER` SQL functions, each returning only what that
 //! one path needs, defined in the migrations next to the tables they read.
 
+use std::future::Future;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use secrecy::ExposeSecret;
 use sqlx::migrate::{MigrateDatabase, Migrator};
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Executor, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::config::DatabaseSettings;
+use crate::resilience::breaker::CircuitBreaker;
+use crate::telemetry::metrics::Metrics;
 
 /// The migrations, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -121,14 +127,100 @@ pub async fn check_schema(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The service's PostgreSQL handle: the pool behind the database circuit
+/// breaker, counting the callers that wait for a connection (a load-shedding
+/// signal). Request paths go through [`Database::acquire`] and
+/// [`begin_tenant_tx`]; with the breaker open they fail at once, answered
+/// as a pool with nothing to give (`PoolTimedOut`, a 503), instead of each
+/// waiting out the acquire timeout against a dead server.
+#[derive(Clone)]
+pub struct Database {
+    pool: PgPool,
+    breaker: Arc<CircuitBreaker>,
+    waiters: Arc<AtomicI64>,
+    metrics: Metrics,
+}
+
+impl Database {
+    pub fn new(pool: PgPool, breaker: Arc<CircuitBreaker>, metrics: Metrics) -> Self {
+        Self {
+            pool,
+            breaker,
+            waiters: Arc::new(AtomicI64::new(0)),
+            metrics,
+        }
+    }
+
+    /// The pool itself, outside the breaker: readiness probes and shutdown.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// Callers waiting for a connection right now.
+    pub fn waiters(&self) -> i64 {
+        self.waiters.load(Ordering::Relaxed)
+    }
+
+    /// One pooled connection, through the breaker.
+    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+        let pool = self.pool.clone();
+        self.guarded(async move { pool.acquire().await }).await
+    }
+
+    async fn guarded<T>(
+        &self,
+        get: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, sqlx::Error> {
+        if !self.breaker.allow() {
+            return Err(sqlx::Error::PoolTimedOut);
+        }
+        // With no idle connection and the pool at its size, this caller waits.
+        let waits = self.pool.num_idle() == 0
+            && self.pool.size() >= self.pool.options().get_max_connections();
+        if waits {
+            let now = self.waiters.fetch_add(1, Ordering::Relaxed) + 1;
+            self.metrics.db_pool_waiters.set(now);
+        }
+        let result = get.await;
+        if waits {
+            let now = self.waiters.fetch_sub(1, Ordering::Relaxed) - 1;
+            self.metrics.db_pool_waiters.set(now);
+        }
+        match &result {
+            Err(err) if is_connection_failure(err) => self.breaker.record_failure(),
+            _ => self.breaker.record_success(),
+        }
+        result
+    }
+}
+
+/// Errors that say the database cannot be reached (as opposed to a query the
+/// database refused): these trip the breaker.
+pub fn is_connection_failure(err: &sqlx::Error) -> bool {
+    matches!(
+        err,
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed
+    )
+}
+
 /// Begins a transaction scoped to one tenant: row-level security lets it see
 /// and write that tenant's rows only. The setting is transaction-local and
 /// bound as a parameter.
 pub async fn begin_tenant_tx(
-    pool: &PgPool,
+    db: &Database,
     tenant_id: Uuid,
 ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let pool = db.pool.clone();
+    let mut tx = db.guarded(async move { pool.begin().await }).await?;
     sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
         .bind(tenant_id.to_string())
         .execute(&mut *tx)

@@ -5,7 +5,7 @@
 //! PostgreSQL is required: without it the service cannot answer anything
 //! useful, so readiness fails. Redis is not: the service keeps serving without
 //! it (no cache, local rate limits), so readiness stays 200 and reports
-//! `degraded`.
+//! `degraded`. Each component also reports its circuit breaker's state.
 
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,11 @@ pub struct ComponentHealth {
     /// Why the check failed; a category, never connection details.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The dependency's circuit breaker: `closed`, `open` (calls fail fast)
+    /// or `half_open` (a probe call decides). Reported, not judged: the
+    /// probe above decides readiness, so an open breaker that no traffic
+    /// would ever probe cannot keep a recovered replica out of service.
+    pub circuit_breaker: String,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -62,6 +67,10 @@ pub async fn readiness(state: &AppState) -> Readiness {
     let (database, redis) = tokio::join!(
         check("database", true, limit, state, check_database(state)),
         check("redis", false, limit, state, check_redis(state)),
+    );
+    let (database, redis) = (
+        database.with_breaker(state.db.breaker().state().as_str()),
+        redis.with_breaker(state.redis_guard.breaker().state().as_str()),
     );
     let status = if database.status == ComponentStatus::Down {
         OverallStatus::Unavailable
@@ -112,12 +121,20 @@ async fn check(
         response_time_ms: (elapsed.as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
         required,
         error: outcome.err().map(str::to_owned),
+        circuit_breaker: String::new(),
+    }
+}
+
+impl ComponentHealth {
+    fn with_breaker(mut self, state: &str) -> Self {
+        self.circuit_breaker = state.to_owned();
+        self
     }
 }
 
 async fn check_database(state: &AppState) -> Result<(), &'static str> {
     sqlx::query("SELECT 1")
-        .execute(&state.db)
+        .execute(state.db.pool())
         .await
         .map(|_| ())
         .map_err(|err| match err {

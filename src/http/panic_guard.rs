@@ -23,6 +23,17 @@ use futures_util::FutureExt;
 
 use crate::error::ApiError;
 
+/// A handler's panic, as the cause of the 500. The SDK's panic hook has
+/// already reported it to Sentry (with the stack of the panic itself), so
+/// the error reporting of `ApiError` leaves this cause alone.
+#[derive(Debug, thiserror::Error)]
+#[error("handler panicked on {method} {uri}: {message}")]
+pub struct HandlerPanic {
+    method: String,
+    uri: String,
+    message: String,
+}
+
 pub async fn panic_guard(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -37,9 +48,11 @@ pub async fn panic_guard(
                 .map(|s| (*s).to_owned())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "non-string panic payload".to_owned());
-            let error = ApiError::internal(anyhow::anyhow!(
-                "handler panicked on {method} {uri}: {message}"
-            ));
+            let error = ApiError::internal(HandlerPanic {
+                method: method.to_string(),
+                uri: uri.clone(),
+                message,
+            });
             let detached = TestRequest::default()
                 .method(method)
                 .uri(&uri)

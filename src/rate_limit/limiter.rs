@@ -2,11 +2,14 @@
 //! and where they are counted ([`RateLimiter::decide`]): in Redis by one
 //! script call, or — while Redis fails — by the in-process fallback, which
 //! runs the same algorithm on a bounded LRU map shared by every worker thread.
+//! Redis failures open the Redis circuit breaker; while it is open the
+//! limiter counts locally without trying Redis, and its half-open probe
+//! brings the limiter back to Redis by itself.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix_web::http::Method;
 use lru::LruCache;
@@ -19,6 +22,7 @@ use crate::auth::extractor::{Principal, PrincipalKind};
 use crate::auth::revocation::{RevocationError, RevocationStore};
 use crate::auth::roles::Tier;
 use crate::auth::tokens::{AccessClaims, unix_now_ms};
+use crate::cache::RedisGuard;
 use crate::config::Settings;
 use crate::http::fallback::RouteTable;
 use crate::telemetry::metrics::Metrics;
@@ -180,15 +184,14 @@ pub struct RateLimiter {
     redis: redis::aio::ConnectionManager,
     script: redis::Script,
     prefix: String,
-    command_timeout: Duration,
+    guard: RedisGuard,
     metrics: Metrics,
     fallback: Mutex<LruCache<String, Buckets>>,
     fallback_active: AtomicBool,
-    next_redis_attempt_ms: AtomicI64,
 }
 
 impl RateLimiter {
-    pub fn new(settings: &Settings, metrics: Metrics) -> anyhow::Result<Self> {
+    pub fn new(settings: &Settings, guard: RedisGuard, metrics: Metrics) -> anyhow::Result<Self> {
         let limits = settings.rate_limit.clone();
         let trusted = limits
             .trusted_proxy_networks()
@@ -221,11 +224,10 @@ impl RateLimiter {
             redis: crate::cache::shared_connection(&settings.redis)?,
             script: redis::Script::new(SCRIPT),
             prefix: format!("{}rl:", settings.redis.key_prefix),
-            command_timeout: settings.redis.command_timeout(),
+            guard,
             metrics,
             fallback: Mutex::new(LruCache::new(capacity)),
             fallback_active: AtomicBool::new(false),
-            next_redis_attempt_ms: AtomicI64::new(0),
             settings: limits,
         })
     }
@@ -235,7 +237,7 @@ impl RateLimiter {
     pub async fn load_script(&self) {
         let mut conn = self.redis.clone();
         let load = async { Ok(self.script.prepare_invoke().load_async(&mut conn).await?) };
-        if let Err(err) = crate::cache::with_timeout(self.command_timeout, load).await {
+        if let Err(err) = self.guard.run(load).await {
             tracing::warn!(error = %err, "could not preload the rate-limit script; the first check will load it");
         }
     }
@@ -405,29 +407,29 @@ impl RateLimiter {
             Caller::Bearer(claims) => Some(*claims),
             _ => None,
         };
-        if self.should_try_redis() {
-            // Revocation is read in the script only when Redis's copy is trustworthy.
-            let in_script = bearer.filter(|_| revocations.redis_trusted());
-            match self.run_script(checks, mode, in_script, revocations).await {
-                Ok(reply) => {
-                    self.redis_answered();
-                    let status = reply.first().copied().unwrap_or_default();
-                    let revocation = match (bearer, in_script) {
-                        (None, _) => Revocation::NoToken,
-                        (Some(claims), None) => check_in_postgres(revocations, claims).await,
-                        (Some(claims), Some(_)) => match status {
-                            0 => Revocation::Valid,
-                            1 => Revocation::Revoked,
-                            _ => {
-                                revocations.redis_lost_state();
-                                check_in_postgres(revocations, claims).await
-                            }
-                        },
-                    };
-                    return self.decision_from_reply(checks, mode, &reply, revocation);
-                }
-                Err(err) => self.redis_failed(&err),
+        // While the Redis breaker is open the script call fails at once, and
+        // its half-open probe is how the limiter notices Redis is back.
+        // Revocation is read in the script only when Redis's copy is trustworthy.
+        let in_script = bearer.filter(|_| revocations.redis_trusted());
+        match self.run_script(checks, mode, in_script, revocations).await {
+            Ok(reply) => {
+                self.redis_answered();
+                let status = reply.first().copied().unwrap_or_default();
+                let revocation = match (bearer, in_script) {
+                    (None, _) => Revocation::NoToken,
+                    (Some(claims), None) => check_in_postgres(revocations, claims).await,
+                    (Some(claims), Some(_)) => match status {
+                        0 => Revocation::Valid,
+                        1 => Revocation::Revoked,
+                        _ => {
+                            revocations.redis_lost_state();
+                            check_in_postgres(revocations, claims).await
+                        }
+                    },
+                };
+                return self.decision_from_reply(checks, mode, &reply, revocation);
             }
+            Err(err) => self.redis_failed(&err),
         }
         let revocation = match bearer {
             Some(claims) => check_in_postgres(revocations, claims).await,
@@ -463,10 +465,10 @@ impl RateLimiter {
         }
         let started = Instant::now();
         let mut conn = self.redis.clone();
-        let result = crate::cache::with_timeout(self.command_timeout, async {
-            Ok(invocation.invoke_async::<Vec<i64>>(&mut conn).await?)
-        })
-        .await;
+        let result = self
+            .guard
+            .run(async { Ok(invocation.invoke_async::<Vec<i64>>(&mut conn).await?) })
+            .await;
         self.metrics
             .rate_limit_script_duration
             .with_label_values::<&str>(&[])
@@ -562,31 +564,7 @@ impl RateLimiter {
         }
     }
 
-    /// Whether this request asks Redis: always, unless Redis is failing;
-    /// then one request per `fallback_retry_ms` does, to notice its return.
-    fn should_try_redis(&self) -> bool {
-        if !self.fallback_active.load(Ordering::Acquire) {
-            return true;
-        }
-        let now = unix_now_ms();
-        let next = self.next_redis_attempt_ms.load(Ordering::Acquire);
-        now >= next
-            && self
-                .next_redis_attempt_ms
-                .compare_exchange(
-                    next,
-                    now + self.settings.fallback_retry_ms as i64,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_ok()
-    }
-
     fn redis_failed(&self, err: &anyhow::Error) {
-        self.next_redis_attempt_ms.store(
-            unix_now_ms() + self.settings.fallback_retry_ms as i64,
-            Ordering::Release,
-        );
         if !self.fallback_active.swap(true, Ordering::AcqRel) {
             tracing::warn!(
                 error = %format!("{err:#}"),

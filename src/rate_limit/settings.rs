@@ -36,8 +36,6 @@ pub struct RateLimitSettings {
     pub ipv6_prefix_len: u8,
     /// Most keys the in-process fallback tracks (least recently used go first).
     pub fallback_max_keys: usize,
-    /// While Redis is failing, how often one request tries it again.
-    pub fallback_retry_ms: u64,
 }
 
 /// One value per tier window.
@@ -220,12 +218,6 @@ impl RateLimitSettings {
         }
         if self.fallback_max_keys == 0 {
             return invalid("rate_limit.fallback_max_keys".into(), "must be at least 1");
-        }
-        if self.fallback_retry_ms == 0 {
-            return invalid(
-                "rate_limit.fallback_retry_ms".into(),
-                "must be greater than 0",
-            );
         }
         Ok(())
     }

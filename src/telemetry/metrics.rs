@@ -135,6 +135,55 @@ pub const RATE_LIMIT_FALLBACK_ACTIVE: MetricDef = MetricDef {
     labels: &[],
 };
 
+pub const CIRCUIT_BREAKER_STATE: MetricDef = MetricDef {
+    name: "stock_tracker_circuit_breaker_state",
+    kind: MetricKind::Gauge,
+    help: "Circuit breaker state per dependency: 0 closed, 1 half-open, 2 open",
+    labels: &["dependency"],
+};
+
+pub const CIRCUIT_BREAKER_TRANSITIONS: MetricDef = MetricDef {
+    name: "stock_tracker_circuit_breaker_transitions_total",
+    kind: MetricKind::Counter,
+    help: "Circuit breaker state changes per dependency, by the state entered",
+    labels: &["dependency", "to"],
+};
+
+pub const LOAD_SHED: MetricDef = MetricDef {
+    name: "stock_tracker_load_shed_total",
+    kind: MetricKind::Counter,
+    help: "Requests refused with 503 by the load shedder, by reason: runtime_lag, in_flight, db_pool_waiters",
+    labels: &["reason"],
+};
+
+pub const HTTP_REQUESTS_IN_FLIGHT: MetricDef = MetricDef {
+    name: "stock_tracker_http_requests_in_flight",
+    kind: MetricKind::Gauge,
+    help: "HTTP requests being served right now (probes, metrics and docs excluded)",
+    labels: &[],
+};
+
+pub const RUNTIME_LAG: MetricDef = MetricDef {
+    name: "stock_tracker_runtime_lag_seconds",
+    kind: MetricKind::Gauge,
+    help: "Scheduling lag of each HTTP worker thread's runtime: how late its last periodic tick ran (the event-loop lag of an async runtime)",
+    labels: &["worker"],
+};
+
+pub const RUNTIME_ALIVE_TASKS: MetricDef = MetricDef {
+    name: "stock_tracker_runtime_alive_tasks",
+    kind: MetricKind::Gauge,
+    help: "Tasks alive on the HTTP worker runtimes (async tasks pending), summed over workers",
+    labels: &[],
+};
+
+pub const DB_POOL_WAITERS: MetricDef = MetricDef {
+    name: "stock_tracker_db_pool_waiters",
+    kind: MetricKind::Gauge,
+    help: "Callers waiting for a PostgreSQL connection from the pool",
+    labels: &[],
+};
+
 /// Every metric the service exports.
 pub const CATALOG: &[MetricDef] = &[
     HTTP_REQUESTS_TOTAL,
@@ -149,6 +198,13 @@ pub const CATALOG: &[MetricDef] = &[
     RATE_LIMIT_SCRIPT_DURATION,
     RATE_LIMIT_FALLBACK_SWITCHES,
     RATE_LIMIT_FALLBACK_ACTIVE,
+    CIRCUIT_BREAKER_STATE,
+    CIRCUIT_BREAKER_TRANSITIONS,
+    LOAD_SHED,
+    HTTP_REQUESTS_IN_FLIGHT,
+    RUNTIME_LAG,
+    RUNTIME_ALIVE_TASKS,
+    DB_POOL_WAITERS,
 ];
 
 /// Buckets for the rate-limit script, in seconds: it runs on every request
@@ -177,6 +233,12 @@ impl MetricDef {
         IntGaugeVec::new(self.opts(), self.labels).expect("valid gauge definition")
     }
 
+    /// A gauge without labels.
+    fn plain_int_gauge(&self) -> prometheus::IntGauge {
+        debug_assert!(self.kind == MetricKind::Gauge && self.labels.is_empty());
+        prometheus::IntGauge::with_opts(self.opts()).expect("valid gauge definition")
+    }
+
     fn histogram(&self, buckets: &[f64]) -> HistogramVec {
         debug_assert_eq!(self.kind, MetricKind::Histogram);
         HistogramVec::new(
@@ -200,6 +262,13 @@ pub struct Metrics {
     pub rate_limit_script_duration: HistogramVec,
     pub rate_limit_fallback_switches: IntCounterVec,
     pub rate_limit_fallback_active: prometheus::IntGauge,
+    pub circuit_breaker_state: IntGaugeVec,
+    pub circuit_breaker_transitions: IntCounterVec,
+    pub load_shed: IntCounterVec,
+    pub http_requests_in_flight: prometheus::IntGauge,
+    pub runtime_lag: GaugeVec,
+    pub runtime_alive_tasks: prometheus::IntGauge,
+    pub db_pool_waiters: prometheus::IntGauge,
 }
 
 impl Metrics {
@@ -219,10 +288,14 @@ impl Metrics {
             rate_limit_script_duration: RATE_LIMIT_SCRIPT_DURATION
                 .histogram(SCRIPT_LATENCY_BUCKETS),
             rate_limit_fallback_switches: RATE_LIMIT_FALLBACK_SWITCHES.int_counter(),
-            rate_limit_fallback_active: prometheus::IntGauge::with_opts(
-                RATE_LIMIT_FALLBACK_ACTIVE.opts(),
-            )
-            .expect("valid gauge definition"),
+            rate_limit_fallback_active: RATE_LIMIT_FALLBACK_ACTIVE.plain_int_gauge(),
+            circuit_breaker_state: CIRCUIT_BREAKER_STATE.int_gauge(),
+            circuit_breaker_transitions: CIRCUIT_BREAKER_TRANSITIONS.int_counter(),
+            load_shed: LOAD_SHED.int_counter(),
+            http_requests_in_flight: HTTP_REQUESTS_IN_FLIGHT.plain_int_gauge(),
+            runtime_lag: RUNTIME_LAG.gauge(),
+            runtime_alive_tasks: RUNTIME_ALIVE_TASKS.plain_int_gauge(),
+            db_pool_waiters: DB_POOL_WAITERS.plain_int_gauge(),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -236,7 +309,17 @@ impl Metrics {
             Box::new(metrics.rate_limit_script_duration.clone()),
             Box::new(metrics.rate_limit_fallback_switches.clone()),
             Box::new(metrics.rate_limit_fallback_active.clone()),
+            Box::new(metrics.circuit_breaker_state.clone()),
+            Box::new(metrics.circuit_breaker_transitions.clone()),
+            Box::new(metrics.load_shed.clone()),
+            Box::new(metrics.http_requests_in_flight.clone()),
+            Box::new(metrics.runtime_lag.clone()),
+            Box::new(metrics.runtime_alive_tasks.clone()),
+            Box::new(metrics.db_pool_waiters.clone()),
         ];
+        for reason in ["runtime_lag", "in_flight", "db_pool_waiters"] {
+            metrics.load_shed.with_label_values(&[reason]);
+        }
         // Both directions exist from the start, so `increase()` sees the first switch.
         for to in ["fallback", "redis"] {
             metrics
@@ -271,6 +354,18 @@ impl Metrics {
             .inc();
         self.rate_limit_fallback_active
             .set(i64::from(to == "fallback"));
+    }
+
+    pub fn breaker_state(&self, dependency: &str, value: i64) {
+        self.circuit_breaker_state
+            .with_label_values(&[dependency])
+            .set(value);
+    }
+
+    pub fn breaker_transition(&self, dependency: &str, to: &str) {
+        self.circuit_breaker_transitions
+            .with_label_values(&[dependency, to])
+            .inc();
     }
 
     /// The Prometheus text exposition of every registered metric.

@@ -25,9 +25,9 @@ static TRACING: Once = Once::new();
 
 fn init_tracing(settings: &Settings) {
     TRACING.call_once(|| {
-        if std::env::var_os("TEST_LOG").is_some() {
-            let _ = stock_tracker::telemetry::logging::init(&settings.logging);
-        }
+        // Always installed (Sentry breadcrumbs come from it); printed with TEST_LOG=1.
+        let quiet = std::env::var_os("TEST_LOG").is_none();
+        let _ = stock_tracker::telemetry::logging::init(&settings.logging, quiet);
     });
 }
 
@@ -276,12 +276,35 @@ pub fn probe_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/__probe/panic", web::get().to(panicking))
         .route("/__probe/echo", web::post().to(echo))
         .route("/__probe/items/{id}", web::get().to(item))
+        .route("/__probe/slow", web::get().to(slow))
+        .route("/__probe/block", web::get().to(block_worker))
+        .route("/__probe/hold-db", web::get().to(hold_db))
         // Stands in for the sync route (the workers issue) so the `sync`
         // rate-limit rule can be tested; remove it when the real route exists.
         .route("/api/v1/sync", web::post().to(HttpResponse::Accepted));
 }
 
+/// Takes 600 ms without blocking its worker.
+async fn slow() -> HttpResponse {
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    HttpResponse::Ok().finish()
+}
+
+/// Blocks its worker thread for 600 ms, as CPU-bound or blocking code would.
+async fn block_worker() -> HttpResponse {
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    HttpResponse::Ok().finish()
+}
+
+/// Holds a PostgreSQL connection for 800 ms.
+async fn hold_db(state: web::Data<AppState>) -> HttpResponse {
+    let _conn = state.db.acquire().await.expect("a connection");
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    HttpResponse::Ok().finish()
+}
+
 async fn panicking() -> HttpResponse {
+    tracing::info!("probe handler about to panic");
     panic!("database password is hunter2 and this SQL failed: SELECT secret FROM vault");
 }
 
@@ -506,6 +529,27 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// Waits until Redis holds the revocation state (a fresh key prefix has
+    /// none; the first token check fills it in the background).
+    pub async fn wait_for_revocation_sync(&self) {
+        let settings = &self.state.settings;
+        let marker = format!("{}auth:synced", settings.redis.key_prefix);
+        let client = redis::Client::open(settings.redis.url.expose_secret()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        for _ in 0..200 {
+            let exists: bool = redis::cmd("EXISTS")
+                .arg(&marker)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if exists {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("the revocation state was never synced to Redis");
+    }
+
     /// Starts another instance of the application with the same settings —
     /// same database, same Redis prefix: a second replica. Returns its base URL.
     pub async fn spawn_replica(&self) -> String {

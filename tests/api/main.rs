@@ -19,6 +19,7 @@ mod products;
 mod query_plans;
 mod rate_limits;
 mod request_id;
+mod resilience;
 mod roles_and_isolation;
 mod row_level_security;
 mod users_and_keys;

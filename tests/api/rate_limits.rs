@@ -490,7 +490,7 @@ async fn losing_redis_falls_back_to_bounded_local_limits_and_recovers() {
         s.redis.url = format!("redis://127.0.0.1:{port}").into();
         s.rate_limit.user_share = 1.0;
         s.rate_limit.tiers.free.minute = 5;
-        s.rate_limit.fallback_retry_ms = 200;
+        s.circuit_breakers.redis.open_timeout_ms = 200;
     })
     .await;
     let owner = app.register("outage@example.com").await;
@@ -549,7 +549,7 @@ async fn a_redis_that_stops_answering_costs_one_timeout_then_the_fallback() {
     let url = redis.url();
     let app = spawn_app_with(move |s| {
         s.redis.url = url.into();
-        s.rate_limit.fallback_retry_ms = 5_000;
+        s.circuit_breakers.redis.open_timeout_ms = 5_000;
     })
     .await;
     let owner = app.register("slow@example.com").await;

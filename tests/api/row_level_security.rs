@@ -1,12 +1,11 @@
 //! Row-level security holds for the service's own connections, not only in theory.
 
-use sqlx::PgPool;
-use stock_tracker::db::begin_tenant_tx;
+use stock_tracker::db::{Database, begin_tenant_tx};
 use uuid::Uuid;
 
 use crate::helpers::{spawn_app, spawn_app_with};
 
-async fn create_tenant_with_user(pool: &PgPool, name: &str) -> Uuid {
+async fn create_tenant_with_user(pool: &Database, name: &str) -> Uuid {
     let tenant_id = Uuid::now_v7();
     let mut tx = begin_tenant_tx(pool, tenant_id).await.unwrap();
     sqlx::query("INSERT INTO tenants (id, name) VALUES ($1, $2)")
@@ -35,7 +34,7 @@ async fn pooled_connections_run_as_a_role_that_cannot_bypass_rls() {
                 EXISTS (SELECT 1 FROM pg_tables WHERE tableowner = current_user)
          FROM pg_roles r WHERE r.rolname = current_user",
     )
-    .fetch_one(&app.state.db)
+    .fetch_one(app.state.db.pool())
     .await
     .unwrap();
     assert_eq!(user, "stock_tracker_app");
@@ -111,11 +110,11 @@ async fn with_no_tenant_set_nothing_is_visible() {
     let pool = &app.state.db;
     create_tenant_with_user(pool, "alpha").await;
     let tenants: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
-        .fetch_one(pool)
+        .fetch_one(pool.pool())
         .await
         .unwrap();
     let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
-        .fetch_one(pool)
+        .fetch_one(pool.pool())
         .await
         .unwrap();
     assert_eq!((tenants, users), (0, 0));
@@ -139,7 +138,7 @@ async fn the_tenant_setting_does_not_outlive_its_transaction() {
     assert_eq!(visible, 1);
     tx.commit().await.unwrap();
     let after: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
-        .fetch_one(pool)
+        .fetch_one(pool.pool())
         .await
         .unwrap();
     assert_eq!(
