@@ -190,8 +190,20 @@ impl Modify for CommonResponses {
                     responses
                         .entry("403".into())
                         .or_insert_with(|| error_response("The caller's role does not allow this"));
+                }
+                if limited {
                     responses.entry("503".into()).or_insert_with(|| {
-                        error_response("Credentials cannot be verified right now; retry shortly")
+                        let mut response = error_response(
+                            "Overloaded (code `overloaded`), or a dependency is unavailable \
+                             (`database_unavailable`, `auth_unavailable`); retry after `Retry-After`",
+                        );
+                        if let RefOr::T(r) = &mut response {
+                            r.headers.insert(
+                                "Retry-After".into(),
+                                RefOr::T(string_header("Seconds to wait before retrying")),
+                            );
+                        }
+                        response
                     });
                 }
                 if limited {

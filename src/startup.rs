@@ -191,7 +191,7 @@ impl Application {
         let app_state = state.clone();
         let cors_settings = settings.cors.clone();
         let max_body_bytes = settings.server.max_body_bytes;
-        let sentry_enabled = sentry::Hub::current().client().is_some();
+        let sentry_enabled = sentry::Hub::main().client().is_some();
         let trace_requests = settings.sentry.traces_sample_rate > 0.0;
         let mut server = HttpServer::new(move || {
             // Runs once per HTTP worker thread, on that thread.

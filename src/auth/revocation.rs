@@ -312,33 +312,52 @@ impl RevocationStore {
 
     /// Copies every live revocation from PostgreSQL into Redis, drops every
     /// cached API-key grant (any could be stale), then writes the marker.
+    ///
+    /// Redis may lose its data again while this runs, after the PostgreSQL
+    /// snapshot was taken: a revocation made since then lives in Redis only
+    /// (its own write), and writing the snapshot and the marker would leave
+    /// it out for good. So a sentinel is set before the snapshot, and the
+    /// entries and the marker are written by one script only if the sentinel
+    /// is still there; otherwise the refill is abandoned and tried again.
     pub async fn refill(&self) -> anyhow::Result<usize> {
+        let sentinel = format!("{}refilling", self.prefix);
+        let nonce = Uuid::new_v4().to_string();
+        let timeout = self.command_timeout * 20;
+        {
+            let (sentinel, nonce) = (sentinel.clone(), nonce.clone());
+            self.guard
+                .run(async move {
+                    let mut conn = self.redis.get().await?;
+                    let _: () = conn.set_ex(sentinel, nonce, 300).await?;
+                    Ok(())
+                })
+                .await?;
+        }
         let rows: Vec<(String, Uuid, time::OffsetDateTime, time::OffsetDateTime)> =
             sqlx::query_as("SELECT kind, subject, until, mark FROM auth_active_revocations($1)")
                 .bind(self.access_token_ttl_secs as i32)
                 .fetch_all(&mut *self.db.acquire().await?)
                 .await?;
         let now_secs = time::OffsetDateTime::now_utc().unix_timestamp();
-        let mut pipe = redis::pipe();
+        let mut write = REFILL_SCRIPT.prepare_invoke();
+        write.key(&sentinel).key(self.marker_key()).arg(&nonce);
         for (kind, subject, until, mark) in &rows {
             let ttl = (until.unix_timestamp() - now_secs).max(1) as u64 + self.leeway_secs;
             if kind == "jti" {
-                pipe.set_ex(self.jti_key(*subject), 1, ttl).ignore();
+                write.key(self.jti_key(*subject)).arg(1).arg(ttl);
             } else {
-                pipe.set_ex(self.user_key(*subject), timestamp_ms(*mark), ttl)
-                    .ignore();
+                write
+                    .key(self.user_key(*subject))
+                    .arg(timestamp_ms(*mark))
+                    .arg(ttl);
             }
         }
         let pattern = format!("{}api_key:*", self.prefix);
-        let marker = self.marker_key();
-        let timeout = self.command_timeout * 20;
-        self.guard
+        let written: i64 = self
+            .guard
             .run_within(timeout, async {
                 let mut conn = self.redis.get().await?;
-                // An empty pipeline is an error in redis-rs: nothing revoked, nothing to copy.
-                if !rows.is_empty() {
-                    let _: () = pipe.query_async(&mut conn).await?;
-                }
+                // Cached API-key grants may be stale: drop them before trusting Redis.
                 let cached: Vec<String> = {
                     let mut iter = conn.scan_match::<_, String>(&pattern).await?;
                     let mut keys = Vec::new();
@@ -350,13 +369,36 @@ impl RevocationStore {
                 if !cached.is_empty() {
                     let _: () = conn.del(cached).await?;
                 }
-                let _: () = conn.set(marker, 1).await?;
-                Ok(())
+                Ok(write.invoke_async(&mut conn).await?)
             })
             .await?;
+        anyhow::ensure!(
+            written == 1,
+            "Redis lost its data during the refill; it will be tried again"
+        );
         Ok(rows.len())
     }
 }
+
+/// Writes a refill's entries and the marker, only if the refill's sentinel
+/// (KEYS[1] = ARGV[1]) survived. KEYS[2] is the marker; then one key per
+/// entry, with its value and TTL in ARGV.
+static REFILL_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+for i = 3, #KEYS do
+  local n = i - 2
+  redis.call('SET', KEYS[i], ARGV[2 * n], 'EX', ARGV[2 * n + 1])
+end
+redis.call('SET', KEYS[2], 1)
+redis.call('DEL', KEYS[1])
+return 1
+",
+    )
+});
 
 pub fn timestamp_ms(at: time::OffsetDateTime) -> i64 {
     (at.unix_timestamp_nanos() / 1_000_000) as i64

@@ -69,7 +69,15 @@ pub fn init(settings: &Settings) -> Option<ClientInitGuard> {
             None => Arc::new(NoTransport),
         }
     }));
-    Some(sentry::init(options))
+    let guard = sentry::init(options);
+    // `init` binds the client to the calling thread's hub, which is the
+    // process-wide one only on the thread that touched Sentry first. Bind it
+    // there too: worker threads derive their hubs from it.
+    let main = sentry::Hub::main();
+    if main.client().is_none() {
+        main.bind_client(sentry::Hub::current().client());
+    }
+    Some(guard)
 }
 
 struct NoTransport;

@@ -204,6 +204,8 @@ async fn serve_shuts_down_gracefully_on_sigterm() {
             "STOCK_TRACKER__REDIS__KEY_PREFIX",
             &settings.redis.key_prefix,
         )
+        // Only the configuration turns error reporting on, never the SDK's variable.
+        .env("SENTRY_DSN", "http://public@127.0.0.1:9/1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -281,6 +283,12 @@ async fn serve_shuts_down_gracefully_on_sigterm() {
     assert!(output.status.success(), "exit: {:?}", output.status);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("\"stopped\""), "{stdout}");
+    let serving: serde_json::Value = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["message"] == "serving")
+        .unwrap_or_else(|| panic!("no serving line: {stdout}"));
+    assert_eq!(serving["error_reporting"], false, "{serving}");
 
     // One JSON access-log line per request, carrying the request's span.
     let access: serde_json::Value = stdout
