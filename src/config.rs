@@ -49,6 +49,44 @@ pub struct Settings {
     pub load_shedding: LoadSheddingSettings,
     pub circuit_breakers: CircuitBreakerSettings,
     pub sentry: SentrySettings,
+    pub broker: BrokerSettings,
+    pub worker: WorkerSettings,
+    pub beat: BeatSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerSettings {
+    /// AMQP URL of RabbitMQ; may hold a password: never logged.
+    pub url: SecretString,
+    pub sync_queue: String,
+    pub notifications_queue: String,
+    pub connect_timeout_secs: u32,
+    pub send_timeout_ms: u64,
+    /// Messages a worker holds unacknowledged at once.
+    pub prefetch: u16,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    pub host: IpAddr,
+    pub port: u16,
+    pub shutdown_timeout_secs: u64,
+    pub max_retries: u32,
+    pub retry_base_secs: u32,
+    pub retry_max_secs: u32,
+    pub page_size: u32,
+    pub demo_products: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BeatSettings {
+    pub sync_interval_secs: u64,
+    pub sweep_interval_secs: u64,
+    pub stale_job_secs: u64,
+    pub standby_retry_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -334,6 +372,31 @@ impl Settings {
             }
         }
         self.load_shedding.validate()?;
+        let broker_url = self.broker.url.expose_secret();
+        if !(broker_url.starts_with("amqp://") || broker_url.starts_with("amqps://")) {
+            return invalid(
+                "broker.url",
+                "must be an amqp:// or amqps:// URL (RabbitMQ)",
+            );
+        }
+        if self.broker.sync_queue.is_empty() || self.broker.notifications_queue.is_empty() {
+            return invalid("broker.sync_queue", "and broker.notifications_queue must not be empty");
+        }
+        if self.broker.prefetch == 0 || self.broker.connect_timeout_secs == 0 {
+            return invalid("broker.prefetch", "and broker.connect_timeout_secs must be at least 1");
+        }
+        if self.worker.page_size == 0 || self.worker.page_size > 10_000 {
+            return invalid("worker.page_size", "must be between 1 and 10000");
+        }
+        if self.worker.retry_base_secs == 0 || self.worker.retry_max_secs < self.worker.retry_base_secs {
+            return invalid(
+                "worker.retry_max_secs",
+                "must be at least worker.retry_base_secs, which must be at least 1",
+            );
+        }
+        if self.beat.sync_interval_secs == 0 || self.beat.sweep_interval_secs == 0 {
+            return invalid("beat.sync_interval_secs", "and beat.sweep_interval_secs must be at least 1");
+        }
         let dsn = self.sentry.dsn.expose_secret();
         if !dsn.is_empty() && dsn.parse::<sentry::types::Dsn>().is_err() {
             return invalid(

@@ -14,6 +14,8 @@
 //! - [`rate_limit`]: tenant, user, IP, endpoint and global limits in one
 //!   Redis script, with an in-process fallback.
 //! - [`resilience`]: load shedding and circuit breakers.
+//! - [`sync`], [`worker`]: marketplace sync jobs, and the Celery tasks,
+//!   worker and beat that run them.
 //! - [`crypto`]: secrets at rest (Fernet key ring).
 //! - [`telemetry`]: logs and metrics.
 //! - [`openapi`]: the generated OpenAPI document and the docs UI.
@@ -33,6 +35,8 @@ pub mod products;
 pub mod rate_limit;
 pub mod resilience;
 pub mod startup;
+pub mod sync;
 pub mod telemetry;
 pub mod tenants;
 pub mod users;
+pub mod worker;

@@ -29,6 +29,10 @@ struct Cli {
 enum Command {
     /// Serve the REST API until SIGTERM or SIGINT.
     Serve,
+    /// Run background tasks from the broker's queues (sync, notifications).
+    Worker,
+    /// Schedule periodic tasks and re-send jobs left queued (run exactly one).
+    Beat,
     /// Create the database if missing, the application role, and apply migrations.
     Migrate,
     /// Probe the local liveness endpoint: exit 0 when it answers 200, 1 otherwise.
@@ -129,6 +133,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             app.run_until_stopped().await?;
             drop(error_reporting);
             tracing::info!("stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker => {
+            let settings = Settings::load(cli.config.as_deref())?;
+            let _ = telemetry::logging::init(&settings.logging, false);
+            let error_reporting = telemetry::error_reporting::init(&settings);
+            stock_tracker::worker::runner::run(settings).await?;
+            drop(error_reporting);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Beat => {
+            let settings = Settings::load(cli.config.as_deref())?;
+            let _ = telemetry::logging::init(&settings.logging, false);
+            let error_reporting = telemetry::error_reporting::init(&settings);
+            stock_tracker::worker::beat::run(settings).await?;
+            drop(error_reporting);
             Ok(ExitCode::SUCCESS)
         }
         Command::Healthcheck { url, timeout_secs } => {

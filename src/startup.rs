@@ -58,12 +58,13 @@ use crate::http::fallback::{self, RouteTable};
 use crate::http::{cors, extractors, panic_guard, request_context, tenant_context};
 use crate::openapi::{self, OpenApiJson};
 use crate::rate_limit::RateLimiter;
+use crate::worker::queue::TaskQueue;
 use crate::resilience::breaker::CircuitBreaker;
 use crate::resilience::load::{self, LoadMonitor};
 use crate::telemetry::metrics::{HTTP_LATENCY_BUCKETS, Metrics, NAMESPACE};
 use crate::{
-    api_keys, auth, cache, db, health, marketplaces, products, rate_limit, telemetry, tenants,
-    users,
+    api_keys, auth, cache, db, health, marketplaces, products, rate_limit, sync, telemetry,
+    tenants, users,
 };
 
 /// What handlers share: configuration, connections and credentials machinery.
@@ -81,6 +82,8 @@ pub struct AppState {
     /// The Redis circuit breaker and command timeout, shared by every Redis user.
     pub redis_guard: RedisGuard,
     pub load: Arc<LoadMonitor>,
+    /// Hands tasks (syncs) to the broker.
+    pub tasks: TaskQueue,
 }
 
 /// Every documented route. The OpenAPI document is generated from this same
@@ -95,7 +98,8 @@ pub fn routes(cfg: &mut ServiceConfig) {
             .configure(tenants::routes::configure)
             .configure(marketplaces::routes::configure)
             .configure(products::routes::configure)
-            .configure(rate_limit::routes::configure),
+            .configure(rate_limit::routes::configure)
+            .configure(sync::routes::configure),
     )
     .configure(telemetry::routes::configure)
     .configure(openapi::configure);
@@ -165,6 +169,7 @@ impl Application {
         let rate_limiter = RateLimiter::new(&settings, redis_guard.clone(), metrics.clone())?;
         rate_limiter.load_script().await;
         rate_limiter.warn_about_unserved_rules(&route_table);
+        let tasks = TaskQueue::new(Arc::new(settings.clone()), metrics.clone());
         let state = web::Data::new(AppState {
             settings: Arc::new(settings.clone()),
             db,
@@ -178,6 +183,7 @@ impl Application {
             rate_limiter,
             redis_guard,
             load,
+            tasks,
         });
 
         let listener = TcpListener::bind(settings.server.address()).with_context(|| {

@@ -53,6 +53,8 @@ pub struct ComponentHealth {
 pub struct Components {
     pub database: ComponentHealth,
     pub redis: ComponentHealth,
+    /// RabbitMQ: without it, syncs are still accepted (their jobs wait, queued).
+    pub broker: ComponentHealth,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -64,17 +66,25 @@ pub struct Readiness {
 
 pub async fn readiness(state: &AppState) -> Readiness {
     let limit = state.settings.health.check_timeout();
-    let (database, redis) = tokio::join!(
+    let (database, redis, broker) = tokio::join!(
         check("database", true, limit, state, check_database(state)),
         check("redis", false, limit, state, check_redis(state)),
+        check("broker", false, limit, state, async {
+            if broker_reachable(&state.settings).await {
+                Ok(())
+            } else {
+                Err("unreachable")
+            }
+        }),
     );
-    let (database, redis) = (
+    let (database, redis, broker) = (
         database.with_breaker(state.db.breaker().state().as_str()),
         redis.with_breaker(state.redis_guard.breaker().state().as_str()),
+        broker.with_breaker(state.tasks.breaker().state().as_str()),
     );
     let status = if database.status == ComponentStatus::Down {
         OverallStatus::Unavailable
-    } else if redis.status == ComponentStatus::Down {
+    } else if redis.status == ComponentStatus::Down || broker.status == ComponentStatus::Down {
         OverallStatus::Degraded
     } else {
         OverallStatus::Ok
@@ -82,7 +92,11 @@ pub async fn readiness(state: &AppState) -> Readiness {
     Readiness {
         status,
         version: env!("CARGO_PKG_VERSION"),
-        components: Components { database, redis },
+        components: Components {
+            database,
+            redis,
+            broker,
+        },
     }
 }
 
@@ -141,6 +155,23 @@ async fn check_database(state: &AppState) -> Result<(), &'static str> {
             sqlx::Error::PoolTimedOut => "timeout",
             _ => "unreachable",
         })
+}
+
+/// Whether the broker accepts TCP connections at its URL's host and port
+/// (an AMQP handshake per probe would cost the broker a connection each time).
+pub async fn broker_reachable(settings: &crate::config::Settings) -> bool {
+    use secrecy::ExposeSecret;
+    let Ok(url) = url::Url::parse(settings.broker.url.expose_secret()) else {
+        return false;
+    };
+    let host = url.host_str().unwrap_or("127.0.0.1").to_owned();
+    let port = url.port().unwrap_or(if url.scheme() == "amqps" { 5671 } else { 5672 });
+    tokio::time::timeout(
+        settings.health.check_timeout(),
+        tokio::net::TcpStream::connect((host, port)),
+    )
+    .await
+    .is_ok_and(|connected| connected.is_ok())
 }
 
 async fn check_redis(state: &AppState) -> Result<(), &'static str> {

@@ -184,6 +184,64 @@ pub const DB_POOL_WAITERS: MetricDef = MetricDef {
     labels: &[],
 };
 
+pub const WORKER_TASKS: MetricDef = MetricDef {
+    name: "stock_tracker_worker_tasks_total",
+    kind: MetricKind::Counter,
+    help: "Tasks run by the worker, by task and status: succeeded, failed, retried, skipped (a duplicate delivery of a finished job)",
+    labels: &["task", "status"],
+};
+
+pub const WORKER_TASK_DURATION: MetricDef = MetricDef {
+    name: "stock_tracker_worker_task_duration_seconds",
+    kind: MetricKind::Histogram,
+    help: "Task run time, by task and status",
+    labels: &["task", "status"],
+};
+
+pub const WORKER_TASKS_IN_PROGRESS: MetricDef = MetricDef {
+    name: "stock_tracker_worker_tasks_in_progress",
+    kind: MetricKind::Gauge,
+    help: "Tasks running now, by task",
+    labels: &["task"],
+};
+
+pub const WORKER_RETRIES: MetricDef = MetricDef {
+    name: "stock_tracker_worker_task_retries_total",
+    kind: MetricKind::Counter,
+    help: "Task retries scheduled after a transient failure, by task",
+    labels: &["task"],
+};
+
+pub const WORKER_PREFETCH: MetricDef = MetricDef {
+    name: "stock_tracker_worker_prefetch_count",
+    kind: MetricKind::Gauge,
+    help: "Messages the worker may hold unacknowledged at once (broker.prefetch)",
+    labels: &[],
+};
+
+pub const SYNC_JOBS: MetricDef = MetricDef {
+    name: "stock_tracker_sync_jobs_total",
+    kind: MetricKind::Counter,
+    help: "Sync jobs finished by the worker, by outcome: succeeded or failed",
+    labels: &["outcome"],
+};
+
+/// Every metric the worker exports besides the shared ones (database,
+/// Redis, breakers): its own `/metrics/catalog`.
+pub const WORKER_CATALOG: &[MetricDef] = &[
+    WORKER_TASKS,
+    WORKER_TASK_DURATION,
+    WORKER_TASKS_IN_PROGRESS,
+    WORKER_RETRIES,
+    WORKER_PREFETCH,
+    SYNC_JOBS,
+];
+
+/// Buckets for task durations, in seconds: a sync of thousands of products takes seconds.
+pub const TASK_DURATION_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
 /// Every metric the service exports.
 pub const CATALOG: &[MetricDef] = &[
     HTTP_REQUESTS_TOTAL,
@@ -269,6 +327,13 @@ pub struct Metrics {
     pub runtime_lag: GaugeVec,
     pub runtime_alive_tasks: prometheus::IntGauge,
     pub db_pool_waiters: prometheus::IntGauge,
+    // The worker's (registered only by [`Metrics::for_worker`]).
+    pub worker_tasks: IntCounterVec,
+    pub worker_task_duration: HistogramVec,
+    pub worker_tasks_in_progress: IntGaugeVec,
+    pub worker_retries: IntCounterVec,
+    pub worker_prefetch: prometheus::IntGauge,
+    pub sync_jobs: IntCounterVec,
 }
 
 impl Metrics {
@@ -296,6 +361,12 @@ impl Metrics {
             runtime_lag: RUNTIME_LAG.gauge(),
             runtime_alive_tasks: RUNTIME_ALIVE_TASKS.plain_int_gauge(),
             db_pool_waiters: DB_POOL_WAITERS.plain_int_gauge(),
+            worker_tasks: WORKER_TASKS.int_counter(),
+            worker_task_duration: WORKER_TASK_DURATION.histogram(TASK_DURATION_BUCKETS),
+            worker_tasks_in_progress: WORKER_TASKS_IN_PROGRESS.int_gauge(),
+            worker_retries: WORKER_RETRIES.int_counter(),
+            worker_prefetch: WORKER_PREFETCH.plain_int_gauge(),
+            sync_jobs: SYNC_JOBS.int_counter(),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -354,6 +425,33 @@ impl Metrics {
             .inc();
         self.rate_limit_fallback_active
             .set(i64::from(to == "fallback"));
+    }
+
+    /// The worker's metrics: the shared ones plus [`WORKER_CATALOG`].
+    pub fn for_worker() -> Self {
+        let metrics = Self::new();
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(metrics.worker_tasks.clone()),
+            Box::new(metrics.worker_task_duration.clone()),
+            Box::new(metrics.worker_tasks_in_progress.clone()),
+            Box::new(metrics.worker_retries.clone()),
+            Box::new(metrics.worker_prefetch.clone()),
+            Box::new(metrics.sync_jobs.clone()),
+        ];
+        for collector in collectors {
+            metrics
+                .registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+        for task in ["sync_tenant_products", "sync_all_tenants"] {
+            metrics.worker_tasks_in_progress.with_label_values(&[task]);
+            metrics.worker_retries.with_label_values(&[task]);
+        }
+        for outcome in ["succeeded", "failed"] {
+            metrics.sync_jobs.with_label_values(&[outcome]);
+        }
+        metrics
     }
 
     pub fn breaker_state(&self, dependency: &str, value: i64) {

@@ -1,0 +1,327 @@
+//! Sync: starting jobs (API), running them (worker), scheduling them (beat).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::model::{JobFilter, StartSync, SyncJob};
+use super::repository::{self, PageCounts, RunTotals};
+use crate::auth::{Auth, Member, TenantCtx, Viewer};
+use crate::db::{self, Database};
+use crate::error::ApiError;
+use crate::http::pagination::{Page, PageRequest};
+use crate::marketplaces::adapters::demo::DemoMarketplace;
+use crate::marketplaces::adapters::{Adapter, AdapterError, MarketplaceAdapter};
+use crate::startup::AppState;
+use crate::worker::queue::TaskQueue;
+use crate::worker::tasks::WorkerContext;
+
+/// What `POST /api/v1/sync` did for one connection.
+pub enum Started {
+    /// A new job, handed to the broker (or left queued for the sweeper).
+    New(SyncJob),
+    /// The connection already had a queued or running job: this one.
+    Existing(SyncJob),
+}
+
+/// Creates the connection's job unless it has one queued or running, then
+/// hands it to the broker. A broker that is down does not fail the request:
+/// the job stays queued and beat's sweeper hands it over later.
+async fn start_one(
+    db: &Database,
+    queue: &TaskQueue,
+    tenant: TenantCtx,
+    connection_id: Uuid,
+) -> Result<Started, ApiError> {
+    let mut tx = db::begin_tenant_tx(db, tenant.id()).await?;
+    if repository::connection_kind(&tenant, &mut tx, connection_id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found("Marketplace connection"));
+    }
+    if let Some(job) = repository::active_job(&tenant, &mut tx, connection_id).await? {
+        return Ok(Started::Existing(job));
+    }
+    let job = match repository::insert_job(&tenant, &mut tx, connection_id).await {
+        Ok(job) => job,
+        // A concurrent request created it first.
+        Err(err) if db::is_unique_violation(&err, repository::ONE_ACTIVE_JOB) => {
+            drop(tx);
+            let mut tx = db::begin_tenant_tx(db, tenant.id()).await?;
+            return match repository::active_job(&tenant, &mut tx, connection_id).await? {
+                Some(job) => Ok(Started::Existing(job)),
+                None => Err(ApiError::Conflict {
+                    code: "sync_conflict",
+                    detail: "A sync of this connection just finished; try again".into(),
+                }),
+            };
+        }
+        Err(err) => return Err(err.into()),
+    };
+    tx.commit().await?;
+    hand_over(db, queue, tenant, &job).await;
+    Ok(Started::New(job))
+}
+
+/// Sends a job's task and records when; logs (never fails) if the broker is down.
+async fn hand_over(db: &Database, queue: &TaskQueue, tenant: TenantCtx, job: &SyncJob) {
+    match queue.send_sync(tenant.id(), job.connection_id, job.id).await {
+        Ok(()) => {
+            let marked = async {
+                let mut tx = db::begin_tenant_tx(db, tenant.id()).await?;
+                repository::mark_enqueued(&tenant, &mut tx, job.id).await?;
+                tx.commit().await
+            };
+            if let Err(err) = marked.await {
+                tracing::warn!(error = %err, job_id = %job.id, "could not record the hand-over");
+            }
+        }
+        Err(err) => tracing::warn!(
+            error = %format!("{err:#}"),
+            job_id = %job.id,
+            "broker unavailable; the job stays queued for the sweeper"
+        ),
+    }
+}
+
+pub async fn start(
+    state: &AppState,
+    auth: &Auth<Member>,
+    request: StartSync,
+) -> Result<Vec<Started>, ApiError> {
+    let tenant = auth.tenant();
+    match (request.connection_id, request.all) {
+        (Some(connection_id), None | Some(false)) => {
+            Ok(vec![start_one(&state.db, &state.tasks, tenant, connection_id).await?])
+        }
+        (None, Some(true)) => {
+            let ids = {
+                let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+                repository::connection_ids(&tenant, &mut tx).await?
+            };
+            let mut started = Vec::with_capacity(ids.len());
+            for id in ids {
+                started.push(start_one(&state.db, &state.tasks, tenant, id).await?);
+            }
+            Ok(started)
+        }
+        _ => Err(ApiError::invalid_field(
+            "connection_id",
+            "Give either `connection_id` or `\"all\": true`",
+            "value_error",
+        )),
+    }
+}
+
+pub async fn list(
+    state: &AppState,
+    auth: &Auth<Viewer>,
+    filter: JobFilter,
+    page: PageRequest,
+) -> Result<Page<SyncJob>, ApiError> {
+    let tenant = auth.tenant();
+    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let rows =
+        repository::list_jobs(&tenant, &mut tx, filter.status, page.after, page.limit).await?;
+    Ok(Page::from_rows(rows, page.limit, |job| job.id))
+}
+
+pub async fn get(state: &AppState, auth: &Auth<Viewer>, id: Uuid) -> Result<SyncJob, ApiError> {
+    let tenant = auth.tenant();
+    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    repository::find_job(&tenant, &mut tx, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Sync job"))
+}
+
+/// Why a run did not succeed.
+#[derive(Debug)]
+pub enum SyncError {
+    /// The job is already finished (a duplicate delivery): nothing to do.
+    AlreadyFinished,
+    /// Worth retrying; the job stays running.
+    Transient {
+        message: String,
+        retry_after: Option<u32>,
+    },
+    /// The job is marked failed with this message.
+    Failed(String),
+    /// Our own failure (database, ...); retried.
+    Internal(anyhow::Error),
+}
+
+impl From<sqlx::Error> for SyncError {
+    fn from(err: sqlx::Error) -> Self {
+        // Lost connections and serialization failures are transient.
+        let transient = db::is_connection_failure(&err)
+            || matches!(&err, sqlx::Error::Database(e) if e.code().as_deref() == Some("40001"));
+        if transient {
+            SyncError::Transient {
+                message: format!("database: {err}"),
+                retry_after: None,
+            }
+        } else {
+            SyncError::Internal(err.into())
+        }
+    }
+}
+
+/// Runs one sync job: pages from the adapter, one upsert statement per page
+/// in its own transaction (a crash keeps what was committed; re-running
+/// changes nothing already applied), then the job's final state with its
+/// event. `final_attempt`: a transient failure now fails the job.
+pub async fn run_sync(
+    ctx: &WorkerContext,
+    tenant: TenantCtx,
+    connection_id: Uuid,
+    job_id: Uuid,
+    final_attempt: bool,
+) -> Result<(), SyncError> {
+    let (job, kind, round) = {
+        let mut tx = db::begin_tenant_tx(&ctx.db, tenant.id()).await?;
+        let Some(job) = repository::start_job(&tenant, &mut tx, job_id).await? else {
+            return Err(SyncError::AlreadyFinished);
+        };
+        let kind = repository::connection_kind(&tenant, &mut tx, connection_id).await?;
+        let round = repository::succeeded_syncs(&tenant, &mut tx, connection_id).await?;
+        tx.commit().await?;
+        (job, kind, round)
+    };
+    let adapter = match kind.as_deref() {
+        Some("demo") => Adapter::Demo(DemoMarketplace::new(
+            connection_id,
+            ctx.settings.worker.demo_products,
+            ctx.settings.worker.page_size,
+            round as u64,
+        )),
+        Some(other) => {
+            let message = format!("syncing `{other}` connections is not available in this version");
+            finish(ctx, tenant, &job, RunTotals::default(), Some(&message)).await?;
+            return Err(SyncError::Failed(message));
+        }
+        None => {
+            let message = "the marketplace connection was deleted".to_owned();
+            finish(ctx, tenant, &job, RunTotals::default(), Some(&message)).await?;
+            return Err(SyncError::Failed(message));
+        }
+    };
+
+    let mut totals = RunTotals::default();
+    let mut cursor: Option<String> = None;
+    let outcome = loop {
+        let page = match adapter.fetch_page(cursor.as_deref()).await {
+            Ok(page) => page,
+            Err(err) => break Err(err),
+        };
+        totals.seen += page.listings.len() as i32;
+        if !page.listings.is_empty() {
+            let mut tx = db::begin_tenant_tx(&ctx.db, tenant.id()).await?;
+            let counts =
+                repository::upsert_page(&tenant, &mut tx, connection_id, job.id, &page.listings)
+                    .await?;
+            tx.commit().await?;
+            totals.pages = add(totals.pages, counts);
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break Ok(()),
+        }
+    };
+    // Whatever was committed is visible now.
+    ctx.cache.invalidate_tenant(tenant.id()).await;
+    match outcome {
+        Ok(()) => {
+            finish(ctx, tenant, &job, totals, None).await?;
+            Ok(())
+        }
+        Err(err) if err.is_transient() && !final_attempt => {
+            let retry_after = match &err {
+                AdapterError::Transient { retry_after, .. } => {
+                    retry_after.map(|d: Duration| d.as_secs() as u32)
+                }
+                _ => None,
+            };
+            Err(SyncError::Transient {
+                message: err.to_string(),
+                retry_after,
+            })
+        }
+        Err(err) => {
+            let message = err.to_string();
+            finish(ctx, tenant, &job, totals, Some(&message)).await?;
+            Err(SyncError::Failed(message))
+        }
+    }
+}
+
+fn add(a: PageCounts, b: PageCounts) -> PageCounts {
+    PageCounts {
+        created: a.created + b.created,
+        updated: a.updated + b.updated,
+        stock_changes: a.stock_changes + b.stock_changes,
+        low_stock: a.low_stock + b.low_stock,
+    }
+}
+
+async fn finish(
+    ctx: &WorkerContext,
+    tenant: TenantCtx,
+    job: &SyncJob,
+    totals: RunTotals,
+    error: Option<&str>,
+) -> Result<(), SyncError> {
+    let mut tx = db::begin_tenant_tx(&ctx.db, tenant.id()).await?;
+    repository::finish_job(&tenant, &mut tx, job, totals, error).await?;
+    tx.commit().await?;
+    ctx.metrics
+        .sync_jobs
+        .with_label_values(&[if error.is_some() { "failed" } else { "succeeded" }])
+        .inc();
+    Ok(())
+}
+
+/// Beat's periodic task: a job for every connection of every tenant that
+/// has none queued or running, found through a narrow definer function.
+pub async fn sync_all_tenants(ctx: &Arc<WorkerContext>) -> anyhow::Result<usize> {
+    let idle: Vec<(Uuid, Uuid)> =
+        sqlx::query_as("SELECT tenant_id, connection_id FROM sync_idle_connections()")
+            .fetch_all(&mut *ctx.db.acquire().await?)
+            .await?;
+    let mut started = 0;
+    for (tenant_id, connection_id) in idle {
+        let tenant = TenantCtx::for_system_task(tenant_id);
+        match start_one(&ctx.db, &ctx.queue, tenant, connection_id).await {
+            Ok(Started::New(_)) => started += 1,
+            Ok(Started::Existing(_)) => {}
+            Err(err) => tracing::warn!(error = %err, %connection_id, "could not schedule a sync"),
+        }
+    }
+    Ok(started)
+}
+
+/// Beat's sweeper: jobs still queued long after they were (or should have
+/// been) handed to the broker are handed over again.
+pub async fn sweep_stale_jobs(
+    db: &Database,
+    queue: &TaskQueue,
+    stale_after: Duration,
+) -> anyhow::Result<usize> {
+    let rows: Vec<(Uuid, Uuid, Uuid)> = sqlx::query_as(
+        "SELECT tenant_id, connection_id, job_id FROM sync_stale_queued_jobs(make_interval(secs => $1))",
+    )
+    .bind(stale_after.as_secs_f64())
+    .fetch_all(&mut *db.acquire().await?)
+    .await?;
+    let mut resent = 0;
+    for (tenant_id, connection_id, job_id) in rows {
+        let tenant = TenantCtx::for_system_task(tenant_id);
+        queue.send_sync(tenant_id, connection_id, job_id).await?;
+        let mut tx = db::begin_tenant_tx(db, tenant.id()).await?;
+        repository::mark_enqueued(&tenant, &mut tx, job_id).await?;
+        tx.commit().await?;
+        resent += 1;
+    }
+    Ok(resent)
+}

@@ -1,0 +1,113 @@
+//! The `beat` role: schedules `sync_all_tenants` every
+//! `beat.sync_interval_secs`, and sweeps jobs left queued (broker down when
+//! they were created, or their message lost) every `beat.sweep_interval_secs`.
+//!
+//! Exactly one beat schedules: it holds a PostgreSQL advisory lock on a
+//! dedicated connection (not a pooled one, which could be recycled and drop
+//! the lock). A second beat started by mistake stands by, retrying every
+//! `beat.standby_retry_secs`, and takes over if the first one dies.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::{Connection, PgConnection};
+
+use super::queue::TaskQueue;
+use crate::config::Settings;
+use crate::db::{self, Database};
+use crate::resilience::breaker::CircuitBreaker;
+use crate::sync::service;
+use crate::telemetry::metrics::Metrics;
+
+/// The advisory lock's key: any constant unique to this purpose.
+const BEAT_LOCK: i64 = 0x5354_4245_4154; // "STBEAT"
+
+async fn acquire_lock(settings: &Settings) -> anyhow::Result<PgConnection> {
+    let options = db::connect_options(&settings.database)?.application_name("stock-tracker-beat");
+    let retry = Duration::from_secs(settings.beat.standby_retry_secs.max(1));
+    let mut announced = false;
+    loop {
+        if let Ok(mut conn) = PgConnection::connect_with(&options).await {
+            let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(BEAT_LOCK)
+                .fetch_one(&mut conn)
+                .await?;
+            if locked {
+                return Ok(conn);
+            }
+            if !announced {
+                tracing::info!("another beat holds the schedule; standing by");
+                announced = true;
+            }
+        }
+        tokio::time::sleep(retry).await;
+    }
+}
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    crate::startup::install_crypto_provider();
+    let settings = Arc::new(settings);
+    let metrics = Metrics::new();
+    let pool = db::connect_pool(&settings.database)?;
+    db::check_schema(&pool).await?;
+    let breaker = CircuitBreaker::new(
+        "database",
+        &settings.circuit_breakers.database,
+        metrics.clone(),
+    );
+    let db = Database::new(pool, Arc::new(breaker), metrics.clone());
+    let queue = TaskQueue::new(settings.clone(), metrics);
+
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        let mut lock = tokio::select! {
+            lock = acquire_lock(&settings) => lock?,
+            () = &mut stop => return Ok(()),
+        };
+        tracing::info!("beat holds the schedule");
+        let mut sync_all = tokio::time::interval(Duration::from_secs(settings.beat.sync_interval_secs));
+        let mut sweep = tokio::time::interval(Duration::from_secs(settings.beat.sweep_interval_secs));
+        let mut keepalive = tokio::time::interval(Duration::from_secs(5));
+        let stale = Duration::from_secs(settings.beat.stale_job_secs);
+        loop {
+            tokio::select! {
+                _ = sync_all.tick() => {
+                    if let Err(err) = queue.send_sync_all().await {
+                        tracing::warn!(error = %format!("{err:#}"), "could not schedule sync_all_tenants");
+                    }
+                }
+                _ = sweep.tick() => match service::sweep_stale_jobs(&db, &queue, stale).await {
+                    Ok(0) => {}
+                    Ok(resent) => tracing::info!(jobs = resent, "handed stale queued jobs to the broker again"),
+                    Err(err) => tracing::warn!(error = %format!("{err:#}"), "sweeping queued jobs failed"),
+                },
+                _ = keepalive.tick() => {
+                    if lock.ping().await.is_err() {
+                        tracing::warn!("lost the beat lock's connection; standing by");
+                        break;
+                    }
+                }
+                () = &mut stop => {
+                    tracing::info!("beat stopped");
+                    let _ = lock.close().await;
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

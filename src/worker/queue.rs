@@ -1,0 +1,120 @@
+//! Handing tasks to RabbitMQ, for the API, the worker and beat.
+//!
+//! The connection is made on first use and again after any failure, each
+//! attempt bounded by `broker.connect_timeout_secs`, and a send by
+//! `broker.send_timeout_ms`; a circuit breaker stops callers from waiting on
+//! a broker that is down. A send that fails loses nothing: the job row is
+//! still `queued`, and beat's sweeper hands it over again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use celery::Celery;
+use celery::task::Signature;
+use secrecy::ExposeSecret;
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use super::tasks::{sync_all_tenants, sync_tenant_products};
+use crate::config::Settings;
+use crate::resilience::breaker::{BreakerSettings, CircuitBreaker};
+use crate::telemetry::metrics::Metrics;
+
+pub struct TaskQueue {
+    settings: Arc<Settings>,
+    app: Mutex<Option<Arc<Celery>>>,
+    breaker: CircuitBreaker,
+}
+
+/// Builds a Celery app on the configured broker with both queues declared
+/// (durable), late acknowledgement and the configured prefetch.
+pub async fn connect(settings: &Settings, retries: u32) -> anyhow::Result<Arc<Celery>> {
+    let broker = &settings.broker;
+    let app = celery::CeleryBuilder::new("stock-tracker", broker.url.expose_secret())
+        .default_queue(&broker.sync_queue)
+        .task_route("sync_*", &broker.sync_queue)
+        .task_route("deliver_*", &broker.notifications_queue)
+        .prefetch_count(broker.prefetch)
+        // A task whose worker dies before finishing is redelivered.
+        .acks_late(true)
+        .task_max_retries(settings.worker.max_retries)
+        .broker_connection_timeout(broker.connect_timeout_secs)
+        .broker_connection_retry(true)
+        .broker_connection_max_retries(retries.max(1))
+        .broker_connection_retry_delay(if retries > 1 { 2 } else { 0 })
+        .build()
+        .await
+        .map_err(|err| anyhow::anyhow!("connecting to the broker: {err}"))?;
+    Ok(Arc::new(app))
+}
+
+impl TaskQueue {
+    pub fn new(settings: Arc<Settings>, metrics: Metrics) -> Self {
+        let breaker = CircuitBreaker::new(
+            "broker",
+            &BreakerSettings {
+                failure_threshold: 3,
+                open_timeout_ms: 10_000,
+            },
+            metrics,
+        );
+        Self {
+            settings,
+            app: Mutex::new(None),
+            breaker,
+        }
+    }
+
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// Uses an existing app (the worker's own) instead of connecting anew.
+    pub async fn adopt(&self, app: Arc<Celery>) {
+        *self.app.lock().await = Some(app);
+    }
+
+    async fn send<T: celery::task::Task>(&self, signature: Signature<T>) -> anyhow::Result<()> {
+        if !self.breaker.allow() {
+            anyhow::bail!("the broker circuit breaker is open");
+        }
+        let timeout = Duration::from_millis(self.settings.broker.send_timeout_ms);
+        let result = tokio::time::timeout(timeout, async {
+            let mut slot = self.app.lock().await;
+            let app = match slot.as_ref() {
+                Some(app) => app.clone(),
+                None => {
+                    let app = connect(&self.settings, 1).await?;
+                    *slot = Some(app.clone());
+                    app
+                }
+            };
+            let sent = app.send_task(signature).await;
+            if sent.is_err() {
+                // Reconnect next time.
+                *slot = None;
+            }
+            sent.map(|_| ())
+                .map_err(|err| anyhow::anyhow!("sending a task: {err}"))
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("the broker did not take the task within {timeout:?}"))
+        .and_then(|sent| sent);
+        match &result {
+            Ok(()) => self.breaker.record_success(),
+            Err(_) => self.breaker.record_failure(),
+        }
+        result
+    }
+
+    pub async fn send_sync(&self, tenant_id: Uuid, connection_id: Uuid, job_id: Uuid) -> anyhow::Result<()> {
+        let queue = &self.settings.broker.sync_queue;
+        self.send(sync_tenant_products::new(tenant_id, connection_id, job_id).with_queue(queue))
+            .await
+    }
+
+    pub async fn send_sync_all(&self) -> anyhow::Result<()> {
+        let queue = &self.settings.broker.sync_queue;
+        self.send(sync_all_tenants::new().with_queue(queue)).await
+    }
+}

@@ -1,0 +1,154 @@
+//! The `worker` role: consumes the task queues, and serves its own
+//! `/metrics`, `/health/live` and `/health/ready` on `worker.port`.
+//!
+//! Shutdown on SIGTERM or SIGINT: celery-rs stops consuming and waits for
+//! running tasks; after `worker.shutdown_timeout_secs` the process exits
+//! anyway, and the messages it still held — unacknowledged, since tasks
+//! acknowledge late — are redelivered by RabbitMQ to another worker.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use anyhow::Context;
+use serde_json::json;
+
+use super::queue::{self, TaskQueue};
+use super::tasks::{self, WorkerContext};
+use crate::cache::{self, RedisGuard, ResponseCache};
+use crate::config::Settings;
+use crate::db::{self, Database};
+use crate::resilience::breaker::CircuitBreaker;
+use crate::telemetry::metrics::Metrics;
+
+/// Connects everything a task needs.
+pub async fn context(settings: &Settings) -> anyhow::Result<Arc<WorkerContext>> {
+    crate::startup::install_crypto_provider();
+    let settings = Arc::new(settings.clone());
+    let metrics = Metrics::for_worker();
+    metrics
+        .worker_prefetch
+        .set(i64::from(settings.broker.prefetch));
+    let pool = db::connect_pool(&settings.database)?;
+    db::check_schema(&pool).await?;
+    let db_breaker = CircuitBreaker::new(
+        "database",
+        &settings.circuit_breakers.database,
+        metrics.clone(),
+    );
+    let db = Database::new(pool, Arc::new(db_breaker), metrics.clone());
+    let redis = cache::connect_pool(&settings.redis)?;
+    let redis_breaker =
+        CircuitBreaker::new("redis", &settings.circuit_breakers.redis, metrics.clone());
+    let guard = RedisGuard::new(Arc::new(redis_breaker), &settings.redis);
+    let cache = ResponseCache::new(&settings, redis, guard, metrics.clone());
+    let queue = TaskQueue::new(settings.clone(), metrics.clone());
+    Ok(Arc::new(WorkerContext {
+        settings,
+        db,
+        cache,
+        metrics,
+        queue,
+    }))
+}
+
+async fn metrics_route(ctx: web::Data<Arc<WorkerContext>>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(ctx.metrics.render())
+}
+
+async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+async fn ready(ctx: web::Data<Arc<WorkerContext>>) -> HttpResponse {
+    let database = tokio::time::timeout(
+        ctx.settings.health.check_timeout(),
+        sqlx::query("SELECT 1").execute(ctx.db.pool()),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    let broker = crate::health::service::broker_reachable(&ctx.settings).await;
+    let body = json!({
+        "status": if database && broker { "ok" } else { "unavailable" },
+        "components": {
+            "database": if database { "up" } else { "down" },
+            "broker": if broker { "up" } else { "down" },
+        }
+    });
+    if database && broker {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let ctx = context(&settings).await?;
+    tasks::install_context(ctx.clone());
+
+    let data = web::Data::new(ctx.clone());
+    let address = (settings.worker.host, settings.worker.port);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/metrics", web::get().to(metrics_route))
+            .route("/health/live", web::get().to(live))
+            .route("/health/ready", web::get().to(ready))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(address)
+    .with_context(|| format!("cannot listen on {}:{} (`worker.host`, `worker.port`)", address.0, address.1))?
+    .run();
+    let server_handle = server.handle();
+    tokio::spawn(server);
+
+    let app = queue::connect(&settings, 30).await?;
+    app.register_task::<tasks::sync_tenant_products>()
+        .await
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
+    app.register_task::<tasks::sync_all_tenants>()
+        .await
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
+    ctx.queue.adopt(app.clone()).await;
+    let queues = [
+        settings.broker.sync_queue.as_str(),
+        settings.broker.notifications_queue.as_str(),
+    ];
+    tracing::info!(queues = ?queues, port = settings.worker.port, "worker consuming");
+
+    let grace = Duration::from_secs(settings.worker.shutdown_timeout_secs);
+    let consumed = tokio::select! {
+        consumed = app.consume_from(&queues) => consumed.map_err(|err| anyhow::anyhow!("consuming: {err}")),
+        () = shutdown_deadline(grace) => {
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "tasks still running after the shutdown timeout; they stay unacknowledged for redelivery"
+            );
+            Ok(())
+        }
+    };
+    server_handle.stop(true).await;
+    ctx.db.pool().close().await;
+    tracing::info!("worker stopped");
+    consumed
+}
+
+/// Resolves `grace` after the first SIGTERM or SIGINT (celery-rs handles
+/// the signal itself; this only bounds how long it may wait).
+async fn shutdown_deadline(grace: Duration) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tokio::time::sleep(grace).await;
+}

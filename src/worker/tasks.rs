@@ -1,0 +1,141 @@
+//! The Celery tasks. Names and arguments are a contract with any client
+//! (a Python `send_task` included): keep them.
+//!
+//! - `sync_tenant_products(tenant_id, connection_id, job_id)` on queue `sync`
+//! - `sync_all_tenants()` on queue `sync`
+//!
+//! Tasks reach the worker's connections through [`WorkerContext`], set once
+//! when the worker starts (celery-rs tasks are plain functions).
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use celery::prelude::*;
+use rand::Rng;
+use uuid::Uuid;
+
+use super::queue::TaskQueue;
+use crate::auth::TenantCtx;
+use crate::cache::ResponseCache;
+use crate::config::Settings;
+use crate::db::Database;
+use crate::sync::service::{self, SyncError};
+use crate::telemetry::metrics::Metrics;
+
+/// What tasks run with: the worker's connections and settings.
+pub struct WorkerContext {
+    pub settings: Arc<Settings>,
+    pub db: Database,
+    pub cache: ResponseCache,
+    pub metrics: Metrics,
+    pub queue: TaskQueue,
+}
+
+static CONTEXT: OnceLock<Arc<WorkerContext>> = OnceLock::new();
+
+pub fn install_context(context: Arc<WorkerContext>) {
+    let _ = CONTEXT.set(context);
+}
+
+fn context() -> TaskResult<Arc<WorkerContext>> {
+    CONTEXT
+        .get()
+        .cloned()
+        .ok_or_else(|| TaskError::UnexpectedError("the worker context is not installed".into()))
+}
+
+/// Runs a task body with its metrics: in progress, duration and outcome.
+async fn measured<T>(
+    metrics: &Metrics,
+    task: &str,
+    body: impl Future<Output = (&'static str, TaskResult<T>)>,
+) -> TaskResult<T> {
+    let in_progress = metrics.worker_tasks_in_progress.with_label_values(&[task]);
+    in_progress.inc();
+    let started = Instant::now();
+    let (status, result) = body.await;
+    in_progress.dec();
+    metrics
+        .worker_task_duration
+        .with_label_values(&[task, status])
+        .observe(started.elapsed().as_secs_f64());
+    metrics.worker_tasks.with_label_values(&[task, status]).inc();
+    result
+}
+
+/// Exponential backoff with jitter: base·2^attempt seconds, capped, then
+/// between half of it and all of it, so retries of many jobs spread out.
+fn backoff_secs(settings: &Settings, attempt: u32, asked: Option<u32>) -> u32 {
+    let worker = &settings.worker;
+    let exponential = worker
+        .retry_base_secs
+        .saturating_mul(2u32.saturating_pow(attempt))
+        .min(worker.retry_max_secs);
+    let jittered = rand::rng().random_range(exponential.div_ceil(2)..=exponential);
+    // A marketplace's Retry-After is honoured when it asks for longer.
+    jittered.max(asked.unwrap_or(0)).max(1)
+}
+
+#[celery::task(name = "sync_tenant_products", bind = true)]
+pub async fn sync_tenant_products(
+    task: &Self,
+    tenant_id: Uuid,
+    connection_id: Uuid,
+    job_id: Uuid,
+) -> TaskResult<()> {
+    let ctx = context()?;
+    let attempt = task.request().retries;
+    let final_attempt = attempt >= ctx.settings.worker.max_retries;
+    let span = tracing::info_span!("task", task = "sync_tenant_products", task_id = %task.request().id, %tenant_id, %job_id);
+    let tenant = TenantCtx::for_system_task(tenant_id);
+    // A hub per task: its reports carry the tenant and job (the hub of the
+    // task's tokio task, not the thread's).
+    let hub = Arc::new(sentry::Hub::new_from_top(sentry::Hub::current()));
+    hub.configure_scope(|scope| {
+        scope.set_tag("task", "sync_tenant_products");
+        scope.set_tag("tenant_id", tenant_id);
+        scope.set_tag("job_id", job_id);
+    });
+    let body = measured(&ctx.metrics, "sync_tenant_products", async {
+        match service::run_sync(&ctx, tenant, connection_id, job_id, final_attempt).await {
+            Ok(()) => ("succeeded", Ok(())),
+            Err(SyncError::AlreadyFinished) => ("skipped", Ok(())),
+            Err(SyncError::Transient { message, retry_after }) => {
+                let delay = backoff_secs(&ctx.settings, attempt, retry_after);
+                tracing::warn!(%message, attempt, delay_secs = delay, "sync failed transiently; retrying");
+                ctx.metrics.worker_retries.with_label_values(&["sync_tenant_products"]).inc();
+                ("retried", task.retry_with_countdown(delay))
+            }
+            Err(SyncError::Failed(message)) => {
+                tracing::warn!(%message, "sync failed");
+                ("failed", Ok(()))
+            }
+            Err(SyncError::Internal(err)) => {
+                tracing::error!(error = %format!("{err:#}"), "sync task error");
+                sentry::integrations::anyhow::capture_anyhow(&err);
+                let delay = backoff_secs(&ctx.settings, attempt, None);
+                ("retried", task.retry_with_countdown(delay))
+            }
+        }
+    });
+    sentry::SentryFutureExt::bind_hub(tracing::Instrument::instrument(body, span), hub).await
+}
+
+#[celery::task(name = "sync_all_tenants")]
+pub async fn sync_all_tenants() -> TaskResult<()> {
+    let ctx = context()?;
+    measured(&ctx.metrics, "sync_all_tenants", async {
+        match service::sync_all_tenants(&ctx).await {
+            Ok(count) => {
+                tracing::info!(jobs = count, "scheduled a sync of every idle connection");
+                ("succeeded", Ok(()))
+            }
+            Err(err) => {
+                tracing::error!(error = %format!("{err:#}"), "sync_all_tenants failed");
+                sentry::integrations::anyhow::capture_anyhow(&err);
+                ("failed", Err(TaskError::ExpectedError(format!("{err:#}"))))
+            }
+        }
+    })
+    .await
+}
