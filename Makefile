@@ -3,15 +3,15 @@
 CARGO_TARGET_DIR ?= $(HOME)/.cache/stock-tracker/target
 export CARGO_TARGET_DIR
 
-.PHONY: run test lint services migrate openapi schemathesis
+.PHONY: run test lint services python-tools migrate openapi schemathesis worker beat
 
-## Install/start PostgreSQL and Redis if needed, migrate, and serve on 127.0.0.1:8000.
+## Install/start PostgreSQL, Redis and RabbitMQ if needed, migrate, and serve on 127.0.0.1:8000.
 run: services
 	cargo run --bin stock-tracker -- migrate
 	cargo run --bin stock-tracker -- serve
 
-## Every test (unit and integration) against the local PostgreSQL and Redis.
-test: services
+## Every test (unit and integration) against the local PostgreSQL, Redis and RabbitMQ.
+test: services python-tools
 	cargo test --all-targets
 
 ## Formatting and lints, as CI runs them.
@@ -25,6 +25,16 @@ schemathesis: services
 
 services:
 	scripts/services.sh
+
+python-tools:
+	scripts/python-tools.sh
+
+## The background roles (with `make run` in another terminal).
+worker: services
+	cargo run --bin stock-tracker -- worker
+
+beat: services
+	cargo run --bin stock-tracker -- beat
 
 migrate: services
 	cargo run --bin stock-tracker -- migrate

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the local services the API needs are installed and running:
-# PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379. Installs them
+# PostgreSQL on 127.0.0.1:5432, Redis on 127.0.0.1:6379 and RabbitMQ on
+# 127.0.0.1:5672 (guest/guest). Installs them
 # with apt when missing (Debian/Ubuntu), starts them when stopped, and leaves
 # already-running ones alone. Safe to run repeatedly.
 set -euo pipefail
@@ -61,11 +62,29 @@ ensure_redis() {
   wait_for 6379 Redis
 }
 
+ensure_rabbitmq() {
+  if listening 5672; then return 0; fi
+  if ! command -v rabbitmq-server >/dev/null 2>&1; then
+    apt_install rabbitmq-server
+  fi
+  log "starting RabbitMQ"
+  $SUDO env RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 rabbitmq-server -detached >/dev/null 2>&1 \
+    || $SUDO service rabbitmq-server start || true
+  # RabbitMQ takes a while to boot.
+  for _ in $(seq 1 120); do
+    if listening 5672; then return 0; fi
+    sleep 1
+  done
+  log "RabbitMQ did not start listening on 127.0.0.1:5672"
+  return 1
+}
+
 ensure_postgres
 ensure_redis
+ensure_rabbitmq
 # Tests start private redis-server processes (their statistics and script
 # cache must not be shared): the binary must exist even if Redis runs elsewhere.
 if ! command -v redis-server >/dev/null 2>&1; then
   apt_install redis-server
 fi
-log "PostgreSQL and Redis are up"
+log "PostgreSQL, Redis and RabbitMQ are up"

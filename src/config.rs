@@ -380,22 +380,33 @@ impl Settings {
             );
         }
         if self.broker.sync_queue.is_empty() || self.broker.notifications_queue.is_empty() {
-            return invalid("broker.sync_queue", "and broker.notifications_queue must not be empty");
+            return invalid(
+                "broker.sync_queue",
+                "and broker.notifications_queue must not be empty",
+            );
         }
         if self.broker.prefetch == 0 || self.broker.connect_timeout_secs == 0 {
-            return invalid("broker.prefetch", "and broker.connect_timeout_secs must be at least 1");
+            return invalid(
+                "broker.prefetch",
+                "and broker.connect_timeout_secs must be at least 1",
+            );
         }
         if self.worker.page_size == 0 || self.worker.page_size > 10_000 {
             return invalid("worker.page_size", "must be between 1 and 10000");
         }
-        if self.worker.retry_base_secs == 0 || self.worker.retry_max_secs < self.worker.retry_base_secs {
+        if self.worker.retry_base_secs == 0
+            || self.worker.retry_max_secs < self.worker.retry_base_secs
+        {
             return invalid(
                 "worker.retry_max_secs",
                 "must be at least worker.retry_base_secs, which must be at least 1",
             );
         }
         if self.beat.sync_interval_secs == 0 || self.beat.sweep_interval_secs == 0 {
-            return invalid("beat.sync_interval_secs", "and beat.sweep_interval_secs must be at least 1");
+            return invalid(
+                "beat.sync_interval_secs",
+                "and beat.sweep_interval_secs must be at least 1",
+            );
         }
         let dsn = self.sentry.dsn.expose_secret();
         if !dsn.is_empty() && dsn.parse::<sentry::types::Dsn>().is_err() {

@@ -58,10 +58,10 @@ use crate::http::fallback::{self, RouteTable};
 use crate::http::{cors, extractors, panic_guard, request_context, tenant_context};
 use crate::openapi::{self, OpenApiJson};
 use crate::rate_limit::RateLimiter;
-use crate::worker::queue::TaskQueue;
 use crate::resilience::breaker::CircuitBreaker;
 use crate::resilience::load::{self, LoadMonitor};
 use crate::telemetry::metrics::{HTTP_LATENCY_BUCKETS, Metrics, NAMESPACE};
+use crate::worker::queue::TaskQueue;
 use crate::{
     api_keys, auth, cache, db, health, marketplaces, products, rate_limit, sync, telemetry,
     tenants, users,

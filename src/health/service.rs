@@ -165,7 +165,9 @@ pub async fn broker_reachable(settings: &crate::config::Settings) -> bool {
         return false;
     };
     let host = url.host_str().unwrap_or("127.0.0.1").to_owned();
-    let port = url.port().unwrap_or(if url.scheme() == "amqps" { 5671 } else { 5672 });
+    let port = url
+        .port()
+        .unwrap_or(if url.scheme() == "amqps" { 5671 } else { 5672 });
     tokio::time::timeout(
         settings.health.check_timeout(),
         tokio::net::TcpStream::connect((host, port)),

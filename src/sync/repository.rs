@@ -230,7 +230,11 @@ pub async fn finish_job(
     totals: RunTotals,
     error: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    let status = if error.is_some() { "failed" } else { "succeeded" };
+    let status = if error.is_some() {
+        "failed"
+    } else {
+        "succeeded"
+    };
     let finished: (OffsetDateTime, Option<i32>) = sqlx::query_as(
         "UPDATE sync_jobs SET status = $3, error = $4, products_seen = $5, products_created = $6,
              products_updated = $7, stock_changes = $8, low_stock_products = $9,
@@ -270,13 +274,19 @@ pub async fn finish_job(
         "finished_at": finished.0.format(&time::format_description::well_known::Rfc3339).ok(),
         "duration_ms": finished.1,
     });
-    sqlx::query("INSERT INTO outbox_events (id, tenant_id, event_type, payload) VALUES ($1, $2, $3, $4)")
-        .bind(Uuid::now_v7())
-        .bind(tenant.id())
-        .bind(if error.is_some() { "sync.failed" } else { "sync.completed" })
-        .bind(payload)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO outbox_events (id, tenant_id, event_type, payload) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(tenant.id())
+    .bind(if error.is_some() {
+        "sync.failed"
+    } else {
+        "sync.completed"
+    })
+    .bind(payload)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

@@ -67,7 +67,10 @@ async fn start_one(
 
 /// Sends a job's task and records when; logs (never fails) if the broker is down.
 async fn hand_over(db: &Database, queue: &TaskQueue, tenant: TenantCtx, job: &SyncJob) {
-    match queue.send_sync(tenant.id(), job.connection_id, job.id).await {
+    match queue
+        .send_sync(tenant.id(), job.connection_id, job.id)
+        .await
+    {
         Ok(()) => {
             let marked = async {
                 let mut tx = db::begin_tenant_tx(db, tenant.id()).await?;
@@ -93,9 +96,9 @@ pub async fn start(
 ) -> Result<Vec<Started>, ApiError> {
     let tenant = auth.tenant();
     match (request.connection_id, request.all) {
-        (Some(connection_id), None | Some(false)) => {
-            Ok(vec![start_one(&state.db, &state.tasks, tenant, connection_id).await?])
-        }
+        (Some(connection_id), None | Some(false)) => Ok(vec![
+            start_one(&state.db, &state.tasks, tenant, connection_id).await?,
+        ]),
         (None, Some(true)) => {
             let ids = {
                 let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
@@ -277,7 +280,11 @@ async fn finish(
     tx.commit().await?;
     ctx.metrics
         .sync_jobs
-        .with_label_values(&[if error.is_some() { "failed" } else { "succeeded" }])
+        .with_label_values(&[if error.is_some() {
+            "failed"
+        } else {
+            "succeeded"
+        }])
         .inc();
     Ok(())
 }

@@ -66,8 +66,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             () = &mut stop => return Ok(()),
         };
         tracing::info!("beat holds the schedule");
-        let mut sync_all = tokio::time::interval(Duration::from_secs(settings.beat.sync_interval_secs));
-        let mut sweep = tokio::time::interval(Duration::from_secs(settings.beat.sweep_interval_secs));
+        let mut sync_all =
+            tokio::time::interval(Duration::from_secs(settings.beat.sync_interval_secs));
+        let mut sweep =
+            tokio::time::interval(Duration::from_secs(settings.beat.sweep_interval_secs));
         let mut keepalive = tokio::time::interval(Duration::from_secs(5));
         let stale = Duration::from_secs(settings.beat.stale_job_secs);
         loop {

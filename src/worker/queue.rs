@@ -107,7 +107,12 @@ impl TaskQueue {
         result
     }
 
-    pub async fn send_sync(&self, tenant_id: Uuid, connection_id: Uuid, job_id: Uuid) -> anyhow::Result<()> {
+    pub async fn send_sync(
+        &self,
+        tenant_id: Uuid,
+        connection_id: Uuid,
+        job_id: Uuid,
+    ) -> anyhow::Result<()> {
         let queue = &self.settings.broker.sync_queue;
         self.send(sync_tenant_products::new(tenant_id, connection_id, job_id).with_queue(queue))
             .await

@@ -100,7 +100,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     .workers(1)
     .disable_signals()
     .bind(address)
-    .with_context(|| format!("cannot listen on {}:{} (`worker.host`, `worker.port`)", address.0, address.1))?
+    .with_context(|| {
+        format!(
+            "cannot listen on {}:{} (`worker.host`, `worker.port`)",
+            address.0, address.1
+        )
+    })?
     .run();
     let server_handle = server.handle();
     tokio::spawn(server);

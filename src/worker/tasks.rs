@@ -59,7 +59,10 @@ async fn measured<T>(
         .worker_task_duration
         .with_label_values(&[task, status])
         .observe(started.elapsed().as_secs_f64());
-    metrics.worker_tasks.with_label_values(&[task, status]).inc();
+    metrics
+        .worker_tasks
+        .with_label_values(&[task, status])
+        .inc();
     result
 }
 
@@ -97,13 +100,23 @@ pub async fn sync_tenant_products(
         scope.set_tag("job_id", job_id);
     });
     let body = measured(&ctx.metrics, "sync_tenant_products", async {
+        tracing::info!(attempt, "sync started");
         match service::run_sync(&ctx, tenant, connection_id, job_id, final_attempt).await {
-            Ok(()) => ("succeeded", Ok(())),
+            Ok(()) => {
+                tracing::info!("sync succeeded");
+                ("succeeded", Ok(()))
+            }
             Err(SyncError::AlreadyFinished) => ("skipped", Ok(())),
-            Err(SyncError::Transient { message, retry_after }) => {
+            Err(SyncError::Transient {
+                message,
+                retry_after,
+            }) => {
                 let delay = backoff_secs(&ctx.settings, attempt, retry_after);
                 tracing::warn!(%message, attempt, delay_secs = delay, "sync failed transiently; retrying");
-                ctx.metrics.worker_retries.with_label_values(&["sync_tenant_products"]).inc();
+                ctx.metrics
+                    .worker_retries
+                    .with_label_values(&["sync_tenant_products"])
+                    .inc();
                 ("retried", task.retry_with_countdown(delay))
             }
             Err(SyncError::Failed(message)) => {

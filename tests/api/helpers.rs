@@ -41,6 +41,11 @@ pub fn base_settings() -> Settings {
     settings.server.shutdown_timeout_secs = 1;
     settings.redis.key_prefix = format!("stock_tracker_test:{}:", Uuid::new_v4().simple());
     limits_out_of_reach(&mut settings);
+    // Nothing listens there: tests that run no worker never touch RabbitMQ
+    // (their sync jobs stay queued). Worker tests point at the real broker
+    // with queues of their own (see `workers.rs`).
+    settings.broker.url = "amqp://guest:guest@127.0.0.1:1/%2f".to_owned().into();
+    settings.broker.send_timeout_ms = 500;
     settings
 }
 
@@ -278,10 +283,7 @@ pub fn probe_routes(cfg: &mut web::ServiceConfig) {
         .route("/__probe/items/{id}", web::get().to(item))
         .route("/__probe/slow", web::get().to(slow))
         .route("/__probe/block", web::get().to(block_worker))
-        .route("/__probe/hold-db", web::get().to(hold_db))
-        // Stands in for the sync route (the workers issue) so the `sync`
-        // rate-limit rule can be tested; remove it when the real route exists.
-        .route("/api/v1/sync", web::post().to(HttpResponse::Accepted));
+        .route("/__probe/hold-db", web::get().to(hold_db));
 }
 
 /// Takes 600 ms without blocking its worker.

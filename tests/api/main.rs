@@ -24,3 +24,4 @@ mod resilience;
 mod roles_and_isolation;
 mod row_level_security;
 mod users_and_keys;
+mod workers;

@@ -305,29 +305,44 @@ async fn registration_is_limited_to_ten_per_hour_per_ip() {
     assert_eq!(users, 0);
 }
 
+async fn demo_connection(app: &TestApp, owner: &Account) -> String {
+    let response = app
+        .post_json(
+            "/api/v1/marketplaces",
+            Some(&owner.bearer()),
+            &json!({"kind": "demo", "name": "Demo"}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    body["id"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn sync_is_limited_to_five_per_five_minutes_per_tenant() {
     let app = spawn_app_with(|s| default_rule(s, "sync")).await;
     let owner = app.register("sync@example.com").await;
     let other = app.register("other-sync@example.com").await;
-    for _ in 0..5 {
-        let response = app
-            .send(Method::POST, "/api/v1/sync", Some(&owner.bearer()), None)
-            .await;
-        assert_eq!(response.status(), 202);
+    let connection = demo_connection(&app, &owner).await;
+    let other_connection = demo_connection(&app, &other).await;
+    let app = &app;
+    let start = |account: &Account, connection: &str| {
+        let body = json!({"connection_id": connection});
+        let auth = account.bearer();
+        async move {
+            app.send(Method::POST, "/api/v1/sync", Some(&auth), Some(&body))
+                .await
+        }
+    };
+    // The first starts a job; the next four find it (no broker runs here).
+    for n in 0..5 {
+        let response = start(&owner, &connection).await;
+        assert_eq!(response.status(), if n == 0 { 202 } else { 200 });
     }
-    assert_limited(
-        app.send(Method::POST, "/api/v1/sync", Some(&owner.bearer()), None)
-            .await,
-        "sync",
-    )
-    .await;
+    assert_limited(start(&owner, &connection).await, "sync").await;
     // Other routes of the tenant, and other tenants, are not affected.
     assert_eq!(app.get_as(ME, &owner.bearer()).await.status(), 200);
-    let response = app
-        .send(Method::POST, "/api/v1/sync", Some(&other.bearer()), None)
-        .await;
-    assert_eq!(response.status(), 202);
+    assert_eq!(start(&other, &other_connection).await.status(), 202);
 }
 
 #[tokio::test]

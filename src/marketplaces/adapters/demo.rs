@@ -40,7 +40,7 @@ impl DemoMarketplace {
 
     pub fn listing(&self, index: u32) -> Listing {
         // A product's stock moves only in the rounds where it is due to.
-        let changes_in = |round: u64| (self.hash(index, 0) + round) % 3 == 0;
+        let changes_in = |round: u64| self.hash(index, 0).wrapping_add(round).is_multiple_of(3);
         let last_change = (0..=self.round).rev().find(|r| changes_in(*r)).unwrap_or(0);
         let stock = (self.hash(index, 1_000 + last_change) % 60) as i32;
         let cents = 199 + self.hash(index, 2) % 99_800;
@@ -82,7 +82,10 @@ mod tests {
         let mut seen = 0;
         loop {
             let page = a.fetch_page(cursor.as_deref()).await.unwrap();
-            assert_eq!(page.listings, b.fetch_page(cursor.as_deref()).await.unwrap().listings);
+            assert_eq!(
+                page.listings,
+                b.fetch_page(cursor.as_deref()).await.unwrap().listings
+            );
             seen += page.listings.len();
             match page.next {
                 Some(next) => cursor = Some(next),

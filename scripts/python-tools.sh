@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# A Python virtualenv with the Celery client, for the test that enqueues a
+# task from Python (interoperability with the Rust worker). Cached outside the
+# clone; installs only what is missing. Prints nothing when all is there.
+set -euo pipefail
+VENV="${STOCK_TRACKER_VENV:-$HOME/.cache/stock-tracker/venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+if ! "$VENV/bin/python" -c "import celery" >/dev/null 2>&1; then
+  "$VENV/bin/pip" install -q "celery>=5.4,<6"
+fi

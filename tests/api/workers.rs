@@ -1,0 +1,604 @@
+//! The worker and beat as an operator runs them: real `stock-tracker worker`
+//! and `stock-tracker beat` processes, real RabbitMQ (queues of the test's
+//! own, deleted afterwards), real PostgreSQL and Redis.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use stock_tracker::config::Settings;
+use uuid::Uuid;
+
+use crate::helpers::{Account, TestApp, spawn_app_with};
+use crate::processes::TcpProxy;
+
+const BIN: &str = env!("CARGO_BIN_EXE_stock-tracker");
+const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// Queue names of one test; deleted from RabbitMQ when dropped.
+pub struct TestQueues {
+    pub sync: String,
+    pub notifications: String,
+}
+
+impl TestQueues {
+    pub fn new() -> Self {
+        let id = Uuid::new_v4().simple().to_string();
+        Self {
+            sync: format!("test-{id}-sync"),
+            notifications: format!("test-{id}-notifications"),
+        }
+    }
+
+    /// Points `settings` at the real broker and these queues.
+    pub fn apply(&self, settings: &mut Settings) {
+        settings.broker.url = BROKER.to_owned().into();
+        settings.broker.sync_queue = self.sync.clone();
+        settings.broker.notifications_queue = self.notifications.clone();
+    }
+}
+
+impl Drop for TestQueues {
+    fn drop(&mut self) {
+        let queues = [self.sync.clone(), self.notifications.clone()];
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let Ok(connection) =
+                    lapin::Connection::connect(BROKER, lapin::ConnectionProperties::default())
+                        .await
+                else {
+                    return;
+                };
+                if let Ok(channel) = connection.create_channel().await {
+                    for queue in queues {
+                        let _ = channel
+                            .queue_delete(
+                                queue.as_str().into(),
+                                lapin::options::QueueDeleteOptions::default(),
+                            )
+                            .await;
+                    }
+                }
+                let _ = connection.close(0, "test done".into()).await;
+            });
+        })
+        .join();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `stock-tracker worker` or `beat` process with the app's settings;
+/// killed when dropped. Its output goes to a file, for assertions.
+pub struct Role {
+    child: Child,
+    pub log: PathBuf,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Role {
+    pub fn start(role: &str, settings: &Settings, extra: &[(&str, String)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join(format!("{role}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let port = free_port();
+        let mut command = Command::new(BIN);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("STOCK_TRACKER") {
+                command.env_remove(key);
+            }
+        }
+        command
+            .arg(role)
+            .env("DATABASE_URL", settings.database.url.expose_secret())
+            .env("REDIS_URL", settings.redis.url.expose_secret())
+            .env(
+                "STOCK_TRACKER__REDIS__KEY_PREFIX",
+                &settings.redis.key_prefix,
+            )
+            .env(
+                "STOCK_TRACKER__BROKER__URL",
+                settings.broker.url.expose_secret(),
+            )
+            .env(
+                "STOCK_TRACKER__BROKER__SYNC_QUEUE",
+                &settings.broker.sync_queue,
+            )
+            .env(
+                "STOCK_TRACKER__BROKER__NOTIFICATIONS_QUEUE",
+                &settings.broker.notifications_queue,
+            )
+            .env("STOCK_TRACKER__WORKER__PORT", port.to_string())
+            .env("STOCK_TRACKER__WORKER__RETRY_BASE_SECS", "1")
+            .env("STOCK_TRACKER__WORKER__RETRY_MAX_SECS", "2")
+            .env("STOCK_TRACKER__WORKER__SHUTDOWN_TIMEOUT_SECS", "5")
+            .env("STOCK_TRACKER__BEAT__STANDBY_RETRY_SECS", "1");
+        for (key, value) in extra {
+            command.env(key, value);
+        }
+        let child = command
+            .stdout(Stdio::from(file.try_clone().unwrap()))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            log,
+            port,
+            _dir: dir,
+        }
+    }
+
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `text`.
+    pub async fn wait_for_log(&self, text: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.output().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "no `{text}` in:\n{}",
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn demo_connection(app: &TestApp, owner: &Account) -> String {
+    let response = app
+        .post_json(
+            "/api/v1/marketplaces",
+            Some(&owner.bearer()),
+            &json!({"kind": "demo", "name": "Demo shop"}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    body["id"].as_str().unwrap().to_owned()
+}
+
+async fn start_sync(app: &TestApp, owner: &Account, connection: &str) -> reqwest::Response {
+    app.send(
+        Method::POST,
+        "/api/v1/sync",
+        Some(&owner.bearer()),
+        Some(&json!({"connection_id": connection})),
+    )
+    .await
+}
+
+/// Polls a job until it reaches `status`.
+async fn wait_for_job(
+    app: &TestApp,
+    owner: &Account,
+    job: &str,
+    status: &str,
+    within: Duration,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let body: Value = app
+            .get_as(&format!("/api/v1/sync/jobs/{job}"), &owner.bearer())
+            .await
+            .json()
+            .await
+            .unwrap();
+        if body["status"] == status {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job never reached {status}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn count(app: &TestApp, sql: &str, tenant: Uuid) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+        .bind(tenant)
+        .fetch_one(&mut app.database.owner_connection().await)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_demo_sync_runs_end_to_end_and_a_second_one_records_only_changes() {
+    let queues = TestQueues::new();
+    let app = spawn_app_with(|s| {
+        queues.apply(s);
+        s.worker.demo_products = 120;
+        s.worker.page_size = 50;
+    })
+    .await;
+    let owner = app.register("sync-e2e@example.com").await;
+    let connection = demo_connection(&app, &owner).await;
+    // Cached before the sync: the sync must invalidate it.
+    let before = app.get_as("/api/v1/products", &owner.bearer()).await;
+    assert_eq!(before.headers()["x-cache"], "MISS");
+    let worker = Role::start(
+        "worker",
+        &app.state.settings,
+        &[
+            ("STOCK_TRACKER__WORKER__DEMO_PRODUCTS", "120".into()),
+            ("STOCK_TRACKER__WORKER__PAGE_SIZE", "50".into()),
+        ],
+    );
+
+    let response = start_sync(&app, &owner, &connection).await;
+    assert_eq!(response.status(), 202);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let job: Value = response.json().await.unwrap();
+    assert_eq!(job["status"], "queued");
+    let job_id = job["job_id"].as_str().unwrap().to_owned();
+    assert_eq!(location, format!("/api/v1/sync/jobs/{job_id}"));
+
+    let done = wait_for_job(&app, &owner, &job_id, "succeeded", Duration::from_secs(30)).await;
+    assert_eq!(done["products_seen"], 120);
+    assert_eq!(done["products_created"], 120);
+    assert_eq!(done["stock_changes"], 120);
+    assert!(done["duration_ms"].as_i64().is_some());
+
+    let listed: Value = app
+        .get_as("/api/v1/products?limit=200", &owner.bearer())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 120);
+    let tenant = owner.tenant_id;
+    let completed = count(
+        &app,
+        "SELECT count(*) FROM outbox_events WHERE tenant_id = $1 AND event_type = 'sync.completed'",
+        tenant,
+    )
+    .await;
+    assert_eq!(completed, 1);
+    let low = count(
+        &app,
+        "SELECT count(*) FROM outbox_events WHERE tenant_id = $1 AND event_type = 'stock.low'",
+        tenant,
+    )
+    .await;
+    assert_eq!(low, done["low_stock_products"].as_i64().unwrap());
+
+    // The second sync: the demo marketplace changed about a third of the stock.
+    let second = start_sync(&app, &owner, &connection).await;
+    assert_eq!(second.status(), 202);
+    let second: Value = second.json().await.unwrap();
+    let second_id = second["job_id"].as_str().unwrap().to_owned();
+    let done = wait_for_job(
+        &app,
+        &owner,
+        &second_id,
+        "succeeded",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(done["products_created"], 0);
+    let changed = done["stock_changes"].as_i64().unwrap();
+    assert!((10..=80).contains(&changed), "{done}");
+    let history = count(
+        &app,
+        "SELECT count(*) FROM product_stock_history WHERE tenant_id = $1",
+        tenant,
+    )
+    .await;
+    assert_eq!(history, 120 + changed);
+
+    // The worker's own endpoints.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", worker.port))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"stock_tracker_worker_tasks_total{status="succeeded",task="sync_tenant_products"} 2"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"stock_tracker_sync_jobs_total{outcome="succeeded"} 2"#));
+    let live = reqwest::get(format!("http://127.0.0.1:{}/health/live", worker.port))
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let ready = reqwest::get(format!("http://127.0.0.1:{}/health/ready", worker.port))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    // Logs carry the task, tenant and job.
+    assert!(worker.output().contains(&job_id));
+}
+
+#[tokio::test]
+async fn a_second_request_returns_the_active_job_and_a_down_broker_still_answers_202() {
+    // The default test broker URL refuses connections.
+    let app = spawn_app_with(|_| {}).await;
+    let owner = app.register("dup@example.com").await;
+    let connection = demo_connection(&app, &owner).await;
+    let first = start_sync(&app, &owner, &connection).await;
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    let second = start_sync(&app, &owner, &connection).await;
+    assert_eq!(second.status(), 200);
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(first["job_id"], second["job_id"]);
+    assert_eq!(second["status"], "queued");
+    let jobs: Value = app
+        .get_as("/api/v1/sync/jobs?status=queued", &owner.bearer())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jobs["items"].as_array().unwrap().len(), 1);
+    // Validation and isolation.
+    let bad = app
+        .send(
+            Method::POST,
+            "/api/v1/sync",
+            Some(&owner.bearer()),
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(bad.status(), 422);
+    let other = app.register("dup-other@example.com").await;
+    assert_eq!(start_sync(&app, &other, &connection).await.status(), 404);
+    let path = format!("/api/v1/sync/jobs/{}", first["job_id"].as_str().unwrap());
+    assert_eq!(app.get_as(&path, &other.bearer()).await.status(), 404);
+    let viewer = app
+        .add_user(&owner, "dup-viewer@example.com", "viewer")
+        .await;
+    assert_eq!(start_sync(&app, &viewer, &connection).await.status(), 403);
+    // Readiness tells the broker is down, and stays 200 (degraded).
+    let ready = app.get("/api/v1/health/ready").await;
+    assert_eq!(ready.status(), 200);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["components"]["broker"]["status"], "down");
+}
+
+#[tokio::test]
+async fn jobs_created_while_the_broker_is_down_are_swept_to_it_later() {
+    let queues = TestQueues::new();
+    let proxy = TcpProxy::start("127.0.0.1:5672".into()).await;
+    let port = proxy.port;
+    let app = spawn_app_with(|s| {
+        queues.apply(s);
+        s.broker.url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f").into();
+    })
+    .await;
+    let owner = app.register("sweep@example.com").await;
+    let connection = demo_connection(&app, &owner).await;
+    proxy.cut();
+    let response = start_sync(&app, &owner, &connection).await;
+    assert_eq!(response.status(), 202);
+    let job: Value = response.json().await.unwrap();
+    let job_id = job["job_id"].as_str().unwrap().to_owned();
+    proxy.restore();
+
+    // Worker and beat use the broker directly; beat's sweeper finds the job.
+    let mut settings = (*app.state.settings).clone();
+    settings.broker.url = BROKER.to_owned().into();
+    let _worker = Role::start("worker", &settings, &[]);
+    let beat = Role::start(
+        "beat",
+        &settings,
+        &[
+            ("STOCK_TRACKER__BEAT__STALE_JOB_SECS", "1".into()),
+            ("STOCK_TRACKER__BEAT__SWEEP_INTERVAL_SECS", "1".into()),
+        ],
+    );
+    wait_for_job(&app, &owner, &job_id, "succeeded", Duration::from_secs(30)).await;
+    assert!(
+        beat.output()
+            .contains("handed stale queued jobs to the broker again")
+    );
+}
+
+#[tokio::test]
+async fn a_connection_that_cannot_be_synced_fails_its_job_with_a_reason() {
+    let queues = TestQueues::new();
+    let app = spawn_app_with(|s| queues.apply(s)).await;
+    let owner = app.register("fail@example.com").await;
+    let response = app
+        .post_json(
+            "/api/v1/marketplaces",
+            Some(&owner.bearer()),
+            &json!({"kind": "wildberries", "name": "WB", "credentials": {"api_token": "t0ken"}}),
+        )
+        .await;
+    let connection: Value = response.json().await.unwrap();
+    let _worker = Role::start("worker", &app.state.settings, &[]);
+    let response = start_sync(&app, &owner, connection["id"].as_str().unwrap()).await;
+    let job: Value = response.json().await.unwrap();
+    let failed = wait_for_job(
+        &app,
+        &owner,
+        job["job_id"].as_str().unwrap(),
+        "failed",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        failed["error"].as_str().unwrap().contains("wildberries"),
+        "{failed}"
+    );
+    let events = count(
+        &app,
+        "SELECT count(*) FROM outbox_events WHERE tenant_id = $1 AND event_type = 'sync.failed'",
+        owner.tenant_id,
+    )
+    .await;
+    assert_eq!(events, 1);
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_sync_is_replaced_and_the_sync_completes_once_in_effect() {
+    let queues = TestQueues::new();
+    let app = spawn_app_with(|s| queues.apply(s)).await;
+    let owner = app.register("killed@example.com").await;
+    let connection = demo_connection(&app, &owner).await;
+    let big = [
+        ("STOCK_TRACKER__WORKER__DEMO_PRODUCTS", "30000".to_owned()),
+        ("STOCK_TRACKER__WORKER__PAGE_SIZE", "250".to_owned()),
+    ];
+    let mut first = Role::start("worker", &app.state.settings, &big);
+    let job: Value = start_sync(&app, &owner, &connection)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let job_id = job["job_id"].as_str().unwrap().to_owned();
+    // Kill it once some pages are committed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let products = count(
+            &app,
+            "SELECT count(*) FROM products WHERE tenant_id = $1",
+            owner.tenant_id,
+        )
+        .await;
+        if products > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sync never started:\n{}",
+            first.output()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill();
+    let partial = count(
+        &app,
+        "SELECT count(*) FROM products WHERE tenant_id = $1",
+        owner.tenant_id,
+    )
+    .await;
+    assert!(partial < 30_000, "killed too late: {partial}");
+
+    let _second = Role::start("worker", &app.state.settings, &big);
+    let done = wait_for_job(&app, &owner, &job_id, "succeeded", Duration::from_secs(120)).await;
+    assert_eq!(done["attempts"], 2);
+    let tenant = owner.tenant_id;
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM products WHERE tenant_id = $1",
+            tenant
+        )
+        .await,
+        30_000
+    );
+    // Re-running committed pages changed nothing: one history entry per product.
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM product_stock_history WHERE tenant_id = $1",
+            tenant
+        )
+        .await,
+        30_000
+    );
+    assert_eq!(count(&app, "SELECT count(*) FROM outbox_events WHERE tenant_id = $1 AND event_type = 'sync.completed'", tenant).await, 1);
+}
+
+#[tokio::test]
+async fn only_one_beat_schedules_and_a_standby_takes_over() {
+    let queues = TestQueues::new();
+    let app = spawn_app_with(|s| queues.apply(s)).await;
+    let mut first = Role::start("beat", &app.state.settings, &[]);
+    first
+        .wait_for_log("beat holds the schedule", Duration::from_secs(20))
+        .await;
+    let second = Role::start("beat", &app.state.settings, &[]);
+    second
+        .wait_for_log(
+            "another beat holds the schedule; standing by",
+            Duration::from_secs(20),
+        )
+        .await;
+    assert!(!second.output().contains("beat holds the schedule\""));
+    assert!(first.terminate().success());
+    second
+        .wait_for_log("beat holds the schedule\"", Duration::from_secs(20))
+        .await;
+}
+
+#[tokio::test]
+async fn a_python_celery_client_can_enqueue_a_sync() {
+    let queues = TestQueues::new();
+    // The API cannot reach the broker: the job is recorded, queued, not sent.
+    let app = spawn_app_with(|_| {}).await;
+    let owner = app.register("python@example.com").await;
+    let connection = demo_connection(&app, &owner).await;
+    let job: Value = start_sync(&app, &owner, &connection)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let job_id = job["job_id"].as_str().unwrap().to_owned();
+
+    let mut settings = (*app.state.settings).clone();
+    queues.apply(&mut settings);
+    let _worker = Role::start("worker", &settings, &[]);
+    // Exactly what the README shows a Python client doing.
+    let venv = std::env::var("STOCK_TRACKER_VENV").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/stock-tracker/venv",
+            std::env::var("HOME").unwrap()
+        )
+    });
+    let script = format!(
+        r#"
+from celery import Celery
+app = Celery(broker="{BROKER}")
+app.send_task("sync_tenant_products", args=["{tenant}", "{connection}", "{job_id}"], queue="{queue}")
+"#,
+        tenant = owner.tenant_id,
+        queue = queues.sync,
+    );
+    let status = Command::new(format!("{venv}/bin/python"))
+        .args(["-c", &script])
+        .status()
+        .expect("the Python venv exists (make python-tools)");
+    assert!(status.success());
+    let done = wait_for_job(&app, &owner, &job_id, "succeeded", Duration::from_secs(30)).await;
+    assert_eq!(done["attempts"], 1);
+}
