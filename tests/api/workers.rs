@@ -60,13 +60,13 @@ impl Drop for TestQueues {
                     for queue in queues {
                         let _ = channel
                             .queue_delete(
-                                queue.as_str().into(),
+                                queue.as_str(),
                                 lapin::options::QueueDeleteOptions::default(),
                             )
                             .await;
                     }
                 }
-                let _ = connection.close(0, "test done".into()).await;
+                let _ = connection.close(0, "test done").await;
             });
         })
         .join();
