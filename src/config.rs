@@ -52,6 +52,18 @@ pub struct Settings {
     pub broker: BrokerSettings,
     pub worker: WorkerSettings,
     pub beat: BeatSettings,
+    pub wildberries: WildberriesSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WildberriesSettings {
+    pub content_url: String,
+    pub marketplace_url: String,
+    pub prices_url: String,
+    pub warehouse_id: u64,
+    pub page_size: u32,
+    pub request_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -400,6 +412,23 @@ impl Settings {
             return invalid(
                 "worker.retry_max_secs",
                 "must be at least worker.retry_base_secs, which must be at least 1",
+            );
+        }
+        for (key, value) in [
+            ("wildberries.content_url", &self.wildberries.content_url),
+            ("wildberries.marketplace_url", &self.wildberries.marketplace_url),
+            ("wildberries.prices_url", &self.wildberries.prices_url),
+        ] {
+            if !(value.starts_with("https://") || value.starts_with("http://"))
+                || url::Url::parse(value).is_err()
+            {
+                return invalid(key, "must be an http(s) URL");
+            }
+        }
+        if !(1..=100).contains(&self.wildberries.page_size) || self.wildberries.request_timeout_ms == 0 {
+            return invalid(
+                "wildberries.page_size",
+                "must be between 1 and 100, and wildberries.request_timeout_ms above 0",
             );
         }
         if self.beat.sync_interval_secs == 0 || self.beat.sweep_interval_secs == 0 {

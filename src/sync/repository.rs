@@ -318,6 +318,21 @@ pub async fn connection_kind(
         .await
 }
 
+/// A connection's kind and encrypted credentials, for its sync.
+pub async fn connection_for_sync(
+    tenant: &TenantCtx,
+    conn: &mut PgConnection,
+    connection_id: Uuid,
+) -> Result<Option<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT kind, credentials_encrypted FROM marketplace_connections WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant.id())
+    .bind(connection_id)
+    .fetch_optional(conn)
+    .await
+}
+
 /// Every connection id of the tenant.
 pub async fn connection_ids(
     tenant: &TenantCtx,

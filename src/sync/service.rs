@@ -12,6 +12,8 @@ use crate::db::{self, Database};
 use crate::error::ApiError;
 use crate::http::pagination::{Page, PageRequest};
 use crate::marketplaces::adapters::demo::DemoMarketplace;
+use crate::marketplaces::adapters::wildberries::WildberriesClient;
+use crate::marketplaces::model::WildberriesCredentials;
 use crate::marketplaces::adapters::{Adapter, AdapterError, MarketplaceAdapter};
 use crate::startup::AppState;
 use crate::worker::queue::TaskQueue;
@@ -182,30 +184,19 @@ pub async fn run_sync(
     job_id: Uuid,
     final_attempt: bool,
 ) -> Result<(), SyncError> {
-    let (job, kind, round) = {
+    let (job, connection, round) = {
         let mut tx = db::begin_tenant_tx(&ctx.db, tenant.id()).await?;
         let Some(job) = repository::start_job(&tenant, &mut tx, job_id).await? else {
             return Err(SyncError::AlreadyFinished);
         };
-        let kind = repository::connection_kind(&tenant, &mut tx, connection_id).await?;
+        let connection = repository::connection_for_sync(&tenant, &mut tx, connection_id).await?;
         let round = repository::succeeded_syncs(&tenant, &mut tx, connection_id).await?;
         tx.commit().await?;
-        (job, kind, round)
+        (job, connection, round)
     };
-    let adapter = match kind.as_deref() {
-        Some("demo") => Adapter::Demo(DemoMarketplace::new(
-            connection_id,
-            ctx.settings.worker.demo_products,
-            ctx.settings.worker.page_size,
-            round as u64,
-        )),
-        Some(other) => {
-            let message = format!("syncing `{other}` connections is not available in this version");
-            finish(ctx, tenant, &job, RunTotals::default(), Some(&message)).await?;
-            return Err(SyncError::Failed(message));
-        }
-        None => {
-            let message = "the marketplace connection was deleted".to_owned();
+    let adapter = match adapter_for(ctx, connection_id, connection, round) {
+        Ok(adapter) => adapter,
+        Err(message) => {
             finish(ctx, tenant, &job, RunTotals::default(), Some(&message)).await?;
             return Err(SyncError::Failed(message));
         }
@@ -256,6 +247,38 @@ pub async fn run_sync(
             finish(ctx, tenant, &job, totals, Some(&message)).await?;
             Err(SyncError::Failed(message))
         }
+    }
+}
+
+/// The adapter of a connection, or why there is none (a permanent failure).
+fn adapter_for(
+    ctx: &WorkerContext,
+    connection_id: Uuid,
+    connection: Option<(String, String)>,
+    round: i64,
+) -> Result<Adapter, String> {
+    let Some((kind, encrypted)) = connection else {
+        return Err("the marketplace connection was deleted".into());
+    };
+    match kind.as_str() {
+        "demo" => Ok(Adapter::Demo(DemoMarketplace::new(
+            connection_id,
+            ctx.settings.worker.demo_products,
+            ctx.settings.worker.page_size,
+            round as u64,
+        ))),
+        "wildberries" => {
+            let unreadable = || {
+                "the connection's credentials cannot be read; enter them again".to_owned()
+            };
+            let plain = ctx.secrets.decrypt(&encrypted).map_err(|_| unreadable())?;
+            let credentials: WildberriesCredentials =
+                serde_json::from_slice(&plain).map_err(|_| unreadable())?;
+            WildberriesClient::new(&ctx.settings.wildberries, credentials.api_token)
+                .map(Adapter::Wildberries)
+                .map_err(|err| err.to_string())
+        }
+        other => Err(format!("unknown marketplace `{other}`")),
     }
 }
 

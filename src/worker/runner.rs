@@ -43,12 +43,14 @@ pub async fn context(settings: &Settings) -> anyhow::Result<Arc<WorkerContext>> 
     let guard = RedisGuard::new(Arc::new(redis_breaker), &settings.redis);
     let cache = ResponseCache::new(&settings, redis, guard, metrics.clone());
     let queue = TaskQueue::new(settings.clone(), metrics.clone());
+    let secrets = crate::crypto::SecretBox::new(&settings.secrets.fernet_keys)?;
     Ok(Arc::new(WorkerContext {
         settings,
         db,
         cache,
         metrics,
         queue,
+        secrets,
     }))
 }
 

@@ -29,6 +29,8 @@ pub struct WorkerContext {
     pub cache: ResponseCache,
     pub metrics: Metrics,
     pub queue: TaskQueue,
+    /// Decrypts marketplace credentials.
+    pub secrets: crate::crypto::SecretBox,
 }
 
 static CONTEXT: OnceLock<Arc<WorkerContext>> = OnceLock::new();

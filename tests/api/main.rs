@@ -24,4 +24,5 @@ mod resilience;
 mod roles_and_isolation;
 mod row_level_security;
 mod users_and_keys;
+mod wildberries;
 mod workers;

@@ -431,41 +431,12 @@ async fn jobs_created_while_the_broker_is_down_are_swept_to_it_later() {
     );
 }
 
-#[tokio::test]
-async fn a_connection_that_cannot_be_synced_fails_its_job_with_a_reason() {
-    let queues = TestQueues::new();
-    let app = spawn_app_with(|s| queues.apply(s)).await;
-    let owner = app.register("fail@example.com").await;
-    let response = app
-        .post_json(
-            "/api/v1/marketplaces",
-            Some(&owner.bearer()),
-            &json!({"kind": "wildberries", "name": "WB", "credentials": {"api_token": "t0ken"}}),
-        )
-        .await;
-    let connection: Value = response.json().await.unwrap();
-    let _worker = Role::start("worker", &app.state.settings, &[]);
-    let response = start_sync(&app, &owner, connection["id"].as_str().unwrap()).await;
+/// Starts a sync of `connection` and waits until its job reaches `status`.
+pub async fn start_and_wait(app: &TestApp, owner: &Account, connection: &str, status: &str) -> Value {
+    let response = start_sync(app, owner, connection).await;
+    assert_eq!(response.status(), 202);
     let job: Value = response.json().await.unwrap();
-    let failed = wait_for_job(
-        &app,
-        &owner,
-        job["job_id"].as_str().unwrap(),
-        "failed",
-        Duration::from_secs(30),
-    )
-    .await;
-    assert!(
-        failed["error"].as_str().unwrap().contains("wildberries"),
-        "{failed}"
-    );
-    let events = count(
-        &app,
-        "SELECT count(*) FROM outbox_events WHERE tenant_id = $1 AND event_type = 'sync.failed'",
-        owner.tenant_id,
-    )
-    .await;
-    assert_eq!(events, 1);
+    wait_for_job(app, owner, job["job_id"].as_str().unwrap(), status, Duration::from_secs(30)).await
 }
 
 #[tokio::test]

@@ -1,8 +1,9 @@
 //! Marketplace adapters: the one trait a sync pulls listings through, page
-//! by page. [`demo`] is a deterministic simulator; the Wildberries client
-//! comes next (until then a Wildberries connection's sync fails, saying so).
+//! by page, and its two implementations — [`demo`] (a deterministic
+//! simulator) and [`wildberries`] (an HTTP client for its seller API).
 
 pub mod demo;
+pub mod wildberries;
 
 use std::time::Duration;
 
@@ -60,12 +61,14 @@ pub trait MarketplaceAdapter: Send + Sync {
 /// The adapter of a connection, chosen by its kind.
 pub enum Adapter {
     Demo(demo::DemoMarketplace),
+    Wildberries(wildberries::WildberriesClient),
 }
 
 impl MarketplaceAdapter for Adapter {
     async fn fetch_page(&self, cursor: Option<&str>) -> Result<Page, AdapterError> {
         match self {
             Adapter::Demo(demo) => demo.fetch_page(cursor).await,
+            Adapter::Wildberries(client) => client.fetch_page(cursor).await,
         }
     }
 }
