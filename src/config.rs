@@ -416,7 +416,10 @@ impl Settings {
         }
         for (key, value) in [
             ("wildberries.content_url", &self.wildberries.content_url),
-            ("wildberries.marketplace_url", &self.wildberries.marketplace_url),
+            (
+                "wildberries.marketplace_url",
+                &self.wildberries.marketplace_url,
+            ),
             ("wildberries.prices_url", &self.wildberries.prices_url),
         ] {
             if !(value.starts_with("https://") || value.starts_with("http://"))
@@ -425,7 +428,9 @@ impl Settings {
                 return invalid(key, "must be an http(s) URL");
             }
         }
-        if !(1..=100).contains(&self.wildberries.page_size) || self.wildberries.request_timeout_ms == 0 {
+        if !(1..=100).contains(&self.wildberries.page_size)
+            || self.wildberries.request_timeout_ms == 0
+        {
             return invalid(
                 "wildberries.page_size",
                 "must be between 1 and 100, and wildberries.request_timeout_ms above 0",

@@ -13,8 +13,8 @@ use crate::error::ApiError;
 use crate::http::pagination::{Page, PageRequest};
 use crate::marketplaces::adapters::demo::DemoMarketplace;
 use crate::marketplaces::adapters::wildberries::WildberriesClient;
-use crate::marketplaces::model::WildberriesCredentials;
 use crate::marketplaces::adapters::{Adapter, AdapterError, MarketplaceAdapter};
+use crate::marketplaces::model::WildberriesCredentials;
 use crate::startup::AppState;
 use crate::worker::queue::TaskQueue;
 use crate::worker::tasks::WorkerContext;
@@ -268,9 +268,8 @@ fn adapter_for(
             round as u64,
         ))),
         "wildberries" => {
-            let unreadable = || {
-                "the connection's credentials cannot be read; enter them again".to_owned()
-            };
+            let unreadable =
+                || "the connection's credentials cannot be read; enter them again".to_owned();
             let plain = ctx.secrets.decrypt(&encrypted).map_err(|_| unreadable())?;
             let credentials: WildberriesCredentials =
                 serde_json::from_slice(&plain).map_err(|_| unreadable())?;

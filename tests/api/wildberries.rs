@@ -37,7 +37,9 @@ pub async fn mock_catalogue(server: &MockServer) {
     Mock::given(method("POST"))
         .and(path("/content/v2/get/cards/list"))
         .and(header("authorization", TOKEN))
-        .and(body_partial_json(json!({"settings": {"cursor": {"limit": 2, "nmID": 2}}})))
+        .and(body_partial_json(
+            json!({"settings": {"cursor": {"limit": 2, "nmID": 2}}}),
+        ))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "cards": [card(3, "SKU-3", &["b3"])],
             "cursor": {"updatedAt": "2026-11-01T00:00:03Z", "nmID": 3, "total": 1}
@@ -90,7 +92,10 @@ async fn pages_through_cards_with_their_stock_and_prices() {
     let first = wb.fetch_page(None).await.unwrap();
     assert_eq!(first.listings.len(), 2);
     assert_eq!(first.listings[0].sku, "SKU-1");
-    assert_eq!(first.listings[0].stock, 7, "summed over the card's barcodes");
+    assert_eq!(
+        first.listings[0].stock, 7,
+        "summed over the card's barcodes"
+    );
     assert_eq!(first.listings[0].price.to_string(), "899.5");
     assert_eq!(first.listings[1].stock, 0);
     let cursor = first.next.expect("a full page has a next one");
@@ -119,7 +124,11 @@ async fn failures_are_classified_and_never_show_the_token() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(failing_with(ResponseTemplate::new(503)).await.is_transient());
+    assert!(
+        failing_with(ResponseTemplate::new(503))
+            .await
+            .is_transient()
+    );
     let slow = ResponseTemplate::new(200).set_delay(Duration::from_millis(1_500));
     let timeout = failing_with(slow).await;
     assert!(timeout.is_transient(), "{timeout:?}");
@@ -128,7 +137,10 @@ async fn failures_are_classified_and_never_show_the_token() {
         AdapterError::Unauthorized
     ));
     let redirect = ResponseTemplate::new(302).insert_header("location", "http://169.254.169.254/");
-    assert!(matches!(failing_with(redirect).await, AdapterError::Invalid(_)));
+    assert!(matches!(
+        failing_with(redirect).await,
+        AdapterError::Invalid(_)
+    ));
     let garbage = ResponseTemplate::new(200).set_body_string("<html>");
     let invalid = failing_with(garbage).await;
     assert!(matches!(invalid, AdapterError::Invalid(_)));
@@ -195,5 +207,8 @@ async fn refused_credentials_fail_the_job_at_once() {
     let _worker = Role::start("worker", &app.state.settings, &worker_env(&server));
     let job = crate::workers::start_and_wait(&app, &owner, &connection, "failed").await;
     assert_eq!(job["attempts"], 1);
-    assert!(job["error"].as_str().unwrap().contains("credentials"), "{job}");
+    assert!(
+        job["error"].as_str().unwrap().contains("credentials"),
+        "{job}"
+    );
 }

@@ -432,11 +432,23 @@ async fn jobs_created_while_the_broker_is_down_are_swept_to_it_later() {
 }
 
 /// Starts a sync of `connection` and waits until its job reaches `status`.
-pub async fn start_and_wait(app: &TestApp, owner: &Account, connection: &str, status: &str) -> Value {
+pub async fn start_and_wait(
+    app: &TestApp,
+    owner: &Account,
+    connection: &str,
+    status: &str,
+) -> Value {
     let response = start_sync(app, owner, connection).await;
     assert_eq!(response.status(), 202);
     let job: Value = response.json().await.unwrap();
-    wait_for_job(app, owner, job["job_id"].as_str().unwrap(), status, Duration::from_secs(30)).await
+    wait_for_job(
+        app,
+        owner,
+        job["job_id"].as_str().unwrap(),
+        status,
+        Duration::from_secs(30),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -572,4 +584,41 @@ app.send_task("sync_tenant_products", args=["{tenant}", "{connection}", "{job_id
     assert!(status.success());
     let done = wait_for_job(&app, &owner, &job_id, "succeeded", Duration::from_secs(30)).await;
     assert_eq!(done["attempts"], 1);
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_running_sync_finish_before_the_worker_exits() {
+    let queues = TestQueues::new();
+    let app = spawn_app_with(|s| queues.apply(s)).await;
+    let owner = app.register("sigterm@example.com").await;
+    let connection = demo_connection(&app, &owner).await;
+    let mut worker = Role::start(
+        "worker",
+        &app.state.settings,
+        &[
+            ("STOCK_TRACKER__WORKER__DEMO_PRODUCTS", "10000".to_owned()),
+            ("STOCK_TRACKER__WORKER__PAGE_SIZE", "500".to_owned()),
+            (
+                "STOCK_TRACKER__WORKER__SHUTDOWN_TIMEOUT_SECS",
+                "60".to_owned(),
+            ),
+        ],
+    );
+    let job: Value = start_sync(&app, &owner, &connection)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let job_id = job["job_id"].as_str().unwrap().to_owned();
+    wait_for_job(&app, &owner, &job_id, "running", Duration::from_secs(30)).await;
+    assert!(worker.terminate().success(), "{}", worker.output());
+    // The worker finished the task it was running before it exited.
+    let done = wait_for_job(&app, &owner, &job_id, "succeeded", Duration::from_secs(1)).await;
+    assert_eq!(done["products_created"], 10_000);
+    assert_eq!(done["attempts"], 1);
+    assert!(worker.output().contains("worker stopped"));
+    eprintln!(
+        "a 10,000-product demo sync took {} ms",
+        done["duration_ms"].as_i64().unwrap()
+    );
 }

@@ -223,7 +223,11 @@ impl MarketplaceAdapter for WildberriesClient {
         let barcodes: Vec<&str> = cards
             .cards
             .iter()
-            .flat_map(|card| card.sizes.iter().flat_map(|s| s.skus.iter().map(String::as_str)))
+            .flat_map(|card| {
+                card.sizes
+                    .iter()
+                    .flat_map(|s| s.skus.iter().map(String::as_str))
+            })
             .collect();
         let mut stock_by_barcode = HashMap::new();
         if !barcodes.is_empty() {
@@ -232,7 +236,10 @@ impl MarketplaceAdapter for WildberriesClient {
                 self.settings.marketplace_url, self.settings.warehouse_id
             );
             let stocks: StocksResponse = self
-                .call("marketplace", self.http.post(url).json(&json!({"skus": barcodes})))
+                .call(
+                    "marketplace",
+                    self.http.post(url).json(&json!({"skus": barcodes})),
+                )
                 .await?;
             for stock in stocks.stocks {
                 stock_by_barcode.insert(stock.sku, stock.amount);
