@@ -17,14 +17,22 @@ async fn basic_and_liveness_answer_200() {
 
 #[tokio::test]
 async fn readiness_reports_each_component_with_its_response_time() {
-    let app = spawn_app().await;
+    // The real broker (tests point at an unreachable one by default).
+    let app = spawn_app_with(|s| {
+        s.broker.url = "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned().into()
+    })
+    .await;
     let response = app.get("/api/v1/health/ready").await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["cache-control"], "no-store");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "ok");
-    for component in ["database", "redis"] {
+    for component in ["database", "redis", "broker"] {
         assert_eq!(body["components"][component]["status"], "up", "{body}");
+        assert_eq!(
+            body["components"][component]["circuit_breaker"], "closed",
+            "{body}"
+        );
         assert!(
             body["components"][component]["response_time_ms"].is_number(),
             "{body}"

@@ -622,3 +622,40 @@ async fn sigterm_lets_the_running_sync_finish_before_the_worker_exits() {
         done["duration_ms"].as_i64().unwrap()
     );
 }
+
+#[tokio::test]
+async fn beat_schedules_a_sync_of_every_idle_connection() {
+    let queues = TestQueues::new();
+    let app = spawn_app_with(|s| queues.apply(s)).await;
+    let first = app.register("beat-a@example.com").await;
+    let second = app.register("beat-b@example.com").await;
+    demo_connection(&app, &first).await;
+    demo_connection(&app, &second).await;
+    let _worker = Role::start("worker", &app.state.settings, &[]);
+    let _beat = Role::start(
+        "beat",
+        &app.state.settings,
+        &[("STOCK_TRACKER__BEAT__SYNC_INTERVAL_SECS", "3600".into())],
+    );
+    // Beat schedules sync_all_tenants at start; each tenant gets its job.
+    for owner in [&first, &second] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let jobs: Value = app
+                .get_as("/api/v1/sync/jobs?status=succeeded", &owner.bearer())
+                .await
+                .json()
+                .await
+                .unwrap();
+            if jobs["items"].as_array().unwrap().len() == 1 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no scheduled sync for {}",
+                owner.tenant_id
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
