@@ -99,6 +99,9 @@ pub struct BeatSettings {
     pub sweep_interval_secs: u64,
     pub stale_job_secs: u64,
     pub standby_retry_secs: u64,
+    pub purge_interval_secs: u64,
+    /// How long expired refresh tokens are kept (for reuse detection).
+    pub keep_expired_refresh_tokens_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

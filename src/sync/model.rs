@@ -46,8 +46,9 @@ pub struct SyncJob {
     pub duration_ms: Option<i32>,
 }
 
-/// `POST /api/v1/sync`: one connection, or every connection of the tenant.
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+/// `POST /api/v1/sync`: `{"connection_id": ...}` for one connection, or
+/// `{"all": true}` for every connection of the tenant — exactly one of them.
+#[derive(Debug, Deserialize, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct StartSync {
     /// The connection to sync.
@@ -57,6 +58,45 @@ pub struct StartSync {
     #[garde(skip)]
     pub all: Option<bool>,
 }
+
+/// Documented as its two accepted shapes.
+impl utoipa::PartialSchema for StartSync {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            AdditionalProperties, KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type,
+        };
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Object)
+                    .property(
+                        "connection_id",
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+                            .description(Some("The connection to sync")),
+                    )
+                    .required("connection_id")
+                    .additional_properties(Some(AdditionalProperties::FreeForm(false))),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Object)
+                    .property(
+                        "all",
+                        ObjectBuilder::new()
+                            .schema_type(Type::Boolean)
+                            .enum_values(Some([true]))
+                            .description(Some("Sync every connection of the tenant")),
+                    )
+                    .required("all")
+                    .additional_properties(Some(AdditionalProperties::FreeForm(false))),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for StartSync {}
 
 /// The answer for `{"all": true}`: one job per connection.
 #[derive(Debug, Serialize, ToSchema)]

@@ -117,9 +117,11 @@ async fn list(
 #[utoipa::path(
     tag = "sync",
     security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Job id")),
     responses(
         (status = 200, description = "The job", body = SyncJob),
         (status = 404, description = "No such job in your tenant", body = ErrorBody),
+        (status = 422, description = "Invalid id", body = ValidationErrorBody),
     )
 )]
 #[get("/sync/jobs/{id}")]

@@ -98,7 +98,7 @@ pub async fn start(
 ) -> Result<Vec<Started>, ApiError> {
     let tenant = auth.tenant();
     match (request.connection_id, request.all) {
-        (Some(connection_id), None | Some(false)) => Ok(vec![
+        (Some(connection_id), None) => Ok(vec![
             start_one(&state.db, &state.tasks, tenant, connection_id).await?,
         ]),
         (None, Some(true)) => {

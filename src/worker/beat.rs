@@ -1,6 +1,7 @@
 //! The `beat` role: schedules `sync_all_tenants` every
-//! `beat.sync_interval_secs`, and sweeps jobs left queued (broker down when
-//! they were created, or their message lost) every `beat.sweep_interval_secs`.
+//! `beat.sync_interval_secs`, sweeps jobs left queued (broker down when they
+//! were created, or their message lost) every `beat.sweep_interval_secs`, and
+//! deletes expired credential state every `beat.purge_interval_secs`.
 //!
 //! Exactly one beat schedules: it holds a PostgreSQL advisory lock on a
 //! dedicated connection (not a pooled one, which could be recycled and drop
@@ -70,6 +71,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             tokio::time::interval(Duration::from_secs(settings.beat.sync_interval_secs));
         let mut sweep =
             tokio::time::interval(Duration::from_secs(settings.beat.sweep_interval_secs));
+        let mut purge = tokio::time::interval(Duration::from_secs(
+            settings.beat.purge_interval_secs.max(1),
+        ));
         let mut keepalive = tokio::time::interval(Duration::from_secs(5));
         let stale = Duration::from_secs(settings.beat.stale_job_secs);
         loop {
@@ -83,6 +87,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     Ok(0) => {}
                     Ok(resent) => tracing::info!(jobs = resent, "handed stale queued jobs to the broker again"),
                     Err(err) => tracing::warn!(error = %format!("{err:#}"), "sweeping queued jobs failed"),
+                },
+                _ = purge.tick() => match purge_expired(&db, &settings).await {
+                    Ok((0, 0)) => {}
+                    Ok((revocations, refresh_tokens)) => tracing::info!(revocations, refresh_tokens, "purged expired credentials"),
+                    Err(err) => tracing::warn!(error = %format!("{err:#}"), "purging expired credentials failed"),
                 },
                 _ = keepalive.tick() => {
                     if lock.ping().await.is_err() {
@@ -98,6 +107,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// Deletes revocations of tokens that have expired (plus the leeway) and
+/// refresh tokens expired for longer than the configured keep.
+async fn purge_expired(db: &Database, settings: &Settings) -> anyhow::Result<(i64, i64)> {
+    let purged: (i64, i64) = sqlx::query_as(
+        "SELECT revocations, refresh_tokens FROM auth_purge_expired(
+             make_interval(secs => $1), make_interval(secs => $2))",
+    )
+    .bind(settings.auth.leeway_secs as f64)
+    .bind(settings.beat.keep_expired_refresh_tokens_secs as f64)
+    .fetch_one(&mut *db.acquire().await?)
+    .await?;
+    Ok(purged)
 }
 
 async fn shutdown_signal() {

@@ -659,3 +659,98 @@ async fn beat_schedules_a_sync_of_every_idle_connection() {
         }
     }
 }
+
+#[tokio::test]
+async fn beat_purges_expired_revocations_and_refresh_tokens() {
+    let queues = TestQueues::new();
+    let app = spawn_app_with(|s| queues.apply(s)).await;
+    let owner = app.register("purge@example.com").await;
+    let mut db = app.database.owner_connection().await;
+    for (jti, expires) in [
+        (Uuid::now_v7(), "now() - interval '1 hour'"),
+        (Uuid::now_v7(), "now() + interval '10 minutes'"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO revoked_access_tokens (jti, tenant_id, user_id, expires_at) VALUES ($1, $2, $3, {expires})"
+        )))
+        .bind(jti)
+        .bind(owner.tenant_id)
+        .bind(owner.user_id)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "UPDATE refresh_tokens SET expires_at = now() - interval '30 days' WHERE user_id = $1",
+    )
+    .bind(owner.user_id)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let beat = Role::start(
+        "beat",
+        &app.state.settings,
+        &[("STOCK_TRACKER__BEAT__PURGE_INTERVAL_SECS", "1".into())],
+    );
+    beat.wait_for_log("purged expired credentials", Duration::from_secs(20))
+        .await;
+    let revocations: i64 = sqlx::query_scalar("SELECT count(*) FROM revoked_access_tokens")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(revocations, 1, "the unexpired revocation stays");
+    let refresh: i64 = sqlx::query_scalar("SELECT count(*) FROM refresh_tokens")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(refresh, 0);
+}
+
+#[tokio::test]
+async fn a_task_still_running_at_the_shutdown_timeout_is_redelivered() {
+    let queues = TestQueues::new();
+    let app = spawn_app_with(|s| queues.apply(s)).await;
+    let owner = app.register("grace@example.com").await;
+    let connection = demo_connection(&app, &owner).await;
+    let env = [
+        ("STOCK_TRACKER__WORKER__DEMO_PRODUCTS", "60000".to_owned()),
+        ("STOCK_TRACKER__WORKER__PAGE_SIZE", "250".to_owned()),
+        (
+            "STOCK_TRACKER__WORKER__SHUTDOWN_TIMEOUT_SECS",
+            "1".to_owned(),
+        ),
+    ];
+    let mut first = Role::start("worker", &app.state.settings, &env);
+    let job: Value = start_sync(&app, &owner, &connection)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let job_id = job["job_id"].as_str().unwrap().to_owned();
+    wait_for_job(&app, &owner, &job_id, "running", Duration::from_secs(30)).await;
+    let stopping = Instant::now();
+    first.terminate();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "the grace period bounds the shutdown"
+    );
+    assert!(
+        first
+            .output()
+            .contains("stay unacknowledged for redelivery"),
+        "{}",
+        first.output()
+    );
+    let unfinished: Value = app
+        .get_as(&format!("/api/v1/sync/jobs/{job_id}"), &owner.bearer())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(unfinished["status"], "running");
+
+    let _second = Role::start("worker", &app.state.settings, &env);
+    let done = wait_for_job(&app, &owner, &job_id, "succeeded", Duration::from_secs(120)).await;
+    assert_eq!(done["attempts"], 2);
+    assert_eq!(done["products_seen"], 60_000);
+}
