@@ -98,6 +98,14 @@ impl utoipa::PartialSchema for StartSync {
 
 impl ToSchema for StartSync {}
 
+/// A 202: the job of `{"connection_id"}`, or the jobs of `{"all": true}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum Accepted {
+    One(SyncJob),
+    All(StartedSyncs),
+}
+
 /// The answer for `{"all": true}`: one job per connection.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StartedSyncs {

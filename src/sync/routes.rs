@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, get, post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-use super::model::{JobFilter, JobStatus, StartSync, StartedSyncs, SyncJob};
+use super::model::{Accepted, JobFilter, JobStatus, StartSync, StartedSyncs, SyncJob};
 use super::service::{self, Started};
 use crate::auth::{Auth, Member, Viewer};
 use crate::error::{ApiError, ErrorBody, ValidationErrorBody};
@@ -31,8 +31,8 @@ fn location(job: &SyncJob) -> String {
     security(("bearer" = [])),
     request_body = StartSync,
     responses(
-        (status = 202, description = "Queued (for `all`: the jobs, new or already active)", body = SyncJob,
-         headers(("Location" = String, description = "The job"))),
+        (status = 202, description = "Queued: the job (with `Location`), or for `all` the jobs, new or already active", body = Accepted,
+         headers(("Location" = String, description = "The job (for one connection)"))),
         (status = 200, description = "The connection's job already queued or running", body = SyncJob),
         (status = 404, description = "No such connection in your tenant", body = ErrorBody),
         (status = 409, description = "A job finished at that very moment; retry", body = ErrorBody),
@@ -55,12 +55,12 @@ async fn start(
                 Started::New(job) | Started::Existing(job) => job,
             })
             .collect();
-        return Ok(HttpResponse::Accepted().json(StartedSyncs { jobs }));
+        return Ok(HttpResponse::Accepted().json(Accepted::All(StartedSyncs { jobs })));
     }
     Ok(match started.pop() {
         Some(Started::New(job)) => HttpResponse::Accepted()
             .insert_header((header::LOCATION, location(&job)))
-            .json(job),
+            .json(Accepted::One(job)),
         Some(Started::Existing(job)) => HttpResponse::Ok()
             .insert_header((header::LOCATION, location(&job)))
             .json(job),
