@@ -53,6 +53,16 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub beat: BeatSettings,
     pub wildberries: WildberriesSettings,
+    pub webhooks: WebhookSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Development only: accept `http://` webhook URLs.
+    pub allow_http: bool,
+    /// Development only: accept hosts on private, loopback or link-local networks.
+    pub allow_private_networks: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -439,6 +449,14 @@ impl Settings {
                 "must be between 1 and 100, and wildberries.request_timeout_ms above 0",
             );
         }
+        if self.is_production()
+            && (self.webhooks.allow_http || self.webhooks.allow_private_networks)
+        {
+            return invalid(
+                "webhooks.allow_private_networks",
+                "and webhooks.allow_http must be false in production (they open the service to SSRF)",
+            );
+        }
         if self.beat.sync_interval_secs == 0 || self.beat.sweep_interval_secs == 0 {
             return invalid(
                 "beat.sync_interval_secs",
@@ -725,6 +743,23 @@ mod tests {
             "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
         )];
         s.validate().expect("a real key is accepted");
+    }
+
+    #[test]
+    fn production_refuses_relaxed_webhook_targets() {
+        let mut s = defaults();
+        s.environment = Environment::Production;
+        s.auth.jwt_secret = SecretString::from("x".repeat(40));
+        s.secrets.fernet_keys = vec![SecretString::from(
+            "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=".to_owned(),
+        )];
+        s.webhooks.allow_private_networks = true;
+        match s.validate() {
+            Err(ConfigError::Invalid { key, .. }) => {
+                assert_eq!(key, "webhooks.allow_private_networks")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

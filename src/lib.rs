@@ -16,6 +16,7 @@
 //! - [`resilience`]: load shedding and circuit breakers.
 //! - [`sync`], [`worker`]: marketplace sync jobs, and the Celery tasks,
 //!   worker and beat that run them.
+//! - [`webhooks`]: webhook subscriptions and their URL checks.
 //! - [`crypto`]: secrets at rest (Fernet key ring).
 //! - [`telemetry`]: logs and metrics.
 //! - [`openapi`]: the generated OpenAPI document and the docs UI.
@@ -39,4 +40,5 @@ pub mod sync;
 pub mod telemetry;
 pub mod tenants;
 pub mod users;
+pub mod webhooks;
 pub mod worker;

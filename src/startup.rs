@@ -64,7 +64,7 @@ use crate::telemetry::metrics::{HTTP_LATENCY_BUCKETS, Metrics, NAMESPACE};
 use crate::worker::queue::TaskQueue;
 use crate::{
     api_keys, auth, cache, db, health, marketplaces, products, rate_limit, sync, telemetry,
-    tenants, users,
+    tenants, users, webhooks,
 };
 
 /// What handlers share: configuration, connections and credentials machinery.
@@ -99,7 +99,8 @@ pub fn routes(cfg: &mut ServiceConfig) {
             .configure(marketplaces::routes::configure)
             .configure(products::routes::configure)
             .configure(rate_limit::routes::configure)
-            .configure(sync::routes::configure),
+            .configure(sync::routes::configure)
+            .configure(webhooks::routes::configure),
     )
     .configure(telemetry::routes::configure)
     .configure(openapi::configure);

@@ -24,5 +24,6 @@ mod resilience;
 mod roles_and_isolation;
 mod row_level_security;
 mod users_and_keys;
+mod webhooks;
 mod wildberries;
 mod workers;

@@ -1,0 +1,149 @@
+//! `/api/v1/webhooks`: the tenant's webhook subscriptions (admin role).
+
+use actix_web::{HttpResponse, delete, get, patch, post, web};
+use utoipa_actix_web::service_config::ServiceConfig;
+use uuid::Uuid;
+
+use super::model::{CreateSubscription, Subscription, SubscriptionWithSecret, UpdateSubscription};
+use super::service;
+use crate::auth::{Admin, Auth};
+use crate::error::{ApiError, ErrorBody, ValidationErrorBody};
+use crate::http::extractors::{ValidatedJson, ValidatedQuery};
+use crate::http::pagination::{Page, PageQuery};
+use crate::startup::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(create)
+        .service(list)
+        .service(get_subscription)
+        .service(update)
+        .service(remove)
+        .service(rotate_secret);
+}
+
+/// Subscribe a URL to events. The answer holds the signing secret: it is
+/// shown this once (and on rotation), stored encrypted, never returned again.
+#[utoipa::path(
+    tag = "webhooks",
+    security(("bearer" = [])),
+    request_body = CreateSubscription,
+    responses(
+        (status = 201, description = "Subscribed; `secret` shown once", body = SubscriptionWithSecret),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid input, or a URL that is not https or not public", body = ValidationErrorBody),
+    )
+)]
+#[post("/webhooks")]
+async fn create(
+    state: web::Data<AppState>,
+    auth: Auth<Admin>,
+    body: ValidatedJson<CreateSubscription>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Created().json(service::create(&state, &auth, body.0).await?))
+}
+
+/// The tenant's subscriptions.
+#[utoipa::path(
+    tag = "webhooks",
+    security(("bearer" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of subscriptions", body = Page<Subscription>),
+        (status = 422, description = "Invalid page size or cursor", body = ValidationErrorBody),
+    )
+)]
+#[get("/webhooks")]
+async fn list(
+    state: web::Data<AppState>,
+    auth: Auth<Admin>,
+    query: ValidatedQuery<PageQuery>,
+) -> Result<web::Json<Page<Subscription>>, ApiError> {
+    let page = query.0.page_request()?;
+    Ok(web::Json(service::list(&state, &auth, page).await?))
+}
+
+/// One subscription (without its secret).
+#[utoipa::path(
+    tag = "webhooks",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Subscription id")),
+    responses(
+        (status = 200, description = "The subscription", body = Subscription),
+        (status = 404, description = "No such subscription in your tenant", body = ErrorBody),
+        (status = 422, description = "Invalid id", body = ValidationErrorBody),
+    )
+)]
+#[get("/webhooks/{id}")]
+async fn get_subscription(
+    state: web::Data<AppState>,
+    auth: Auth<Admin>,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<Subscription>, ApiError> {
+    Ok(web::Json(service::get(&state, &auth, *id).await?))
+}
+
+/// Change the URL, events or description, or enable/disable it.
+#[utoipa::path(
+    tag = "webhooks",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Subscription id")),
+    request_body = UpdateSubscription,
+    responses(
+        (status = 200, description = "Updated", body = Subscription),
+        (status = 404, description = "No such subscription in your tenant", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid input or id", body = ValidationErrorBody),
+    )
+)]
+#[patch("/webhooks/{id}")]
+async fn update(
+    state: web::Data<AppState>,
+    auth: Auth<Admin>,
+    id: web::Path<Uuid>,
+    body: ValidatedJson<UpdateSubscription>,
+) -> Result<web::Json<Subscription>, ApiError> {
+    Ok(web::Json(
+        service::update(&state, &auth, *id, body.0).await?,
+    ))
+}
+
+/// Unsubscribe (its delivery log goes with it).
+#[utoipa::path(
+    tag = "webhooks",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Subscription id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such subscription in your tenant", body = ErrorBody),
+        (status = 422, description = "Invalid id", body = ValidationErrorBody),
+    )
+)]
+#[delete("/webhooks/{id}")]
+async fn remove(
+    state: web::Data<AppState>,
+    auth: Auth<Admin>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    service::delete(&state, &auth, *id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Replace the signing secret; the new one is shown this once.
+#[utoipa::path(
+    tag = "webhooks",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Subscription id")),
+    responses(
+        (status = 200, description = "The new secret", body = SubscriptionWithSecret),
+        (status = 404, description = "No such subscription in your tenant", body = ErrorBody),
+        (status = 422, description = "Invalid id", body = ValidationErrorBody),
+    )
+)]
+#[post("/webhooks/{id}/rotate-secret")]
+async fn rotate_secret(
+    state: web::Data<AppState>,
+    auth: Auth<Admin>,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<SubscriptionWithSecret>, ApiError> {
+    Ok(web::Json(service::rotate_secret(&state, &auth, *id).await?))
+}
