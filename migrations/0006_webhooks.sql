@@ -34,6 +34,8 @@ CREATE TABLE webhook_deliveries (
     status_code      integer,
     error            text,
     next_attempt_at  timestamptz,
+    -- When beat last handed it to the broker (not again for a while).
+    handed_over_at   timestamptz,
     delivered_at     timestamptz,
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now(),
@@ -53,3 +55,35 @@ CREATE POLICY tenant_isolation ON webhook_deliveries
     WITH CHECK (tenant_id = app_current_tenant_id());
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON webhook_subscriptions, webhook_deliveries TO stock_tracker_app;
+
+-- Beat's cross-tenant paths (ids only; the work runs per tenant).
+
+-- Outbox events not yet turned into deliveries.
+CREATE FUNCTION webhook_undispatched_events(p_limit integer)
+RETURNS TABLE (tenant_id uuid, event_id uuid)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public
+AS $$
+    SELECT o.tenant_id, o.id FROM outbox_events o
+    WHERE o.published_at IS NULL ORDER BY o.created_at LIMIT p_limit
+$$;
+REVOKE ALL ON FUNCTION webhook_undispatched_events(integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION webhook_undispatched_events(integer) TO stock_tracker_app;
+
+-- Takes the pending deliveries whose next attempt is due and that were not
+-- handed to the broker in the last `p_rehand` (their message may be lost).
+CREATE FUNCTION webhook_take_due_deliveries(p_limit integer, p_rehand interval)
+RETURNS TABLE (tenant_id uuid, delivery_id uuid)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, public
+AS $$
+    UPDATE webhook_deliveries d SET handed_over_at = now()
+    WHERE d.id IN (
+        SELECT id FROM webhook_deliveries
+        WHERE status = 'pending' AND next_attempt_at <= now()
+          AND (handed_over_at IS NULL OR handed_over_at < now() - p_rehand)
+        ORDER BY next_attempt_at LIMIT p_limit
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING d.tenant_id, d.id
+$$;
+REVOKE ALL ON FUNCTION webhook_take_due_deliveries(integer, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION webhook_take_due_deliveries(integer, interval) TO stock_tracker_app;

@@ -63,6 +63,14 @@ pub struct WebhookSettings {
     pub allow_http: bool,
     /// Development only: accept hosts on private, loopback or link-local networks.
     pub allow_private_networks: bool,
+    /// Each delivery attempt gives up after this long.
+    pub timeout_ms: u64,
+    /// Delay before each retry, in seconds; after the last, the delivery fails.
+    pub retry_schedule_secs: Vec<u64>,
+    /// A subscription whose deliveries have failed for this long is disabled.
+    pub disable_after_secs: u64,
+    /// How often beat turns new events into deliveries and re-sends due ones.
+    pub dispatch_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

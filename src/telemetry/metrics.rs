@@ -226,6 +226,27 @@ pub const SYNC_JOBS: MetricDef = MetricDef {
     labels: &["outcome"],
 };
 
+pub const WEBHOOK_DELIVERIES: MetricDef = MetricDef {
+    name: "stock_tracker_webhook_deliveries_total",
+    kind: MetricKind::Counter,
+    help: "Webhook delivery attempts by event type and outcome: delivered, retried (failed, another attempt scheduled) or failed (no attempts left)",
+    labels: &["event", "outcome"],
+};
+
+pub const WEBHOOK_DELIVERY_DURATION: MetricDef = MetricDef {
+    name: "stock_tracker_webhook_delivery_duration_seconds",
+    kind: MetricKind::Histogram,
+    help: "Duration of webhook requests to receivers",
+    labels: &[],
+};
+
+pub const WEBHOOK_SUBSCRIPTIONS_DISABLED: MetricDef = MetricDef {
+    name: "stock_tracker_webhook_subscriptions_disabled_total",
+    kind: MetricKind::Counter,
+    help: "Webhook subscriptions disabled by the service after failing too long",
+    labels: &[],
+};
+
 /// Every metric the worker exports besides the shared ones (database,
 /// Redis, breakers): its own `/metrics/catalog`.
 pub const WORKER_CATALOG: &[MetricDef] = &[
@@ -235,6 +256,9 @@ pub const WORKER_CATALOG: &[MetricDef] = &[
     WORKER_RETRIES,
     WORKER_PREFETCH,
     SYNC_JOBS,
+    WEBHOOK_DELIVERIES,
+    WEBHOOK_DELIVERY_DURATION,
+    WEBHOOK_SUBSCRIPTIONS_DISABLED,
 ];
 
 /// Buckets for task durations, in seconds: a sync of thousands of products takes seconds.
@@ -334,6 +358,9 @@ pub struct Metrics {
     pub worker_retries: IntCounterVec,
     pub worker_prefetch: prometheus::IntGauge,
     pub sync_jobs: IntCounterVec,
+    pub webhook_deliveries: IntCounterVec,
+    pub webhook_delivery_duration: HistogramVec,
+    pub webhook_subscriptions_disabled: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -367,6 +394,12 @@ impl Metrics {
             worker_retries: WORKER_RETRIES.int_counter(),
             worker_prefetch: WORKER_PREFETCH.plain_int_gauge(),
             sync_jobs: SYNC_JOBS.int_counter(),
+            webhook_deliveries: WEBHOOK_DELIVERIES.int_counter(),
+            webhook_delivery_duration: WEBHOOK_DELIVERY_DURATION.histogram(CHECK_LATENCY_BUCKETS),
+            webhook_subscriptions_disabled: prometheus::IntCounter::with_opts(
+                WEBHOOK_SUBSCRIPTIONS_DISABLED.opts(),
+            )
+            .expect("valid counter definition"),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -437,6 +470,9 @@ impl Metrics {
             Box::new(metrics.worker_retries.clone()),
             Box::new(metrics.worker_prefetch.clone()),
             Box::new(metrics.sync_jobs.clone()),
+            Box::new(metrics.webhook_deliveries.clone()),
+            Box::new(metrics.webhook_delivery_duration.clone()),
+            Box::new(metrics.webhook_subscriptions_disabled.clone()),
         ];
         for collector in collectors {
             metrics
@@ -444,7 +480,11 @@ impl Metrics {
                 .register(collector)
                 .expect("metric names are unique");
         }
-        for task in ["sync_tenant_products", "sync_all_tenants"] {
+        for task in [
+            "sync_tenant_products",
+            "sync_all_tenants",
+            "deliver_webhook",
+        ] {
             metrics.worker_tasks_in_progress.with_label_values(&[task]);
             metrics.worker_retries.with_label_values(&[task]);
         }

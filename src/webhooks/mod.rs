@@ -1,8 +1,9 @@
 //! Webhooks: a tenant's subscriptions to its events (`sync.completed`,
 //! `sync.failed`, `stock.low`), each with a signing secret (Standard
 //! Webhooks) stored encrypted, and URLs held to https on public addresses
-//! ([`target`]). Deliveries are the next step of this module.
+//! ([`target`]), and their signed deliveries with retries ([`delivery`]).
 
+pub mod delivery;
 pub mod model;
 pub mod repository;
 pub mod routes;

@@ -117,10 +117,13 @@ mod tests {
     use super::*;
 
     fn strict() -> WebhookSettings {
-        WebhookSettings {
-            allow_http: false,
-            allow_private_networks: false,
-        }
+        use figment::Figment;
+        use figment::providers::{Format, Toml};
+        let settings: crate::config::Settings =
+            Figment::from(Toml::string(crate::config::DEFAULT_CONFIG))
+                .extract()
+                .expect("default config parses");
+        settings.webhooks
     }
 
     #[test]
@@ -174,6 +177,7 @@ mod tests {
         let relaxed = WebhookSettings {
             allow_http: true,
             allow_private_networks: true,
+            ..strict()
         };
         assert!(check("http://127.0.0.1:9/h", &relaxed).await.is_ok());
     }

@@ -58,6 +58,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     );
     let db = Database::new(pool, Arc::new(breaker), metrics.clone());
     let queue = TaskQueue::new(settings.clone(), metrics);
+    // Webhook dispatch reads the outbox and the subscriptions like a task does.
+    let webhooks = super::runner::context(&settings).await?;
 
     let stop = shutdown_signal();
     tokio::pin!(stop);
@@ -71,6 +73,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             tokio::time::interval(Duration::from_secs(settings.beat.sync_interval_secs));
         let mut sweep =
             tokio::time::interval(Duration::from_secs(settings.beat.sweep_interval_secs));
+        let mut dispatch = tokio::time::interval(Duration::from_secs(
+            settings.webhooks.dispatch_interval_secs.max(1),
+        ));
         let mut purge = tokio::time::interval(Duration::from_secs(
             settings.beat.purge_interval_secs.max(1),
         ));
@@ -87,6 +92,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     Ok(0) => {}
                     Ok(resent) => tracing::info!(jobs = resent, "handed stale queued jobs to the broker again"),
                     Err(err) => tracing::warn!(error = %format!("{err:#}"), "sweeping queued jobs failed"),
+                },
+                _ = dispatch.tick() => if let Err(err) = dispatch_webhooks(&webhooks, &queue).await {
+                    tracing::warn!(error = %format!("{err:#}"), "dispatching webhook deliveries failed");
                 },
                 _ = purge.tick() => match purge_expired(&db, &settings).await {
                     Ok((0, 0)) => {}
@@ -107,6 +115,25 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// Turns new outbox events into deliveries, then hands every due delivery
+/// (new ones, and retries whose time has come) to the workers.
+async fn dispatch_webhooks(
+    ctx: &super::tasks::WorkerContext,
+    queue: &TaskQueue,
+) -> anyhow::Result<()> {
+    crate::webhooks::delivery::dispatch(ctx, 500).await?;
+    let due: Vec<(uuid::Uuid, uuid::Uuid)> =
+        sqlx::query_as(
+            "SELECT tenant_id, delivery_id FROM webhook_take_due_deliveries(500, interval '60 seconds')",
+        )
+            .fetch_all(&mut *ctx.db.acquire().await?)
+            .await?;
+    for (tenant_id, delivery_id) in due {
+        queue.send_delivery(tenant_id, delivery_id).await?;
+    }
+    Ok(())
 }
 
 /// Deletes revocations of tokens that have expired (plus the leeway) and

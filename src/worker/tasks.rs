@@ -3,6 +3,7 @@
 //!
 //! - `sync_tenant_products(tenant_id, connection_id, job_id)` on queue `sync`
 //! - `sync_all_tenants()` on queue `sync`
+//! - `deliver_webhook(tenant_id, delivery_id)` on queue `notifications`
 //!
 //! Tasks reach the worker's connections through [`WorkerContext`], set once
 //! when the worker starts (celery-rs tasks are plain functions).
@@ -130,6 +131,36 @@ pub async fn sync_tenant_products(
                 sentry::integrations::anyhow::capture_anyhow(&err);
                 let delay = backoff_secs(&ctx.settings, attempt, None);
                 ("retried", task.retry_with_countdown(delay))
+            }
+        }
+    });
+    sentry::SentryFutureExt::bind_hub(tracing::Instrument::instrument(body, span), hub).await
+}
+
+#[celery::task(name = "deliver_webhook")]
+pub async fn deliver_webhook(tenant_id: Uuid, delivery_id: Uuid) -> TaskResult<()> {
+    let ctx = context()?;
+    let hub = Arc::new(sentry::Hub::new_from_top(sentry::Hub::current()));
+    hub.configure_scope(|scope| {
+        scope.set_tag("task", "deliver_webhook");
+        scope.set_tag("tenant_id", tenant_id);
+    });
+    let span = tracing::info_span!("task", task = "deliver_webhook", %tenant_id, %delivery_id);
+    let body = measured(&ctx.metrics, "deliver_webhook", async {
+        let now = time::OffsetDateTime::now_utc();
+        match crate::webhooks::delivery::attempt(&ctx, tenant_id, delivery_id, now).await {
+            Ok(outcome) => {
+                tracing::info!(?outcome, "webhook delivery attempted");
+                ("succeeded", Ok(()))
+            }
+            Err(err) => {
+                // The delivery stays due; beat hands it over again.
+                tracing::error!(error = %format!("{err:#}"), "webhook delivery task error");
+                sentry::integrations::anyhow::capture_anyhow(&err);
+                (
+                    "failed",
+                    Err(TaskError::UnexpectedError(format!("{err:#}"))),
+                )
             }
         }
     });

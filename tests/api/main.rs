@@ -15,6 +15,7 @@ mod health;
 mod jwt_attacks;
 mod marketplaces;
 mod metrics;
+mod notifications;
 mod openapi;
 mod products;
 mod query_plans;

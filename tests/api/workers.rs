@@ -179,7 +179,7 @@ impl Drop for Role {
     }
 }
 
-async fn demo_connection(app: &TestApp, owner: &Account) -> String {
+pub async fn demo_connection(app: &TestApp, owner: &Account) -> String {
     let response = app
         .post_json(
             "/api/v1/marketplaces",

@@ -1,0 +1,411 @@
+//! Webhook deliveries, against a real local HTTP receiver: signatures checked
+//! by an independent implementation (Python's standard library), the retry
+//! schedule driven by a clock of the test's own (no sleeping), disabling,
+//! and the SSRF check at delivery time.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use stock_tracker::config::Settings;
+use stock_tracker::webhooks::delivery::{self, Attempt};
+use stock_tracker::worker::runner;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::helpers::{Account, TestApp, spawn_app_with};
+
+/// A request the receiver got: lower-case headers and the body.
+#[derive(Debug, Clone)]
+struct Received {
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> &str {
+        &self.headers.iter().find(|(n, _)| n == name).unwrap().1
+    }
+}
+
+/// A local HTTP server answering every request with `status`.
+struct Receiver {
+    port: u16,
+    requests: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    fn start(status: u16, extra_header: &'static str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let sink = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream);
+                let mut headers = Vec::new();
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap_or(0);
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':') {
+                        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+                    }
+                }
+                let length = headers
+                    .iter()
+                    .find(|(n, _)| n == "content-length")
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                sink.lock().unwrap().push(Received {
+                    headers,
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                });
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n{extra_header}\r\n"
+                );
+                let _ = reader.get_mut().write_all(reply.as_bytes());
+            }
+        });
+        Self { port, requests }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hooks?token=receiver-secret", self.port)
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn local_receivers(settings: &mut Settings) {
+    settings.webhooks.allow_http = true;
+    settings.webhooks.allow_private_networks = true;
+    settings.webhooks.retry_schedule_secs = vec![5, 300];
+    settings.webhooks.disable_after_secs = 600;
+    settings.webhooks.timeout_ms = 2_000;
+}
+
+async fn subscribe(app: &TestApp, owner: &Account, url: &str, events: Value) -> Value {
+    let response = app
+        .post_json(
+            "/api/v1/webhooks",
+            Some(&owner.bearer()),
+            &json!({"url": url, "events": events}),
+        )
+        .await;
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    response.json().await.unwrap()
+}
+
+/// Writes an outbox event as a sync would.
+async fn emit(app: &TestApp, tenant: Uuid, event_type: &str, payload: Value) -> Uuid {
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO outbox_events (id, tenant_id, event_type, payload) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id)
+    .bind(tenant)
+    .bind(event_type)
+    .bind(payload)
+    .execute(&mut app.database.owner_connection().await)
+    .await
+    .unwrap();
+    id
+}
+
+/// Verifies a Standard Webhooks signature with Python's hmac, hashlib and base64.
+fn verified_by_python(secret: &str, received: &Received) -> bool {
+    let script = r#"
+import base64, hashlib, hmac, sys
+secret, msg_id, timestamp, signature = sys.argv[1:5]
+body = sys.stdin.buffer.read()
+key = base64.b64decode(secret[len("whsec_"):])
+signed = msg_id.encode() + b"." + timestamp.encode() + b"." + body
+expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+ok = any(s.split(",", 1) == ["v1", expected] for s in signature.split())
+sys.exit(0 if ok else 1)
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script, secret])
+        .arg(received.header("webhook-id"))
+        .arg(received.header("webhook-timestamp"))
+        .arg(received.header("webhook-signature"))
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(received.body.as_bytes())
+        .unwrap();
+    child.wait().unwrap().success()
+}
+
+#[tokio::test]
+async fn deliveries_are_signed_in_the_standard_webhooks_scheme() {
+    let receiver = Receiver::start(204, "");
+    let app = spawn_app_with(local_receivers).await;
+    let owner = app.register("signed@example.com").await;
+    let subscription = subscribe(&app, &owner, &receiver.url(), json!(["sync.completed"])).await;
+    let ignored = subscribe(&app, &owner, &receiver.url(), json!(["stock.low"])).await;
+    let ctx = runner::context(&app.state.settings).await.unwrap();
+    let job = Uuid::now_v7();
+    emit(
+        &app,
+        owner.tenant_id,
+        "sync.completed",
+        json!({"job_id": job, "status": "succeeded"}),
+    )
+    .await;
+
+    let dispatched = delivery::dispatch(&ctx, 100).await.unwrap();
+    assert_eq!(
+        dispatched.len(),
+        1,
+        "only the subscription to sync.completed"
+    );
+    assert!(
+        delivery::dispatch(&ctx, 100).await.unwrap().is_empty(),
+        "dispatched once"
+    );
+    let (tenant, delivery_id) = dispatched[0];
+    let now = OffsetDateTime::now_utc();
+    let outcome = delivery::attempt(&ctx, tenant, delivery_id, now)
+        .await
+        .unwrap();
+    assert_eq!(outcome, Attempt::Delivered { status_code: 204 });
+    // A duplicate task finds nothing left to do.
+    assert_eq!(
+        delivery::attempt(&ctx, tenant, delivery_id, now)
+            .await
+            .unwrap(),
+        Attempt::Skipped
+    );
+
+    let received = receiver.received();
+    assert_eq!(received.len(), 1);
+    let request = &received[0];
+    assert_eq!(request.header("webhook-id"), delivery_id.to_string());
+    assert_eq!(
+        request.header("webhook-timestamp"),
+        now.unix_timestamp().to_string()
+    );
+    assert!(verified_by_python(
+        subscription["secret"].as_str().unwrap(),
+        request
+    ));
+    assert!(!verified_by_python(
+        ignored["secret"].as_str().unwrap(),
+        request
+    ));
+    let body: Value = serde_json::from_str(&request.body).unwrap();
+    assert_eq!(body["type"], "sync.completed");
+    assert_eq!(body["data"]["job_id"], job.to_string());
+    assert!(body["timestamp"].is_string());
+}
+
+async fn delivery_row(
+    app: &TestApp,
+    id: Uuid,
+) -> (
+    String,
+    i32,
+    Option<i32>,
+    Option<String>,
+    Option<OffsetDateTime>,
+) {
+    sqlx::query_as("SELECT status, attempts, status_code, error, next_attempt_at FROM webhook_deliveries WHERE id = $1")
+        .bind(id)
+        .fetch_one(&mut app.database.owner_connection().await)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn failures_follow_the_retry_schedule_then_fail_and_the_subscription_is_disabled() {
+    let receiver = Receiver::start(500, "");
+    let app = spawn_app_with(local_receivers).await;
+    let owner = app.register("retries@example.com").await;
+    let subscription = subscribe(&app, &owner, &receiver.url(), json!(["stock.low"])).await;
+    let ctx = runner::context(&app.state.settings).await.unwrap();
+    emit(&app, owner.tenant_id, "stock.low", json!({"sku": "A"})).await;
+    let (tenant, id) = delivery::dispatch(&ctx, 100).await.unwrap()[0];
+    let start = OffsetDateTime::now_utc();
+    let at = |secs: u64| start + Duration::from_secs(secs);
+
+    match delivery::attempt(&ctx, tenant, id, start).await.unwrap() {
+        Attempt::Failed {
+            error,
+            next_attempt_at,
+        } => {
+            assert_eq!(error, "the receiver answered 500");
+            assert_eq!(next_attempt_at, Some(at(5)));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Not due yet: nothing happens.
+    assert_eq!(
+        delivery::attempt(&ctx, tenant, id, at(4)).await.unwrap(),
+        Attempt::Skipped
+    );
+    let second = delivery::attempt(&ctx, tenant, id, at(5)).await.unwrap();
+    assert!(
+        matches!(second, Attempt::Failed { next_attempt_at: Some(next), .. } if next == at(305))
+    );
+    let last = delivery::attempt(&ctx, tenant, id, at(305)).await.unwrap();
+    assert!(
+        matches!(
+            last,
+            Attempt::Failed {
+                next_attempt_at: None,
+                ..
+            }
+        ),
+        "{last:?}"
+    );
+    let (status, attempts, code, error, next) = delivery_row(&app, id).await;
+    assert_eq!(
+        (status.as_str(), attempts, code, next),
+        ("failed", 3, Some(500), None)
+    );
+    // No secret of the URL (its query) in what the tenant reads.
+    assert!(!error.unwrap().contains("receiver-secret"));
+    assert_eq!(receiver.received().len(), 3);
+
+    // Still failing 600 s after the first failure: the subscription is disabled.
+    emit(&app, owner.tenant_id, "stock.low", json!({"sku": "B"})).await;
+    let (_, id) = delivery::dispatch(&ctx, 100).await.unwrap()[0];
+    delivery::attempt(&ctx, tenant, id, at(700)).await.unwrap();
+    let path = format!("/api/v1/webhooks/{}", subscription["id"].as_str().unwrap());
+    let shown: Value = app
+        .get_as(&path, &owner.bearer())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["enabled"], false);
+    assert!(
+        shown["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("failed"),
+        "{shown}"
+    );
+    // New events no longer become deliveries for it.
+    emit(&app, owner.tenant_id, "stock.low", json!({"sku": "C"})).await;
+    assert!(delivery::dispatch(&ctx, 100).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed_and_private_targets_are_refused_at_delivery_time() {
+    let redirecting = Receiver::start(302, "location: http://169.254.169.254/latest\r\n");
+    let app = spawn_app_with(local_receivers).await;
+    let owner = app.register("redirect@example.com").await;
+    subscribe(&app, &owner, &redirecting.url(), json!(["sync.failed"])).await;
+    let ctx = runner::context(&app.state.settings).await.unwrap();
+    emit(&app, owner.tenant_id, "sync.failed", json!({})).await;
+    let (tenant, id) = delivery::dispatch(&ctx, 100).await.unwrap()[0];
+    let outcome = delivery::attempt(&ctx, tenant, id, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert!(
+        matches!(&outcome, Attempt::Failed { error, .. } if error == "the receiver answered 302"),
+        "{outcome:?}"
+    );
+    assert_eq!(redirecting.received().len(), 1);
+
+    // The same subscription, delivered by a worker with production rules.
+    let mut strict = (*app.state.settings).clone();
+    strict.webhooks.allow_http = false;
+    strict.webhooks.allow_private_networks = false;
+    let strict_ctx = runner::context(&strict).await.unwrap();
+    emit(&app, owner.tenant_id, "sync.failed", json!({})).await;
+    let (tenant, id) = delivery::dispatch(&strict_ctx, 100).await.unwrap()[0];
+    match delivery::attempt(&strict_ctx, tenant, id, OffsetDateTime::now_utc())
+        .await
+        .unwrap()
+    {
+        Attempt::Failed { error, .. } => {
+            assert!(error.starts_with("the URL is refused"), "{error}");
+            assert!(!error.contains("127.0.0.1"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        redirecting.received().len(),
+        1,
+        "nothing sent to a refused target"
+    );
+}
+
+#[tokio::test]
+async fn a_finished_sync_reaches_the_receiver_through_beat_and_a_worker() {
+    use crate::workers::{Role, TestQueues};
+    let receiver = Receiver::start(200, "");
+    let queues = TestQueues::new();
+    let app = spawn_app_with(|s| {
+        local_receivers(s);
+        queues.apply(s);
+    })
+    .await;
+    let owner = app.register("e2e-hooks@example.com").await;
+    let subscription = subscribe(&app, &owner, &receiver.url(), json!(["sync.completed"])).await;
+    let connection: Value = app
+        .post_json(
+            "/api/v1/marketplaces",
+            Some(&owner.bearer()),
+            &json!({"kind": "demo", "name": "Demo"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let env = [
+        ("STOCK_TRACKER__WEBHOOKS__ALLOW_HTTP", "true".to_owned()),
+        (
+            "STOCK_TRACKER__WEBHOOKS__ALLOW_PRIVATE_NETWORKS",
+            "true".to_owned(),
+        ),
+        (
+            "STOCK_TRACKER__WEBHOOKS__DISPATCH_INTERVAL_SECS",
+            "1".to_owned(),
+        ),
+    ];
+    let _worker = Role::start("worker", &app.state.settings, &env);
+    let _beat = Role::start("beat", &app.state.settings, &env);
+    let response = app
+        .post_json(
+            "/api/v1/sync",
+            Some(&owner.bearer()),
+            &json!({"connection_id": connection["id"]}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while receiver.received().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no delivery reached the receiver"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let request = &receiver.received()[0];
+    assert!(verified_by_python(
+        subscription["secret"].as_str().unwrap(),
+        request
+    ));
+    let body: Value = serde_json::from_str(&request.body).unwrap();
+    assert_eq!(body["type"], "sync.completed");
+    assert_eq!(body["data"]["status"], "succeeded");
+}
