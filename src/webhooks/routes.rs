@@ -4,7 +4,9 @@ use actix_web::{HttpResponse, delete, get, patch, post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-use super::model::{CreateSubscription, Subscription, SubscriptionWithSecret, UpdateSubscription};
+use super::model::{
+    CreateSubscription, Delivery, Subscription, SubscriptionWithSecret, UpdateSubscription,
+};
 use super::service;
 use crate::auth::{Admin, Auth};
 use crate::error::{ApiError, ErrorBody, ValidationErrorBody};
@@ -18,7 +20,10 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(get_subscription)
         .service(update)
         .service(remove)
-        .service(rotate_secret);
+        .service(rotate_secret)
+        .service(deliveries)
+        .service(retry_delivery)
+        .service(send_test);
 }
 
 /// Subscribe a URL to events. The answer holds the signing secret: it is
@@ -146,4 +151,73 @@ async fn rotate_secret(
     id: web::Path<Uuid>,
 ) -> Result<web::Json<SubscriptionWithSecret>, ApiError> {
     Ok(web::Json(service::rotate_secret(&state, &auth, *id).await?))
+}
+
+/// The subscription's delivery log, newest first: attempts, last status
+/// code and error, when it was delivered or will be tried next.
+#[utoipa::path(
+    tag = "webhooks",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Subscription id"), PageQuery),
+    responses(
+        (status = 200, description = "A page of deliveries", body = Page<Delivery>),
+        (status = 404, description = "No such subscription in your tenant", body = ErrorBody),
+        (status = 422, description = "Invalid id, page size or cursor", body = ValidationErrorBody),
+    )
+)]
+#[get("/webhooks/{id}/deliveries")]
+async fn deliveries(
+    state: web::Data<AppState>,
+    auth: Auth<Admin>,
+    id: web::Path<Uuid>,
+    query: ValidatedQuery<PageQuery>,
+) -> Result<web::Json<Page<Delivery>>, ApiError> {
+    let page = query.0.page_request()?;
+    Ok(web::Json(
+        service::deliveries(&state, &auth, *id, page).await?,
+    ))
+}
+
+/// Send a delivery again now (whatever its state).
+#[utoipa::path(
+    tag = "webhooks",
+    security(("bearer" = [])),
+    params(
+        ("id" = Uuid, Path, description = "Subscription id"),
+        ("delivery_id" = Uuid, Path, description = "Delivery id"),
+    ),
+    responses(
+        (status = 202, description = "Queued for sending", body = Delivery),
+        (status = 404, description = "No such delivery of this subscription in your tenant", body = ErrorBody),
+        (status = 422, description = "Invalid id", body = ValidationErrorBody),
+    )
+)]
+#[post("/webhooks/{id}/deliveries/{delivery_id}/retry")]
+async fn retry_delivery(
+    state: web::Data<AppState>,
+    auth: Auth<Admin>,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, delivery_id) = path.into_inner();
+    Ok(HttpResponse::Accepted().json(service::retry(&state, &auth, id, delivery_id).await?))
+}
+
+/// Send a `webhook.test` event to the subscription's URL.
+#[utoipa::path(
+    tag = "webhooks",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Subscription id")),
+    responses(
+        (status = 202, description = "Queued for sending; follow it in the delivery log", body = Delivery),
+        (status = 404, description = "No such subscription in your tenant", body = ErrorBody),
+        (status = 422, description = "Invalid id", body = ValidationErrorBody),
+    )
+)]
+#[post("/webhooks/{id}/test")]
+async fn send_test(
+    state: web::Data<AppState>,
+    auth: Auth<Admin>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Accepted().json(service::send_test(&state, &auth, *id).await?))
 }

@@ -5,7 +5,9 @@ use base64::engine::general_purpose::STANDARD;
 use rand::RngCore;
 use uuid::Uuid;
 
-use super::model::{CreateSubscription, Subscription, SubscriptionWithSecret, UpdateSubscription};
+use super::model::{
+    CreateSubscription, Delivery, Subscription, SubscriptionWithSecret, UpdateSubscription,
+};
 use super::repository;
 use super::target;
 use crate::auth::{Admin, Auth};
@@ -134,6 +136,60 @@ pub async fn delete(state: &AppState, auth: &Auth<Admin>, id: Uuid) -> Result<()
     }
     tx.commit().await?;
     Ok(())
+}
+
+pub async fn deliveries(
+    state: &AppState,
+    auth: &Auth<Admin>,
+    id: Uuid,
+    page: PageRequest,
+) -> Result<Page<Delivery>, ApiError> {
+    let tenant = auth.tenant();
+    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    repository::find(&tenant, &mut tx, id)
+        .await?
+        .ok_or_else(not_found)?;
+    let rows = repository::deliveries(&tenant, &mut tx, id, page.after, page.limit).await?;
+    Ok(Page::from_rows(rows, page.limit, |d| d.id))
+}
+
+/// Hands a due delivery to the workers; if the broker is down, beat will.
+async fn hand_over(state: &AppState, tenant_id: Uuid, delivery: &Delivery) {
+    if let Err(err) = state.tasks.send_delivery(tenant_id, delivery.id).await {
+        tracing::warn!(error = %format!("{err:#}"), delivery_id = %delivery.id, "broker unavailable; beat will hand the delivery over");
+    }
+}
+
+pub async fn retry(
+    state: &AppState,
+    auth: &Auth<Admin>,
+    id: Uuid,
+    delivery_id: Uuid,
+) -> Result<Delivery, ApiError> {
+    let tenant = auth.tenant();
+    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let delivery = repository::retry_delivery(&tenant, &mut tx, id, delivery_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Delivery"))?;
+    tx.commit().await?;
+    hand_over(state, tenant.id(), &delivery).await;
+    Ok(delivery)
+}
+
+pub async fn send_test(
+    state: &AppState,
+    auth: &Auth<Admin>,
+    id: Uuid,
+) -> Result<Delivery, ApiError> {
+    let tenant = auth.tenant();
+    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    repository::find(&tenant, &mut tx, id)
+        .await?
+        .ok_or_else(not_found)?;
+    let delivery = repository::insert_test_delivery(&tenant, &mut tx, id).await?;
+    tx.commit().await?;
+    hand_over(state, tenant.id(), &delivery).await;
+    Ok(delivery)
 }
 
 #[cfg(test)]

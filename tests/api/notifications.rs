@@ -409,3 +409,81 @@ async fn a_finished_sync_reaches_the_receiver_through_beat_and_a_worker() {
     assert_eq!(body["type"], "sync.completed");
     assert_eq!(body["data"]["status"], "succeeded");
 }
+
+#[tokio::test]
+async fn the_delivery_log_shows_each_attempt_and_a_delivery_can_be_retried_or_tested() {
+    let receiver = Receiver::start(503, "");
+    let app = spawn_app_with(local_receivers).await;
+    let owner = app.register("log@example.com").await;
+    let subscription = subscribe(&app, &owner, &receiver.url(), json!(["stock.low"])).await;
+    let hooks = format!("/api/v1/webhooks/{}", subscription["id"].as_str().unwrap());
+    let ctx = runner::context(&app.state.settings).await.unwrap();
+    emit(&app, owner.tenant_id, "stock.low", json!({"sku": "X"})).await;
+    let (tenant, id) = delivery::dispatch(&ctx, 100).await.unwrap()[0];
+    let now = OffsetDateTime::now_utc();
+    delivery::attempt(&ctx, tenant, id, now).await.unwrap();
+
+    let log: Value = app
+        .get_as(&format!("{hooks}/deliveries"), &owner.bearer())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let item = &log["items"][0];
+    assert_eq!(item["id"], id.to_string());
+    assert_eq!(item["status"], "pending");
+    assert_eq!(item["attempts"], 1);
+    assert_eq!(item["status_code"], 503);
+    assert_eq!(item["error"], "the receiver answered 503");
+    assert!(item["next_attempt_at"].is_string());
+    assert_eq!(item["delivered_at"], Value::Null);
+
+    // A manual retry makes it due at once (no broker here: beat would hand it over).
+    let retried = app
+        .send(
+            reqwest::Method::POST,
+            &format!("{hooks}/deliveries/{id}/retry"),
+            Some(&owner.bearer()),
+            None,
+        )
+        .await;
+    assert_eq!(retried.status(), 202);
+    let outcome = delivery::attempt(&ctx, tenant, id, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Attempt::Failed { .. }), "{outcome:?}");
+    assert_eq!(receiver.received().len(), 2);
+
+    // A test event.
+    let test = app
+        .send(
+            reqwest::Method::POST,
+            &format!("{hooks}/test"),
+            Some(&owner.bearer()),
+            None,
+        )
+        .await;
+    assert_eq!(test.status(), 202);
+    let test: Value = test.json().await.unwrap();
+    assert_eq!(test["event_type"], "webhook.test");
+    let test_id: Uuid = test["id"].as_str().unwrap().parse().unwrap();
+    delivery::attempt(&ctx, tenant, test_id, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_str(&receiver.received()[2].body).unwrap();
+    assert_eq!(body["type"], "webhook.test");
+
+    // Another tenant sees none of it.
+    let other = app.register("log-other@example.com").await;
+    for (method, path) in [
+        (reqwest::Method::GET, format!("{hooks}/deliveries")),
+        (
+            reqwest::Method::POST,
+            format!("{hooks}/deliveries/{id}/retry"),
+        ),
+        (reqwest::Method::POST, format!("{hooks}/test")),
+    ] {
+        let response = app.send(method, &path, Some(&other.bearer()), None).await;
+        assert_eq!(response.status(), 404, "{path}");
+    }
+}
