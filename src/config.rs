@@ -54,6 +54,14 @@ pub struct Settings {
     pub beat: BeatSettings,
     pub wildberries: WildberriesSettings,
     pub webhooks: WebhookSettings,
+    pub telegram: TelegramSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramSettings {
+    /// The Bot API (tests point it at a local mock).
+    pub api_base_url: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -463,6 +471,12 @@ impl Settings {
             return invalid(
                 "webhooks.allow_private_networks",
                 "and webhooks.allow_http must be false in production (they open the service to SSRF)",
+            );
+        }
+        if url::Url::parse(&self.telegram.api_base_url).is_err() {
+            return invalid(
+                "telegram.api_base_url",
+                "must be a URL such as https://api.telegram.org",
             );
         }
         if self.beat.sync_interval_secs == 0 || self.beat.sweep_interval_secs == 0 {

@@ -16,7 +16,8 @@
 //! - [`resilience`]: load shedding and circuit breakers.
 //! - [`sync`], [`worker`]: marketplace sync jobs, and the Celery tasks,
 //!   worker and beat that run them.
-//! - [`webhooks`]: webhook subscriptions and their URL checks.
+//! - [`webhooks`], [`telegram`]: notifications — signed webhooks and
+//!   Telegram messages, with retries and delivery logs.
 //! - [`crypto`]: secrets at rest (Fernet key ring).
 //! - [`telemetry`]: logs and metrics.
 //! - [`openapi`]: the generated OpenAPI document and the docs UI.
@@ -37,6 +38,7 @@ pub mod rate_limit;
 pub mod resilience;
 pub mod startup;
 pub mod sync;
+pub mod telegram;
 pub mod telemetry;
 pub mod tenants;
 pub mod users;

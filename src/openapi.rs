@@ -37,6 +37,7 @@ use crate::http::validation::{NO_NUL_PATTERN, NOT_BLANK_PATTERN};
         (name = "products", description = "Products, stock history, search"),
         (name = "sync", description = "Marketplace sync jobs"),
         (name = "webhooks", description = "Webhook subscriptions (admin)"),
+        (name = "telegram", description = "Telegram chats for notifications (admin)"),
         (name = "rate-limits", description = "The caller's rate limits and what remains of them"),
         (name = "platform", description = "Platform operators' routes"),
         (name = "docs", description = "This document and its interactive viewer"),

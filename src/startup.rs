@@ -63,8 +63,8 @@ use crate::resilience::load::{self, LoadMonitor};
 use crate::telemetry::metrics::{HTTP_LATENCY_BUCKETS, Metrics, NAMESPACE};
 use crate::worker::queue::TaskQueue;
 use crate::{
-    api_keys, auth, cache, db, health, marketplaces, products, rate_limit, sync, telemetry,
-    tenants, users, webhooks,
+    api_keys, auth, cache, db, health, marketplaces, products, rate_limit, sync, telegram,
+    telemetry, tenants, users, webhooks,
 };
 
 /// What handlers share: configuration, connections and credentials machinery.
@@ -100,7 +100,8 @@ pub fn routes(cfg: &mut ServiceConfig) {
             .configure(products::routes::configure)
             .configure(rate_limit::routes::configure)
             .configure(sync::routes::configure)
-            .configure(webhooks::routes::configure),
+            .configure(webhooks::routes::configure)
+            .configure(telegram::routes::configure),
     )
     .configure(telemetry::routes::configure)
     .configure(openapi::configure);

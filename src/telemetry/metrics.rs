@@ -247,6 +247,13 @@ pub const WEBHOOK_SUBSCRIPTIONS_DISABLED: MetricDef = MetricDef {
     labels: &[],
 };
 
+pub const TELEGRAM_DELIVERIES: MetricDef = MetricDef {
+    name: "stock_tracker_telegram_deliveries_total",
+    kind: MetricKind::Counter,
+    help: "Telegram message attempts by event type and outcome: delivered, retried or failed",
+    labels: &["event", "outcome"],
+};
+
 /// Every metric the worker exports besides the shared ones (database,
 /// Redis, breakers): its own `/metrics/catalog`.
 pub const WORKER_CATALOG: &[MetricDef] = &[
@@ -259,6 +266,7 @@ pub const WORKER_CATALOG: &[MetricDef] = &[
     WEBHOOK_DELIVERIES,
     WEBHOOK_DELIVERY_DURATION,
     WEBHOOK_SUBSCRIPTIONS_DISABLED,
+    TELEGRAM_DELIVERIES,
 ];
 
 /// Buckets for task durations, in seconds: a sync of thousands of products takes seconds.
@@ -361,6 +369,7 @@ pub struct Metrics {
     pub webhook_deliveries: IntCounterVec,
     pub webhook_delivery_duration: HistogramVec,
     pub webhook_subscriptions_disabled: prometheus::IntCounter,
+    pub telegram_deliveries: IntCounterVec,
 }
 
 impl Metrics {
@@ -400,6 +409,7 @@ impl Metrics {
                 WEBHOOK_SUBSCRIPTIONS_DISABLED.opts(),
             )
             .expect("valid counter definition"),
+            telegram_deliveries: TELEGRAM_DELIVERIES.int_counter(),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -473,6 +483,7 @@ impl Metrics {
             Box::new(metrics.webhook_deliveries.clone()),
             Box::new(metrics.webhook_delivery_duration.clone()),
             Box::new(metrics.webhook_subscriptions_disabled.clone()),
+            Box::new(metrics.telegram_deliveries.clone()),
         ];
         for collector in collectors {
             metrics
@@ -484,6 +495,7 @@ impl Metrics {
             "sync_tenant_products",
             "sync_all_tenants",
             "deliver_webhook",
+            "deliver_telegram",
         ] {
             metrics.worker_tasks_in_progress.with_label_values(&[task]);
             metrics.worker_retries.with_label_values(&[task]);

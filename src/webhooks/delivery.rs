@@ -68,6 +68,14 @@ pub async fn dispatch(ctx: &WorkerContext, limit: i32) -> anyhow::Result<Vec<(Uu
         let Some((event_type, payload)) = event else {
             continue;
         };
+        crate::telegram::delivery::enqueue_for_event(
+            &mut tx,
+            tenant_id,
+            event_id,
+            &event_type,
+            &payload,
+        )
+        .await?;
         let subscriptions: Vec<Uuid> = sqlx::query_scalar(
             "SELECT id FROM webhook_subscriptions
              WHERE tenant_id = $1 AND enabled AND $2 = ANY (events) ORDER BY id",

@@ -133,6 +133,14 @@ async fn dispatch_webhooks(
     for (tenant_id, delivery_id) in due {
         queue.send_delivery(tenant_id, delivery_id).await?;
     }
+    let due: Vec<(uuid::Uuid, uuid::Uuid)> = sqlx::query_as(
+        "SELECT tenant_id, delivery_id FROM telegram_take_due_deliveries(500, interval '60 seconds')",
+    )
+    .fetch_all(&mut *ctx.db.acquire().await?)
+    .await?;
+    for (tenant_id, delivery_id) in due {
+        queue.send_telegram(tenant_id, delivery_id).await?;
+    }
     Ok(())
 }
 

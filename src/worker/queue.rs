@@ -15,7 +15,7 @@ use secrecy::ExposeSecret;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use super::tasks::{deliver_webhook, sync_all_tenants, sync_tenant_products};
+use super::tasks::{deliver_telegram, deliver_webhook, sync_all_tenants, sync_tenant_products};
 use crate::config::Settings;
 use crate::resilience::breaker::{BreakerSettings, CircuitBreaker};
 use crate::telemetry::metrics::Metrics;
@@ -121,6 +121,12 @@ impl TaskQueue {
     pub async fn send_delivery(&self, tenant_id: Uuid, delivery_id: Uuid) -> anyhow::Result<()> {
         let queue = &self.settings.broker.notifications_queue;
         self.send(deliver_webhook::new(tenant_id, delivery_id).with_queue(queue))
+            .await
+    }
+
+    pub async fn send_telegram(&self, tenant_id: Uuid, delivery_id: Uuid) -> anyhow::Result<()> {
+        let queue = &self.settings.broker.notifications_queue;
+        self.send(deliver_telegram::new(tenant_id, delivery_id).with_queue(queue))
             .await
     }
 

@@ -122,6 +122,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     app.register_task::<tasks::deliver_webhook>()
         .await
         .map_err(|err| anyhow::anyhow!("{err}"))?;
+    app.register_task::<tasks::deliver_telegram>()
+        .await
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
     ctx.queue.adopt(app.clone()).await;
     let queues = [
         settings.broker.sync_queue.as_str(),

@@ -4,6 +4,7 @@
 //! - `sync_tenant_products(tenant_id, connection_id, job_id)` on queue `sync`
 //! - `sync_all_tenants()` on queue `sync`
 //! - `deliver_webhook(tenant_id, delivery_id)` on queue `notifications`
+//! - `deliver_telegram(tenant_id, delivery_id)` on queue `notifications`
 //!
 //! Tasks reach the worker's connections through [`WorkerContext`], set once
 //! when the worker starts (celery-rs tasks are plain functions).
@@ -165,6 +166,30 @@ pub async fn deliver_webhook(tenant_id: Uuid, delivery_id: Uuid) -> TaskResult<(
         }
     });
     sentry::SentryFutureExt::bind_hub(tracing::Instrument::instrument(body, span), hub).await
+}
+
+#[celery::task(name = "deliver_telegram")]
+pub async fn deliver_telegram(tenant_id: Uuid, delivery_id: Uuid) -> TaskResult<()> {
+    let ctx = context()?;
+    let span = tracing::info_span!("task", task = "deliver_telegram", %tenant_id, %delivery_id);
+    let body = measured(&ctx.metrics, "deliver_telegram", async {
+        let now = time::OffsetDateTime::now_utc();
+        match crate::telegram::delivery::attempt(&ctx, tenant_id, delivery_id, now).await {
+            Ok(outcome) => {
+                tracing::info!(?outcome, "telegram message attempted");
+                ("succeeded", Ok(()))
+            }
+            Err(err) => {
+                tracing::error!(error = %format!("{err:#}"), "telegram task error");
+                sentry::integrations::anyhow::capture_anyhow(&err);
+                (
+                    "failed",
+                    Err(TaskError::UnexpectedError(format!("{err:#}"))),
+                )
+            }
+        }
+    });
+    tracing::Instrument::instrument(body, span).await
 }
 
 #[celery::task(name = "sync_all_tenants")]

@@ -24,6 +24,7 @@ mod request_id;
 mod resilience;
 mod roles_and_isolation;
 mod row_level_security;
+mod telegram;
 mod users_and_keys;
 mod webhooks;
 mod wildberries;

@@ -1,0 +1,141 @@
+//! Telegram chats against a local mock of the Bot API: readable messages,
+//! the bot token kept secret, retries honouring Telegram's `retry_after`.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use stock_tracker::webhooks::delivery::{self, Attempt};
+use stock_tracker::worker::runner;
+use time::OffsetDateTime;
+use uuid::Uuid;
+use wiremock::matchers::{body_partial_json, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{TestApp, spawn_app_with};
+
+const TOKEN: &str = "123456:ABC-secret_token";
+
+async fn telegram_delivery(app: &TestApp, tenant: Uuid) -> Uuid {
+    sqlx::query_scalar(
+        "SELECT id FROM telegram_deliveries WHERE tenant_id = $1 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(tenant)
+    .fetch_one(&mut app.database.owner_connection().await)
+    .await
+    .unwrap()
+}
+
+async fn emit_low_stock(app: &TestApp, tenant: Uuid) {
+    sqlx::query("INSERT INTO outbox_events (id, tenant_id, event_type, payload) VALUES ($1, $2, 'stock.low', $3)")
+        .bind(Uuid::now_v7())
+        .bind(tenant)
+        .bind(json!({"name": "Mug", "sku": "M-1", "stock": 2, "threshold": 10}))
+        .execute(&mut app.database.owner_connection().await)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn chats_receive_readable_messages_and_retries_honour_retry_after() {
+    let bot_api = MockServer::start().await;
+    let uri = bot_api.uri();
+    let app = spawn_app_with(move |s| {
+        s.telegram.api_base_url = uri;
+        s.webhooks.retry_schedule_secs = vec![5, 300];
+    })
+    .await;
+    let owner = app.register("telegram@example.com").await;
+    let response = app
+        .post_json(
+            "/api/v1/telegram/chats",
+            Some(&owner.bearer()),
+            &json!({"bot_token": TOKEN, "chat_id": "-1001234", "events": ["stock.low"]}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let chat: Value = response.json().await.unwrap();
+    assert!(
+        !chat.to_string().contains("secret_token"),
+        "the token is never returned"
+    );
+    let ctx = runner::context(&app.state.settings).await.unwrap();
+
+    // Delivered: the message is readable.
+    Mock::given(method("POST"))
+        .and(path(format!("/bot{TOKEN}/sendMessage")))
+        .and(body_partial_json(json!({
+            "chat_id": "-1001234",
+            "text": "⚠️ Low stock: Mug (M-1) has 2 left (threshold 10)."
+        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true, "result": {}})))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&bot_api)
+        .await;
+    emit_low_stock(&app, owner.tenant_id).await;
+    delivery::dispatch(&ctx, 100).await.unwrap();
+    let first = telegram_delivery(&app, owner.tenant_id).await;
+    let now = OffsetDateTime::now_utc();
+    let outcome = stock_tracker::telegram::delivery::attempt(&ctx, owner.tenant_id, first, now)
+        .await
+        .unwrap();
+    assert_eq!(outcome, Attempt::Delivered { status_code: 200 });
+
+    // Rate limited by Telegram: the retry waits as long as it asks.
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).set_body_json(json!({
+            "ok": false, "error_code": 429, "description": "Too Many Requests: retry after 60",
+            "parameters": {"retry_after": 60}
+        })))
+        .with_priority(2)
+        .mount(&bot_api)
+        .await;
+    emit_low_stock(&app, owner.tenant_id).await;
+    delivery::dispatch(&ctx, 100).await.unwrap();
+    let second = telegram_delivery(&app, owner.tenant_id).await;
+    let later = OffsetDateTime::now_utc();
+    match stock_tracker::telegram::delivery::attempt(&ctx, owner.tenant_id, second, later)
+        .await
+        .unwrap()
+    {
+        Attempt::Failed {
+            error,
+            next_attempt_at,
+        } => {
+            assert_eq!(next_attempt_at, Some(later + Duration::from_secs(60)));
+            assert!(
+                error.contains("429") && !error.contains("secret_token"),
+                "{error}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let log: Value = app
+        .get_as(
+            &format!(
+                "/api/v1/telegram/chats/{}/deliveries",
+                chat["id"].as_str().unwrap()
+            ),
+            &owner.bearer(),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(log["items"].as_array().unwrap().len(), 2);
+    assert_eq!(log["items"][0]["status_code"], 429);
+    assert_eq!(log["items"][1]["status"], "succeeded");
+
+    let other = app.register("telegram-other@example.com").await;
+    let path = format!("/api/v1/telegram/chats/{}", chat["id"].as_str().unwrap());
+    assert_eq!(app.get_as(&path, &other.bearer()).await.status(), 404);
+    let bad = app
+        .post_json(
+            "/api/v1/telegram/chats",
+            Some(&owner.bearer()),
+            &json!({"bot_token": "not-a-token", "chat_id": "1", "events": ["stock.low"]}),
+        )
+        .await;
+    assert_eq!(bad.status(), 422);
+}
