@@ -274,6 +274,63 @@ pub const TASK_DURATION_BUCKETS: &[f64] = &[
     0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
 
+pub const DB_POOL_CONNECTIONS: MetricDef = MetricDef {
+    name: "stock_tracker_db_pool_connections",
+    kind: MetricKind::Gauge,
+    help: "PostgreSQL pool connections by state (idle, in_use) and the pool's maximum (max), read at scrape time",
+    labels: &["state"],
+};
+
+/// Exported by the process collector (Linux): CPU, memory, file descriptors.
+pub const PROCESS_CPU: MetricDef = MetricDef {
+    name: "stock_tracker_process_cpu_seconds_total",
+    kind: MetricKind::Counter,
+    help: "Total user and system CPU time spent in seconds.",
+    labels: &[],
+};
+
+pub const PROCESS_RSS: MetricDef = MetricDef {
+    name: "stock_tracker_process_resident_memory_bytes",
+    kind: MetricKind::Gauge,
+    help: "Resident memory size in bytes.",
+    labels: &[],
+};
+
+pub const PROCESS_VIRTUAL_MEMORY: MetricDef = MetricDef {
+    name: "stock_tracker_process_virtual_memory_bytes",
+    kind: MetricKind::Gauge,
+    help: "Virtual memory size in bytes.",
+    labels: &[],
+};
+
+pub const PROCESS_OPEN_FDS: MetricDef = MetricDef {
+    name: "stock_tracker_process_open_fds",
+    kind: MetricKind::Gauge,
+    help: "Number of open file descriptors.",
+    labels: &[],
+};
+
+pub const PROCESS_MAX_FDS: MetricDef = MetricDef {
+    name: "stock_tracker_process_max_fds",
+    kind: MetricKind::Gauge,
+    help: "Maximum number of open file descriptors.",
+    labels: &[],
+};
+
+pub const PROCESS_START_TIME: MetricDef = MetricDef {
+    name: "stock_tracker_process_start_time_seconds",
+    kind: MetricKind::Gauge,
+    help: "Start time of the process since unix epoch in seconds.",
+    labels: &[],
+};
+
+pub const PROCESS_THREADS: MetricDef = MetricDef {
+    name: "stock_tracker_process_threads",
+    kind: MetricKind::Gauge,
+    help: "Number of OS threads in the process.",
+    labels: &[],
+};
+
 /// Every metric the service exports.
 pub const CATALOG: &[MetricDef] = &[
     HTTP_REQUESTS_TOTAL,
@@ -295,6 +352,14 @@ pub const CATALOG: &[MetricDef] = &[
     RUNTIME_LAG,
     RUNTIME_ALIVE_TASKS,
     DB_POOL_WAITERS,
+    DB_POOL_CONNECTIONS,
+    PROCESS_CPU,
+    PROCESS_RSS,
+    PROCESS_VIRTUAL_MEMORY,
+    PROCESS_OPEN_FDS,
+    PROCESS_MAX_FDS,
+    PROCESS_START_TIME,
+    PROCESS_THREADS,
 ];
 
 /// Buckets for the rate-limit script, in seconds: it runs on every request
@@ -359,6 +424,7 @@ pub struct Metrics {
     pub runtime_lag: GaugeVec,
     pub runtime_alive_tasks: prometheus::IntGauge,
     pub db_pool_waiters: prometheus::IntGauge,
+    pub db_pool_connections: IntGaugeVec,
     // The worker's (registered only by [`Metrics::for_worker`]).
     pub worker_tasks: IntCounterVec,
     pub worker_task_duration: HistogramVec,
@@ -397,6 +463,7 @@ impl Metrics {
             runtime_lag: RUNTIME_LAG.gauge(),
             runtime_alive_tasks: RUNTIME_ALIVE_TASKS.plain_int_gauge(),
             db_pool_waiters: DB_POOL_WAITERS.plain_int_gauge(),
+            db_pool_connections: DB_POOL_CONNECTIONS.int_gauge(),
             worker_tasks: WORKER_TASKS.int_counter(),
             worker_task_duration: WORKER_TASK_DURATION.histogram(TASK_DURATION_BUCKETS),
             worker_tasks_in_progress: WORKER_TASKS_IN_PROGRESS.int_gauge(),
@@ -430,6 +497,11 @@ impl Metrics {
             Box::new(metrics.runtime_lag.clone()),
             Box::new(metrics.runtime_alive_tasks.clone()),
             Box::new(metrics.db_pool_waiters.clone()),
+            Box::new(metrics.db_pool_connections.clone()),
+            Box::new(prometheus::process_collector::ProcessCollector::new(
+                std::process::id() as i32,
+                NAMESPACE,
+            )),
         ];
         for reason in ["runtime_lag", "in_flight", "db_pool_waiters"] {
             metrics.load_shed.with_label_values(&[reason]);
@@ -504,6 +576,20 @@ impl Metrics {
             metrics.sync_jobs.with_label_values(&[outcome]);
         }
         metrics
+    }
+
+    /// Reads the PostgreSQL pool's sizes into their gauge (at scrape time).
+    pub fn observe_pool(&self, pool: &sqlx::PgPool) {
+        let size = i64::from(pool.size());
+        let idle = pool.num_idle() as i64;
+        let gauge = &self.db_pool_connections;
+        gauge.with_label_values(&["idle"]).set(idle);
+        gauge
+            .with_label_values(&["in_use"])
+            .set((size - idle).max(0));
+        gauge
+            .with_label_values(&["max"])
+            .set(i64::from(pool.options().get_max_connections()));
     }
 
     pub fn breaker_state(&self, dependency: &str, value: i64) {

@@ -18,6 +18,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 )]
 #[get("/metrics")]
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    state.metrics.observe_pool(state.db.pool());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render())

@@ -55,6 +55,7 @@ pub async fn context(settings: &Settings) -> anyhow::Result<Arc<WorkerContext>> 
 }
 
 async fn metrics_route(ctx: web::Data<Arc<WorkerContext>>) -> HttpResponse {
+    ctx.metrics.observe_pool(ctx.db.pool());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(ctx.metrics.render())

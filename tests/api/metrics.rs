@@ -1,5 +1,6 @@
 use std::collections::BTreeSet;
 
+use futures_util::StreamExt;
 use serde_json::Value;
 
 use crate::helpers::spawn_app;
@@ -129,4 +130,46 @@ async fn readiness_sets_the_dependency_gauges() {
         sample(&text, r#"stock_tracker_dependency_up{dependency="redis"}"#),
         Some(1.0)
     );
+}
+
+#[tokio::test]
+async fn ten_thousand_distinct_product_ids_add_no_series() {
+    let app = spawn_app().await;
+    let owner = app.register("cardinality@example.com").await;
+    // Series names with their labels, values left out; the scrapes' own
+    // series are recorded after their answer, so they are left out too.
+    let series = |text: &str| -> BTreeSet<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.contains(r#"endpoint="/metrics""#))
+            .filter_map(|l| l.rsplit_once(' ').map(|(name, _)| name.to_owned()))
+            .collect()
+    };
+    // Warm up every label combination a product read can produce.
+    let warm = uuid::Uuid::now_v7();
+    app.get_as(&format!("/api/v1/products/{warm}"), &owner.bearer())
+        .await;
+    let before = series(&app.metrics_text().await);
+    let requests = (0..10_000).map(|_| {
+        let client = app.client.clone();
+        let url = app.url(&format!("/api/v1/products/{}", uuid::Uuid::now_v7()));
+        let auth = owner.bearer();
+        async move {
+            let response = client
+                .get(url)
+                .header("authorization", auth)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 404);
+        }
+    });
+    futures_util::stream::iter(requests)
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    let text = app.metrics_text().await;
+    let after = series(&text);
+    let added: Vec<_> = after.difference(&before).collect();
+    assert!(added.is_empty(), "series added: {added:?}");
+    assert!(text.contains(r#"endpoint="/api/v1/products/{id}""#));
 }
