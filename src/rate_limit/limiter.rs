@@ -16,7 +16,7 @@ use lru::LruCache;
 use uuid::Uuid;
 
 use super::client_ip::ClientIpResolver;
-use super::settings::{RateLimitSettings, RuleKey, WINDOW_NAMES, WindowTable, parse_route};
+use super::settings::{RateLimitSettings, RuleKey, WINDOW_NAMES, parse_route};
 use super::window::{Buckets, WindowSpec, WindowState};
 use crate::auth::extractor::{Principal, PrincipalKind};
 use crate::auth::revocation::{RevocationError, RevocationStore};
@@ -256,10 +256,6 @@ impl RateLimiter {
                 }
             }
         }
-    }
-
-    pub fn settings(&self) -> &RateLimitSettings {
-        &self.settings
     }
 
     pub fn client_ip(
@@ -584,13 +580,6 @@ impl RateLimiter {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clear();
         }
-    }
-
-    /// The limits a caller of `tier` has, for `/rate-limits/me` without a request.
-    pub fn tier_limits(&self, tier: Option<Tier>) -> WindowTable<u64> {
-        tier.map_or(self.settings.anonymous, |tier| {
-            *self.settings.tiers.get(tier)
-        })
     }
 }
 

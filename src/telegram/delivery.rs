@@ -185,21 +185,19 @@ async fn send(
         "{}/bot{token}/sendMessage",
         ctx.settings.telegram.api_base_url.trim_end_matches('/')
     );
-    let client = match reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-    {
-        Ok(client) => client,
-        Err(_) => return (None, Err("the HTTP client could not be built".into()), None),
-    };
     let body = json!({
         "chat_id": claimed.chat_id,
         "text": message(&claimed.event_type, &claimed.payload),
         "disable_web_page_preview": true,
     });
-    let response = match client.post(url).json(&body).send().await {
+    let response = match ctx
+        .notifier
+        .post(url)
+        .timeout(timeout)
+        .json(&body)
+        .send()
+        .await
+    {
         Ok(response) => response,
         Err(err) if err.is_timeout() => {
             return (None, Err("Telegram did not answer in time".into()), None);

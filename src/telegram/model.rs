@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::http::validation::no_nul;
-use crate::webhooks::model::EventType;
+use crate::webhooks::model::{EventType, unique_events};
 
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct TelegramChat {
@@ -55,15 +55,6 @@ fn valid_bot_token(token: &SecretString, _: &()) -> garde::Result {
         Err(garde::Error::new(
             "must be a bot token such as 123456:ABC-DEF1234ghIkl",
         ))
-    }
-}
-
-fn unique_events(events: &[EventType], _: &()) -> garde::Result {
-    let mut seen = std::collections::HashSet::new();
-    if events.iter().all(|e| seen.insert(*e)) {
-        Ok(())
-    } else {
-        Err(garde::Error::new("lists an event twice"))
     }
 }
 

@@ -236,15 +236,11 @@ async fn send(
     let timestamp = now.unix_timestamp();
     let signature =
         sign(&secret, &id, timestamp, body).ok_or("the signing secret is malformed; rotate it")?;
-    let client = reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|_| "the HTTP client could not be built".to_owned())?;
     let started = std::time::Instant::now();
-    let response = client
+    let response = ctx
+        .notifier
         .post(url)
+        .timeout(timeout)
         .header("content-type", "application/json")
         .header(
             "user-agent",

@@ -65,7 +65,8 @@ pub struct SubscriptionWithSecret {
     pub secret: String,
 }
 
-fn unique_events(events: &[EventType], _: &()) -> garde::Result {
+/// Refuses an event listed twice (shared by webhooks and Telegram chats).
+pub(crate) fn unique_events(events: &[EventType], _: &()) -> garde::Result {
     let mut seen = std::collections::HashSet::new();
     if events.iter().all(|e| seen.insert(*e)) {
         Ok(())

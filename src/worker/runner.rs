@@ -44,6 +44,11 @@ pub async fn context(settings: &Settings) -> anyhow::Result<Arc<WorkerContext>> 
     let cache = ResponseCache::new(&settings, redis, guard, metrics.clone());
     let queue = TaskQueue::new(settings.clone(), metrics.clone());
     let secrets = crate::crypto::SecretBox::new(&settings.secrets.fernet_keys)?;
+    let notifier = reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(settings.webhooks.timeout_ms))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("building the notification HTTP client")?;
     Ok(Arc::new(WorkerContext {
         settings,
         db,
@@ -51,6 +56,7 @@ pub async fn context(settings: &Settings) -> anyhow::Result<Arc<WorkerContext>> 
         metrics,
         queue,
         secrets,
+        notifier,
     }))
 }
 

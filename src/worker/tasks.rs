@@ -31,8 +31,12 @@ pub struct WorkerContext {
     pub cache: ResponseCache,
     pub metrics: Metrics,
     pub queue: TaskQueue,
-    /// Decrypts marketplace credentials.
+    /// Decrypts marketplace credentials, webhook secrets and bot tokens.
     pub secrets: crate::crypto::SecretBox,
+    /// One HTTP client for webhook and Telegram deliveries (its connection
+    /// pool is reused): redirects never followed, as they would bypass the
+    /// SSRF check; each request sets its own timeout.
+    pub notifier: reqwest::Client,
 }
 
 static CONTEXT: OnceLock<Arc<WorkerContext>> = OnceLock::new();
