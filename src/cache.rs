@@ -15,6 +15,8 @@ use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use secrecy::ExposeSecret;
 
+use tracing::Instrument;
+
 use crate::config::RedisSettings;
 use crate::resilience::breaker::CircuitBreaker;
 
@@ -76,23 +78,42 @@ impl RedisGuard {
         &self.breaker
     }
 
-    pub async fn run<T>(&self, op: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
-        self.run_within(self.timeout, op).await
+    /// Runs `op` (named `operation` in traces) under the breaker and the
+    /// command timeout.
+    pub async fn run<T>(
+        &self,
+        operation: &'static str,
+        op: impl Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        self.run_within(operation, self.timeout, op).await
     }
 
     /// As [`Self::run`], for a long operation (a refill) with its own time limit.
     pub async fn run_within<T>(
         &self,
+        operation: &'static str,
         limit: Duration,
         op: impl Future<Output = anyhow::Result<T>>,
     ) -> anyhow::Result<T> {
         if !self.breaker.allow() {
             anyhow::bail!("the Redis circuit breaker is open");
         }
-        let result = with_timeout(limit, op).await;
+        // A client span when tracing is on; disabled (free) otherwise.
+        let span = tracing::trace_span!(
+            target: "stock_tracker::redis",
+            "redis",
+            otel.name = operation,
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            db.system = "redis",
+        );
+        let result = with_timeout(limit, op).instrument(span.clone()).await;
         match &result {
             Ok(_) => self.breaker.record_success(),
-            Err(_) => self.breaker.record_failure(),
+            Err(_) => {
+                span.record("otel.status_code", "ERROR");
+                self.breaker.record_failure()
+            }
         }
         result
     }
@@ -187,7 +208,7 @@ impl ResponseCache {
         let started = std::time::Instant::now();
         let outcome = self
             .guard
-            .run(async {
+            .run("cache.lookup", async {
                 let mut conn = self.redis.get().await?;
                 if self.epoch_bump_needed.load(Ordering::Acquire) {
                     let _: i64 = redis::cmd("INCR")
@@ -240,7 +261,7 @@ impl ResponseCache {
         // A failed store loses nothing: the next read asks PostgreSQL again.
         let _ = self
             .guard
-            .run(async {
+            .run("cache.store", async {
                 let mut conn = self.redis.get().await?;
                 let _: () = redis::cmd("SET")
                     .arg(key)
@@ -259,7 +280,7 @@ impl ResponseCache {
         let key = self.generation_key(tenant_id);
         let result = self
             .guard
-            .run(async {
+            .run("cache.invalidate", async {
                 let mut conn = self.redis.get().await?;
                 let _: i64 = redis::cmd("INCR").arg(key).query_async(&mut conn).await?;
                 Ok(())

@@ -55,6 +55,43 @@ pub struct Settings {
     pub wildberries: WildberriesSettings,
     pub webhooks: WebhookSettings,
     pub telegram: TelegramSettings,
+    pub metrics: MetricsSettings,
+    pub tracing: TracingSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// How often the resident memory is sampled for the growth rate.
+    pub memory_sample_interval_secs: u64,
+    /// The window the memory growth rate is computed over.
+    pub memory_growth_window_secs: u64,
+    /// A tenant is active while it made a request within this window.
+    pub active_tenant_window_secs: u64,
+}
+
+impl MetricsSettings {
+    pub fn memory_sample_interval(&self) -> Duration {
+        Duration::from_secs(self.memory_sample_interval_secs)
+    }
+
+    pub fn memory_growth_window(&self) -> Duration {
+        Duration::from_secs(self.memory_growth_window_secs)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingSettings {
+    /// OTLP/HTTP collector base URL (e.g. `http://otel-collector:4318`);
+    /// spans go to `<endpoint>/v1/traces`. Empty: tracing off.
+    pub otlp_endpoint: String,
+    /// The `service.name` resource attribute; defaults to `stock-tracker-<role>`.
+    pub service_name: String,
+    /// Share of new traces recorded (a caller's sampled `traceparent` is always followed).
+    pub sample_ratio: f64,
+    /// An export batch is abandoned after this long.
+    pub export_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -165,6 +202,8 @@ pub struct ServerSettings {
 pub struct DatabaseSettings {
     /// Holds the password: never logged.
     pub url: SecretString,
+    /// Statements at least this slow are logged and counted by query kind.
+    pub slow_query_threshold_ms: u64,
     pub max_connections: u32,
     pub min_connections: u32,
     pub acquire_timeout_ms: u64,
@@ -499,6 +538,33 @@ impl Settings {
             if !(0.0..=1.0).contains(&rate) {
                 return invalid(key, "must be between 0 and 1");
             }
+        }
+        if !(0.0..=1.0).contains(&self.tracing.sample_ratio) {
+            return invalid("tracing.sample_ratio", "must be between 0 and 1");
+        }
+        let endpoint = &self.tracing.otlp_endpoint;
+        if !endpoint.is_empty()
+            && !url::Url::parse(endpoint).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+        {
+            return invalid(
+                "tracing.otlp_endpoint",
+                "must be an http(s) URL such as http://otel-collector:4318",
+            );
+        }
+        let metrics = &self.metrics;
+        if metrics.memory_sample_interval_secs == 0
+            || metrics.memory_growth_window_secs < 2 * metrics.memory_sample_interval_secs
+        {
+            return invalid(
+                "metrics.memory_growth_window_secs",
+                "must cover at least two samples of metrics.memory_sample_interval_secs (at least 1)",
+            );
+        }
+        if !(60..=86_400).contains(&metrics.active_tenant_window_secs) {
+            return invalid(
+                "metrics.active_tenant_window_secs",
+                "must be between 60 and 86400",
+            );
         }
         self.rate_limit.validate()
     }

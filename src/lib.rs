@@ -19,7 +19,7 @@
 //! - [`webhooks`], [`telegram`]: notifications — signed webhooks and
 //!   Telegram messages, with retries and delivery logs.
 //! - [`crypto`]: secrets at rest (Fernet key ring).
-//! - [`telemetry`]: logs and metrics.
+//! - [`telemetry`]: logs, metrics, memory signals, traces and error reports.
 //! - [`openapi`]: the generated OpenAPI document and the docs UI.
 
 pub mod api_keys;
@@ -44,3 +44,9 @@ pub mod tenants;
 pub mod users;
 pub mod webhooks;
 pub mod worker;
+
+/// jemalloc: less fragmentation than glibc's malloc under many threads, and
+/// statistics the memory gauges read (`telemetry::memory`). Declared in the
+/// library so the binary and the tests run on the same allocator.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

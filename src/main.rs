@@ -78,6 +78,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs, and traces when `tracing.otlp_endpoint` is set, for a long-running role.
+fn init_telemetry(
+    settings: &Settings,
+    role: &str,
+) -> anyhow::Result<Option<telemetry::traces::Tracing>> {
+    let (tracing, tracer) = match telemetry::traces::init(settings, role)? {
+        Some((tracing, tracer)) => (Some(tracing), Some(tracer)),
+        None => (None, None),
+    };
+    let _ = telemetry::logging::init_with_tracer(&settings.logging, false, tracer);
+    Ok(tracing)
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Openapi => {
@@ -117,7 +130,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve => {
             let settings = Settings::load(cli.config.as_deref())?;
-            let _ = telemetry::logging::init(&settings.logging, false);
+            // Held until the process ends: dropping it flushes queued spans.
+            let tracing = init_telemetry(&settings, "api")?;
             let environment = format!("{:?}", settings.environment).to_lowercase();
             // Held until the process ends: dropping it flushes queued reports.
             let error_reporting = telemetry::error_reporting::init(&settings);
@@ -132,23 +146,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             app.run_until_stopped().await?;
             drop(error_reporting);
+            drop(tracing);
             tracing::info!("stopped");
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker => {
             let settings = Settings::load(cli.config.as_deref())?;
-            let _ = telemetry::logging::init(&settings.logging, false);
+            // Held until the process ends: dropping it flushes queued spans.
+            let tracing = init_telemetry(&settings, "worker")?;
             let error_reporting = telemetry::error_reporting::init(&settings);
             stock_tracker::worker::runner::run(settings).await?;
             drop(error_reporting);
+            drop(tracing);
             Ok(ExitCode::SUCCESS)
         }
         Command::Beat => {
             let settings = Settings::load(cli.config.as_deref())?;
-            let _ = telemetry::logging::init(&settings.logging, false);
+            // Held until the process ends: dropping it flushes queued spans.
+            let tracing = init_telemetry(&settings, "beat")?;
             let error_reporting = telemetry::error_reporting::init(&settings);
             stock_tracker::worker::beat::run(settings).await?;
             drop(error_reporting);
+            drop(tracing);
             Ok(ExitCode::SUCCESS)
         }
         Command::Healthcheck { url, timeout_secs } => {

@@ -126,7 +126,12 @@ impl Application {
         F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
     {
         install_crypto_provider();
-        let metrics = Metrics::new();
+        let metrics = Metrics::for_api();
+        metrics
+            .memory
+            .trend
+            .clone()
+            .spawn_sampler(&settings.metrics);
         let pool = db::connect_pool(&settings.database)?;
         db::check_schema(&pool).await?;
         let db_breaker = CircuitBreaker::new(

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::model::ApiKey;
 use crate::auth::{Role, TenantCtx};
+use crate::db::observed;
 
 type KeyRow = (
     Uuid,
@@ -50,7 +51,7 @@ pub async fn insert(
     .bind(role.as_str())
     .bind(prefix)
     .bind(hash)
-    .fetch_one(conn)
+    .fetch_one(observed("api_keys.insert", conn))
     .await
 }
 
@@ -69,7 +70,7 @@ pub async fn list(
     .bind(tenant.id())
     .bind(after)
     .bind(i64::from(limit) + 1)
-    .fetch_all(conn)
+    .fetch_all(observed("api_keys.list", conn))
     .await?;
     rows.into_iter().map(to_model).collect()
 }
@@ -87,7 +88,7 @@ pub async fn revoke(
     )
     .bind(tenant.id())
     .bind(id)
-    .fetch_optional(conn)
+    .fetch_optional(observed("api_keys.revoke", conn))
     .await
 }
 
@@ -103,7 +104,7 @@ pub async fn revoke_for_user(
     )
     .bind(tenant.id())
     .bind(user_id)
-    .fetch_all(conn)
+    .fetch_all(observed("api_keys.revoke_for_user", conn))
     .await
 }
 
@@ -127,6 +128,6 @@ pub async fn revoke_above_role(
     .bind(tenant.id())
     .bind(user_id)
     .bind(outranking)
-    .fetch_all(conn)
+    .fetch_all(observed("api_keys.revoke_above_role", conn))
     .await
 }

@@ -10,6 +10,7 @@ use super::extractor::TenantCtx;
 use super::revocation::ApiKeyGrant;
 use super::roles::{Role, Tier};
 use crate::db::Database;
+use crate::db::observed;
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct LoginRow {
@@ -25,7 +26,7 @@ pub struct LoginRow {
 pub async fn find_login(db: &Database, email: &str) -> Result<Option<LoginRow>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM auth_find_login($1)")
         .bind(email)
-        .fetch_optional(&mut *db.acquire().await?)
+        .fetch_optional(observed("auth.find_login", &mut *db.acquire().await?))
         .await
 }
 
@@ -47,7 +48,10 @@ pub async fn find_refresh_token(
 ) -> Result<Option<RefreshRow>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM auth_find_refresh_token($1)")
         .bind(hash)
-        .fetch_optional(&mut *db.acquire().await?)
+        .fetch_optional(observed(
+            "auth.find_refresh_token",
+            &mut *db.acquire().await?,
+        ))
         .await
 }
 
@@ -56,7 +60,7 @@ pub async fn use_api_key(db: &Database, hash: &[u8]) -> anyhow::Result<Option<Ap
     let row: Option<(Uuid, Uuid, Uuid, String, String)> =
         sqlx::query_as("SELECT id, tenant_id, user_id, role, tier FROM auth_use_api_key($1)")
             .bind(hash)
-            .fetch_optional(&mut *db.acquire().await?)
+            .fetch_optional(observed("auth.use_api_key", &mut *db.acquire().await?))
             .await?;
     row.map(|(key_id, tenant_id, user_id, role, tier)| {
         Ok(ApiKeyGrant {
@@ -88,7 +92,7 @@ pub async fn insert_refresh_token(
     .bind(family_id)
     .bind(hash)
     .bind(expires_at)
-    .execute(conn)
+    .execute(observed("auth.insert_refresh_token", conn))
     .await?;
     Ok(())
 }
@@ -107,7 +111,7 @@ pub async fn spend_refresh_token(
     )
     .bind(tenant.id())
     .bind(id)
-    .execute(conn)
+    .execute(observed("auth.spend_refresh_token", conn))
     .await?;
     Ok(spent.rows_affected() == 1)
 }
@@ -123,7 +127,7 @@ pub async fn revoke_family(
     )
     .bind(tenant.id())
     .bind(family_id)
-    .execute(conn)
+    .execute(observed("auth.revoke_family", conn))
     .await?;
     Ok(())
 }
@@ -140,7 +144,7 @@ pub async fn revoke_user_sessions(
     )
     .bind(tenant.id())
     .bind(user_id)
-    .execute(conn)
+    .execute(observed("auth.revoke_user_sessions", conn))
     .await?;
     Ok(())
 }
@@ -157,7 +161,7 @@ pub async fn session_user(
     )
     .bind(tenant.id())
     .bind(user_id)
-    .fetch_optional(conn)
+    .fetch_optional(observed("auth.session_user", conn))
     .await?;
     row.map(|(role, active, tier)| Ok((role.parse()?, active, tier.parse()?)))
         .transpose()
@@ -178,7 +182,7 @@ pub async fn insert_revoked_access_token(
     .bind(tenant.id())
     .bind(user_id)
     .bind(expires_at)
-    .execute(conn)
+    .execute(observed("auth.insert_revoked_access_token", conn))
     .await?;
     Ok(())
 }
@@ -194,7 +198,7 @@ pub async fn set_tokens_invalid_before(
         .bind(tenant.id())
         .bind(user_id)
         .bind(mark)
-        .execute(conn)
+        .execute(observed("auth.set_tokens_invalid_before", conn))
         .await?;
     Ok(())
 }

@@ -26,6 +26,7 @@ use super::roles::{Role, Tier};
 use super::tokens::{AccessClaims, unix_now_ms};
 use crate::cache::RedisGuard;
 use crate::config::Settings;
+use crate::db::observed;
 use crate::db::{self, Database};
 
 /// Least time between two background refills.
@@ -119,7 +120,9 @@ impl RevocationStore {
         all.push(self.marker_key());
         all.extend_from_slice(keys);
         let values: Vec<Option<String>> = self
-            .redis_op(|mut conn| async move { Ok(conn.mget(all).await?) })
+            .redis_op("revocation.read", |mut conn| async move {
+                Ok(conn.mget(all).await?)
+            })
             .await
             .ok()?;
         if values.first().is_none_or(Option::is_none) {
@@ -130,13 +133,13 @@ impl RevocationStore {
         Some(values.into_iter().skip(1).collect())
     }
 
-    async fn redis_op<T, F, Fut>(&self, op: F) -> anyhow::Result<T>
+    async fn redis_op<T, F, Fut>(&self, operation: &'static str, op: F) -> anyhow::Result<T>
     where
         F: FnOnce(deadpool_redis::Connection) -> Fut,
         Fut: Future<Output = anyhow::Result<T>>,
     {
         self.guard
-            .run(async {
+            .run(operation, async {
                 let conn = self.redis.get().await?;
                 op(conn).await
             })
@@ -204,7 +207,7 @@ impl RevocationStore {
         )
         .bind(claims.jti)
         .bind(claims.sub)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(observed("auth.revocation_check", &mut *tx))
         .await
         .map_err(unavailable)?;
         let _ = tx.rollback().await;
@@ -225,7 +228,9 @@ impl RevocationStore {
         let remaining = (expires_at - super::tokens::unix_now()).max(1) as u64;
         let ttl = remaining + self.leeway_secs;
         let result = self
-            .redis_op(|mut conn| async move { Ok(conn.set_ex::<_, _, ()>(key, 1, ttl).await?) })
+            .redis_op("revocation.deny", |mut conn| async move {
+                Ok(conn.set_ex::<_, _, ()>(key, 1, ttl).await?)
+            })
             .await;
         self.note_write(result, "revoking an access token");
     }
@@ -235,9 +240,9 @@ impl RevocationStore {
         let key = self.user_key(user_id);
         let ttl = self.mark_ttl_secs();
         let result = self
-            .redis_op(
-                |mut conn| async move { Ok(conn.set_ex::<_, _, ()>(key, mark_ms, ttl).await?) },
-            )
+            .redis_op("revocation.invalidate_before", |mut conn| async move {
+                Ok(conn.set_ex::<_, _, ()>(key, mark_ms, ttl).await?)
+            })
             .await;
         self.note_write(result, "invalidating a user's tokens");
     }
@@ -258,7 +263,9 @@ impl RevocationStore {
         };
         // A failed cache write loses nothing: the next use asks PostgreSQL.
         let _ = self
-            .redis_op(|mut conn| async move { Ok(conn.set_ex::<_, _, ()>(key, json, ttl).await?) })
+            .redis_op("api_key.cache", |mut conn| async move {
+                Ok(conn.set_ex::<_, _, ()>(key, json, ttl).await?)
+            })
             .await;
     }
 
@@ -269,7 +276,9 @@ impl RevocationStore {
         }
         let keys: Vec<String> = hashes.iter().map(|h| self.api_key_key(h)).collect();
         let result = self
-            .redis_op(|mut conn| async move { Ok(conn.del::<_, ()>(keys).await?) })
+            .redis_op("api_key.forget", |mut conn| async move {
+                Ok(conn.del::<_, ()>(keys).await?)
+            })
             .await;
         self.note_write(result, "dropping cached API keys");
     }
@@ -326,7 +335,7 @@ impl RevocationStore {
         {
             let (sentinel, nonce) = (sentinel.clone(), nonce.clone());
             self.guard
-                .run(async move {
+                .run("revocation.refill_start", async move {
                     let mut conn = self.redis.get().await?;
                     let _: () = conn.set_ex(sentinel, nonce, 300).await?;
                     Ok(())
@@ -336,7 +345,10 @@ impl RevocationStore {
         let rows: Vec<(String, Uuid, time::OffsetDateTime, time::OffsetDateTime)> =
             sqlx::query_as("SELECT kind, subject, until, mark FROM auth_active_revocations($1)")
                 .bind(self.access_token_ttl_secs as i32)
-                .fetch_all(&mut *self.db.acquire().await?)
+                .fetch_all(observed(
+                    "auth.revocation_refill",
+                    &mut *self.db.acquire().await?,
+                ))
                 .await?;
         let now_secs = time::OffsetDateTime::now_utc().unix_timestamp();
         let mut write = REFILL_SCRIPT.prepare_invoke();
@@ -355,7 +367,7 @@ impl RevocationStore {
         let pattern = format!("{}api_key:*", self.prefix);
         let written: i64 = self
             .guard
-            .run_within(timeout, async {
+            .run_within("revocation.refill", timeout, async {
                 let mut conn = self.redis.get().await?;
                 // Cached API-key grants may be stale: drop them before trusting Redis.
                 let cached: Vec<String> = {

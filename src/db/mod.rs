@@ -25,12 +25,15 @@ use secrecy::ExposeSecret;
 use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Executor, PgPool, Postgres, Transaction};
+use sqlx::{ConnectOptions, Executor, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::config::DatabaseSettings;
 use crate::resilience::breaker::CircuitBreaker;
 use crate::telemetry::metrics::Metrics;
+
+pub mod observe;
+pub use observe::observed;
 
 /// The migrations, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -40,13 +43,18 @@ pub const APP_ROLE: &str = "stock_tracker_app";
 const SET_APP_ROLE: &str = "SET ROLE stock_tracker_app";
 
 pub fn connect_options(settings: &DatabaseSettings) -> anyhow::Result<PgConnectOptions> {
-    PgConnectOptions::from_str(settings.url.expose_secret())
-        .context("`database.url` is not a valid PostgreSQL URL")
+    let options = PgConnectOptions::from_str(settings.url.expose_secret())
+        .context("`database.url` is not a valid PostgreSQL URL")?;
+    // Statements are measured and slow ones logged by `observe`. sqlx's own
+    // statement log would also ask `tracing::enabled!` after every statement,
+    // which leaves per-layer filter state behind that disables the next span.
+    Ok(options.disable_statement_logging())
 }
 
 /// The service's pool. Connections open lazily; call [`check_schema`] first so a
 /// missing migration is reported at start rather than on the first request.
 pub fn connect_pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
+    observe::set_slow_threshold(Duration::from_millis(settings.slow_query_threshold_ms));
     let options = connect_options(settings)?
         .application_name("stock-tracker")
         // A server-side cap on each statement: a runaway query cannot hold a connection.
@@ -103,7 +111,7 @@ pub async fn check_schema(pool: &PgPool) -> anyhow::Result<()> {
     const HINT: &str = "run `stock-tracker migrate` against this database";
     let applied: Vec<(i64, bool, Vec<u8>)> =
         sqlx::query_as("SELECT version, success, checksum FROM _sqlx_migrations")
-            .fetch_all(pool)
+            .fetch_all(observed("db.check_schema", pool))
             .await
             .with_context(|| format!("cannot read the migration history ({HINT})"))?;
     let mut missing = Vec::new();
@@ -223,7 +231,7 @@ pub async fn begin_tenant_tx(
     let mut tx = db.guarded(async move { pool.begin().await }).await?;
     sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
         .bind(tenant_id.to_string())
-        .execute(&mut *tx)
+        .execute(observed("db.set_tenant", &mut *tx))
         .await?;
     Ok(tx)
 }

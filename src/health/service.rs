@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::db::observed;
 use crate::startup::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -148,7 +149,7 @@ impl ComponentHealth {
 
 async fn check_database(state: &AppState) -> Result<(), &'static str> {
     sqlx::query("SELECT 1")
-        .execute(state.db.pool())
+        .execute(observed("health.ping", state.db.pool()))
         .await
         .map(|_| ())
         .map_err(|err| match err {

@@ -15,6 +15,7 @@ use std::time::Instant;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
+use actix_web::http::Method;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpResponse, ResponseError};
@@ -22,6 +23,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::error::ApiError;
+use crate::telemetry::traces;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -39,6 +41,10 @@ tokio::task_local! {
 pub fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
+
+/// The request's trace id, when it is traced (for error reports).
+#[derive(Debug, Clone)]
+pub struct TraceId(pub String);
 
 /// The request id, also available to handlers as a request extension.
 #[derive(Debug, Clone)]
@@ -74,7 +80,19 @@ pub async fn request_context(
         route = Empty,
         tenant_id = Empty,
         user_id = Empty,
+        trace_id = Empty,
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.response.status_code = Empty,
     );
+    let method = req.method().clone();
+    if traces::enabled() {
+        traces::continue_trace(&span, &traces::HeaderExtractor(req.headers()));
+        if let Some(trace_id) = traces::trace_id(&span) {
+            span.record("trace_id", trace_id.as_str());
+            req.extensions_mut().insert(TraceId(trace_id));
+        }
+    }
     req.extensions_mut().insert(RequestId(request_id.clone()));
 
     // Errors are rendered inside the task-local scope so their bodies carry the id.
@@ -100,7 +118,7 @@ pub async fn request_context(
                 .request()
                 .match_pattern()
                 .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
-            log_completion(&span, &route, response.status().as_u16(), started);
+            log_completion(&span, &method, &route, response.status().as_u16(), started);
             Ok(response)
         }
         // An inner layer failed with an error instead of a response; actix renders
@@ -109,14 +127,33 @@ pub async fn request_context(
             if let Some(value) = header_value {
                 response.headers_mut().insert(REQUEST_ID_HEADER, value);
             }
-            log_completion(&span, UNMATCHED_ROUTE, response.status().as_u16(), started);
+            log_completion(
+                &span,
+                &method,
+                UNMATCHED_ROUTE,
+                response.status().as_u16(),
+                started,
+            );
             Err(InternalError::from_response("request failed in middleware", response).into())
         }
     }
 }
 
-fn log_completion(span: &tracing::Span, route: &str, status: u16, started: Instant) {
+fn log_completion(
+    span: &tracing::Span,
+    method: &Method,
+    route: &str,
+    status: u16,
+    started: Instant,
+) {
     span.record("route", route);
+    if traces::enabled() {
+        traces::rename(span, format!("{method} {route}"));
+        span.record("http.response.status_code", status);
+        if status >= 500 {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| {
         tracing::info!(target: "access", status, latency_ms, route, "request completed");

@@ -1,6 +1,6 @@
 //! Tenant context: once authentication and the rate limiter have settled who
 //! is calling, this layer tags the request's Sentry scope (request id,
-//! tenant, user, role, tier) and its log span (tenant and user), so every
+//! tenant, user, role, tier, and the trace id when traced) and its log span (tenant and user), so every
 //! error report and log line of the request names them. The database's
 //! `app.tenant_id` is set per transaction from the same verified principal
 //! (`db::begin_tenant_tx` with the handler's `TenantCtx`), never from input.
@@ -27,7 +27,14 @@ pub async fn tenant_context(
         span.record("user_id", tracing::field::display(principal.user_id));
     }
     let route = req.match_pattern();
+    let trace_id = req
+        .extensions()
+        .get::<request_context::TraceId>()
+        .map(|id| id.0.clone());
     sentry::configure_scope(|scope| {
+        if let Some(trace_id) = trace_id {
+            scope.set_tag("trace_id", trace_id);
+        }
         if let Some(id) = request_context::current_request_id() {
             scope.set_tag("request_id", id);
         }

@@ -19,7 +19,19 @@ pub enum MarketplaceKind {
     Wildberries,
 }
 
+/// Every kind's name (metric labels are pre-created from it).
+pub const KINDS: [&str; 2] = ["demo", "wildberries"];
+
 impl MarketplaceKind {
+    /// The kind named `name`, as stored in the database.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "demo" => Some(MarketplaceKind::Demo),
+            "wildberries" => Some(MarketplaceKind::Wildberries),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             MarketplaceKind::Demo => "demo",

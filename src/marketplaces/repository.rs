@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::model::{Connection, MarketplaceKind};
 use crate::auth::TenantCtx;
+use crate::db::observed;
 
 type Row = (Uuid, String, String, Option<OffsetDateTime>, OffsetDateTime);
 
@@ -41,7 +42,7 @@ pub async fn insert(
     .bind(kind.as_str())
     .bind(name)
     .bind(credentials_encrypted)
-    .fetch_one(conn)
+    .fetch_one(observed("marketplaces.insert", conn))
     .await?;
     Ok(to_model(row))
 }
@@ -59,7 +60,7 @@ pub async fn list(
     .bind(tenant.id())
     .bind(after)
     .bind(i64::from(limit) + 1)
-    .fetch_all(conn)
+    .fetch_all(observed("marketplaces.list", conn))
     .await?;
     Ok(rows.into_iter().map(to_model).collect())
 }
@@ -75,7 +76,7 @@ pub async fn find(
     )
     .bind(tenant.id())
     .bind(id)
-    .fetch_optional(conn)
+    .fetch_optional(observed("marketplaces.find", conn))
     .await?;
     Ok(row.map(to_model))
 }
@@ -90,7 +91,7 @@ pub async fn delete(
         sqlx::query("DELETE FROM marketplace_connections WHERE tenant_id = $1 AND id = $2")
             .bind(tenant.id())
             .bind(id)
-            .execute(conn)
+            .execute(observed("marketplaces.delete", conn))
             .await?;
     Ok(deleted.rows_affected() == 1)
 }
@@ -102,7 +103,7 @@ pub async fn rotate_all(
     reencrypt: impl Fn(&str) -> anyhow::Result<Option<String>>,
 ) -> anyhow::Result<(usize, usize)> {
     let ids: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM marketplace_connections ORDER BY id")
-        .fetch_all(pool)
+        .fetch_all(observed("marketplaces.rotate_list", pool))
         .await?;
     let (mut rotated, mut current) = (0, 0);
     for id in ids {
@@ -111,7 +112,7 @@ pub async fn rotate_all(
             "SELECT credentials_encrypted FROM marketplace_connections WHERE id = $1 FOR UPDATE",
         )
         .bind(id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(observed("marketplaces.rotate_lock", &mut *tx))
         .await?;
         let Some(token) = token else { continue };
         match reencrypt(&token)? {
@@ -122,7 +123,7 @@ pub async fn rotate_all(
                 )
                 .bind(id)
                 .bind(new_token)
-                .execute(&mut *tx)
+                .execute(observed("marketplaces.rotate_update", &mut *tx))
                 .await?;
                 rotated += 1;
             }

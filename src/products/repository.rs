@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::model::{Product, SortOrder, StockChange, StockFilter, StockSource};
 use super::money::Money;
 use crate::auth::TenantCtx;
+use crate::db::observed;
 
 /// Name of the unique constraint on (tenant, marketplace, SKU).
 pub const SKU_UNIQUE: &str = "products_sku_key";
@@ -204,7 +205,7 @@ pub async fn list(
 ) -> Result<Vec<Product>, sqlx::Error> {
     let rows: Vec<ProductRow> = list_query("", tenant, filter, after, limit)
         .build_query_as()
-        .fetch_all(conn)
+        .fetch_all(observed("products.list", conn))
         .await?;
     Ok(rows.into_iter().map(Product::from).collect())
 }
@@ -219,7 +220,7 @@ pub async fn find(
     )))
     .bind(tenant.id())
     .bind(id)
-    .fetch_optional(conn)
+    .fetch_optional(observed("products.find", conn))
     .await?;
     Ok(row.map(Product::from))
 }
@@ -234,7 +235,7 @@ pub async fn find_for_update(
     )))
     .bind(tenant.id())
     .bind(id)
-    .fetch_optional(conn)
+    .fetch_optional(observed("products.find_for_update", conn))
     .await?;
     Ok(row.map(Product::from))
 }
@@ -263,7 +264,7 @@ pub async fn insert(
     .bind(product.name)
     .bind(product.price)
     .bind(product.stock)
-    .fetch_one(conn)
+    .fetch_one(observed("products.insert", conn))
     .await?;
     Ok(row.into())
 }
@@ -284,7 +285,7 @@ pub async fn update(
     .bind(&product.name)
     .bind(product.price)
     .bind(product.stock)
-    .fetch_one(conn)
+    .fetch_one(observed("products.update", conn))
     .await?;
     Ok(row.into())
 }
@@ -297,7 +298,7 @@ pub async fn delete(
     let deleted = sqlx::query("DELETE FROM products WHERE tenant_id = $1 AND id = $2")
         .bind(tenant.id())
         .bind(id)
-        .execute(conn)
+        .execute(observed("products.delete", conn))
         .await?;
     Ok(deleted.rows_affected() == 1)
 }
@@ -324,7 +325,7 @@ pub async fn record_stock(
     .bind(previous)
     .bind(stock)
     .bind(source)
-    .execute(conn)
+    .execute(observed("products.record_stock", conn))
     .await?;
     Ok(())
 }
@@ -346,7 +347,7 @@ pub async fn stock_history(
     .bind(product_id)
     .bind(before)
     .bind(i64::from(limit) + 1)
-    .fetch_all(conn)
+    .fetch_all(observed("products.stock_history", conn))
     .await?;
     Ok(rows
         .into_iter()

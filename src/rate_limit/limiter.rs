@@ -188,7 +188,12 @@ pub struct RateLimiter {
     metrics: Metrics,
     fallback: Mutex<LruCache<String, Buckets>>,
     fallback_active: AtomicBool,
+    /// How far back a tenant counts as active (`metrics.active_tenant_window_secs`).
+    activity_window_secs: u64,
 }
+
+/// One HyperLogLog of active tenants per minute.
+const ACTIVITY_BUCKET_SECS: u64 = 60;
 
 impl RateLimiter {
     pub fn new(settings: &Settings, guard: RedisGuard, metrics: Metrics) -> anyhow::Result<Self> {
@@ -228,8 +233,32 @@ impl RateLimiter {
             metrics,
             fallback: Mutex::new(LruCache::new(capacity)),
             fallback_active: AtomicBool::new(false),
+            activity_window_secs: settings.metrics.active_tenant_window_secs,
             settings: limits,
         })
+    }
+
+    fn activity_key(&self, minute: u64) -> String {
+        format!("{}active_tenants:{minute}", self.prefix)
+    }
+
+    /// Tenants with a request within the activity window, across every
+    /// replica: the union of the per-minute HyperLogLogs (±0.81 %).
+    pub async fn active_tenants(&self) -> anyhow::Result<u64> {
+        let now = unix_secs() / ACTIVITY_BUCKET_SECS;
+        let minutes = self.activity_window_secs.div_ceil(ACTIVITY_BUCKET_SECS);
+        let keys: Vec<String> = (0..minutes)
+            .map(|back| self.activity_key(now - back))
+            .collect();
+        let mut conn = self.redis.clone();
+        self.guard
+            .run("active_tenants.count", async {
+                Ok(redis::cmd("PFCOUNT")
+                    .arg(&keys)
+                    .query_async::<u64>(&mut conn)
+                    .await?)
+            })
+            .await
     }
 
     /// Loads the script at startup so the first request needs no extra
@@ -237,7 +266,7 @@ impl RateLimiter {
     pub async fn load_script(&self) {
         let mut conn = self.redis.clone();
         let load = async { Ok(self.script.prepare_invoke().load_async(&mut conn).await?) };
-        if let Err(err) = self.guard.run(load).await {
+        if let Err(err) = self.guard.run("rate_limit.load_script", load).await {
             tracing::warn!(error = %err, "could not preload the rate-limit script; the first check will load it");
         }
     }
@@ -407,7 +436,15 @@ impl RateLimiter {
         // its half-open probe is how the limiter notices Redis is back.
         // Revocation is read in the script only when Redis's copy is trustworthy.
         let in_script = bearer.filter(|_| revocations.redis_trusted());
-        match self.run_script(checks, mode, in_script, revocations).await {
+        let tenant = match caller {
+            Caller::Anonymous => None,
+            Caller::Bearer(claims) => Some(claims.tid),
+            Caller::ApiKey(principal) => Some(principal.tenant.id()),
+        };
+        match self
+            .run_script(checks, mode, in_script, tenant, revocations)
+            .await
+        {
             Ok(reply) => {
                 self.redis_answered();
                 let status = reply.first().copied().unwrap_or_default();
@@ -439,6 +476,7 @@ impl RateLimiter {
         checks: &[Check],
         mode: Mode,
         bearer: Option<&AccessClaims>,
+        tenant: Option<Uuid>,
         revocations: &RevocationStore,
     ) -> anyhow::Result<Vec<i64>> {
         let mut invocation = self.script.prepare_invoke();
@@ -447,11 +485,16 @@ impl RateLimiter {
                 invocation.key(key);
             }
         }
+        if tenant.is_some() {
+            invocation.key(self.activity_key(unix_secs() / ACTIVITY_BUCKET_SECS));
+        }
         invocation
             .arg(u8::from(mode == Mode::Record))
             .arg(self.settings.buckets_per_window)
             .arg(u8::from(bearer.is_some()))
-            .arg(bearer.map_or(0, AccessClaims::issued_at_ms));
+            .arg(bearer.map_or(0, AccessClaims::issued_at_ms))
+            .arg(tenant.map(|id| id.simple().to_string()).unwrap_or_default())
+            .arg((self.activity_window_secs + ACTIVITY_BUCKET_SECS) * 1000);
         for check in checks {
             invocation
                 .key(&check.key)
@@ -463,7 +506,9 @@ impl RateLimiter {
         let mut conn = self.redis.clone();
         let result = self
             .guard
-            .run(async { Ok(invocation.invoke_async::<Vec<i64>>(&mut conn).await?) })
+            .run("rate_limit.decide", async {
+                Ok(invocation.invoke_async::<Vec<i64>>(&mut conn).await?)
+            })
             .await;
         self.metrics
             .rate_limit_script_duration
@@ -616,6 +661,10 @@ async fn check_in_postgres(revocations: &RevocationStore, claims: &AccessClaims)
         Err(RevocationError::Revoked) => Revocation::Revoked,
         Err(RevocationError::Unavailable) => Revocation::Unavailable,
     }
+}
+
+fn unix_secs() -> u64 {
+    (unix_now_ms() / 1000) as u64
 }
 
 #[cfg(test)]

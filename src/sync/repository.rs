@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::model::{JobStatus, SyncJob};
 use crate::auth::TenantCtx;
+use crate::db::observed;
 use crate::marketplaces::adapters::Listing;
 
 const JOB_COLUMNS: &str = "id, connection_id, status, attempts, products_seen, products_created, \
@@ -30,7 +31,7 @@ pub async fn active_job(
     )))
     .bind(tenant.id())
     .bind(connection_id)
-    .fetch_optional(conn)
+    .fetch_optional(observed("sync.active_job", conn))
     .await
 }
 
@@ -46,7 +47,7 @@ pub async fn insert_job(
     .bind(Uuid::now_v7())
     .bind(tenant.id())
     .bind(connection_id)
-    .fetch_one(conn)
+    .fetch_one(observed("sync.insert_job", conn))
     .await
 }
 
@@ -60,7 +61,7 @@ pub async fn find_job(
     )))
     .bind(tenant.id())
     .bind(id)
-    .fetch_optional(conn)
+    .fetch_optional(observed("sync.find_job", conn))
     .await
 }
 
@@ -81,7 +82,7 @@ pub async fn list_jobs(
     .bind(status)
     .bind(before)
     .bind(i64::from(limit) + 1)
-    .fetch_all(conn)
+    .fetch_all(observed("sync.list_jobs", conn))
     .await
 }
 
@@ -93,7 +94,7 @@ pub async fn mark_enqueued(
     sqlx::query("UPDATE sync_jobs SET enqueued_at = now() WHERE tenant_id = $1 AND id = $2")
         .bind(tenant.id())
         .bind(id)
-        .execute(conn)
+        .execute(observed("sync.mark_enqueued", conn))
         .await?;
     Ok(())
 }
@@ -113,7 +114,7 @@ pub async fn start_job(
     )))
     .bind(tenant.id())
     .bind(id)
-    .fetch_optional(conn)
+    .fetch_optional(observed("sync.start_job", conn))
     .await
 }
 
@@ -204,7 +205,7 @@ pub async fn upsert_page(
     .bind(&history_ids)
     .bind(&event_ids)
     .bind(job_id)
-    .fetch_one(conn)
+    .fetch_one(observed("sync.upsert_page", conn))
     .await?;
     Ok(PageCounts {
         created: row.0 as i32,
@@ -252,13 +253,13 @@ pub async fn finish_job(
     .bind(totals.pages.updated)
     .bind(totals.pages.stock_changes)
     .bind(totals.pages.low_stock)
-    .fetch_one(&mut *conn)
+    .fetch_one(observed("sync.finish_job", &mut *conn))
     .await?;
     if error.is_none() {
         sqlx::query("UPDATE marketplace_connections SET last_synced_at = now() WHERE tenant_id = $1 AND id = $2")
             .bind(tenant.id())
             .bind(job.connection_id)
-            .execute(&mut *conn)
+            .execute(observed("sync.mark_connection_synced", &mut *conn))
             .await?;
     }
     let payload = json!({
@@ -285,7 +286,7 @@ pub async fn finish_job(
         "sync.completed"
     })
     .bind(payload)
-    .execute(conn)
+    .execute(observed("sync.insert_outcome_event", conn))
     .await?;
     Ok(())
 }
@@ -301,7 +302,7 @@ pub async fn succeeded_syncs(
     )
     .bind(tenant.id())
     .bind(connection_id)
-    .fetch_one(conn)
+    .fetch_one(observed("sync.succeeded_syncs", conn))
     .await
 }
 
@@ -314,7 +315,7 @@ pub async fn connection_kind(
     sqlx::query_scalar("SELECT kind FROM marketplace_connections WHERE tenant_id = $1 AND id = $2")
         .bind(tenant.id())
         .bind(connection_id)
-        .fetch_optional(conn)
+        .fetch_optional(observed("sync.connection_kind", conn))
         .await
 }
 
@@ -329,7 +330,7 @@ pub async fn connection_for_sync(
     )
     .bind(tenant.id())
     .bind(connection_id)
-    .fetch_optional(conn)
+    .fetch_optional(observed("sync.connection_for_sync", conn))
     .await
 }
 
@@ -340,6 +341,6 @@ pub async fn connection_ids(
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar("SELECT id FROM marketplace_connections WHERE tenant_id = $1 ORDER BY id")
         .bind(tenant.id())
-        .fetch_all(conn)
+        .fetch_all(observed("sync.connection_ids", conn))
         .await
 }

@@ -8,12 +8,14 @@ use uuid::Uuid;
 use super::model::{JobFilter, StartSync, SyncJob};
 use super::repository::{self, PageCounts, RunTotals};
 use crate::auth::{Auth, Member, TenantCtx, Viewer};
+use crate::db::observed;
 use crate::db::{self, Database};
 use crate::error::ApiError;
 use crate::http::pagination::{Page, PageRequest};
 use crate::marketplaces::adapters::demo::DemoMarketplace;
 use crate::marketplaces::adapters::wildberries::WildberriesClient;
 use crate::marketplaces::adapters::{Adapter, AdapterError, MarketplaceAdapter};
+use crate::marketplaces::model::MarketplaceKind;
 use crate::marketplaces::model::WildberriesCredentials;
 use crate::startup::AppState;
 use crate::worker::queue::TaskQueue;
@@ -194,10 +196,23 @@ pub async fn run_sync(
         tx.commit().await?;
         (job, connection, round)
     };
+    // A label value from a fixed set, whatever the database holds.
+    let marketplace = connection
+        .as_ref()
+        .and_then(|(kind, _)| MarketplaceKind::from_name(kind))
+        .map_or("unknown", MarketplaceKind::as_str);
     let adapter = match adapter_for(ctx, connection_id, connection, round) {
         Ok(adapter) => adapter,
         Err(message) => {
-            finish(ctx, tenant, &job, RunTotals::default(), Some(&message)).await?;
+            finish(
+                ctx,
+                tenant,
+                &job,
+                marketplace,
+                RunTotals::default(),
+                Some(&message),
+            )
+            .await?;
             return Err(SyncError::Failed(message));
         }
     };
@@ -216,6 +231,17 @@ pub async fn run_sync(
                 repository::upsert_page(&tenant, &mut tx, connection_id, job.id, &page.listings)
                     .await?;
             tx.commit().await?;
+            let products = &ctx.metrics.sync_products;
+            let unchanged = page.listings.len() as i32 - counts.created - counts.updated;
+            for (outcome, count) in [
+                ("created", counts.created),
+                ("updated", counts.updated),
+                ("unchanged", unchanged),
+            ] {
+                products
+                    .with_label_values(&[marketplace, outcome])
+                    .inc_by(count.max(0) as u64);
+            }
             totals.pages = add(totals.pages, counts);
         }
         match page.next {
@@ -227,7 +253,7 @@ pub async fn run_sync(
     ctx.cache.invalidate_tenant(tenant.id()).await;
     match outcome {
         Ok(()) => {
-            finish(ctx, tenant, &job, totals, None).await?;
+            finish(ctx, tenant, &job, marketplace, totals, None).await?;
             Ok(())
         }
         Err(err) if err.is_transient() && !final_attempt => {
@@ -244,7 +270,7 @@ pub async fn run_sync(
         }
         Err(err) => {
             let message = err.to_string();
-            finish(ctx, tenant, &job, totals, Some(&message)).await?;
+            finish(ctx, tenant, &job, marketplace, totals, Some(&message)).await?;
             Err(SyncError::Failed(message))
         }
     }
@@ -273,9 +299,13 @@ fn adapter_for(
             let plain = ctx.secrets.decrypt(&encrypted).map_err(|_| unreadable())?;
             let credentials: WildberriesCredentials =
                 serde_json::from_slice(&plain).map_err(|_| unreadable())?;
-            WildberriesClient::new(&ctx.settings.wildberries, credentials.api_token)
-                .map(Adapter::Wildberries)
-                .map_err(|err| err.to_string())
+            WildberriesClient::new(
+                &ctx.settings.wildberries,
+                credentials.api_token,
+                ctx.metrics.clone(),
+            )
+            .map(|client| Adapter::Wildberries(Box::new(client)))
+            .map_err(|err| err.to_string())
         }
         other => Err(format!("unknown marketplace `{other}`")),
     }
@@ -294,6 +324,7 @@ async fn finish(
     ctx: &WorkerContext,
     tenant: TenantCtx,
     job: &SyncJob,
+    marketplace: &str,
     totals: RunTotals,
     error: Option<&str>,
 ) -> Result<(), SyncError> {
@@ -302,11 +333,14 @@ async fn finish(
     tx.commit().await?;
     ctx.metrics
         .sync_jobs
-        .with_label_values(&[if error.is_some() {
-            "failed"
-        } else {
-            "succeeded"
-        }])
+        .with_label_values(&[
+            marketplace,
+            if error.is_some() {
+                "failed"
+            } else {
+                "succeeded"
+            },
+        ])
         .inc();
     Ok(())
 }
@@ -316,7 +350,10 @@ async fn finish(
 pub async fn sync_all_tenants(ctx: &Arc<WorkerContext>) -> anyhow::Result<usize> {
     let idle: Vec<(Uuid, Uuid)> =
         sqlx::query_as("SELECT tenant_id, connection_id FROM sync_idle_connections()")
-            .fetch_all(&mut *ctx.db.acquire().await?)
+            .fetch_all(observed(
+                "sync.idle_connections",
+                &mut *ctx.db.acquire().await?,
+            ))
             .await?;
     let mut started = 0;
     for (tenant_id, connection_id) in idle {
@@ -341,7 +378,7 @@ pub async fn sweep_stale_jobs(
         "SELECT tenant_id, connection_id, job_id FROM sync_stale_queued_jobs(make_interval(secs => $1))",
     )
     .bind(stale_after.as_secs_f64())
-    .fetch_all(&mut *db.acquire().await?)
+    .fetch_all(observed("sync.sweep_stale_jobs", &mut *db.acquire().await?))
     .await?;
     let mut resent = 0;
     for (tenant_id, connection_id, job_id) in rows {

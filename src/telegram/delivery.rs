@@ -12,6 +12,8 @@ use uuid::Uuid;
 
 use crate::auth::TenantCtx;
 use crate::db;
+use crate::db::observed;
+use crate::telemetry::outbound;
 use crate::webhooks::delivery::Attempt;
 use crate::worker::tasks::WorkerContext;
 
@@ -59,7 +61,7 @@ pub async fn enqueue_for_event(
     )
     .bind(tenant_id)
     .bind(event_type)
-    .fetch_all(&mut *conn)
+    .fetch_all(observed("telegram.matching_chats", &mut *conn))
     .await?;
     if chats.is_empty() {
         return Ok(0);
@@ -77,7 +79,7 @@ pub async fn enqueue_for_event(
     .bind(event_id)
     .bind(event_type)
     .bind(payload)
-    .execute(conn)
+    .execute(observed("telegram.insert_deliveries", conn))
     .await?;
     Ok(inserted.rows_affected())
 }
@@ -117,7 +119,7 @@ pub async fn attempt(
         .bind(delivery_id)
         .bind(now)
         .bind(lease)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(observed("telegram.claim_delivery", &mut *tx))
         .await?;
         tx.commit().await?;
         claimed
@@ -190,14 +192,8 @@ async fn send(
         "text": message(&claimed.event_type, &claimed.payload),
         "disable_web_page_preview": true,
     });
-    let response = match ctx
-        .notifier
-        .post(url)
-        .timeout(timeout)
-        .json(&body)
-        .send()
-        .await
-    {
+    let request = ctx.notifier.post(url).timeout(timeout).json(&body);
+    let response = match outbound::send(&ctx.metrics, "telegram", "send_message", request).await {
         Ok(response) => response,
         Err(err) if err.is_timeout() => {
             return (None, Err("Telegram did not answer in time".into()), None);
@@ -251,14 +247,14 @@ async fn record(
     .bind(next)
     .bind(delivered)
     .bind(now)
-    .execute(&mut *tx)
+    .execute(observed("telegram.record_attempt", &mut *tx))
     .await?;
     let (enabled, failing_since): (bool, Option<OffsetDateTime>) = sqlx::query_as(
         "SELECT enabled, failing_since FROM telegram_chats WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
     )
     .bind(tenant.id())
     .bind(claimed.chat)
-    .fetch_one(&mut *tx)
+    .fetch_one(observed("telegram.lock_chat", &mut *tx))
     .await?;
     let since = (!succeeded).then(|| failing_since.unwrap_or(now));
     let limit = Duration::from_secs(ctx.settings.webhooks.disable_after_secs);
@@ -273,7 +269,7 @@ async fn record(
     .bind(since)
     .bind(disable)
     .bind("Messages have failed for too long; check the bot token and chat, then enable the chat again")
-    .execute(&mut *tx)
+    .execute(observed("telegram.track_failures", &mut *tx))
     .await?;
     tx.commit().await?;
     let label = match outcome {

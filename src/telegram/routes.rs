@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::model::{CreateChat, TelegramChat, UpdateChat};
 use crate::auth::{Admin, Auth};
 use crate::db;
+use crate::db::observed;
 use crate::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, ValidatedQuery};
 use crate::http::pagination::{Page, PageQuery};
@@ -68,7 +69,7 @@ async fn create(
     .bind(&encrypted)
     .bind(names(&request.events))
     .bind(&request.description)
-    .fetch_one(&mut *tx)
+    .fetch_one(observed("telegram.create", &mut *tx))
     .await?;
     tx.commit().await?;
     Ok(HttpResponse::Created().json(chat))
@@ -100,7 +101,7 @@ async fn list(
     .bind(tenant.id())
     .bind(page.after)
     .bind(i64::from(page.limit) + 1)
-    .fetch_all(&mut *tx)
+    .fetch_all(observed("telegram.list", &mut *tx))
     .await?;
     Ok(web::Json(Page::from_rows(rows, page.limit, |c| c.id)))
 }
@@ -113,7 +114,7 @@ async fn find(state: &AppState, auth: &Auth<Admin>, id: Uuid) -> Result<Telegram
     )))
     .bind(tenant.id())
     .bind(id)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(observed("telegram.find", &mut *tx))
     .await?;
     chat.ok_or_else(not_found)
 }
@@ -175,7 +176,7 @@ async fn update(
     .bind(request.events.as_deref().map(names))
     .bind(&request.description)
     .bind(request.enabled)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(observed("telegram.update", &mut *tx))
     .await?;
     let chat = chat.ok_or_else(not_found)?;
     tx.commit().await?;
@@ -204,7 +205,7 @@ async fn remove(
     let deleted = sqlx::query("DELETE FROM telegram_chats WHERE tenant_id = $1 AND id = $2")
         .bind(tenant.id())
         .bind(*id)
-        .execute(&mut *tx)
+        .execute(observed("telegram.remove", &mut *tx))
         .await?;
     if deleted.rows_affected() == 0 {
         return Err(not_found());
@@ -246,7 +247,7 @@ async fn deliveries(
     .bind(*id)
     .bind(page.after)
     .bind(i64::from(page.limit) + 1)
-    .fetch_all(&mut *tx)
+    .fetch_all(observed("telegram.deliveries", &mut *tx))
     .await?;
     Ok(web::Json(Page::from_rows(rows, page.limit, |d| d.id)))
 }

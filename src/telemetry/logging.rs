@@ -2,7 +2,8 @@
 //! format for a terminal. Fields of the enclosing request span (request id,
 //! route, tenant, user) are attached to every line logged inside it. Lines
 //! at INFO and above also become Sentry breadcrumbs (a no-op while Sentry is
-//! off), so an error report shows what led to it.
+//! off), so an error report shows what led to it. When tracing is on, the
+//! service's spans also go to OpenTelemetry ([`super::traces`]).
 
 use tracing::Level;
 use tracing_subscriber::filter::LevelFilter;
@@ -20,6 +21,24 @@ pub fn init(
     settings: &LoggingSettings,
     quiet: bool,
 ) -> Result<(), tracing_subscriber::util::TryInitError> {
+    init_with_tracer(settings, quiet, None)
+}
+
+/// As [`init`], also sending the service's spans to `tracer`.
+pub fn init_with_tracer(
+    settings: &LoggingSettings,
+    quiet: bool,
+    tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
+) -> Result<(), tracing_subscriber::util::TryInitError> {
+    subscriber(settings, quiet, tracer).try_init()
+}
+
+/// The subscriber [`init_with_tracer`] installs.
+pub fn subscriber(
+    settings: &LoggingSettings,
+    quiet: bool,
+    tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
+) -> impl tracing::Subscriber + Send + Sync {
     let filter = if quiet {
         EnvFilter::new("off")
     } else {
@@ -47,8 +66,9 @@ pub fn init(
         })
         .span_filter(|_| false)
         .with_filter(LevelFilter::INFO);
+    let spans = tracer.map(super::traces::layer);
     tracing_subscriber::registry()
         .with(output)
         .with(breadcrumbs)
-        .try_init()
+        .with(spans)
 }

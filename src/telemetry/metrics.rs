@@ -8,13 +8,20 @@
 //! id, user id or raw path.
 //!
 //! Each [`Metrics`] owns its registry, so every `Application` (and every
-//! test) counts on its own.
+//! test) counts on its own — except what belongs to the process: its CPU
+//! and memory, and the statement timings (`db::observe`), shared by every
+//! registry of the process.
 
 use prometheus::{
     GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
+use std::sync::Arc;
+
 use serde::Serialize;
 use utoipa::ToSchema;
+
+use super::memory::{self, MemoryTrend};
+use crate::db::observe::QUERY_METRICS;
 
 /// Prefix of every metric name.
 pub const NAMESPACE: &str = "stock_tracker";
@@ -222,8 +229,47 @@ pub const WORKER_PREFETCH: MetricDef = MetricDef {
 pub const SYNC_JOBS: MetricDef = MetricDef {
     name: "stock_tracker_sync_jobs_total",
     kind: MetricKind::Counter,
-    help: "Sync jobs finished by the worker, by outcome: succeeded or failed",
-    labels: &["outcome"],
+    help: "Sync jobs finished by the worker, by marketplace kind and outcome: succeeded or failed",
+    labels: &["marketplace", "outcome"],
+};
+
+pub const SYNC_PRODUCTS: MetricDef = MetricDef {
+    name: "stock_tracker_sync_products_total",
+    kind: MetricKind::Counter,
+    help: "Products read from a marketplace by sync jobs, by marketplace kind and outcome: created, updated (price, name or stock changed) or unchanged",
+    labels: &["marketplace", "outcome"],
+};
+
+/// Outbound HTTP calls (seed 004's external API tracker).
+pub const EXTERNAL_API_REQUESTS: MetricDef = MetricDef {
+    name: "stock_tracker_external_api_requests_total",
+    kind: MetricKind::Counter,
+    help: "Outbound HTTP calls by service (wildberries, webhook, telegram), operation and status_code: the HTTP status, or timeout / error when no response came",
+    labels: &["service", "operation", "status_code"],
+};
+
+pub const EXTERNAL_API_DURATION: MetricDef = MetricDef {
+    name: "stock_tracker_external_api_duration_seconds",
+    kind: MetricKind::Histogram,
+    help: "Duration of outbound HTTP calls until the response headers (or the failure), by service and operation",
+    labels: &["service", "operation"],
+};
+
+/// Buckets for outbound calls, in seconds (seed 004; alerts at p95 3 s and 10 s).
+pub const EXTERNAL_API_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+pub const QUEUE_DEPTH: MetricDef = MetricDef {
+    name: "stock_tracker_queue_depth",
+    kind: MetricKind::Gauge,
+    help: "Messages ready for delivery in each broker queue, read with a passive queue declare at scrape time",
+    labels: &["queue"],
+};
+
+pub const QUEUE_CONSUMERS: MetricDef = MetricDef {
+    name: "stock_tracker_queue_consumers",
+    kind: MetricKind::Gauge,
+    help: "Consumers attached to each broker queue, read with a passive queue declare at scrape time (0: no worker consuming)",
+    labels: &["queue"],
 };
 
 pub const WEBHOOK_DELIVERIES: MetricDef = MetricDef {
@@ -254,8 +300,8 @@ pub const TELEGRAM_DELIVERIES: MetricDef = MetricDef {
     labels: &["event", "outcome"],
 };
 
-/// Every metric the worker exports besides the shared ones (database,
-/// Redis, breakers): its own `/metrics/catalog`.
+/// Every metric the worker exports besides the ones it shares with the API
+/// (see [`worker_catalog`]).
 pub const WORKER_CATALOG: &[MetricDef] = &[
     WORKER_TASKS,
     WORKER_TASK_DURATION,
@@ -267,11 +313,30 @@ pub const WORKER_CATALOG: &[MetricDef] = &[
     WEBHOOK_DELIVERY_DURATION,
     WEBHOOK_SUBSCRIPTIONS_DISABLED,
     TELEGRAM_DELIVERIES,
+    SYNC_PRODUCTS,
+    EXTERNAL_API_REQUESTS,
+    EXTERNAL_API_DURATION,
+    QUEUE_DEPTH,
+    QUEUE_CONSUMERS,
 ];
+
+/// Families only the API exports: HTTP traffic and the tenant activity it sees.
+pub const API_ONLY: &[MetricDef] = &[HTTP_REQUESTS_TOTAL, HTTP_REQUEST_DURATION, ACTIVE_TENANTS];
+
+/// Everything the worker's `/metrics` exports: the shared families (process,
+/// memory, database, Redis, breakers) and [`WORKER_CATALOG`].
+pub fn worker_catalog() -> Vec<MetricDef> {
+    CATALOG
+        .iter()
+        .filter(|def| !API_ONLY.iter().any(|api| api.name == def.name))
+        .chain(WORKER_CATALOG)
+        .copied()
+        .collect()
+}
 
 /// Buckets for task durations, in seconds: a sync of thousands of products takes seconds.
 pub const TASK_DURATION_BUCKETS: &[f64] = &[
-    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
 ];
 
 pub const DB_POOL_CONNECTIONS: MetricDef = MetricDef {
@@ -331,6 +396,84 @@ pub const PROCESS_THREADS: MetricDef = MetricDef {
     labels: &[],
 };
 
+pub const DB_QUERY_DURATION: MetricDef = MetricDef {
+    name: "stock_tracker_db_query_duration_seconds",
+    kind: MetricKind::Histogram,
+    help: "Duration of PostgreSQL statements by query kind (area.operation, named in the code)",
+    labels: &["kind"],
+};
+
+pub const DB_QUERY_ERRORS: MetricDef = MetricDef {
+    name: "stock_tracker_db_query_errors_total",
+    kind: MetricKind::Counter,
+    help: "PostgreSQL statements that failed, by query kind",
+    labels: &["kind"],
+};
+
+pub const DB_QUERIES_SLOW: MetricDef = MetricDef {
+    name: "stock_tracker_db_slow_queries_total",
+    kind: MetricKind::Counter,
+    help: "PostgreSQL statements at least database.slow_query_threshold_ms long, by query kind (each also logged)",
+    labels: &["kind"],
+};
+
+/// jemalloc's statistics, read at scrape time after advancing its epoch.
+pub const JEMALLOC_ALLOCATED: MetricDef = MetricDef {
+    name: "stock_tracker_jemalloc_allocated_bytes",
+    kind: MetricKind::Gauge,
+    help: "Bytes allocated by the application through jemalloc",
+    labels: &[],
+};
+
+pub const JEMALLOC_ACTIVE: MetricDef = MetricDef {
+    name: "stock_tracker_jemalloc_active_bytes",
+    kind: MetricKind::Gauge,
+    help: "Bytes in jemalloc's active pages (allocated plus fragmentation within pages)",
+    labels: &[],
+};
+
+pub const JEMALLOC_RESIDENT: MetricDef = MetricDef {
+    name: "stock_tracker_jemalloc_resident_bytes",
+    kind: MetricKind::Gauge,
+    help: "Bytes in physically resident pages mapped by jemalloc (data and metadata)",
+    labels: &[],
+};
+
+pub const JEMALLOC_RETAINED: MetricDef = MetricDef {
+    name: "stock_tracker_jemalloc_retained_bytes",
+    kind: MetricKind::Gauge,
+    help: "Bytes of virtual memory jemalloc retained for reuse instead of returning it to the system",
+    labels: &[],
+};
+
+pub const MEMORY_GROWTH: MetricDef = MetricDef {
+    name: "stock_tracker_memory_growth_bytes_per_second",
+    kind: MetricKind::Gauge,
+    help: "Growth rate of the resident memory: the least-squares slope of RSS samples over metrics.memory_growth_window_secs",
+    labels: &[],
+};
+
+pub const MEMORY_LIMIT: MetricDef = MetricDef {
+    name: "stock_tracker_memory_limit_bytes",
+    kind: MetricKind::Gauge,
+    help: "The container's memory limit (cgroup memory.max); 0 when unlimited",
+    labels: &[],
+};
+
+pub const CPU_LIMIT: MetricDef = MetricDef {
+    name: "stock_tracker_cpu_limit_cores",
+    kind: MetricKind::Gauge,
+    help: "CPU cores the process may use: the cgroup quota (cpu.max), else the cores available",
+    labels: &[],
+};
+
+pub const ACTIVE_TENANTS: MetricDef = MetricDef {
+    name: "stock_tracker_active_tenants",
+    kind: MetricKind::Gauge,
+    help: "Tenants with at least one authenticated request within metrics.active_tenant_window_secs, across all API replicas (every replica reports the same estimate: aggregate with max)",
+    labels: &[],
+};
+
 /// Every metric the service exports.
 pub const CATALOG: &[MetricDef] = &[
     HTTP_REQUESTS_TOTAL,
@@ -360,6 +503,17 @@ pub const CATALOG: &[MetricDef] = &[
     PROCESS_MAX_FDS,
     PROCESS_START_TIME,
     PROCESS_THREADS,
+    DB_QUERY_DURATION,
+    DB_QUERY_ERRORS,
+    DB_QUERIES_SLOW,
+    JEMALLOC_ALLOCATED,
+    JEMALLOC_ACTIVE,
+    JEMALLOC_RESIDENT,
+    JEMALLOC_RETAINED,
+    MEMORY_GROWTH,
+    MEMORY_LIMIT,
+    CPU_LIMIT,
+    ACTIVE_TENANTS,
 ];
 
 /// Buckets for the rate-limit script, in seconds: it runs on every request
@@ -373,9 +527,15 @@ impl MetricDef {
         Opts::new(self.name, self.help)
     }
 
-    fn int_counter(&self) -> IntCounterVec {
+    pub(crate) fn int_counter(&self) -> IntCounterVec {
         debug_assert_eq!(self.kind, MetricKind::Counter);
         IntCounterVec::new(self.opts(), self.labels).expect("valid counter definition")
+    }
+
+    /// A gauge without labels.
+    fn plain_gauge(&self) -> prometheus::Gauge {
+        debug_assert!(self.kind == MetricKind::Gauge && self.labels.is_empty());
+        prometheus::Gauge::with_opts(self.opts()).expect("valid gauge definition")
     }
 
     fn gauge(&self) -> GaugeVec {
@@ -394,7 +554,7 @@ impl MetricDef {
         prometheus::IntGauge::with_opts(self.opts()).expect("valid gauge definition")
     }
 
-    fn histogram(&self, buckets: &[f64]) -> HistogramVec {
+    pub(crate) fn histogram(&self, buckets: &[f64]) -> HistogramVec {
         debug_assert_eq!(self.kind, MetricKind::Histogram);
         HistogramVec::new(
             HistogramOpts::new(self.name, self.help).buckets(buckets.to_vec()),
@@ -425,6 +585,9 @@ pub struct Metrics {
     pub runtime_alive_tasks: prometheus::IntGauge,
     pub db_pool_waiters: prometheus::IntGauge,
     pub db_pool_connections: IntGaugeVec,
+    pub memory: MemoryGauges,
+    /// Registered by the API only ([`Metrics::for_api`]).
+    pub active_tenants: prometheus::IntGauge,
     // The worker's (registered only by [`Metrics::for_worker`]).
     pub worker_tasks: IntCounterVec,
     pub worker_task_duration: HistogramVec,
@@ -436,6 +599,25 @@ pub struct Metrics {
     pub webhook_delivery_duration: HistogramVec,
     pub webhook_subscriptions_disabled: prometheus::IntCounter,
     pub telegram_deliveries: IntCounterVec,
+    pub sync_products: IntCounterVec,
+    pub external_api_requests: IntCounterVec,
+    pub external_api_duration: HistogramVec,
+    pub queue_depth: IntGaugeVec,
+    pub queue_consumers: IntGaugeVec,
+}
+
+/// The memory and CPU gauges, set at scrape time by [`Metrics::observe_process`].
+#[derive(Clone)]
+pub struct MemoryGauges {
+    pub jemalloc_allocated: prometheus::IntGauge,
+    pub jemalloc_active: prometheus::IntGauge,
+    pub jemalloc_resident: prometheus::IntGauge,
+    pub jemalloc_retained: prometheus::IntGauge,
+    pub growth: prometheus::Gauge,
+    pub limit: prometheus::IntGauge,
+    pub cpu_limit: prometheus::Gauge,
+    /// The RSS samples the growth rate is computed from.
+    pub trend: Arc<MemoryTrend>,
 }
 
 impl Metrics {
@@ -464,6 +646,17 @@ impl Metrics {
             runtime_alive_tasks: RUNTIME_ALIVE_TASKS.plain_int_gauge(),
             db_pool_waiters: DB_POOL_WAITERS.plain_int_gauge(),
             db_pool_connections: DB_POOL_CONNECTIONS.int_gauge(),
+            memory: MemoryGauges {
+                jemalloc_allocated: JEMALLOC_ALLOCATED.plain_int_gauge(),
+                jemalloc_active: JEMALLOC_ACTIVE.plain_int_gauge(),
+                jemalloc_resident: JEMALLOC_RESIDENT.plain_int_gauge(),
+                jemalloc_retained: JEMALLOC_RETAINED.plain_int_gauge(),
+                growth: MEMORY_GROWTH.plain_gauge(),
+                limit: MEMORY_LIMIT.plain_int_gauge(),
+                cpu_limit: CPU_LIMIT.plain_gauge(),
+                trend: Arc::new(MemoryTrend::default()),
+            },
+            active_tenants: ACTIVE_TENANTS.plain_int_gauge(),
             worker_tasks: WORKER_TASKS.int_counter(),
             worker_task_duration: WORKER_TASK_DURATION.histogram(TASK_DURATION_BUCKETS),
             worker_tasks_in_progress: WORKER_TASKS_IN_PROGRESS.int_gauge(),
@@ -477,6 +670,11 @@ impl Metrics {
             )
             .expect("valid counter definition"),
             telegram_deliveries: TELEGRAM_DELIVERIES.int_counter(),
+            sync_products: SYNC_PRODUCTS.int_counter(),
+            external_api_requests: EXTERNAL_API_REQUESTS.int_counter(),
+            external_api_duration: EXTERNAL_API_DURATION.histogram(EXTERNAL_API_BUCKETS),
+            queue_depth: QUEUE_DEPTH.int_gauge(),
+            queue_consumers: QUEUE_CONSUMERS.int_gauge(),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -502,6 +700,16 @@ impl Metrics {
                 std::process::id() as i32,
                 NAMESPACE,
             )),
+            Box::new(QUERY_METRICS.duration.clone()),
+            Box::new(QUERY_METRICS.errors.clone()),
+            Box::new(QUERY_METRICS.slow.clone()),
+            Box::new(metrics.memory.jemalloc_allocated.clone()),
+            Box::new(metrics.memory.jemalloc_active.clone()),
+            Box::new(metrics.memory.jemalloc_resident.clone()),
+            Box::new(metrics.memory.jemalloc_retained.clone()),
+            Box::new(metrics.memory.growth.clone()),
+            Box::new(metrics.memory.limit.clone()),
+            Box::new(metrics.memory.cpu_limit.clone()),
         ];
         for reason in ["runtime_lag", "in_flight", "db_pool_waiters"] {
             metrics.load_shed.with_label_values(&[reason]);
@@ -556,6 +764,11 @@ impl Metrics {
             Box::new(metrics.webhook_delivery_duration.clone()),
             Box::new(metrics.webhook_subscriptions_disabled.clone()),
             Box::new(metrics.telegram_deliveries.clone()),
+            Box::new(metrics.sync_products.clone()),
+            Box::new(metrics.external_api_requests.clone()),
+            Box::new(metrics.external_api_duration.clone()),
+            Box::new(metrics.queue_depth.clone()),
+            Box::new(metrics.queue_consumers.clone()),
         ];
         for collector in collectors {
             metrics
@@ -572,10 +785,44 @@ impl Metrics {
             metrics.worker_tasks_in_progress.with_label_values(&[task]);
             metrics.worker_retries.with_label_values(&[task]);
         }
-        for outcome in ["succeeded", "failed"] {
-            metrics.sync_jobs.with_label_values(&[outcome]);
+        for marketplace in crate::marketplaces::model::KINDS {
+            for outcome in ["succeeded", "failed"] {
+                metrics.sync_jobs.with_label_values(&[marketplace, outcome]);
+            }
+            for outcome in ["created", "updated", "unchanged"] {
+                metrics
+                    .sync_products
+                    .with_label_values(&[marketplace, outcome]);
+            }
         }
         metrics
+    }
+
+    /// The API's metrics: the shared ones plus the active-tenant estimate.
+    pub fn for_api() -> Self {
+        let metrics = Self::new();
+        metrics
+            .registry
+            .register(Box::new(metrics.active_tenants.clone()))
+            .expect("metric names are unique");
+        metrics
+    }
+
+    /// Reads jemalloc's statistics, the memory trend and the cgroup limits
+    /// into their gauges (at scrape time).
+    pub fn observe_process(&self) {
+        let gauges = &self.memory;
+        if let Some(stats) = memory::jemalloc_stats() {
+            gauges.jemalloc_allocated.set(stats.allocated as i64);
+            gauges.jemalloc_active.set(stats.active as i64);
+            gauges.jemalloc_resident.set(stats.resident as i64);
+            gauges.jemalloc_retained.set(stats.retained as i64);
+        }
+        gauges.growth.set(gauges.trend.bytes_per_second());
+        gauges
+            .limit
+            .set(memory::memory_limit_bytes().unwrap_or(0) as i64);
+        gauges.cpu_limit.set(memory::cpu_limit_cores());
     }
 
     /// Reads the PostgreSQL pool's sizes into their gauge (at scrape time).

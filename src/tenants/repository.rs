@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::model::{Tenant, TenantSettings};
 use crate::auth::{TenantCtx, Tier};
+use crate::db::observed;
 
 type TenantRow = (
     Uuid,
@@ -47,7 +48,7 @@ pub async fn insert(
     .bind(tenant.id())
     .bind(name)
     .bind(Json(TenantSettings::default()))
-    .fetch_one(conn)
+    .fetch_one(observed("tenants.insert", conn))
     .await?;
     to_model(row)
 }
@@ -56,7 +57,7 @@ pub async fn find(tenant: &TenantCtx, conn: &mut PgConnection) -> anyhow::Result
     let row: Option<TenantRow> =
         sqlx::query_as("SELECT id, name, tier, settings, created_at FROM tenants WHERE id = $1")
             .bind(tenant.id())
-            .fetch_optional(conn)
+            .fetch_optional(observed("tenants.find", conn))
             .await?;
     row.map(to_model).transpose()
 }
@@ -74,7 +75,7 @@ pub async fn update(
     .bind(tenant.id())
     .bind(name)
     .bind(Json(settings))
-    .fetch_one(conn)
+    .fetch_one(observed("tenants.update", conn))
     .await?;
     to_model(row)
 }
@@ -90,7 +91,7 @@ pub async fn set_tier_as_platform(
     )
     .bind(tenant_id)
     .bind(tier.as_str())
-    .fetch_optional(conn)
+    .fetch_optional(observed("tenants.set_tier_as_platform", conn))
     .await?;
     row.map(to_model).transpose()
 }

@@ -7,6 +7,7 @@ use super::repository;
 use crate::auth::repository as sessions;
 use crate::auth::{Auth, Owner, Role, Viewer};
 use crate::db;
+use crate::db::observed;
 use crate::error::ApiError;
 use crate::startup::AppState;
 use crate::users::repository as users;
@@ -131,14 +132,14 @@ pub async fn grant_platform_admin(
          WHERE lower(email) = lower($1) AND is_active RETURNING tenant_id",
     )
     .bind(email.trim())
-    .fetch_optional(&mut *tx)
+    .fetch_optional(observed("tenants.grant_platform_admin", &mut *tx))
     .await?;
     let Some(tenant_id) = tenant_id else {
         anyhow::bail!("no active user with email `{}`", email.trim());
     };
     sqlx::query("UPDATE tenants SET tier = 'internal', updated_at = now() WHERE id = $1")
         .bind(tenant_id)
-        .execute(&mut *tx)
+        .execute(observed("tenants.set_internal_tier", &mut *tx))
         .await?;
     tx.commit().await?;
     pool.close().await;

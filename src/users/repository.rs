@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::model::User;
 use crate::auth::{Role, TenantCtx};
+use crate::db::observed;
 
 #[derive(Debug, sqlx::FromRow)]
 struct UserRow {
@@ -56,7 +57,7 @@ pub async fn insert(
     .bind(full_name)
     .bind(password_hash)
     .bind(role.as_str())
-    .fetch_one(conn)
+    .fetch_one(observed("users.insert", conn))
     .await?;
     row.into_user().map_err(|e| sqlx::Error::Decode(e.into()))
 }
@@ -71,7 +72,7 @@ pub async fn find(
     )))
     .bind(tenant.id())
     .bind(id)
-    .fetch_optional(conn)
+    .fetch_optional(observed("users.find", conn))
     .await?;
     row.map(UserRow::into_user).transpose()
 }
@@ -87,7 +88,7 @@ pub async fn find_for_update(
     )))
     .bind(tenant.id())
     .bind(id)
-    .fetch_optional(conn)
+    .fetch_optional(observed("users.find_for_update", conn))
     .await?;
     row.map(UserRow::into_user).transpose()
 }
@@ -106,7 +107,7 @@ pub async fn list(
     .bind(tenant.id())
     .bind(after)
     .bind(i64::from(limit) + 1)
-    .fetch_all(conn)
+    .fetch_all(observed("users.list", conn))
     .await?;
     rows.into_iter().map(UserRow::into_user).collect()
 }
@@ -120,7 +121,7 @@ pub async fn email_and_password_hash(
     sqlx::query_as("SELECT email, password_hash FROM users WHERE tenant_id = $1 AND id = $2")
         .bind(tenant.id())
         .bind(id)
-        .fetch_optional(conn)
+        .fetch_optional(observed("users.email_and_password_hash", conn))
         .await
 }
 
@@ -136,7 +137,7 @@ pub async fn set_full_name(
     .bind(tenant.id())
     .bind(id)
     .bind(full_name)
-    .execute(conn)
+    .execute(observed("users.set_full_name", conn))
     .await?;
     Ok(())
 }
@@ -153,7 +154,7 @@ pub async fn set_password_hash(
     .bind(tenant.id())
     .bind(id)
     .bind(hash)
-    .execute(conn)
+    .execute(observed("users.set_password_hash", conn))
     .await?;
     Ok(())
 }
@@ -168,7 +169,7 @@ pub async fn set_role(
         .bind(tenant.id())
         .bind(id)
         .bind(role.as_str())
-        .execute(conn)
+        .execute(observed("users.set_role", conn))
         .await?;
     Ok(())
 }
@@ -184,7 +185,7 @@ pub async fn deactivate(
     )
     .bind(tenant.id())
     .bind(id)
-    .execute(conn)
+    .execute(observed("users.deactivate", conn))
     .await?;
     Ok(())
 }
@@ -200,7 +201,7 @@ pub async fn lock_active_owners(
          ORDER BY id FOR UPDATE",
     )
     .bind(tenant.id())
-    .fetch_all(conn)
+    .fetch_all(observed("users.lock_active_owners", conn))
     .await
 }
 
@@ -216,7 +217,7 @@ pub async fn is_platform_admin(
     )
     .bind(tenant.id())
     .bind(id)
-    .fetch_optional(conn)
+    .fetch_optional(observed("users.is_platform_admin", conn))
     .await?;
     Ok(flag.unwrap_or(false))
 }

@@ -31,6 +31,8 @@ use uuid::Uuid;
 use super::target;
 use crate::auth::TenantCtx;
 use crate::db;
+use crate::db::observed;
+use crate::telemetry::outbound;
 use crate::worker::tasks::WorkerContext;
 
 /// Signs a message the Standard Webhooks way: `v1,` + base64 of the
@@ -51,7 +53,10 @@ pub async fn dispatch(ctx: &WorkerContext, limit: i32) -> anyhow::Result<Vec<(Uu
     let events: Vec<(Uuid, Uuid)> =
         sqlx::query_as("SELECT tenant_id, event_id FROM webhook_undispatched_events($1)")
             .bind(limit)
-            .fetch_all(&mut *ctx.db.acquire().await?)
+            .fetch_all(observed(
+                "webhooks.undispatched_events",
+                &mut *ctx.db.acquire().await?,
+            ))
             .await?;
     let mut created = Vec::new();
     for (tenant_id, event_id) in events {
@@ -63,7 +68,7 @@ pub async fn dispatch(ctx: &WorkerContext, limit: i32) -> anyhow::Result<Vec<(Uu
         )
         .bind(tenant_id)
         .bind(event_id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(observed("webhooks.publish_event", &mut *tx))
         .await?;
         let Some((event_type, payload)) = event else {
             continue;
@@ -82,7 +87,7 @@ pub async fn dispatch(ctx: &WorkerContext, limit: i32) -> anyhow::Result<Vec<(Uu
         )
         .bind(tenant_id)
         .bind(&event_type)
-        .fetch_all(&mut *tx)
+        .fetch_all(observed("webhooks.matching_subscriptions", &mut *tx))
         .await?;
         let ids: Vec<Uuid> = subscriptions.iter().map(|_| Uuid::now_v7()).collect();
         let inserted: Vec<Uuid> = sqlx::query_scalar(
@@ -99,7 +104,7 @@ pub async fn dispatch(ctx: &WorkerContext, limit: i32) -> anyhow::Result<Vec<(Uu
         .bind(event_id)
         .bind(&event_type)
         .bind(&payload)
-        .fetch_all(&mut *tx)
+        .fetch_all(observed("webhooks.insert_deliveries", &mut *tx))
         .await?;
         tx.commit().await?;
         created.extend(inserted.into_iter().map(|id| (tenant_id, id)));
@@ -159,7 +164,7 @@ pub async fn attempt(
         .bind(delivery_id)
         .bind(now)
         .bind(lease)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(observed("webhooks.claim_delivery", &mut *tx))
         .await?;
         tx.commit().await?;
         claimed
@@ -237,7 +242,7 @@ async fn send(
     let signature =
         sign(&secret, &id, timestamp, body).ok_or("the signing secret is malformed; rotate it")?;
     let started = std::time::Instant::now();
-    let response = ctx
+    let request = ctx
         .notifier
         .post(url)
         .timeout(timeout)
@@ -249,9 +254,8 @@ async fn send(
         .header("webhook-id", &id)
         .header("webhook-timestamp", timestamp.to_string())
         .header("webhook-signature", signature)
-        .body(body.to_owned())
-        .send()
-        .await;
+        .body(body.to_owned());
+    let response = outbound::send(&ctx.metrics, "webhook", "deliver", request).await;
     ctx.metrics
         .webhook_delivery_duration
         .with_label_values::<&str>(&[])
@@ -297,7 +301,7 @@ async fn record(
     .bind(next)
     .bind(delivered)
     .bind(now)
-    .execute(&mut *tx)
+    .execute(observed("webhooks.record_attempt", &mut *tx))
     .await?;
     let outcome_label = match outcome {
         Attempt::Delivered { .. } => "delivered",
@@ -336,7 +340,7 @@ async fn track_failures(
         sqlx::query("UPDATE webhook_subscriptions SET failing_since = NULL WHERE tenant_id = $1 AND id = $2")
             .bind(tenant.id())
             .bind(subscription_id)
-            .execute(conn)
+            .execute(observed("webhooks.clear_failing", conn))
             .await?;
         return Ok(());
     }
@@ -346,7 +350,7 @@ async fn track_failures(
     )
     .bind(tenant.id())
     .bind(subscription_id)
-    .fetch_one(&mut *conn)
+    .fetch_one(observed("webhooks.lock_subscription", &mut *conn))
     .await?;
     let since = failing_since.unwrap_or(now);
     let limit = Duration::from_secs(ctx.settings.webhooks.disable_after_secs);
@@ -369,7 +373,7 @@ async fn track_failures(
     .bind(since)
     .bind(disable)
     .bind(reason)
-    .execute(&mut *conn)
+    .execute(observed("webhooks.track_failures", &mut *conn))
     .await?;
     if disable {
         ctx.metrics.webhook_subscriptions_disabled.inc();

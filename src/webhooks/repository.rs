@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::model::{Delivery, EventType, Subscription};
 use crate::auth::TenantCtx;
+use crate::db::observed;
 
 const COLUMNS: &str =
     "id, url, events, description, enabled, disabled_reason, created_at, updated_at";
@@ -61,7 +62,7 @@ pub async fn insert(
     .bind(names(events))
     .bind(description)
     .bind(secret_encrypted)
-    .fetch_one(conn)
+    .fetch_one(observed("webhooks.insert", conn))
     .await?;
     Ok(to_model(row))
 }
@@ -79,7 +80,7 @@ pub async fn list(
     .bind(tenant.id())
     .bind(after)
     .bind(i64::from(limit) + 1)
-    .fetch_all(conn)
+    .fetch_all(observed("webhooks.list", conn))
     .await?;
     Ok(rows.into_iter().map(to_model).collect())
 }
@@ -94,7 +95,7 @@ pub async fn find(
     )))
     .bind(tenant.id())
     .bind(id)
-    .fetch_optional(conn)
+    .fetch_optional(observed("webhooks.find", conn))
     .await?;
     Ok(row.map(to_model))
 }
@@ -126,7 +127,7 @@ pub async fn update(
     .bind(events.map(names))
     .bind(description)
     .bind(enabled)
-    .fetch_optional(conn)
+    .fetch_optional(observed("webhooks.update", conn))
     .await?;
     Ok(row.map(to_model))
 }
@@ -144,7 +145,7 @@ pub async fn set_secret(
     .bind(tenant.id())
     .bind(id)
     .bind(secret_encrypted)
-    .fetch_optional(conn)
+    .fetch_optional(observed("webhooks.set_secret", conn))
     .await?;
     Ok(row.map(to_model))
 }
@@ -157,7 +158,7 @@ pub async fn delete(
     let deleted = sqlx::query("DELETE FROM webhook_subscriptions WHERE tenant_id = $1 AND id = $2")
         .bind(tenant.id())
         .bind(id)
-        .execute(conn)
+        .execute(observed("webhooks.delete", conn))
         .await?;
     Ok(deleted.rows_affected() == 1)
 }
@@ -182,7 +183,7 @@ pub async fn deliveries(
     .bind(subscription_id)
     .bind(before)
     .bind(i64::from(limit) + 1)
-    .fetch_all(conn)
+    .fetch_all(observed("webhooks.deliveries", conn))
     .await
 }
 
@@ -202,7 +203,7 @@ pub async fn retry_delivery(
     .bind(tenant.id())
     .bind(subscription_id)
     .bind(delivery_id)
-    .fetch_optional(conn)
+    .fetch_optional(observed("webhooks.retry_delivery", conn))
     .await
 }
 
@@ -225,6 +226,6 @@ pub async fn insert_test_delivery(
     .bind(tenant.id())
     .bind(subscription_id)
     .bind(event_id)
-    .fetch_one(conn)
+    .fetch_one(observed("webhooks.insert_test_delivery", conn))
     .await
 }

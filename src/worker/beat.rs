@@ -15,6 +15,7 @@ use sqlx::{Connection, PgConnection};
 
 use super::queue::TaskQueue;
 use crate::config::Settings;
+use crate::db::observed;
 use crate::db::{self, Database};
 use crate::resilience::breaker::CircuitBreaker;
 use crate::sync::service;
@@ -31,7 +32,7 @@ async fn acquire_lock(settings: &Settings) -> anyhow::Result<PgConnection> {
         if let Ok(mut conn) = PgConnection::connect_with(&options).await {
             let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                 .bind(BEAT_LOCK)
-                .fetch_one(&mut conn)
+                .fetch_one(observed("beat.advisory_lock", &mut conn))
                 .await?;
             if locked {
                 return Ok(conn);
@@ -128,7 +129,7 @@ async fn dispatch_webhooks(
         sqlx::query_as(
             "SELECT tenant_id, delivery_id FROM webhook_take_due_deliveries(500, interval '60 seconds')",
         )
-            .fetch_all(&mut *ctx.db.acquire().await?)
+            .fetch_all(observed("webhooks.take_due_deliveries", &mut *ctx.db.acquire().await?))
             .await?;
     for (tenant_id, delivery_id) in due {
         queue.send_delivery(tenant_id, delivery_id).await?;
@@ -136,7 +137,7 @@ async fn dispatch_webhooks(
     let due: Vec<(uuid::Uuid, uuid::Uuid)> = sqlx::query_as(
         "SELECT tenant_id, delivery_id FROM telegram_take_due_deliveries(500, interval '60 seconds')",
     )
-    .fetch_all(&mut *ctx.db.acquire().await?)
+    .fetch_all(observed("telegram.take_due_deliveries", &mut *ctx.db.acquire().await?))
     .await?;
     for (tenant_id, delivery_id) in due {
         queue.send_telegram(tenant_id, delivery_id).await?;
@@ -153,7 +154,7 @@ async fn purge_expired(db: &Database, settings: &Settings) -> anyhow::Result<(i6
     )
     .bind(settings.auth.leeway_secs as f64)
     .bind(settings.beat.keep_expired_refresh_tokens_secs as f64)
-    .fetch_one(&mut *db.acquire().await?)
+    .fetch_one(observed("auth.purge_expired", &mut *db.acquire().await?))
     .await?;
     Ok(purged)
 }

@@ -13,12 +13,14 @@ use celery::Celery;
 use celery::task::Signature;
 use secrecy::ExposeSecret;
 use tokio::sync::Mutex;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::tasks::{deliver_telegram, deliver_webhook, sync_all_tenants, sync_tenant_products};
 use crate::config::Settings;
 use crate::resilience::breaker::{BreakerSettings, CircuitBreaker};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::traces;
 
 pub struct TaskQueue {
     settings: Arc<Settings>,
@@ -114,8 +116,17 @@ impl TaskQueue {
         job_id: Uuid,
     ) -> anyhow::Result<()> {
         let queue = &self.settings.broker.sync_queue;
-        self.send(sync_tenant_products::new(tenant_id, connection_id, job_id).with_queue(queue))
-            .await
+        // The task continues this trace (see `telemetry::traces`).
+        let span = tracing::info_span!(
+            "queue.publish",
+            otel.name = "sync_tenant_products publish",
+            otel.kind = "producer",
+            messaging.destination.name = queue.as_str(),
+        );
+        let traceparent = traces::traceparent(&span);
+        let signature = sync_tenant_products::new(tenant_id, connection_id, job_id, traceparent)
+            .with_queue(queue);
+        self.send(signature).instrument(span).await
     }
 
     pub async fn send_delivery(&self, tenant_id: Uuid, delivery_id: Uuid) -> anyhow::Result<()> {

@@ -1,5 +1,6 @@
 //! The `worker` role: consumes the task queues, and serves its own
-//! `/metrics`, `/health/live` and `/health/ready` on `worker.port`.
+//! `/metrics`, `/metrics/catalog`, `/health/live` and `/health/ready` on
+//! `worker.port`.
 //!
 //! Shutdown on SIGTERM or SIGINT: celery-rs stops consuming and waits for
 //! running tasks; after `worker.shutdown_timeout_secs` the process exits
@@ -14,9 +15,11 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::queue::{self, TaskQueue};
+use super::queue_stats::QueueStats;
 use super::tasks::{self, WorkerContext};
 use crate::cache::{self, RedisGuard, ResponseCache};
 use crate::config::Settings;
+use crate::db::observed;
 use crate::db::{self, Database};
 use crate::resilience::breaker::CircuitBreaker;
 use crate::telemetry::metrics::Metrics;
@@ -60,11 +63,20 @@ pub async fn context(settings: &Settings) -> anyhow::Result<Arc<WorkerContext>> 
     }))
 }
 
-async fn metrics_route(ctx: web::Data<Arc<WorkerContext>>) -> HttpResponse {
+async fn metrics_route(
+    ctx: web::Data<Arc<WorkerContext>>,
+    queues: web::Data<QueueStats>,
+) -> HttpResponse {
     ctx.metrics.observe_pool(ctx.db.pool());
+    ctx.metrics.observe_process();
+    queues.observe(&ctx.metrics).await;
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(ctx.metrics.render())
+}
+
+async fn catalog() -> HttpResponse {
+    HttpResponse::Ok().json(crate::telemetry::metrics::worker_catalog())
 }
 
 async fn live() -> HttpResponse {
@@ -74,7 +86,7 @@ async fn live() -> HttpResponse {
 async fn ready(ctx: web::Data<Arc<WorkerContext>>) -> HttpResponse {
     let database = tokio::time::timeout(
         ctx.settings.health.check_timeout(),
-        sqlx::query("SELECT 1").execute(ctx.db.pool()),
+        sqlx::query("SELECT 1").execute(observed("health.ping", ctx.db.pool())),
     )
     .await
     .is_ok_and(|r| r.is_ok());
@@ -97,12 +109,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let ctx = context(&settings).await?;
     tasks::install_context(ctx.clone());
 
+    ctx.metrics
+        .memory
+        .trend
+        .clone()
+        .spawn_sampler(&settings.metrics);
     let data = web::Data::new(ctx.clone());
+    let queue_stats = web::Data::new(QueueStats::new(&settings));
     let address = (settings.worker.host, settings.worker.port);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(queue_stats.clone())
             .route("/metrics", web::get().to(metrics_route))
+            .route("/metrics/catalog", web::get().to(catalog))
             .route("/health/live", web::get().to(live))
             .route("/health/ready", web::get().to(ready))
     })

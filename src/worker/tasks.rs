@@ -1,7 +1,9 @@
 //! The Celery tasks. Names and arguments are a contract with any client
 //! (a Python `send_task` included): keep them.
 //!
-//! - `sync_tenant_products(tenant_id, connection_id, job_id)` on queue `sync`
+//! - `sync_tenant_products(tenant_id, connection_id, job_id, traceparent=None)`
+//!   on queue `sync` (`traceparent`: the W3C trace context of the request
+//!   that queued it, optional)
 //! - `sync_all_tenants()` on queue `sync`
 //! - `deliver_webhook(tenant_id, delivery_id)` on queue `notifications`
 //! - `deliver_telegram(tenant_id, delivery_id)` on queue `notifications`
@@ -23,6 +25,7 @@ use crate::config::Settings;
 use crate::db::Database;
 use crate::sync::service::{self, SyncError};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::traces;
 
 /// What tasks run with: the worker's connections and settings.
 pub struct WorkerContext {
@@ -50,6 +53,27 @@ fn context() -> TaskResult<Arc<WorkerContext>> {
         .get()
         .cloned()
         .ok_or_else(|| TaskError::UnexpectedError("the worker context is not installed".into()))
+}
+
+/// The span a task runs in: its fields are on every log line of the task,
+/// and, when traced, it continues the trace of the request that queued it.
+fn task_span(task: &'static str, tenant_id: Uuid, traceparent: Option<&str>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "task",
+        task,
+        %tenant_id,
+        task_id = tracing::field::Empty,
+        job_id = tracing::field::Empty,
+        delivery_id = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        otel.name = task,
+        otel.kind = "consumer",
+    );
+    traces::continue_from_traceparent(&span, traceparent);
+    if let Some(trace_id) = traces::trace_id(&span) {
+        span.record("trace_id", trace_id.as_str());
+    }
+    span
 }
 
 /// Runs a task body with its metrics: in progress, duration and outcome.
@@ -93,11 +117,14 @@ pub async fn sync_tenant_products(
     tenant_id: Uuid,
     connection_id: Uuid,
     job_id: Uuid,
+    traceparent: Option<String>,
 ) -> TaskResult<()> {
     let ctx = context()?;
     let attempt = task.request().retries;
     let final_attempt = attempt >= ctx.settings.worker.max_retries;
-    let span = tracing::info_span!("task", task = "sync_tenant_products", task_id = %task.request().id, %tenant_id, %job_id);
+    let span = task_span("sync_tenant_products", tenant_id, traceparent.as_deref());
+    span.record("task_id", task.request().id.as_str());
+    span.record("job_id", tracing::field::display(job_id));
     let tenant = TenantCtx::for_system_task(tenant_id);
     // A hub per task: its reports carry the tenant and job (the hub of the
     // task's tokio task, not the thread's).
@@ -150,7 +177,8 @@ pub async fn deliver_webhook(tenant_id: Uuid, delivery_id: Uuid) -> TaskResult<(
         scope.set_tag("task", "deliver_webhook");
         scope.set_tag("tenant_id", tenant_id);
     });
-    let span = tracing::info_span!("task", task = "deliver_webhook", %tenant_id, %delivery_id);
+    let span = task_span("deliver_webhook", tenant_id, None);
+    span.record("delivery_id", tracing::field::display(delivery_id));
     let body = measured(&ctx.metrics, "deliver_webhook", async {
         let now = time::OffsetDateTime::now_utc();
         match crate::webhooks::delivery::attempt(&ctx, tenant_id, delivery_id, now).await {
@@ -175,7 +203,8 @@ pub async fn deliver_webhook(tenant_id: Uuid, delivery_id: Uuid) -> TaskResult<(
 #[celery::task(name = "deliver_telegram")]
 pub async fn deliver_telegram(tenant_id: Uuid, delivery_id: Uuid) -> TaskResult<()> {
     let ctx = context()?;
-    let span = tracing::info_span!("task", task = "deliver_telegram", %tenant_id, %delivery_id);
+    let span = task_span("deliver_telegram", tenant_id, None);
+    span.record("delivery_id", tracing::field::display(delivery_id));
     let body = measured(&ctx.metrics, "deliver_telegram", async {
         let now = time::OffsetDateTime::now_utc();
         match crate::telegram::delivery::attempt(&ctx, tenant_id, delivery_id, now).await {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 use stock_tracker::config::Settings;
-use stock_tracker::db::MIGRATOR;
+use stock_tracker::db::{MIGRATOR, observed};
 use stock_tracker::http::extractors::ValidatedJson;
 use stock_tracker::startup::{AppState, Application};
 use uuid::Uuid;
@@ -283,7 +283,29 @@ pub fn probe_routes(cfg: &mut web::ServiceConfig) {
         .route("/__probe/items/{id}", web::get().to(item))
         .route("/__probe/slow", web::get().to(slow))
         .route("/__probe/block", web::get().to(block_worker))
-        .route("/__probe/hold-db", web::get().to(hold_db));
+        .route("/__probe/hold-db", web::get().to(hold_db))
+        .route("/__probe/slow-query", web::get().to(slow_query))
+        .route("/__probe/failing-query", web::get().to(failing_query));
+}
+
+/// One statement that takes 150 ms (over the default slow threshold), run
+/// through the service's statement telemetry as kind `probe.sleep`.
+async fn slow_query(state: web::Data<AppState>) -> HttpResponse {
+    sqlx::query("SELECT pg_sleep(0.15)")
+        .execute(observed("probe.sleep", state.db.pool()))
+        .await
+        .expect("pg_sleep");
+    HttpResponse::Ok().finish()
+}
+
+/// One statement that fails (division by zero), as kind `probe.fail`.
+async fn failing_query(state: web::Data<AppState>) -> HttpResponse {
+    let failed = sqlx::query("SELECT 1 / 0")
+        .execute(observed("probe.fail", state.db.pool()))
+        .await
+        .is_err();
+    assert!(failed);
+    HttpResponse::Ok().finish()
 }
 
 /// Takes 600 ms without blocking its worker.

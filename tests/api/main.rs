@@ -25,6 +25,7 @@ mod resilience;
 mod roles_and_isolation;
 mod row_level_security;
 mod telegram;
+mod telemetry;
 mod users_and_keys;
 mod webhooks;
 mod wildberries;

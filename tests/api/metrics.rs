@@ -85,6 +85,8 @@ async fn the_catalog_lists_exactly_the_exported_families() {
     app.get("/api/v1/health/ready").await;
     let account = app.register("catalog@example.com").await;
     app.get_as("/api/v1/products", &account.bearer()).await;
+    app.get("/__probe/slow-query").await;
+    app.get("/__probe/failing-query").await;
     let text = app.metrics_text().await;
     let exported: BTreeSet<String> = text
         .lines()
@@ -138,9 +140,14 @@ async fn ten_thousand_distinct_product_ids_add_no_series() {
     let owner = app.register("cardinality@example.com").await;
     // Series names with their labels, values left out; the scrapes' own
     // series are recorded after their answer, so they are left out too.
+    // Statement series are process-wide: other tests running meanwhile may
+    // add kinds of their own.
     let series = |text: &str| -> BTreeSet<String> {
         text.lines()
             .filter(|l| !l.starts_with('#') && !l.contains(r#"endpoint="/metrics""#))
+            .filter(|l| {
+                !l.starts_with("stock_tracker_db_query") && !l.starts_with("stock_tracker_db_slow")
+            })
             .filter_map(|l| l.rsplit_once(' ').map(|(name, _)| name.to_owned()))
             .collect()
     };
@@ -172,4 +179,55 @@ async fn ten_thousand_distinct_product_ids_add_no_series() {
     let added: Vec<_> = after.difference(&before).collect();
     assert!(added.is_empty(), "series added: {added:?}");
     assert!(text.contains(r#"endpoint="/api/v1/products/{id}""#));
+}
+
+/// The README's metric tables, as generated from the catalogue.
+fn readme_tables() -> String {
+    use stock_tracker::telemetry::metrics::{CATALOG, MetricDef, WORKER_CATALOG};
+    let table = |defs: &[MetricDef]| {
+        let mut out = String::from("| metric | type | labels | meaning |\n|---|---|---|---|\n");
+        for def in defs {
+            let kind = serde_json::to_value(def.kind).unwrap();
+            let labels = def
+                .labels
+                .iter()
+                .map(|l| format!("`{l}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.push_str(&format!(
+                "| `{}` | {} | {} | {} |\n",
+                def.name,
+                kind.as_str().unwrap(),
+                labels,
+                def.help.replace('|', "\\|")
+            ));
+        }
+        out
+    };
+    format!(
+        "The API's `/metrics` (also on `/metrics/catalog` as JSON):\n\n{}\nThe worker's `/metrics` on `worker.port` adds (its `/metrics/catalog` lists everything it exports, the shared process, memory, database, Redis and breaker families included):\n\n{}",
+        table(CATALOG),
+        table(WORKER_CATALOG)
+    )
+}
+
+#[test]
+fn the_readme_lists_every_metric_of_the_catalogue() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+    let readme = std::fs::read_to_string(path).unwrap();
+    let (begin, end) = ("<!-- metrics:begin -->\n", "<!-- metrics:end -->");
+    let start = readme.find(begin).expect("README has the metrics markers") + begin.len();
+    let stop = readme.find(end).expect("README has the metrics markers");
+    let expected = readme_tables();
+    if readme[start..stop] != expected {
+        if std::env::var_os("UPDATE_README").is_some() {
+            let updated = format!("{}{expected}{}", &readme[..start], &readme[stop..]);
+            std::fs::write(path, updated).unwrap();
+        } else {
+            panic!(
+                "README.md's metric tables differ from the catalogue; \
+                 regenerate them with `UPDATE_README=1 cargo test --test api the_readme_lists`"
+            );
+        }
+    }
 }

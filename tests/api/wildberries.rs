@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use stock_tracker::config::WildberriesSettings;
 use stock_tracker::marketplaces::adapters::wildberries::WildberriesClient;
 use stock_tracker::marketplaces::adapters::{AdapterError, MarketplaceAdapter};
+use stock_tracker::telemetry::metrics::Metrics;
 use wiremock::matchers::{body_partial_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -81,7 +82,7 @@ pub async fn mock_catalogue(server: &MockServer) {
 }
 
 fn client(server: &MockServer) -> WildberriesClient {
-    WildberriesClient::new(&settings(server), SecretString::from(TOKEN)).unwrap()
+    WildberriesClient::new(&settings(server), SecretString::from(TOKEN), Metrics::new()).unwrap()
 }
 
 #[tokio::test]
@@ -211,4 +212,66 @@ async fn refused_credentials_fail_the_job_at_once() {
         job["error"].as_str().unwrap().contains("credentials"),
         "{job}"
     );
+}
+
+/// The value of one series in a Prometheus text exposition.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn every_call_is_counted_by_operation_and_status_with_its_latency() {
+    let server = MockServer::start().await;
+    mock_catalogue(&server).await;
+    let metrics = Metrics::for_worker();
+    let wb = WildberriesClient::new(
+        &settings(&server),
+        SecretString::from(TOKEN),
+        metrics.clone(),
+    )
+    .unwrap();
+    wb.fetch_page(None).await.unwrap();
+    let text = metrics.render();
+    for operation in ["content", "marketplace", "prices"] {
+        let ok = format!(
+            r#"stock_tracker_external_api_requests_total{{operation="{operation}",service="wildberries",status_code="200"}}"#
+        );
+        assert_eq!(sample(&text, &ok), Some(1.0), "{ok} in {text}");
+        let latency = format!(
+            r#"stock_tracker_external_api_duration_seconds_count{{operation="{operation}",service="wildberries"}}"#
+        );
+        assert_eq!(sample(&text, &latency), Some(1.0), "{latency} in {text}");
+    }
+
+    // A refusal is counted under its status; no answer at all as a timeout.
+    let refusing = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/content/v2/get/cards/list"))
+        .respond_with(ResponseTemplate::new(429))
+        .mount(&refusing)
+        .await;
+    let slow = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/content/v2/get/cards/list"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(1_500)))
+        .mount(&slow)
+        .await;
+    for server in [&refusing, &slow] {
+        let wb = WildberriesClient::new(
+            &settings(server),
+            SecretString::from(TOKEN),
+            metrics.clone(),
+        )
+        .unwrap();
+        wb.fetch_page(None).await.unwrap_err();
+    }
+    let text = metrics.render();
+    for status in ["429", "timeout"] {
+        let series = format!(
+            r#"stock_tracker_external_api_requests_total{{operation="content",service="wildberries",status_code="{status}"}}"#
+        );
+        assert_eq!(sample(&text, &series), Some(1.0), "{series} in {text}");
+    }
+    assert!(!text.contains(TOKEN));
 }

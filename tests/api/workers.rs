@@ -16,7 +16,7 @@ use crate::helpers::{Account, TestApp, spawn_app_with};
 use crate::processes::TcpProxy;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stock-tracker");
-const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// Queue names of one test; deleted from RabbitMQ when dropped.
 pub struct TestQueues {
@@ -122,7 +122,9 @@ impl Role {
                 "STOCK_TRACKER__BROKER__NOTIFICATIONS_QUEUE",
                 &settings.broker.notifications_queue,
             )
+            // The role's one port: the worker's and beat's own endpoints, or the API.
             .env("STOCK_TRACKER__WORKER__PORT", port.to_string())
+            .env("STOCK_TRACKER__SERVER__PORT", port.to_string())
             .env("STOCK_TRACKER__WORKER__RETRY_BASE_SECS", "1")
             .env("STOCK_TRACKER__WORKER__RETRY_MAX_SECS", "2")
             .env("STOCK_TRACKER__WORKER__SHUTDOWN_TIMEOUT_SECS", "5")
@@ -203,7 +205,7 @@ async fn start_sync(app: &TestApp, owner: &Account, connection: &str) -> reqwest
 }
 
 /// Polls a job until it reaches `status`.
-async fn wait_for_job(
+pub async fn wait_for_job(
     app: &TestApp,
     owner: &Account,
     job: &str,
@@ -334,7 +336,31 @@ async fn a_demo_sync_runs_end_to_end_and_a_second_one_records_only_changes() {
         ),
         "{metrics}"
     );
-    assert!(metrics.contains(r#"stock_tracker_sync_jobs_total{outcome="succeeded"} 2"#));
+    assert!(
+        metrics
+            .contains(r#"stock_tracker_sync_jobs_total{marketplace="demo",outcome="succeeded"} 2"#)
+    );
+    // 240 listings read over the two syncs: 120 created, the changed ones updated.
+    let updated = done["products_updated"].as_i64().unwrap();
+    for (outcome, expected) in [
+        ("created", 120),
+        ("updated", updated),
+        ("unchanged", 240 - 120 - updated),
+    ] {
+        let line = format!(
+            "stock_tracker_sync_products_total{{marketplace=\"demo\",outcome=\"{outcome}\"}} {expected}\n"
+        );
+        assert!(metrics.contains(&line), "no `{line}` in {metrics}");
+    }
+    // The queues as the broker sees them: this worker consumes both.
+    for queue in [&queues.sync, &queues.notifications] {
+        let consumers = format!("stock_tracker_queue_consumers{{queue=\"{queue}\"}} 1\n");
+        assert!(
+            metrics.contains(&consumers),
+            "no `{consumers}` in {metrics}"
+        );
+        assert!(metrics.contains(&format!("stock_tracker_queue_depth{{queue=\"{queue}\"}} ")));
+    }
     let live = reqwest::get(format!("http://127.0.0.1:{}/health/live", worker.port))
         .await
         .unwrap();

@@ -61,7 +61,8 @@ pub trait MarketplaceAdapter: Send + Sync {
 /// The adapter of a connection, chosen by its kind.
 pub enum Adapter {
     Demo(demo::DemoMarketplace),
-    Wildberries(wildberries::WildberriesClient),
+    // Boxed: the HTTP client and its settings dwarf the simulator.
+    Wildberries(Box<wildberries::WildberriesClient>),
 }
 
 impl MarketplaceAdapter for Adapter {

@@ -23,9 +23,12 @@ use tokio::sync::OnceCell;
 
 use super::{AdapterError, Listing, MarketplaceAdapter, Page};
 use crate::config::WildberriesSettings;
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::outbound;
 
 pub struct WildberriesClient {
     http: reqwest::Client,
+    metrics: Metrics,
     settings: WildberriesSettings,
     token: SecretString,
     prices: OnceCell<HashMap<u64, Decimal>>,
@@ -111,7 +114,11 @@ fn decode_cursor(cursor: &str) -> Option<(u64, &str)> {
 }
 
 impl WildberriesClient {
-    pub fn new(settings: &WildberriesSettings, token: SecretString) -> Result<Self, AdapterError> {
+    pub fn new(
+        settings: &WildberriesSettings,
+        token: SecretString,
+        metrics: Metrics,
+    ) -> Result<Self, AdapterError> {
         let timeout = Duration::from_millis(settings.request_timeout_ms);
         let http = reqwest::Client::builder()
             .connect_timeout(timeout)
@@ -123,6 +130,7 @@ impl WildberriesClient {
             http,
             settings: settings.clone(),
             token,
+            metrics,
             prices: OnceCell::new(),
         })
     }
@@ -131,12 +139,11 @@ impl WildberriesClient {
     /// messages name the API, never the URL with its parameters or the token.
     async fn call<T: serde::de::DeserializeOwned>(
         &self,
-        api: &str,
+        api: &'static str,
         request: reqwest::RequestBuilder,
     ) -> Result<T, AdapterError> {
-        let response = request
-            .header(AUTHORIZATION, self.token.expose_secret())
-            .send()
+        let request = request.header(AUTHORIZATION, self.token.expose_secret());
+        let response = outbound::send(&self.metrics, "wildberries", api, request)
             .await
             .map_err(|err| AdapterError::Transient {
                 message: if err.is_timeout() {

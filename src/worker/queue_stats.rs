@@ -1,0 +1,98 @@
+//! Queue depth and consumers for the worker's `/metrics`, read from
+//! RabbitMQ at scrape time with a passive queue declare (it reports both
+//! counts and changes nothing) on a connection of its own, reopened after a
+//! failure. RabbitMQ's `rabbitmq_prometheus` plugin exports the same and
+//! more; this keeps the worker's own signal (is anyone consuming my queues?)
+//! even where the plugin is not scraped.
+
+use std::time::Duration;
+
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+use lapin::{Connection, ConnectionProperties};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Mutex;
+
+use crate::config::Settings;
+use crate::telemetry::metrics::Metrics;
+
+pub struct QueueStats {
+    url: SecretString,
+    queues: [String; 2],
+    timeout: Duration,
+    connection: Mutex<Option<Connection>>,
+}
+
+impl QueueStats {
+    pub fn new(settings: &Settings) -> Self {
+        let broker = &settings.broker;
+        Self {
+            url: broker.url.clone(),
+            queues: [
+                broker.sync_queue.clone(),
+                broker.notifications_queue.clone(),
+            ],
+            timeout: settings.health.check_timeout(),
+            connection: Mutex::new(None),
+        }
+    }
+
+    /// Sets the depth and consumer gauges of every queue. When the broker
+    /// cannot be read in time the gauges are removed rather than left stale.
+    pub async fn observe(&self, metrics: &Metrics) {
+        let mut connection = self.connection.lock().await;
+        match tokio::time::timeout(self.timeout, self.read(&mut connection)).await {
+            Ok(Ok(counts)) => {
+                for (queue, (depth, consumers)) in self.queues.iter().zip(counts) {
+                    metrics
+                        .queue_depth
+                        .with_label_values(&[queue])
+                        .set(i64::from(depth));
+                    metrics
+                        .queue_consumers
+                        .with_label_values(&[queue])
+                        .set(i64::from(consumers));
+                }
+            }
+            failed => {
+                if let Ok(Err(err)) = failed {
+                    tracing::warn!(error = %err, "cannot read the queue depths");
+                }
+                *connection = None;
+                for queue in &self.queues {
+                    let _ = metrics.queue_depth.remove_label_values(&[queue]);
+                    let _ = metrics.queue_consumers.remove_label_values(&[queue]);
+                }
+            }
+        }
+    }
+
+    async fn read(&self, connection: &mut Option<Connection>) -> lapin::Result<Vec<(u32, u32)>> {
+        let open = match connection.take() {
+            Some(open) if open.status().connected() => open,
+            _ => {
+                Connection::connect(self.url.expose_secret(), ConnectionProperties::default())
+                    .await?
+            }
+        };
+        let open = connection.insert(open);
+        // A passive declare of a missing queue closes its channel: one per scrape.
+        let channel = open.create_channel().await?;
+        let mut counts = Vec::with_capacity(self.queues.len());
+        for queue in &self.queues {
+            let declared = channel
+                .queue_declare(
+                    queue,
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?;
+            counts.push((declared.message_count(), declared.consumer_count()));
+        }
+        let _ = channel.close(200, "done").await;
+        Ok(counts)
+    }
+}
