@@ -382,7 +382,7 @@ async fn a_finished_sync_reaches_the_receiver_through_beat_and_a_worker() {
             "1".to_owned(),
         ),
     ];
-    let _worker = Role::start("worker", &app.state.settings, &env);
+    let worker = Role::start("worker", &app.state.settings, &env);
     let _beat = Role::start("beat", &app.state.settings, &env);
     let response = app
         .post_json(
@@ -408,6 +408,38 @@ async fn a_finished_sync_reaches_the_receiver_through_beat_and_a_worker() {
     let body: Value = serde_json::from_str(&request.body).unwrap();
     assert_eq!(body["type"], "sync.completed");
     assert_eq!(body["data"]["status"], "succeeded");
+
+    // The worker counted the delivery and the outbound call behind it (the
+    // attempt is recorded just after the receiver answers: poll briefly).
+    // Beat's own first round may sync the connection once more, so: at least one.
+    let expected = [
+        r#"stock_tracker_webhook_deliveries_total{event="sync.completed",outcome="delivered"} "#,
+        r#"stock_tracker_external_api_requests_total{operation="deliver",service="webhook",status_code="200"} "#,
+        r#"stock_tracker_external_api_duration_seconds_count{operation="deliver",service="webhook"} "#,
+    ];
+    let counted = |metrics: &str, series: &str| {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.parse::<f64>().ok())
+            .is_some_and(|n| n >= 1.0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", worker.port))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if expected.iter().all(|series| counted(&metrics, series)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "missing {expected:?} in {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
