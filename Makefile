@@ -3,16 +3,19 @@
 CARGO_TARGET_DIR ?= $(HOME)/.cache/stock-tracker/target
 export CARGO_TARGET_DIR
 
-.PHONY: run test lint services python-tools migrate openapi schemathesis worker beat
+.PHONY: run test lint services python-tools migrate openapi schemathesis worker beat monitoring-check
 
 ## Install/start PostgreSQL, Redis and RabbitMQ if needed, migrate, and serve on 127.0.0.1:8000.
 run: services
 	cargo run --bin stock-tracker -- migrate
 	cargo run --bin stock-tracker -- serve
 
-## Every test (unit and integration) against the local PostgreSQL, Redis and RabbitMQ.
+## Every test: unit and integration tests against the local PostgreSQL, Redis
+## and RabbitMQ, then the monitoring stack against the real Prometheus and
+## Alertmanager (scripts/monitoring-check.sh installs them when missing).
 test: services python-tools
 	cargo test --all-targets
+	scripts/monitoring-check.sh
 
 ## Formatting and lints, as CI runs them.
 lint:
@@ -41,3 +44,7 @@ migrate: services
 
 openapi:
 	@cargo run -q --bin stock-tracker -- openapi
+
+## The monitoring checks alone (after a build: the end-to-end step runs the binary).
+monitoring-check:
+	scripts/monitoring-check.sh
