@@ -158,6 +158,11 @@ pub struct WorkerSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BeatSettings {
+    /// Beat's own `/health/live` and `/metrics`.
+    pub host: IpAddr,
+    pub port: u16,
+    /// Liveness fails when the scheduling loop has not come round for this long.
+    pub liveness_timeout_secs: u64,
     pub sync_interval_secs: u64,
     pub sweep_interval_secs: u64,
     pub stale_job_secs: u64,
@@ -516,6 +521,12 @@ impl Settings {
             return invalid(
                 "telegram.api_base_url",
                 "must be a URL such as https://api.telegram.org",
+            );
+        }
+        if self.beat.liveness_timeout_secs <= self.beat.standby_retry_secs.max(5) {
+            return invalid(
+                "beat.liveness_timeout_secs",
+                "must be longer than beat.standby_retry_secs and the 5 s lock keepalive",
             );
         }
         if self.beat.sync_interval_secs == 0 || self.beat.sweep_interval_secs == 0 {

@@ -37,7 +37,11 @@ enum Command {
     Migrate,
     /// Probe the local liveness endpoint: exit 0 when it answers 200, 1 otherwise.
     Healthcheck {
-        /// Endpoint to probe; defaults to this configuration's liveness URL on 127.0.0.1.
+        /// Whose liveness endpoint to probe on 127.0.0.1, at the port this
+        /// configuration gives that role.
+        #[arg(long, value_enum, default_value_t = Role::Api)]
+        role: Role,
+        /// Endpoint to probe instead.
         #[arg(long)]
         url: Option<String>,
         #[arg(long, default_value_t = 3)]
@@ -55,6 +59,14 @@ enum Command {
         /// The user's email.
         email: String,
     },
+}
+
+/// A long-running role, as `healthcheck --role` names it.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Role {
+    Api,
+    Worker,
+    Beat,
 }
 
 fn main() -> ExitCode {
@@ -170,15 +182,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             drop(tracing);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Healthcheck { url, timeout_secs } => {
+        Command::Healthcheck {
+            role,
+            url,
+            timeout_secs,
+        } => {
             let url = match url {
                 Some(url) => url,
                 None => {
                     let settings = Settings::load(cli.config.as_deref())?;
-                    format!(
-                        "http://127.0.0.1:{}/api/v1/health/live",
-                        settings.server.port
-                    )
+                    match role {
+                        Role::Api => format!(
+                            "http://127.0.0.1:{}/api/v1/health/live",
+                            settings.server.port
+                        ),
+                        Role::Worker => {
+                            format!("http://127.0.0.1:{}/health/live", settings.worker.port)
+                        }
+                        Role::Beat => {
+                            format!("http://127.0.0.1:{}/health/live", settings.beat.port)
+                        }
+                    }
                 }
             };
             install_crypto_provider();

@@ -7,10 +7,19 @@
 //! dedicated connection (not a pooled one, which could be recycled and drop
 //! the lock). A second beat started by mistake stands by, retrying every
 //! `beat.standby_retry_secs`, and takes over if the first one dies.
+//!
+//! Beat serves `/health/live` and `/metrics` on `beat.port`. Liveness is a
+//! heartbeat: every turn of the leader's loop (at least every 5 s, the lock
+//! keepalive) or of a standby's retries stamps it, and the probe fails once
+//! it is older than `beat.liveness_timeout_secs` — a hung beat is restarted.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
+use actix_web::{App, HttpResponse, HttpServer, web};
+use anyhow::Context;
+use serde_json::json;
 use sqlx::{Connection, PgConnection};
 
 use super::queue::TaskQueue;
@@ -24,11 +33,95 @@ use crate::telemetry::metrics::Metrics;
 /// The advisory lock's key: any constant unique to this purpose.
 const BEAT_LOCK: i64 = 0x5354_4245_4154; // "STBEAT"
 
-async fn acquire_lock(settings: &Settings) -> anyhow::Result<PgConnection> {
+/// When beat's loop last came round, and whether it holds the schedule.
+#[derive(Default)]
+pub struct Heartbeat {
+    last_ms: AtomicI64,
+    leader: AtomicBool,
+}
+
+impl Heartbeat {
+    fn beat(&self, leader: bool) {
+        self.last_ms
+            .store(crate::auth::tokens::unix_now_ms(), Ordering::Relaxed);
+        self.leader.store(leader, Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the last beat.
+    fn age_ms(&self) -> i64 {
+        crate::auth::tokens::unix_now_ms() - self.last_ms.load(Ordering::Relaxed)
+    }
+}
+
+struct Health {
+    heartbeat: Arc<Heartbeat>,
+    timeout_ms: i64,
+    metrics: Metrics,
+    pool: sqlx::PgPool,
+}
+
+async fn live(health: web::Data<Health>) -> HttpResponse {
+    let age_ms = health.heartbeat.age_ms();
+    let body = json!({
+        "status": if age_ms <= health.timeout_ms { "ok" } else { "stalled" },
+        "role": if health.heartbeat.leader.load(Ordering::Relaxed) { "leader" } else { "standby" },
+        "last_beat_ms_ago": age_ms,
+    });
+    if age_ms <= health.timeout_ms {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn metrics_route(health: web::Data<Health>) -> HttpResponse {
+    health.metrics.observe_pool(&health.pool);
+    health.metrics.observe_process();
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(health.metrics.render())
+}
+
+/// Serves `/health/live` and `/metrics` on `beat.port` until the process ends.
+fn serve_health(
+    settings: &Settings,
+    heartbeat: Arc<Heartbeat>,
+    metrics: Metrics,
+    pool: sqlx::PgPool,
+) -> anyhow::Result<()> {
+    let health = web::Data::new(Health {
+        heartbeat,
+        timeout_ms: (settings.beat.liveness_timeout_secs * 1000) as i64,
+        metrics,
+        pool,
+    });
+    let address = (settings.beat.host, settings.beat.port);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(health.clone())
+            .route("/health/live", web::get().to(live))
+            .route("/metrics", web::get().to(metrics_route))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(address)
+    .with_context(|| {
+        format!(
+            "cannot listen on {}:{} (`beat.host`, `beat.port`)",
+            address.0, address.1
+        )
+    })?
+    .run();
+    tokio::spawn(server);
+    Ok(())
+}
+
+async fn acquire_lock(settings: &Settings, heartbeat: &Heartbeat) -> anyhow::Result<PgConnection> {
     let options = db::connect_options(&settings.database)?.application_name("stock-tracker-beat");
     let retry = Duration::from_secs(settings.beat.standby_retry_secs.max(1));
     let mut announced = false;
     loop {
+        heartbeat.beat(false);
         if let Ok(mut conn) = PgConnection::connect_with(&options).await {
             let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                 .bind(BEAT_LOCK)
@@ -57,6 +150,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         &settings.circuit_breakers.database,
         metrics.clone(),
     );
+    let heartbeat = Arc::new(Heartbeat::default());
+    heartbeat.beat(false);
+    serve_health(&settings, heartbeat.clone(), metrics.clone(), pool.clone())?;
+    metrics
+        .memory
+        .trend
+        .clone()
+        .spawn_sampler(&settings.metrics);
     let db = Database::new(pool, Arc::new(breaker), metrics.clone());
     let queue = TaskQueue::new(settings.clone(), metrics);
     // Webhook dispatch reads the outbox and the subscriptions like a task does.
@@ -66,7 +167,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tokio::pin!(stop);
     loop {
         let mut lock = tokio::select! {
-            lock = acquire_lock(&settings) => lock?,
+            lock = acquire_lock(&settings, &heartbeat) => lock?,
             () = &mut stop => return Ok(()),
         };
         tracing::info!("beat holds the schedule");
@@ -83,6 +184,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let mut keepalive = tokio::time::interval(Duration::from_secs(5));
         let stale = Duration::from_secs(settings.beat.stale_job_secs);
         loop {
+            heartbeat.beat(true);
             tokio::select! {
                 _ = sync_all.tick() => {
                     if let Err(err) = queue.send_sync_all().await {

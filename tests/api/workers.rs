@@ -125,6 +125,7 @@ impl Role {
             // The role's one port: the worker's and beat's own endpoints, or the API.
             .env("STOCK_TRACKER__WORKER__PORT", port.to_string())
             .env("STOCK_TRACKER__SERVER__PORT", port.to_string())
+            .env("STOCK_TRACKER__BEAT__PORT", port.to_string())
             .env("STOCK_TRACKER__WORKER__RETRY_BASE_SECS", "1")
             .env("STOCK_TRACKER__WORKER__RETRY_MAX_SECS", "2")
             .env("STOCK_TRACKER__WORKER__SHUTDOWN_TIMEOUT_SECS", "5")
@@ -564,10 +565,36 @@ async fn only_one_beat_schedules_and_a_standby_takes_over() {
         )
         .await;
     assert!(!second.output().contains("beat holds the schedule\""));
+    // Both are alive, one leading; `healthcheck --role beat` is the probe.
+    assert_eq!(beat_role(&first).await, "leader");
+    assert_eq!(beat_role(&second).await, "standby");
+    let port = second.port.to_string();
+    let probe = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(BIN)
+            .args(["healthcheck", "--role", "beat"])
+            .env("STOCK_TRACKER__BEAT__PORT", port)
+            .status()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(probe.success());
     assert!(first.terminate().success());
     second
         .wait_for_log("beat holds the schedule\"", Duration::from_secs(20))
         .await;
+    assert_eq!(beat_role(&second).await, "leader");
+}
+
+/// The role a running beat reports on its liveness endpoint (which must answer 200).
+async fn beat_role(beat: &Role) -> String {
+    let response = reqwest::get(format!("http://127.0.0.1:{}/health/live", beat.port))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+    body["role"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
