@@ -3,7 +3,7 @@
 CARGO_TARGET_DIR ?= $(HOME)/.cache/stock-tracker/target
 export CARGO_TARGET_DIR
 
-.PHONY: run test lint services python-tools migrate openapi schemathesis worker beat monitoring-check
+.PHONY: run test lint services python-tools migrate openapi schemathesis worker beat monitoring-check deploy-check
 
 ## Install/start PostgreSQL, Redis and RabbitMQ if needed, migrate, and serve on 127.0.0.1:8000.
 run: services
@@ -12,10 +12,12 @@ run: services
 
 ## Every test: unit and integration tests against the local PostgreSQL, Redis
 ## and RabbitMQ, then the monitoring stack against the real Prometheus and
-## Alertmanager (scripts/monitoring-check.sh installs them when missing).
+## Alertmanager, then the Dockerfile, compose file and Kubernetes manifests
+## with the real validators (both scripts install their tools when missing).
 test: services python-tools
 	cargo test --all-targets
 	scripts/monitoring-check.sh
+	scripts/deploy-check.sh
 
 ## Formatting and lints, as CI runs them.
 lint:
@@ -48,3 +50,7 @@ openapi:
 ## The monitoring checks alone (after a build: the end-to-end step runs the binary).
 monitoring-check:
 	scripts/monitoring-check.sh
+
+## The deployment checks alone (after a build: the probe check runs the binary).
+deploy-check:
+	scripts/deploy-check.sh

@@ -269,6 +269,8 @@ impl Application {
     /// Serves until SIGTERM/SIGINT, then drains and closes the pools.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        // Closed while the runtime still runs, so the AMQP connection ends cleanly.
+        self.state.tasks.close().await;
         self.state.db.pool().close().await;
         result
     }

@@ -92,16 +92,18 @@ impl MemoryTrend {
         }
     }
 
-    /// Bytes per second: the least-squares slope of the samples (0 with fewer than two).
+    /// Bytes per second: the least-squares slope of the samples; 0 until
+    /// they span half the window (start-up growth is not a leak).
     pub fn bytes_per_second(&self) -> f64 {
+        let window = *self.window.lock().unwrap_or_else(|e| e.into_inner());
         let samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(&(origin, _)) = samples.front() else {
+        let (Some(&(origin, _)), Some(&(newest, _))) = (samples.front(), samples.back()) else {
             return 0.0;
         };
-        let n = samples.len() as f64;
-        if n < 2.0 {
+        if newest.duration_since(origin) < window / 2 {
             return 0.0;
         }
+        let n = samples.len() as f64;
         let points = samples
             .iter()
             .map(|(t, bytes)| (t.duration_since(origin).as_secs_f64(), *bytes));
@@ -172,9 +174,27 @@ mod tests {
         let short = trend(30);
         short.record(start, 0);
         short.record(start + Duration::from_secs(100), 1_000);
-        short.record(start + Duration::from_secs(110), 1_000);
+        short.record(start + Duration::from_secs(120), 1_000);
         // The first sample is out of the window: the rest is flat.
         assert_eq!(short.bytes_per_second(), 0.0);
+    }
+
+    #[test]
+    fn nothing_is_published_until_the_samples_span_half_the_window() {
+        let start = Instant::now();
+        let young = trend(600);
+        // Start-up: 50 MB in the first minute.
+        for i in 0..7u64 {
+            young.record(
+                start + Duration::from_secs(i * 10),
+                100_000_000 + i * 8_000_000,
+            );
+        }
+        assert_eq!(young.bytes_per_second(), 0.0);
+        for i in 7..31u64 {
+            young.record(start + Duration::from_secs(i * 10), 150_000_000);
+        }
+        assert!(young.bytes_per_second() > 0.0);
     }
 
     #[test]

@@ -220,7 +220,7 @@ pub const WORKER_RETRIES: MetricDef = MetricDef {
 };
 
 pub const WORKER_PREFETCH: MetricDef = MetricDef {
-    name: "stock_tracker_worker_prefetch_count",
+    name: "stock_tracker_worker_prefetch_messages",
     kind: MetricKind::Gauge,
     help: "Messages the worker may hold unacknowledged at once (broker.prefetch)",
     labels: &[],
@@ -784,6 +784,29 @@ impl Metrics {
         ] {
             metrics.worker_tasks_in_progress.with_label_values(&[task]);
             metrics.worker_retries.with_label_values(&[task]);
+        }
+        // Every known combination exists from the start, so ratios and panels
+        // read 0 rather than "no data" before the first event.
+        for event in ["sync.completed", "sync.failed", "stock.low"] {
+            for outcome in ["delivered", "retried", "failed"] {
+                metrics
+                    .webhook_deliveries
+                    .with_label_values(&[event, outcome]);
+                metrics
+                    .telegram_deliveries
+                    .with_label_values(&[event, outcome]);
+            }
+        }
+        for (service, operation) in [
+            ("wildberries", "content"),
+            ("wildberries", "marketplace"),
+            ("wildberries", "prices"),
+            ("webhook", "deliver"),
+            ("telegram", "send_message"),
+        ] {
+            metrics
+                .external_api_duration
+                .with_label_values(&[service, operation]);
         }
         for marketplace in crate::marketplaces::model::KINDS {
             for outcome in ["succeeded", "failed"] {

@@ -168,7 +168,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     loop {
         let mut lock = tokio::select! {
             lock = acquire_lock(&settings, &heartbeat) => lock?,
-            () = &mut stop => return Ok(()),
+            () = &mut stop => {
+                queue.close().await;
+                return Ok(());
+            }
         };
         tracing::info!("beat holds the schedule");
         let mut sync_all =
@@ -213,6 +216,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 () = &mut stop => {
                     tracing::info!("beat stopped");
                     let _ = lock.close().await;
+                    queue.close().await;
                     return Ok(());
                 }
             }

@@ -67,6 +67,14 @@ impl TaskQueue {
         }
     }
 
+    /// Closes the broker connection, if one is open (at shutdown: a
+    /// connection dropped with the runtime logs I/O errors instead).
+    pub async fn close(&self) {
+        if let Some(app) = self.app.lock().await.take() {
+            let _ = app.close().await;
+        }
+    }
+
     pub fn breaker(&self) -> &CircuitBreaker {
         &self.breaker
     }

