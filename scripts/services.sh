@@ -39,7 +39,7 @@ ensure_postgres() {
     fresh=1
   fi
   local version
-  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf "%f\n" | sort -V | tail -n 1)
   log "starting PostgreSQL $version"
   $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
   wait_for 5432 PostgreSQL
