@@ -49,6 +49,13 @@ pub fn base_settings() -> Settings {
     settings
 }
 
+/// The value of one series (name and labels exactly as exported) in a
+/// Prometheus text exposition.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
 /// Every rate limit raised beyond what a test sends, the limiter still
 /// running on every request; the rate-limit tests lower the ones they test.
 pub fn limits_out_of_reach(settings: &mut Settings) {

@@ -3,14 +3,7 @@ use std::collections::BTreeSet;
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use crate::helpers::spawn_app;
-
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find(|line| line.starts_with(series))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
+use crate::helpers::{sample, spawn_app};
 
 #[tokio::test]
 async fn requests_are_counted_by_route_pattern_method_and_status() {

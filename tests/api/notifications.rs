@@ -418,19 +418,11 @@ async fn a_finished_sync_reaches_the_receiver_through_beat_and_a_worker() {
         r#"stock_tracker_external_api_duration_seconds_count{operation="deliver",service="webhook"} "#,
     ];
     let counted = |metrics: &str, series: &str| {
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(series)?.parse::<f64>().ok())
-            .is_some_and(|n| n >= 1.0)
+        crate::helpers::sample(metrics, series).is_some_and(|n| n >= 1.0)
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", worker.port))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = worker.metrics_text().await;
         if expected.iter().all(|series| counted(&metrics, series)) {
             break;
         }

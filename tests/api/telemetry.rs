@@ -21,14 +21,8 @@ use stock_tracker::worker::queue_stats::QueueStats;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{sample, spawn_app, spawn_app_with};
 use crate::workers::{BROKER, Role, TestQueues, demo_connection, wait_for_job};
-
-/// The value of one series in a Prometheus text exposition.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-}
 
 fn count_of(text: &str, family: &str, kind: &str) -> f64 {
     sample(text, &format!(r#"{family}{{kind="{kind}"}}"#)).unwrap_or(0.0)
@@ -265,12 +259,7 @@ async fn slow_statements_are_logged_as_json_with_request_and_tenant_and_no_param
             "a parameter was logged: {line}"
         );
     }
-    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", api.port))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = api.metrics_text().await;
     assert!(
         sample(
             &metrics,

@@ -12,7 +12,7 @@ use stock_tracker::telemetry::metrics::Metrics;
 use wiremock::matchers::{body_partial_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{Account, TestApp, spawn_app_with};
+use crate::helpers::{Account, TestApp, sample, spawn_app_with};
 use crate::workers::{Role, TestQueues};
 
 const TOKEN: &str = "wb-secret-token";
@@ -212,12 +212,6 @@ async fn refused_credentials_fail_the_job_at_once() {
         job["error"].as_str().unwrap().contains("credentials"),
         "{job}"
     );
-}
-
-/// The value of one series in a Prometheus text exposition.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
 }
 
 #[tokio::test]

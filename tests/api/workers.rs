@@ -146,6 +146,16 @@ impl Role {
         }
     }
 
+    /// The role's `/metrics` (on its one port).
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.port))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -325,12 +335,7 @@ async fn a_demo_sync_runs_end_to_end_and_a_second_one_records_only_changes() {
     assert_eq!(history, 120 + changed);
 
     // The worker's own endpoints.
-    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", worker.port))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = worker.metrics_text().await;
     assert!(
         metrics.contains(
             r#"stock_tracker_worker_tasks_total{status="succeeded",task="sync_tenant_products"} 2"#
