@@ -81,12 +81,14 @@ pub async fn request_context(
         tenant_id = Empty,
         user_id = Empty,
         trace_id = Empty,
-        otel.kind = "server",
+        otel.kind = Empty,
         otel.status_code = Empty,
         http.response.status_code = Empty,
     );
     let method = req.method().clone();
+    // The OpenTelemetry fields are recorded only when traced: log lines stay lean.
     if traces::enabled() {
+        span.record("otel.kind", "server");
         traces::continue_trace(&span, &traces::HeaderExtractor(req.headers()));
         if let Some(trace_id) = traces::trace_id(&span) {
             span.record("trace_id", trace_id.as_str());

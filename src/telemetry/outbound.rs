@@ -18,7 +18,8 @@ pub async fn send(
     operation: &'static str,
     request: reqwest::RequestBuilder,
 ) -> reqwest::Result<reqwest::Response> {
-    let span = tracing::info_span!(
+    // TRACE: exported when tracing is on, never the current span of a log line.
+    let span = tracing::trace_span!(
         target: "stock_tracker::outbound",
         "http.client",
         otel.name = %format_args!("{service} {operation}"),

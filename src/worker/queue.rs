@@ -124,8 +124,9 @@ impl TaskQueue {
         job_id: Uuid,
     ) -> anyhow::Result<()> {
         let queue = &self.settings.broker.sync_queue;
-        // The task continues this trace (see `telemetry::traces`).
-        let span = tracing::info_span!(
+        // The task continues this trace (see `telemetry::traces`). TRACE, like
+        // every client span: log lines inside keep the request's span.
+        let span = tracing::trace_span!(
             "queue.publish",
             otel.name = "sync_tenant_products publish",
             otel.kind = "producer",

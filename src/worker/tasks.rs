@@ -66,9 +66,13 @@ fn task_span(task: &'static str, tenant_id: Uuid, traceparent: Option<&str>) -> 
         job_id = tracing::field::Empty,
         delivery_id = tracing::field::Empty,
         trace_id = tracing::field::Empty,
-        otel.name = task,
-        otel.kind = "consumer",
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
     );
+    if traces::enabled() {
+        span.record("otel.name", task);
+        span.record("otel.kind", "consumer");
+    }
     traces::continue_from_traceparent(&span, traceparent);
     if let Some(trace_id) = traces::trace_id(&span) {
         span.record("trace_id", trace_id.as_str());

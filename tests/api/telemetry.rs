@@ -402,6 +402,12 @@ async fn spans_are_exported_over_otlp_and_linked_from_the_request_into_the_task(
     assert_eq!(hex(&request.parent_span_id), caller_span);
     assert_eq!(publish.1.parent_span_id, request.span_id);
     assert_eq!(task.parent_span_id, publish.1.span_id);
+    // OTLP span kinds: 2 server, 3 client, 4 producer, 5 consumer.
+    assert_eq!(
+        (request.kind, publish.1.kind, task.kind),
+        (2, 4, 5),
+        "span kinds"
+    );
     assert_eq!(
         attribute(&request, "request_id").as_deref(),
         Some("traced-sync")
@@ -431,6 +437,11 @@ async fn spans_are_exported_over_otlp_and_linked_from_the_request_into_the_task(
         under_request.iter().any(|n| n == "rate_limit.decide"),
         "{under_request:?}"
     );
+    let insert_job = spans
+        .values()
+        .find(|(_, s)| s.parent_span_id == request.span_id && s.name == "sync.insert_job")
+        .map(|(_, s)| s.kind);
+    assert_eq!(insert_job, Some(3), "a statement is a client span");
     let under_task = children(&task);
     assert!(
         under_task.iter().any(|n| n == "sync.upsert_page"),
@@ -462,4 +473,5 @@ async fn without_an_endpoint_nothing_is_exported_and_logs_carry_no_trace_id() {
     api.wait_for_log("request completed", Duration::from_secs(5))
         .await;
     assert!(!api.output().contains("trace_id"));
+    assert!(!api.output().contains("otel."), "{}", api.output());
 }
