@@ -254,6 +254,10 @@ pub struct Argon2Settings {
     pub memory_kib: u32,
     pub iterations: u32,
     pub parallelism: u32,
+    /// Hashes computed at once (each holds `memory_kib`); 0: one per core.
+    pub max_concurrent: usize,
+    /// A sign-in waits this long for a turn, then gets 503.
+    pub queue_timeout_ms: u64,
 }
 
 /// OWASP's minimum argon2id configuration (Password Storage Cheat Sheet).

@@ -2,16 +2,21 @@
 //! password policy.
 //!
 //! Hashing is deliberately slow (tens of milliseconds), so it runs on the
-//! blocking thread pool, never on an HTTP worker's event loop. Sign-in with an
+//! blocking thread pool, never on an HTTP worker's event loop, and at most
+//! `auth.argon2.max_concurrent` at once (one per core by default): each hash
+//! holds `memory_kib` of memory, so a burst of sign-ins queues briefly (then
+//! gets 503) instead of multiplying the process's memory. Sign-in with an
 //! unknown email verifies against a dummy hash made with the same parameters,
 //! so both cases take the same time and the response time does not reveal
 //! which emails have accounts.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::Semaphore;
 
 use crate::config::Argon2Settings;
 use crate::error::ApiError;
@@ -25,6 +30,8 @@ pub const MAX_PASSWORD_LEN: usize = 128;
 pub struct PasswordHasher {
     argon2: Arc<Argon2<'static>>,
     dummy_hash: Arc<str>,
+    turns: Arc<Semaphore>,
+    queue_timeout: Duration,
 }
 
 impl PasswordHasher {
@@ -42,39 +49,65 @@ impl PasswordHasher {
             .map_err(|err| anyhow::anyhow!("hashing the dummy password: {err}"))
             .context("preparing the password hasher")?
             .to_string();
+        let turns = match settings.max_concurrent {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
         Ok(Self {
             argon2: Arc::new(argon2),
             dummy_hash: dummy_hash.into(),
+            turns: Arc::new(Semaphore::new(turns)),
+            queue_timeout: Duration::from_millis(settings.queue_timeout_ms),
         })
+    }
+
+    /// Runs one hash or verification on the blocking pool once a turn is free.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Argon2<'static>) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let turn = tokio::time::timeout(self.queue_timeout, self.turns.clone().acquire_owned())
+            .await
+            .map_err(|_| ApiError::ServiceUnavailable {
+                code: "overloaded",
+                detail: "Too many sign-ins are being checked right now; try again shortly".into(),
+                retry_after_secs: Some(1),
+            })?
+            .map_err(ApiError::internal)?;
+        let argon2 = self.argon2.clone();
+        let result = actix_web::web::block(move || {
+            let _turn = turn;
+            work(&argon2)
+        })
+        .await
+        .map_err(ApiError::internal)?;
+        Ok(result)
     }
 
     /// Hashes a password on the blocking pool; returns a PHC string.
     pub async fn hash(&self, password: String) -> Result<String, ApiError> {
-        let argon2 = self.argon2.clone();
-        actix_web::web::block(move || {
+        self.run(move |argon2| {
             argon2
                 .hash_password(password.as_bytes())
                 .map(|h| h.to_string())
                 .map_err(|err| anyhow::anyhow!("hashing a password: {err}"))
         })
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .map_err(ApiError::internal)
     }
 
     /// Verifies a password against a stored hash, or against the dummy hash
     /// when there is no account, so both take the same time.
     pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool, ApiError> {
-        let argon2 = self.argon2.clone();
         let real = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.dummy_hash.to_string());
-        let matches = actix_web::web::block(move || {
-            argon2
-                .verify_password(password.as_bytes(), hash.as_str())
-                .is_ok()
-        })
-        .await
-        .map_err(ApiError::internal)?;
+        let matches = self
+            .run(move |argon2| {
+                argon2
+                    .verify_password(password.as_bytes(), hash.as_str())
+                    .is_ok()
+            })
+            .await?;
         Ok(real && matches)
     }
 }
@@ -230,5 +263,36 @@ mod tests {
         assert_eq!(kind("ANN@example.com"), "password_equals_email");
         assert_eq!(kind("Password123"), "password_too_common");
         assert_eq!(kind("correct-horse-battery"), "ok");
+    }
+
+    #[tokio::test]
+    async fn hashes_beyond_the_concurrency_cap_wait_then_get_503() {
+        let settings = Argon2Settings {
+            memory_kib: 65_536,
+            iterations: 3,
+            parallelism: 1,
+            max_concurrent: 1,
+            queue_timeout_ms: 5,
+        };
+        let hasher = PasswordHasher::new(&settings).unwrap();
+        let first = hasher.hash("correct-horse-battery".into());
+        let second = async {
+            // Starts once the first holds the only turn.
+            tokio::task::yield_now().await;
+            hasher.hash("correct-horse-battery".into()).await
+        };
+        let (first, second) = tokio::join!(first, second);
+        assert!(first.is_ok());
+        match second {
+            Err(ApiError::ServiceUnavailable { code, .. }) => assert_eq!(code, "overloaded"),
+            other => panic!("expected 503, got {other:?}"),
+        }
+        // With the turn free again, the next one runs.
+        assert!(
+            hasher
+                .verify("correct-horse-battery".into(), first.ok())
+                .await
+                .unwrap()
+        );
     }
 }
