@@ -127,11 +127,7 @@ impl Application {
     {
         install_crypto_provider();
         let metrics = Metrics::for_api();
-        metrics
-            .memory
-            .trend
-            .clone()
-            .spawn_sampler(&settings.metrics);
+        metrics.start_memory_sampler(&settings.metrics);
         let pool = db::connect_pool(&settings.database)?;
         db::check_schema(&pool).await?;
         let db_breaker = CircuitBreaker::new(

@@ -15,7 +15,7 @@
 --       [2] sub-windows per window (n)
 --       [3] "1" when the caller presents an access token
 --       [4] the token's issue time, in Unix milliseconds
---       [5] the caller's tenant id ("" for anonymous calls)
+--       [5] the caller's tenant id, its 16 bytes ("" for anonymous calls)
 --       [6] how long an active-tenant key lives, in ms
 --       then per window: limit, sub-window width in ms, group
 --       (0: always; 1: only if the token is valid; 2: only if it is revoked)

@@ -606,7 +606,7 @@ pub struct Metrics {
     pub queue_consumers: IntGaugeVec,
 }
 
-/// The memory and CPU gauges, set at scrape time by [`Metrics::observe_process`].
+/// The memory and CPU gauges, set at scrape time by [`Metrics::scrape`].
 #[derive(Clone)]
 pub struct MemoryGauges {
     pub jemalloc_allocated: prometheus::IntGauge,
@@ -833,7 +833,7 @@ impl Metrics {
 
     /// Reads jemalloc's statistics, the memory trend and the cgroup limits
     /// into their gauges (at scrape time).
-    pub fn observe_process(&self) {
+    fn observe_process(&self) {
         let gauges = &self.memory;
         if let Some(stats) = memory::jemalloc_stats() {
             gauges.jemalloc_allocated.set(stats.allocated as i64);
@@ -849,7 +849,7 @@ impl Metrics {
     }
 
     /// Reads the PostgreSQL pool's sizes into their gauge (at scrape time).
-    pub fn observe_pool(&self, pool: &sqlx::PgPool) {
+    fn observe_pool(&self, pool: &sqlx::PgPool) {
         let size = i64::from(pool.size());
         let idle = pool.num_idle() as i64;
         let gauge = &self.db_pool_connections;
@@ -872,6 +872,19 @@ impl Metrics {
         self.circuit_breaker_transitions
             .with_label_values(&[dependency, to])
             .inc();
+    }
+
+    /// A scrape: the gauges read at scrape time (pool, process), then the
+    /// text exposition of every registered metric.
+    pub fn scrape(&self, pool: &sqlx::PgPool) -> String {
+        self.observe_pool(pool);
+        self.observe_process();
+        self.render()
+    }
+
+    /// Starts sampling the resident memory for the growth-rate gauge.
+    pub fn start_memory_sampler(&self, settings: &crate::config::MetricsSettings) {
+        self.memory.trend.clone().spawn_sampler(settings);
     }
 
     /// The Prometheus text exposition of every registered metric.

@@ -18,15 +18,13 @@ pub fn configure(cfg: &mut ServiceConfig) {
 )]
 #[get("/metrics")]
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    state.metrics.observe_pool(state.db.pool());
-    state.metrics.observe_process();
     // One PFCOUNT; when Redis is out of reach the last estimate stays.
     if let Ok(active) = state.rate_limiter.active_tenants().await {
         state.metrics.active_tenants.set(active as i64);
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render())
+        .body(state.metrics.scrape(state.db.pool()))
 }
 
 /// Every metric the service exports, with its type, help text and labels.

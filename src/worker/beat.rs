@@ -75,11 +75,9 @@ async fn live(health: web::Data<Health>) -> HttpResponse {
 }
 
 async fn metrics_route(health: web::Data<Health>) -> HttpResponse {
-    health.metrics.observe_pool(&health.pool);
-    health.metrics.observe_process();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(health.metrics.render())
+        .body(health.metrics.scrape(&health.pool))
 }
 
 /// Serves `/health/live` and `/metrics` on `beat.port` until the process ends.
@@ -153,11 +151,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let heartbeat = Arc::new(Heartbeat::default());
     heartbeat.beat(false);
     serve_health(&settings, heartbeat.clone(), metrics.clone(), pool.clone())?;
-    metrics
-        .memory
-        .trend
-        .clone()
-        .spawn_sampler(&settings.metrics);
+    metrics.start_memory_sampler(&settings.metrics);
     let db = Database::new(pool, Arc::new(breaker), metrics.clone());
     let queue = TaskQueue::new(settings.clone(), metrics);
     // Webhook dispatch reads the outbox and the subscriptions like a task does.

@@ -67,12 +67,10 @@ async fn metrics_route(
     ctx: web::Data<Arc<WorkerContext>>,
     queues: web::Data<QueueStats>,
 ) -> HttpResponse {
-    ctx.metrics.observe_pool(ctx.db.pool());
-    ctx.metrics.observe_process();
     queues.observe(&ctx.metrics).await;
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(ctx.metrics.render())
+        .body(ctx.metrics.scrape(ctx.db.pool()))
 }
 
 async fn catalog() -> HttpResponse {
@@ -109,11 +107,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let ctx = context(&settings).await?;
     tasks::install_context(ctx.clone());
 
-    ctx.metrics
-        .memory
-        .trend
-        .clone()
-        .spawn_sampler(&settings.metrics);
+    ctx.metrics.start_memory_sampler(&settings.metrics);
     let data = web::Data::new(ctx.clone());
     let queue_stats = web::Data::new(QueueStats::new(&settings));
     let served_stats = queue_stats.clone();
