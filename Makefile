@@ -3,7 +3,7 @@
 CARGO_TARGET_DIR ?= $(HOME)/.cache/stock-tracker/target
 export CARGO_TARGET_DIR
 
-.PHONY: run test lint services python-tools migrate openapi schemathesis worker beat monitoring-check deploy-check
+.PHONY: run test lint services python-tools migrate openapi schemathesis worker beat monitoring-check deploy-check bench bench-smoke
 
 ## Install/start PostgreSQL, Redis and RabbitMQ if needed, migrate, and serve on 127.0.0.1:8000.
 run: services
@@ -54,3 +54,13 @@ monitoring-check:
 ## The deployment checks alone (after a build: the probe check runs the binary).
 deploy-check:
 	scripts/deploy-check.sh
+
+## The load benchmark: release build, fresh seeded database, the API as its own
+## process, wrk from another; the table goes to bench/results/ and the README.
+bench: services
+	scripts/bench.sh
+
+## The same in a few seconds per scenario on the debug build, writing nothing:
+## CI runs it so the benchmark cannot rot.
+bench-smoke: services
+	scripts/bench.sh --smoke

@@ -131,7 +131,7 @@ compose() {
 }
 
 step_shellcheck() {
-  local scripts=(scripts/deploy-check.sh)
+  local scripts=(scripts/deploy-check.sh scripts/bench.sh)
   local sh_scripts=(monitoring/alertmanager/entrypoint.sh)
   local file
   while IFS= read -r -d '' file; do sh_scripts+=("$file"); done \

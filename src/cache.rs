@@ -1,17 +1,15 @@
-//! Redis: the connection pool, the rate limiter's shared connection, and
-//! the per-tenant response cache.
+//! Redis: the process's one connection, the guard every call goes through,
+//! and the per-tenant response cache.
 //!
-//! deadpool-redis sets no timeouts by default, and a Redis that stops
-//! answering would then hang every request; the pool here bounds connecting
-//! and waiting, and [`RedisGuard`] bounds each command and holds the Redis
-//! circuit breaker.
+//! The connection bounds connecting and each response; [`RedisGuard`] bounds
+//! each whole operation and holds the Redis circuit breaker, so a Redis that
+//! stops answering never hangs a request.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use secrecy::ExposeSecret;
 
@@ -20,26 +18,13 @@ use tracing::Instrument;
 use crate::config::RedisSettings;
 use crate::resilience::breaker::CircuitBreaker;
 
-pub fn connect_pool(settings: &RedisSettings) -> anyhow::Result<Pool> {
-    let mut config = Config::from_url(settings.redis_url());
-    let mut pool = PoolConfig::new(settings.pool_size);
-    pool.timeouts = Timeouts {
-        wait: Some(settings.connect_timeout()),
-        create: Some(settings.connect_timeout()),
-        recycle: Some(settings.command_timeout()),
-    };
-    config.pool = Some(pool);
-    config
-        .create_pool(Some(Runtime::Tokio1))
-        .context("`redis.url` cannot be used to build a Redis pool")
-}
-
-/// One multiplexed connection that reconnects by itself, for the rate
-/// limiter's call on every request: concurrent calls are pipelined on it, and
-/// no checkout precedes them (deadpool checks a connection out with an
-/// `UNWATCH` + `PING` round trip, which would double the limiter's cost).
+/// The process's Redis connection: one multiplexed connection that
+/// reconnects by itself, cloned (cheaply) by every user. Concurrent calls are
+/// pipelined on it and none waits for a checkout — a pool would check a
+/// connection out with a `PING` round trip, doubling the cost of the two
+/// calls an authenticated cached read makes (rate limit, cache lookup).
 /// Lazy: the service starts while Redis is down.
-pub fn shared_connection(settings: &RedisSettings) -> anyhow::Result<ConnectionManager> {
+pub fn connect(settings: &RedisSettings) -> anyhow::Result<ConnectionManager> {
     let client = redis::Client::open(settings.redis_url())
         .context("`redis.url` cannot be used to build a Redis client")?;
     let config = ConnectionManagerConfig::new()
@@ -140,7 +125,7 @@ where
 ///
 /// A lookup is one round trip: a script reads epoch, generation and entry.
 pub struct ResponseCache {
-    redis: Pool,
+    redis: ConnectionManager,
     prefix: String,
     ttl_secs: u64,
     guard: RedisGuard,
@@ -179,7 +164,7 @@ return {key, redis.call('GET', key)}
 impl ResponseCache {
     pub fn new(
         settings: &crate::config::Settings,
-        redis: Pool,
+        redis: ConnectionManager,
         guard: RedisGuard,
         metrics: crate::telemetry::metrics::Metrics,
     ) -> Self {
@@ -209,7 +194,7 @@ impl ResponseCache {
         let outcome = self
             .guard
             .run("cache.lookup", async {
-                let mut conn = self.redis.get().await?;
+                let mut conn = self.redis.clone();
                 if self.epoch_bump_needed.load(Ordering::Acquire) {
                     let _: i64 = redis::cmd("INCR")
                         .arg(self.epoch_key())
@@ -262,7 +247,7 @@ impl ResponseCache {
         let _ = self
             .guard
             .run("cache.store", async {
-                let mut conn = self.redis.get().await?;
+                let mut conn = self.redis.clone();
                 let _: () = redis::cmd("SET")
                     .arg(key)
                     .arg(body)
@@ -281,7 +266,7 @@ impl ResponseCache {
         let result = self
             .guard
             .run("cache.invalidate", async {
-                let mut conn = self.redis.get().await?;
+                let mut conn = self.redis.clone();
                 let _: i64 = redis::cmd("INCR").arg(key).query_async(&mut conn).await?;
                 Ok(())
             })

@@ -200,6 +200,32 @@ pub struct ServerSettings {
     pub shutdown_timeout_secs: u64,
     pub max_body_bytes: usize,
     pub keep_alive_secs: u64,
+    /// Middleware layers left out of the stack, for the benchmark's layer
+    /// costs. Production refuses any.
+    #[serde(deserialize_with = "layers_or_comma_separated")]
+    pub disabled_layers: Vec<Layer>,
+}
+
+/// The middleware layers that can be switched off (authentication cannot:
+/// handlers need its principal). Order and purpose: `startup`'s header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layer {
+    RequestContext,
+    Cors,
+    Compression,
+    Sentry,
+    Metrics,
+    LoadShedding,
+    RateLimit,
+    TenantContext,
+    PanicGuard,
+}
+
+impl ServerSettings {
+    pub fn layer_enabled(&self, layer: Layer) -> bool {
+        !self.disabled_layers.contains(&layer)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -221,7 +247,6 @@ pub struct RedisSettings {
     /// May hold a password: never logged.
     pub url: SecretString,
     pub key_prefix: String,
-    pub pool_size: usize,
     pub connect_timeout_ms: u64,
     pub command_timeout_ms: u64,
 }
@@ -357,6 +382,12 @@ impl Settings {
         if self.server.max_body_bytes == 0 {
             return invalid("server.max_body_bytes", "must be greater than 0");
         }
+        if self.is_production() && !self.server.disabled_layers.is_empty() {
+            return invalid(
+                "server.disabled_layers",
+                "must be empty in production (switching layers off is for benchmarks)",
+            );
+        }
         let db_url = self.database.url.expose_secret();
         if !(db_url.starts_with("postgres://") || db_url.starts_with("postgresql://")) {
             return invalid("database.url", "must be a postgres:// or postgresql:// URL");
@@ -385,9 +416,6 @@ impl Settings {
                 "redis.key_prefix",
                 "must not be empty: deployments sharing a Redis would collide",
             );
-        }
-        if self.redis.pool_size == 0 {
-            return invalid("redis.pool_size", "must be at least 1");
         }
         if self.redis.connect_timeout_ms == 0 || self.redis.command_timeout_ms == 0 {
             return invalid(
@@ -789,6 +817,17 @@ pub(crate) fn list_or_comma_separated<'de, D: Deserializer<'de>>(
             .map(str::to_owned)
             .collect(),
     })
+}
+
+fn layers_or_comma_separated<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<Layer>, D::Error> {
+    use serde::de::{Error, IntoDeserializer};
+    list_or_comma_separated(de)?
+        .into_iter()
+        .map(|name| {
+            Layer::deserialize(name.into_deserializer())
+                .map_err(|err: serde::de::value::Error| D::Error::custom(err))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -51,7 +51,7 @@ use crate::auth::password::PasswordHasher;
 use crate::auth::revocation::RevocationStore;
 use crate::auth::tokens::TokenKeys;
 use crate::cache::{RedisGuard, ResponseCache};
-use crate::config::Settings;
+use crate::config::{Layer, Settings};
 use crate::crypto::SecretBox;
 use crate::db::Database;
 use crate::http::fallback::{self, RouteTable};
@@ -71,7 +71,8 @@ use crate::{
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub db: Database,
-    pub redis: deadpool_redis::Pool,
+    /// The process's one (multiplexed) Redis connection; clones share it.
+    pub redis: redis::aio::ConnectionManager,
     pub metrics: Metrics,
     pub tokens: TokenKeys,
     pub passwords: PasswordHasher,
@@ -136,7 +137,7 @@ impl Application {
             metrics.clone(),
         );
         let db = Database::new(pool, Arc::new(db_breaker), metrics.clone());
-        let redis = cache::connect_pool(&settings.redis)?;
+        let redis = cache::connect(&settings.redis)?;
         let redis_breaker =
             CircuitBreaker::new("redis", &settings.circuit_breakers.redis, metrics.clone());
         let redis_guard = RedisGuard::new(Arc::new(redis_breaker), &settings.redis);
@@ -169,7 +170,12 @@ impl Application {
         );
         // Built once, outside the per-worker factory below: every worker
         // thread shares its in-process fallback counters.
-        let rate_limiter = RateLimiter::new(&settings, redis_guard.clone(), metrics.clone())?;
+        let rate_limiter = RateLimiter::new(
+            &settings,
+            redis.clone(),
+            redis_guard.clone(),
+            metrics.clone(),
+        )?;
         rate_limiter.load_script().await;
         rate_limiter.warn_about_unserved_rules(&route_table);
         let tasks = TaskQueue::new(Arc::new(settings.clone()), metrics.clone());
@@ -202,6 +208,10 @@ impl Application {
         let max_body_bytes = settings.server.max_body_bytes;
         let sentry_enabled = sentry::Hub::main().client().is_some();
         let trace_requests = settings.sentry.traces_sample_rate > 0.0;
+        let stack = settings.server.clone();
+        if !stack.disabled_layers.is_empty() {
+            tracing::warn!(disabled = ?stack.disabled_layers, "middleware layers switched off");
+        }
         let mut server = HttpServer::new(move || {
             // Runs once per HTTP worker thread, on that thread.
             app_state.load.start_worker_probe();
@@ -217,23 +227,48 @@ impl Application {
                 )
                 .default_service(web::to(fallback::not_found_or_method_not_allowed))
                 // The order is documented in this module's header; last is outermost.
-                .wrap(from_fn(panic_guard::panic_guard))
-                .wrap(from_fn(tenant_context::tenant_context))
-                .wrap(from_fn(rate_limit::middleware::rate_limit))
-                .wrap(from_fn(auth::middleware::authenticate))
-                .wrap(from_fn(load::shed_load))
-                .wrap(http_metrics.clone())
+                // Each layer but authentication can be left out (`server.disabled_layers`).
                 .wrap(Condition::new(
-                    sentry_enabled,
+                    stack.layer_enabled(Layer::PanicGuard),
+                    from_fn(panic_guard::panic_guard),
+                ))
+                .wrap(Condition::new(
+                    stack.layer_enabled(Layer::TenantContext),
+                    from_fn(tenant_context::tenant_context),
+                ))
+                .wrap(Condition::new(
+                    stack.layer_enabled(Layer::RateLimit),
+                    from_fn(rate_limit::middleware::rate_limit),
+                ))
+                .wrap(from_fn(auth::middleware::authenticate))
+                .wrap(Condition::new(
+                    stack.layer_enabled(Layer::LoadShedding),
+                    from_fn(load::shed_load),
+                ))
+                .wrap(Condition::new(
+                    stack.layer_enabled(Layer::Metrics),
+                    http_metrics.clone(),
+                ))
+                .wrap(Condition::new(
+                    sentry_enabled && stack.layer_enabled(Layer::Sentry),
                     sentry_actix::Sentry::builder()
                         // Reported where they happen (see `telemetry::error_reporting`).
                         .capture_server_errors(false)
                         .start_transaction(trace_requests)
                         .finish(),
                 ))
-                .wrap(Compress::default())
-                .wrap(cors::cors(&cors_settings))
-                .wrap(from_fn(request_context::request_context))
+                .wrap(Condition::new(
+                    stack.layer_enabled(Layer::Compression),
+                    Compress::default(),
+                ))
+                .wrap(Condition::new(
+                    stack.layer_enabled(Layer::Cors),
+                    cors::cors(&cors_settings),
+                ))
+                .wrap(Condition::new(
+                    stack.layer_enabled(Layer::RequestContext),
+                    from_fn(request_context::request_context),
+                ))
                 .into_utoipa_app()
                 .configure(routes)
                 .into_app()

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
-use deadpool_redis::Pool as RedisPool;
+use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -51,7 +51,7 @@ pub struct ApiKeyGrant {
 }
 
 pub struct RevocationStore {
-    redis: RedisPool,
+    redis: ConnectionManager,
     db: Database,
     prefix: String,
     guard: RedisGuard,
@@ -68,7 +68,7 @@ pub struct RevocationStore {
 impl RevocationStore {
     pub fn new(
         settings: &Settings,
-        redis: RedisPool,
+        redis: ConnectionManager,
         guard: RedisGuard,
         db: Database,
     ) -> Arc<Self> {
@@ -135,13 +135,12 @@ impl RevocationStore {
 
     async fn redis_op<T, F, Fut>(&self, operation: &'static str, op: F) -> anyhow::Result<T>
     where
-        F: FnOnce(deadpool_redis::Connection) -> Fut,
+        F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = anyhow::Result<T>>,
     {
         self.guard
             .run(operation, async {
-                let conn = self.redis.get().await?;
-                op(conn).await
+                op(self.redis.clone()).await
             })
             .await
     }
@@ -188,7 +187,9 @@ impl RevocationStore {
                 Ok(())
             };
         }
-        self.check_in_postgres(claims).await
+        // Boxed: rarely run, and its statement's large future would otherwise
+        // be copied with every caller's on every request.
+        Box::pin(self.check_in_postgres(claims)).await
     }
 
     /// The exact answer, from PostgreSQL, for when Redis cannot give it.
@@ -336,7 +337,7 @@ impl RevocationStore {
             let (sentinel, nonce) = (sentinel.clone(), nonce.clone());
             self.guard
                 .run("revocation.refill_start", async move {
-                    let mut conn = self.redis.get().await?;
+                    let mut conn = self.redis.clone();
                     let _: () = conn.set_ex(sentinel, nonce, 300).await?;
                     Ok(())
                 })
@@ -368,7 +369,7 @@ impl RevocationStore {
         let written: i64 = self
             .guard
             .run_within("revocation.refill", timeout, async {
-                let mut conn = self.redis.get().await?;
+                let mut conn = self.redis.clone();
                 // Cached API-key grants may be stale: drop them before trusting Redis.
                 let cached: Vec<String> = {
                     let mut iter = conn.scan_match::<_, String>(&pattern).await?;

@@ -112,14 +112,16 @@ where
 {
     let lookup = state.cache.get(cache, tenant.id(), &name).await;
     let header = lookup.header();
+    // The queries' futures are boxed: kept inline they would make this
+    // future several kilobytes, copied on every request — hits included.
     let body = match lookup {
         Lookup::Hit(body) => body,
         Lookup::Miss(key) => {
-            let body = compute().await?;
+            let body = Box::pin(compute()).await?;
             state.cache.put(key, &body).await;
             body
         }
-        Lookup::Bypass => compute().await?,
+        Lookup::Bypass => Box::pin(compute()).await?,
     };
     Ok(CachedBody {
         body,

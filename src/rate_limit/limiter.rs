@@ -6,6 +6,7 @@
 //! limiter counts locally without trying Redis, and its half-open probe
 //! brings the limiter back to Redis by itself.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -188,6 +189,8 @@ pub struct RateLimiter {
     metrics: Metrics,
     fallback: Mutex<LruCache<String, Buckets>>,
     fallback_active: AtomicBool,
+    /// The tenants already sent to this minute's active-tenant HyperLogLog.
+    tenants_seen: Mutex<(u64, HashSet<Uuid>)>,
     /// How far back a tenant counts as active (`metrics.active_tenant_window_secs`).
     activity_window_secs: u64,
 }
@@ -196,7 +199,12 @@ pub struct RateLimiter {
 const ACTIVITY_BUCKET_SECS: u64 = 60;
 
 impl RateLimiter {
-    pub fn new(settings: &Settings, guard: RedisGuard, metrics: Metrics) -> anyhow::Result<Self> {
+    pub fn new(
+        settings: &Settings,
+        redis: redis::aio::ConnectionManager,
+        guard: RedisGuard,
+        metrics: Metrics,
+    ) -> anyhow::Result<Self> {
         let limits = settings.rate_limit.clone();
         let trusted = limits
             .trusted_proxy_networks()
@@ -226,13 +234,14 @@ impl RateLimiter {
             rules,
             window_policies: [names("tenant"), names("user"), names("ip")],
             global_policy: "global".into(),
-            redis: crate::cache::shared_connection(&settings.redis)?,
+            redis,
             script: redis::Script::new(SCRIPT),
             prefix: format!("{}rl:", settings.redis.key_prefix),
             guard,
             metrics,
             fallback: Mutex::new(LruCache::new(capacity)),
             fallback_active: AtomicBool::new(false),
+            tenants_seen: Mutex::new((0, HashSet::new())),
             activity_window_secs: settings.metrics.active_tenant_window_secs,
             settings: limits,
         })
@@ -485,8 +494,10 @@ impl RateLimiter {
                 invocation.key(key);
             }
         }
+        let minute = unix_secs() / ACTIVITY_BUCKET_SECS;
+        let tenant = tenant.filter(|&tenant| self.first_sight_this_minute(tenant, minute));
         if tenant.is_some() {
-            invocation.key(self.activity_key(unix_secs() / ACTIVITY_BUCKET_SECS));
+            invocation.key(self.activity_key(minute));
         }
         invocation
             .arg(u8::from(mode == Mode::Record))
@@ -527,6 +538,18 @@ impl RateLimiter {
             checks.len()
         );
         Ok(reply)
+    }
+
+    /// Whether this process has not yet reported `tenant` as active in
+    /// `minute`: a HyperLogLog ignores repeats, so only the first request of
+    /// a tenant per minute needs to send it. (If Redis loses its data
+    /// mid-minute, tenants seen before come back at the next minute.)
+    fn first_sight_this_minute(&self, tenant: Uuid, minute: u64) -> bool {
+        let mut seen = self.tenants_seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.0 != minute {
+            *seen = (minute, HashSet::new());
+        }
+        seen.1.insert(tenant)
     }
 
     fn decision_from_reply(
@@ -661,7 +684,9 @@ fn policy_state(check: &Check, state: WindowState, recorded: bool, now_ms: i64) 
 }
 
 async fn check_in_postgres(revocations: &RevocationStore, claims: &AccessClaims) -> Revocation {
-    match revocations.check_in_postgres(claims).await {
+    // Boxed: a statement's future is large, and kept inline it would be
+    // copied with the limiter's on every request, though rarely run.
+    match Box::pin(revocations.check_in_postgres(claims)).await {
         Ok(()) => Revocation::Valid,
         Err(RevocationError::Revoked) => Revocation::Revoked,
         Err(RevocationError::Unavailable) => Revocation::Unavailable,

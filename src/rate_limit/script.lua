@@ -6,7 +6,13 @@
 --
 -- It also notes the caller's tenant as active this minute (a HyperLogLog
 -- per minute: `stock_tracker_active_tenants` counts the union of the last
--- minutes without a tenant label, across replicas, in ~12 KiB per minute).
+-- minutes without a tenant label, across replicas, in ~12 KiB per minute);
+-- the limiter passes a tenant only on its first request of the minute in
+-- this process.
+--
+-- It runs on every request, so it issues as few commands as it can: one
+-- MGET for the revocation state, and a window's expiry is set only when a
+-- new sub-window starts (the key then outlives its newest sub-window).
 --
 -- KEYS: [revocation marker, revoked-jti key, user invalid-before key]
 --       when ARGV[3] == "1", then this minute's active-tenant key when
@@ -30,15 +36,13 @@ local status = 0
 local first = 1
 if ARGV[3] == '1' then
   first = 4
-  if redis.call('EXISTS', KEYS[1]) == 0 then
+  local state = redis.call('MGET', KEYS[1], KEYS[2], KEYS[3])
+  if not state[1] then
     status = 2
-  elseif redis.call('EXISTS', KEYS[2]) == 1 then
+  elseif state[2] then
     status = 1
-  else
-    local mark = redis.call('GET', KEYS[3])
-    if mark and tonumber(mark) > tonumber(ARGV[4]) then
-      status = 1
-    end
+  elseif state[3] and tonumber(state[3]) > tonumber(ARGV[4]) then
+    status = 1
   end
 end
 -- A revoked token counts as an anonymous call; any other as its tenant's.
@@ -114,11 +118,12 @@ end
 if admitted and record then
   for _, w in ipairs(windows) do
     local key, width, current, stale = KEYS[w[1]], w[2], w[3], w[4]
-    redis.call('HINCRBY', key, current, 1)
+    if redis.call('HINCRBY', key, current, 1) == 1 then
+      redis.call('PEXPIRE', key, (n + 2) * width)
+    end
     if #stale > 0 then
       redis.call('HDEL', key, unpack(stale))
     end
-    redis.call('PEXPIRE', key, (n + 2) * width)
   end
 end
 if admitted then

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The load benchmark (README "Performance"). Installs wrk when missing, builds
+# the binary and runs bench/run.py, which seeds a fresh database, starts the
+# API as its own process and drives it with wrk from another.
+#
+#   scripts/bench.sh            release build, full run; writes bench/results/ and the README's figures
+#   scripts/bench.sh --smoke    debug build, a few seconds per scenario, writes nothing (CI runs this)
+#
+# Further arguments go to bench/run.py (e.g. --duration 20 --concurrency 64).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stock-tracker/target}"
+
+if ! command -v wrk >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  echo "bench: installing wrk" >&2
+  if ! $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wrk; then
+    $SUDO apt-get update -q
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wrk
+  fi
+fi
+
+if [ "${1:-}" = "--smoke" ]; then
+  # The harness is what a smoke run checks, not the figures: the debug build
+  # `make test` already made is enough.
+  cargo build --bin stock-tracker
+  exec python3 bench/run.py --binary "$CARGO_TARGET_DIR/debug/stock-tracker" "$@"
+fi
+cargo build --release --bin stock-tracker
+exec python3 bench/run.py --binary "$CARGO_TARGET_DIR/release/stock-tracker" "$@"
