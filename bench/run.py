@@ -39,6 +39,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -813,7 +814,9 @@ def failures(report: dict) -> list[str]:
 def benchmark(args: argparse.Namespace, plan: Plan, results_dir: Path, work_dir: Path) -> dict:
     started = datetime.datetime.now()
     machine, commit = describe_machine(), describe_commit()
-    logs_dir = results_dir / "logs" / started.strftime("%Y%m%d-%H%M%S")
+    # A full run logs ~1 GB of access lines: only the latest run's are kept.
+    logs_dir = results_dir / "logs"
+    shutil.rmtree(logs_dir, ignore_errors=True)
     log(f"fresh database {DATABASE}; {delete_redis_keys()} Redis keys under {REDIS_PREFIX} deleted")
     recreate_database(args.binary)
     with running_server(args.binary, logs_dir / "scenarios.log") as server:
@@ -877,6 +880,8 @@ def main() -> int:
         log(f"FAILED: {problem}")
     if problems:
         log(f"server logs: {report['server_logs']}")
+    elif plan.smoke and not args.results_dir:
+        shutil.rmtree(results_dir, ignore_errors=True)
     return 1 if problems else 0
 
 

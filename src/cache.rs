@@ -18,22 +18,62 @@ use tracing::Instrument;
 use crate::config::RedisSettings;
 use crate::resilience::breaker::CircuitBreaker;
 
-/// The process's Redis connection: one multiplexed connection that
-/// reconnects by itself, cloned (cheaply) by every user. Concurrent calls are
+/// The process's Redis connections: one multiplexed connection per thread
+/// that uses Redis, each reconnecting by itself. Concurrent calls are
 /// pipelined on it and none waits for a checkout — a pool would check a
 /// connection out with a `PING` round trip, doubling the cost of the two
 /// calls an authenticated cached read makes (rate limit, cache lookup).
+///
+/// Per thread, because a connection's reader runs on the runtime that first
+/// used it: an HTTP worker (each has its own single-threaded runtime) then
+/// reads its own replies, instead of every reply crossing to another thread
+/// and waking the worker from there (two thread switches per call).
+///
 /// Lazy: the service starts while Redis is down.
-pub fn connect(settings: &RedisSettings) -> anyhow::Result<ConnectionManager> {
-    let client = redis::Client::open(settings.redis_url())
-        .context("`redis.url` cannot be used to build a Redis client")?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(settings.connect_timeout()))
-        .set_response_timeout(Some(settings.command_timeout()))
-        // Reconnection is retried a few times in the background, then again on next use.
-        .set_number_of_retries(3)
-        .set_max_delay(Duration::from_secs(1));
-    Ok(ConnectionManager::new_lazy_with_config(client, config)?)
+#[derive(Clone)]
+pub struct Redis {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    /// Tells this instance's connections from another's in a thread's list
+    /// (tests run several applications, with different servers, in one process).
+    id: u64,
+}
+
+impl Redis {
+    pub fn new(settings: &RedisSettings) -> anyhow::Result<Self> {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let client = redis::Client::open(settings.redis_url())
+            .context("`redis.url` cannot be used to build a Redis client")?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.connect_timeout()))
+            .set_response_timeout(Some(settings.command_timeout()))
+            // Reconnection is retried a few times in the background, then again on next use.
+            .set_number_of_retries(3)
+            .set_max_delay(Duration::from_secs(1));
+        Ok(Self {
+            client,
+            config,
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        })
+    }
+
+    /// This thread's connection (a cheap handle; made on first use).
+    pub fn connection(&self) -> ConnectionManager {
+        thread_local! {
+            static CONNECTIONS: std::cell::RefCell<Vec<(u64, ConnectionManager)>> =
+                const { std::cell::RefCell::new(Vec::new()) };
+        }
+        CONNECTIONS.with_borrow_mut(|connections| {
+            if let Some((_, connection)) = connections.iter().find(|(id, _)| *id == self.id) {
+                return connection.clone();
+            }
+            let connection =
+                ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
+                    .expect("a lazy connection manager opens nothing");
+            connections.push((self.id, connection.clone()));
+            connection
+        })
+    }
 }
 
 impl RedisSettings {
@@ -125,7 +165,7 @@ where
 ///
 /// A lookup is one round trip: a script reads epoch, generation and entry.
 pub struct ResponseCache {
-    redis: ConnectionManager,
+    redis: Redis,
     prefix: String,
     ttl_secs: u64,
     guard: RedisGuard,
@@ -164,7 +204,7 @@ return {key, redis.call('GET', key)}
 impl ResponseCache {
     pub fn new(
         settings: &crate::config::Settings,
-        redis: ConnectionManager,
+        redis: Redis,
         guard: RedisGuard,
         metrics: crate::telemetry::metrics::Metrics,
     ) -> Self {
@@ -194,7 +234,7 @@ impl ResponseCache {
         let outcome = self
             .guard
             .run("cache.lookup", async {
-                let mut conn = self.redis.clone();
+                let mut conn = self.redis.connection();
                 if self.epoch_bump_needed.load(Ordering::Acquire) {
                     let _: i64 = redis::cmd("INCR")
                         .arg(self.epoch_key())
@@ -247,7 +287,7 @@ impl ResponseCache {
         let _ = self
             .guard
             .run("cache.store", async {
-                let mut conn = self.redis.clone();
+                let mut conn = self.redis.connection();
                 let _: () = redis::cmd("SET")
                     .arg(key)
                     .arg(body)
@@ -266,7 +306,7 @@ impl ResponseCache {
         let result = self
             .guard
             .run("cache.invalidate", async {
-                let mut conn = self.redis.clone();
+                let mut conn = self.redis.connection();
                 let _: i64 = redis::cmd("INCR").arg(key).query_async(&mut conn).await?;
                 Ok(())
             })

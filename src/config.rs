@@ -939,4 +939,30 @@ mod tests {
             .unwrap_err();
         assert!(err.contains("`server.port`"), "{err}");
     }
+
+    #[test]
+    fn layers_are_switched_off_by_name_and_never_in_production() {
+        let mut s: Settings = Figment::from(Toml::string(DEFAULT_CONFIG))
+            .merge(("server.disabled_layers", "metrics, rate_limit"))
+            .extract()
+            .unwrap();
+        assert_eq!(
+            s.server.disabled_layers,
+            vec![Layer::Metrics, Layer::RateLimit]
+        );
+        assert!(!s.server.layer_enabled(Layer::RateLimit));
+        assert!(s.server.layer_enabled(Layer::Cors));
+        s.environment = Environment::Production;
+        match s.validate() {
+            Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "server.disabled_layers"),
+            other => panic!("{other:?}"),
+        }
+
+        let err = Figment::from(Toml::string(DEFAULT_CONFIG))
+            .merge(("server.disabled_layers", "authentication"))
+            .extract::<Settings>()
+            .map_err(describe_figment_error)
+            .unwrap_err();
+        assert!(err.contains("unknown variant `authentication`"), "{err}");
+    }
 }

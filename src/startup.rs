@@ -71,8 +71,8 @@ use crate::{
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub db: Database,
-    /// The process's one (multiplexed) Redis connection; clones share it.
-    pub redis: redis::aio::ConnectionManager,
+    /// The process's Redis connections (one per thread); clones share them.
+    pub redis: cache::Redis,
     pub metrics: Metrics,
     pub tokens: TokenKeys,
     pub passwords: PasswordHasher,
@@ -137,7 +137,7 @@ impl Application {
             metrics.clone(),
         );
         let db = Database::new(pool, Arc::new(db_breaker), metrics.clone());
-        let redis = cache::connect(&settings.redis)?;
+        let redis = cache::Redis::new(&settings.redis)?;
         let redis_breaker =
             CircuitBreaker::new("redis", &settings.circuit_breakers.redis, metrics.clone());
         let redis_guard = RedisGuard::new(Arc::new(redis_breaker), &settings.redis);

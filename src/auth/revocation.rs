@@ -17,14 +17,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::roles::{Role, Tier};
 use super::tokens::{AccessClaims, unix_now_ms};
-use crate::cache::RedisGuard;
+use crate::cache::{Redis, RedisGuard};
 use crate::config::Settings;
 use crate::db::observed;
 use crate::db::{self, Database};
@@ -51,7 +51,7 @@ pub struct ApiKeyGrant {
 }
 
 pub struct RevocationStore {
-    redis: ConnectionManager,
+    redis: Redis,
     db: Database,
     prefix: String,
     guard: RedisGuard,
@@ -66,12 +66,7 @@ pub struct RevocationStore {
 }
 
 impl RevocationStore {
-    pub fn new(
-        settings: &Settings,
-        redis: ConnectionManager,
-        guard: RedisGuard,
-        db: Database,
-    ) -> Arc<Self> {
+    pub fn new(settings: &Settings, redis: Redis, guard: RedisGuard, db: Database) -> Arc<Self> {
         Arc::new(Self {
             redis,
             db,
@@ -139,9 +134,7 @@ impl RevocationStore {
         Fut: Future<Output = anyhow::Result<T>>,
     {
         self.guard
-            .run(operation, async {
-                op(self.redis.clone()).await
-            })
+            .run(operation, async { op(self.redis.connection()).await })
             .await
     }
 
@@ -337,7 +330,7 @@ impl RevocationStore {
             let (sentinel, nonce) = (sentinel.clone(), nonce.clone());
             self.guard
                 .run("revocation.refill_start", async move {
-                    let mut conn = self.redis.clone();
+                    let mut conn = self.redis.connection();
                     let _: () = conn.set_ex(sentinel, nonce, 300).await?;
                     Ok(())
                 })
@@ -369,7 +362,7 @@ impl RevocationStore {
         let written: i64 = self
             .guard
             .run_within("revocation.refill", timeout, async {
-                let mut conn = self.redis.clone();
+                let mut conn = self.redis.connection();
                 // Cached API-key grants may be stale: drop them before trusting Redis.
                 let cached: Vec<String> = {
                     let mut iter = conn.scan_match::<_, String>(&pattern).await?;

@@ -178,7 +178,7 @@ pub async fn broker_reachable(settings: &crate::config::Settings) -> bool {
 }
 
 async fn check_redis(state: &AppState) -> Result<(), &'static str> {
-    let mut conn = state.redis.clone();
+    let mut conn = state.redis.connection();
     redis::cmd("PING")
         .query_async::<String>(&mut conn)
         .await

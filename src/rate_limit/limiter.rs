@@ -182,7 +182,7 @@ pub struct RateLimiter {
     window_policies: [[Arc<str>; 3]; 3],
     global_policy: Arc<str>,
     client_ip: ClientIpResolver,
-    redis: redis::aio::ConnectionManager,
+    redis: crate::cache::Redis,
     script: redis::Script,
     prefix: String,
     guard: RedisGuard,
@@ -201,7 +201,7 @@ const ACTIVITY_BUCKET_SECS: u64 = 60;
 impl RateLimiter {
     pub fn new(
         settings: &Settings,
-        redis: redis::aio::ConnectionManager,
+        redis: crate::cache::Redis,
         guard: RedisGuard,
         metrics: Metrics,
     ) -> anyhow::Result<Self> {
@@ -259,7 +259,7 @@ impl RateLimiter {
         let keys: Vec<String> = (0..minutes)
             .map(|back| self.activity_key(now - back))
             .collect();
-        let mut conn = self.redis.clone();
+        let mut conn = self.redis.connection();
         self.guard
             .run("active_tenants.count", async {
                 Ok(redis::cmd("PFCOUNT")
@@ -273,7 +273,7 @@ impl RateLimiter {
     /// Loads the script at startup so the first request needs no extra
     /// round trip. Best effort: `EVALSHA` reloads it whenever Redis lost it.
     pub async fn load_script(&self) {
-        let mut conn = self.redis.clone();
+        let mut conn = self.redis.connection();
         let load = async { Ok(self.script.prepare_invoke().load_async(&mut conn).await?) };
         if let Err(err) = self.guard.run("rate_limit.load_script", load).await {
             tracing::warn!(error = %err, "could not preload the rate-limit script; the first check will load it");
@@ -519,7 +519,7 @@ impl RateLimiter {
                 .arg(check.group as u8);
         }
         let started = Instant::now();
-        let mut conn = self.redis.clone();
+        let mut conn = self.redis.connection();
         let result = self
             .guard
             .run("rate_limit.decide", async {

@@ -40,7 +40,7 @@ pub async fn context(settings: &Settings) -> anyhow::Result<Arc<WorkerContext>> 
         metrics.clone(),
     );
     let db = Database::new(pool, Arc::new(db_breaker), metrics.clone());
-    let redis = cache::connect(&settings.redis)?;
+    let redis = cache::Redis::new(&settings.redis)?;
     let redis_breaker =
         CircuitBreaker::new("redis", &settings.circuit_breakers.redis, metrics.clone());
     let guard = RedisGuard::new(Arc::new(redis_breaker), &settings.redis);

@@ -336,7 +336,7 @@ async fn revocations_survive_redis_losing_its_data() {
 
     // Redis restarts empty: every key of this deployment is gone.
     let prefix = app.state.settings.redis.key_prefix.clone();
-    let mut conn = app.state.redis.clone();
+    let mut conn = app.state.redis.connection();
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}*"))
         .query_async(&mut conn)

@@ -830,3 +830,30 @@ async fn the_openapi_document_describes_429_where_limits_apply() {
     assert!(live["200"]["headers"].get("RateLimit").is_none());
     assert!(doc["paths"]["/api/v1/rate-limits/me"]["get"].is_object());
 }
+
+/// With the limiter switched off (the benchmark's layer costs), nothing is
+/// counted, yet a bearer token's revocation state is still read: a signed-out
+/// token is refused.
+#[tokio::test]
+async fn without_the_rate_limit_layer_revoked_tokens_are_still_refused() {
+    let app = spawn_app_with(|s| {
+        s.server.disabled_layers = vec![stock_tracker::config::Layer::RateLimit];
+    })
+    .await;
+    let owner = app.register("unlimited@example.com").await;
+    let response = app.get_as("/api/v1/users/me", &owner.bearer()).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("ratelimit-policy").is_none());
+
+    let response = app
+        .send(
+            Method::POST,
+            "/api/v1/auth/logout",
+            Some(&owner.bearer()),
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), 204);
+    let response = app.get_as("/api/v1/users/me", &owner.bearer()).await;
+    assert_eq!(response.status(), 401);
+}
