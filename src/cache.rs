@@ -156,14 +156,19 @@ where
 
 /// Cached HTTP response bodies, per tenant.
 ///
-/// Keys: `{prefix}cache:{tenant}:{epoch}:{generation}:{name}`. Bumping a
-/// tenant's generation (one `INCR`) orphans all of its entries at once —
-/// every list page and detail — and TTLs reclaim them. The global epoch does
-/// the same for all tenants: it is bumped when this process failed to bump a
-/// generation (Redis unreachable during a write), before Redis is trusted
-/// again, so no stale page outlives an outage.
+/// An entry lives at `{prefix}cache:{tenant}:{name}` and starts with the
+/// stamp `{epoch}:{generation}\n` it was computed under. Bumping a tenant's
+/// generation (one `INCR`) makes every entry of the tenant — each list page
+/// and detail — stale at once: its stamp no longer matches, so it is a miss,
+/// overwritten by the next store, and TTLs reclaim the rest. The global epoch
+/// does the same for all tenants: it is bumped when this process failed to
+/// bump a generation (Redis unreachable during a write), before Redis is
+/// trusted again, so no stale page outlives an outage.
 ///
-/// A lookup is one round trip: a script reads epoch, generation and entry.
+/// A lookup is one round trip and no script: `MGET` of the epoch, the
+/// generation and the entry; a hit is the stored bytes after the stamp,
+/// sliced, not copied. (A Lua script returning the body cost Redis ~20 µs a
+/// call, against ~1.5 µs for the `MGET`.)
 pub struct ResponseCache {
     redis: Redis,
     prefix: String,
@@ -171,16 +176,21 @@ pub struct ResponseCache {
     guard: RedisGuard,
     metrics: crate::telemetry::metrics::Metrics,
     epoch_bump_needed: std::sync::atomic::AtomicBool,
-    lookup: redis::Script,
 }
 
 /// The outcome of a lookup.
 pub enum Lookup {
     Hit(actix_web::web::Bytes),
-    /// Not cached: store the response under this key.
-    Miss(String),
+    /// Not cached, or stale: store the response with [`ResponseCache::put`].
+    Miss(PendingEntry),
     /// Redis cannot be used: serve from PostgreSQL, do not store.
     Bypass,
+}
+
+/// Where a missed response is stored, and the stamp it was computed under.
+pub struct PendingEntry {
+    key: String,
+    stamp: String,
 }
 
 impl Lookup {
@@ -193,13 +203,6 @@ impl Lookup {
         }
     }
 }
-
-const LOOKUP_SCRIPT: &str = r"
-local epoch = redis.call('GET', KEYS[1]) or '0'
-local generation = redis.call('GET', KEYS[2]) or '0'
-local key = ARGV[1] .. epoch .. ':' .. generation .. ':' .. ARGV[2]
-return {key, redis.call('GET', key)}
-";
 
 impl ResponseCache {
     pub fn new(
@@ -215,7 +218,6 @@ impl ResponseCache {
             guard,
             metrics,
             epoch_bump_needed: std::sync::atomic::AtomicBool::new(false),
-            lookup: redis::Script::new(LOOKUP_SCRIPT),
         }
     }
 
@@ -231,6 +233,7 @@ impl ResponseCache {
     pub async fn get(&self, cache: &'static str, tenant_id: uuid::Uuid, name: &str) -> Lookup {
         use std::sync::atomic::Ordering;
         let started = std::time::Instant::now();
+        let key = format!("{}{tenant_id}:{name}", self.prefix);
         let outcome = self
             .guard
             .run("cache.lookup", async {
@@ -243,20 +246,26 @@ impl ResponseCache {
                     self.epoch_bump_needed.store(false, Ordering::Release);
                     tracing::info!("cache epoch bumped after a lost invalidation");
                 }
-                let (key, value): (String, Option<Vec<u8>>) = self
-                    .lookup
-                    .key(self.epoch_key())
-                    .key(self.generation_key(tenant_id))
-                    .arg(format!("{}{tenant_id}:", self.prefix))
-                    .arg(name)
-                    .invoke_async(&mut conn)
-                    .await?;
-                Ok((key, value))
+                let (epoch, generation, entry): (Option<String>, Option<String>, Option<Vec<u8>>) =
+                    redis::cmd("MGET")
+                        .arg(self.epoch_key())
+                        .arg(self.generation_key(tenant_id))
+                        .arg(&key)
+                        .query_async(&mut conn)
+                        .await?;
+                let stamp = format!(
+                    "{}:{}\n",
+                    epoch.as_deref().unwrap_or("0"),
+                    generation.as_deref().unwrap_or("0")
+                );
+                Ok((stamp, entry))
             })
             .await;
         let lookup = match outcome {
-            Ok((_, Some(body))) => Lookup::Hit(body.into()),
-            Ok((key, None)) => Lookup::Miss(key),
+            Ok((stamp, Some(entry))) if entry.starts_with(stamp.as_bytes()) => {
+                Lookup::Hit(actix_web::web::Bytes::from(entry).slice(stamp.len()..))
+            }
+            Ok((stamp, _)) => Lookup::Miss(PendingEntry { key, stamp }),
             Err(err) => {
                 tracing::debug!(error = %err, "cache bypassed");
                 Lookup::Bypass
@@ -280,17 +289,20 @@ impl ResponseCache {
         lookup
     }
 
-    /// Stores a response body under the key a miss returned.
-    pub async fn put(&self, key: String, body: &[u8]) {
+    /// Stores a response body as a miss told, stamped as it said.
+    pub async fn put(&self, entry: PendingEntry, body: &[u8]) {
         let ttl = self.ttl_secs;
+        let mut value = Vec::with_capacity(entry.stamp.len() + body.len());
+        value.extend_from_slice(entry.stamp.as_bytes());
+        value.extend_from_slice(body);
         // A failed store loses nothing: the next read asks PostgreSQL again.
         let _ = self
             .guard
             .run("cache.store", async {
                 let mut conn = self.redis.connection();
                 let _: () = redis::cmd("SET")
-                    .arg(key)
-                    .arg(body)
+                    .arg(entry.key)
+                    .arg(value)
                     .arg("EX")
                     .arg(ttl)
                     .query_async(&mut conn)

@@ -116,9 +116,9 @@ where
     // future several kilobytes, copied on every request — hits included.
     let body = match lookup {
         Lookup::Hit(body) => body,
-        Lookup::Miss(key) => {
+        Lookup::Miss(entry) => {
             let body = Box::pin(compute()).await?;
-            state.cache.put(key, &body).await;
+            state.cache.put(entry, &body).await;
             body
         }
         Lookup::Bypass => Box::pin(compute()).await?,

@@ -70,30 +70,37 @@ for k = first, #KEYS do
   local width = tonumber(ARGV[arg + 1])
   local group = tonumber(ARGV[arg + 2])
   if group == skipped_group then
-    table.insert(reply, -1)
-    table.insert(reply, 0)
-    table.insert(reply, 0)
+    reply[#reply + 1] = -1
+    reply[#reply + 1] = 0
+    reply[#reply + 1] = 0
   else
     local current = math.floor(now / width)
     local oldest = current - n
     local flat = redis.call('HGETALL', KEYS[k])
-    local live, stale, count, newest = {}, {}, 0, nil
+    -- One pass sums the live sub-windows; the sorted list of them, needed
+    -- only to tell a refused caller when room frees up, is built only then.
+    local stale, count, newest = {}, 0, nil
     for i = 1, #flat, 2 do
       local index = tonumber(flat[i])
       if index >= oldest then
-        local hits = tonumber(flat[i + 1])
-        count = count + hits
-        table.insert(live, {index, hits})
+        count = count + tonumber(flat[i + 1])
         if newest == nil or index > newest then
           newest = index
         end
       else
-        table.insert(stale, flat[i])
+        stale[#stale + 1] = flat[i]
       end
     end
     local retry = 0
     if count >= limit then
       admitted = false
+      local live = {}
+      for i = 1, #flat, 2 do
+        local index = tonumber(flat[i])
+        if index >= oldest then
+          live[#live + 1] = {index, tonumber(flat[i + 1])}
+        end
+      end
       table.sort(live, function(a, b) return a[1] < b[1] end)
       local need, freed = count - limit + 1, 0
       for _, bucket in ipairs(live) do
@@ -108,10 +115,10 @@ for k = first, #KEYS do
     if newest ~= nil then
       reset = (newest + n + 1) * width - now
     end
-    table.insert(reply, count)
-    table.insert(reply, retry)
-    table.insert(reply, reset)
-    table.insert(windows, {k, width, current, stale})
+    reply[#reply + 1] = count
+    reply[#reply + 1] = retry
+    reply[#reply + 1] = reset
+    windows[#windows + 1] = {k, width, current, stale}
   end
 end
 
