@@ -20,7 +20,7 @@ The flow:
     ("bare handlers") and with each layer off in turn, a server per config.
  6. JSON and Markdown results under the results dir, compared with the issue's
     targets; the README's bench block and history table are updated (not with
-    --smoke or --no-readme). The Markdown is printed to stdout; progress goes
+    --smoke or --no-readme, nor after a run with errors). The Markdown is printed to stdout; progress goes
     to stderr.
 
 `--smoke` (CI): 2 tenants, small data, 2 s per scenario, concurrency 1 and 16,
@@ -872,10 +872,12 @@ def main() -> int:
     (results_dir / f"{name}.md").write_text(
         f"# Stock Tracker benchmark, {report['date']}, `{report['commit']}`\n\n{markdown}")
     log(f"results: {results_dir / name}.json and .md")
-    if not (plan.smoke or args.no_readme):
-        update_readme(markdown, history_row(report))
     print(markdown)
     problems = failures(report)
+    # A run with errors measured something else than the service working: it
+    # stays in its files, not in the README.
+    if not (plan.smoke or args.no_readme or problems):
+        update_readme(markdown, history_row(report))
     for problem in problems:
         log(f"FAILED: {problem}")
     if problems:
