@@ -1,7 +1,7 @@
-//! Redis: the process's one connection, the guard every call goes through,
-//! and the per-tenant response cache.
+//! Redis: the process's connections (one per thread), the guard every call
+//! goes through, and the per-tenant response cache.
 //!
-//! The connection bounds connecting and each response; [`RedisGuard`] bounds
+//! A connection bounds connecting and each response; [`RedisGuard`] bounds
 //! each whole operation and holds the Redis circuit breaker, so a Redis that
 //! stops answering never hangs a request.
 
@@ -172,6 +172,7 @@ where
 pub struct ResponseCache {
     redis: Redis,
     prefix: String,
+    epoch_key: String,
     ttl_secs: u64,
     guard: RedisGuard,
     metrics: crate::telemetry::metrics::Metrics,
@@ -214,15 +215,12 @@ impl ResponseCache {
         Self {
             redis,
             prefix: format!("{}cache:", settings.redis.key_prefix),
+            epoch_key: format!("{}cache:epoch", settings.redis.key_prefix),
             ttl_secs: settings.cache.ttl_secs,
             guard,
             metrics,
             epoch_bump_needed: std::sync::atomic::AtomicBool::new(false),
         }
-    }
-
-    fn epoch_key(&self) -> String {
-        format!("{}epoch", self.prefix)
     }
 
     fn generation_key(&self, tenant_id: uuid::Uuid) -> String {
@@ -240,7 +238,7 @@ impl ResponseCache {
                 let mut conn = self.redis.connection();
                 if self.epoch_bump_needed.load(Ordering::Acquire) {
                     let _: i64 = redis::cmd("INCR")
-                        .arg(self.epoch_key())
+                        .arg(&self.epoch_key)
                         .query_async(&mut conn)
                         .await?;
                     self.epoch_bump_needed.store(false, Ordering::Release);
@@ -248,7 +246,7 @@ impl ResponseCache {
                 }
                 let (epoch, generation, entry): (Option<String>, Option<String>, Option<Vec<u8>>) =
                     redis::cmd("MGET")
-                        .arg(self.epoch_key())
+                        .arg(&self.epoch_key)
                         .arg(self.generation_key(tenant_id))
                         .arg(&key)
                         .query_async(&mut conn)
