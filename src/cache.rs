@@ -103,6 +103,21 @@ impl RedisGuard {
         &self.breaker
     }
 
+    /// Closes the breaker as soon as Redis answers a `PING` again (checked
+    /// every `circuit_breakers.redis.probe_interval_ms` while open).
+    pub fn watch_recovery(&self, redis: &Redis) {
+        let redis = redis.clone();
+        self.breaker.watch_recovery(move || {
+            let mut conn = redis.connection();
+            async move {
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok()
+            }
+        });
+    }
+
     /// Runs `op` (named `operation` in traces) under the breaker and the
     /// command timeout.
     pub async fn run<T>(

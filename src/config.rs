@@ -111,6 +111,7 @@ pub struct WebhookSettings {
     /// Each delivery attempt gives up after this long.
     pub timeout_ms: u64,
     /// Delay before each retry, in seconds; after the last, the delivery fails.
+    #[serde(deserialize_with = "list_or_comma_separated")]
     pub retry_schedule_secs: Vec<u64>,
     /// A subscription whose deliveries have failed for this long is disabled.
     pub disable_after_secs: u64,
@@ -202,7 +203,7 @@ pub struct ServerSettings {
     pub keep_alive_secs: u64,
     /// Middleware layers left out of the stack, for the benchmark's layer
     /// costs. Production refuses any.
-    #[serde(deserialize_with = "layers_or_comma_separated")]
+    #[serde(deserialize_with = "list_or_comma_separated")]
     pub disabled_layers: Vec<Layer>,
 }
 
@@ -292,7 +293,7 @@ pub const ARGON2_MIN_ITERATIONS: u32 = 2;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretsSettings {
-    #[serde(deserialize_with = "secret_list_or_comma_separated")]
+    #[serde(deserialize_with = "list_or_comma_separated")]
     pub fernet_keys: Vec<SecretString>,
 }
 
@@ -481,10 +482,13 @@ impl Settings {
             ("circuit_breakers.database", &self.circuit_breakers.database),
             ("circuit_breakers.redis", &self.circuit_breakers.redis),
         ] {
-            if breaker.failure_threshold == 0 || breaker.open_timeout_ms == 0 {
+            if breaker.failure_threshold == 0
+                || breaker.open_timeout_ms == 0
+                || breaker.probe_interval_ms == 0
+            {
                 return invalid(
                     key,
-                    "needs failure_threshold and open_timeout_ms greater than 0",
+                    "needs failure_threshold, open_timeout_ms and probe_interval_ms greater than 0",
                 );
             }
         }
@@ -789,43 +793,45 @@ fn describe_figment_error(err: figment::Error) -> String {
         .join("; ")
 }
 
-fn secret_list_or_comma_separated<'de, D: Deserializer<'de>>(
-    de: D,
-) -> Result<Vec<SecretString>, D::Error> {
-    Ok(list_or_comma_separated(de)?
-        .into_iter()
-        .map(SecretString::from)
-        .collect())
-}
-
-/// Accepts a TOML list or, from an environment variable, a comma-separated string.
-pub(crate) fn list_or_comma_separated<'de, D: Deserializer<'de>>(
-    de: D,
-) -> Result<Vec<String>, D::Error> {
+/// A list setting: a TOML list, or from an environment variable either the
+/// bracket form (`[1, 2]`) or comma-separated items (`1,2`), each item read
+/// as the list's element type (numbers, names, URLs, secrets alike).
+pub(crate) fn list_or_comma_separated<'de, D, T>(de: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::de::{Error, IntoDeserializer};
     #[derive(Deserialize)]
     #[serde(untagged)]
-    enum ListOrString {
-        List(Vec<String>),
-        String(String),
+    enum ListOrText<T> {
+        List(Vec<T>),
+        Text(String),
+        // A single number or boolean, which the environment gives typed.
+        One(T),
     }
-    Ok(match ListOrString::deserialize(de)? {
-        ListOrString::List(items) => items,
-        ListOrString::String(joined) => joined
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-    })
-}
-
-fn layers_or_comma_separated<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<Layer>, D::Error> {
-    use serde::de::{Error, IntoDeserializer};
-    list_or_comma_separated(de)?
-        .into_iter()
-        .map(|name| {
-            Layer::deserialize(name.into_deserializer())
-                .map_err(|err: serde::de::value::Error| D::Error::custom(err))
+    let joined = match ListOrText::<T>::deserialize(de)? {
+        ListOrText::List(items) => return Ok(items),
+        ListOrText::One(item) => return Ok(vec![item]),
+        ListOrText::Text(joined) => joined,
+    };
+    joined
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            // Read as the environment would type it: numbers and booleans as
+            // such, anything else (names, URLs, secrets) as text.
+            let as_text = || {
+                T::deserialize(item.into_deserializer())
+                    .map_err(|err: serde::de::value::Error| err.to_string())
+            };
+            let typed: figment::value::Value = item.parse().unwrap_or_else(|never| match never {});
+            match typed {
+                figment::value::Value::String(..) => as_text(),
+                typed => T::deserialize(&typed).or_else(|_| as_text()),
+            }
+            .map_err(|err| D::Error::custom(format!("list item `{item}`: {err}")))
         })
         .collect()
 }
@@ -928,6 +934,79 @@ mod tests {
             s.allowed_origins,
             vec!["https://a.example", "https://b.example"]
         );
+    }
+
+    /// Every list setting, set from the environment in the comma form and in
+    /// the bracket form, one setting per element type.
+    #[test]
+    // `Jail` closures return figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn every_list_type_takes_the_comma_and_the_bracket_form_from_the_environment() {
+        const KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+        const OTHER: &str = "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=";
+        for (schedule, layers, keys, origins) in [
+            (
+                "1,1,30".to_owned(),
+                "metrics, rate_limit".to_owned(),
+                format!("{KEY},{OTHER}"),
+                "https://a.example, https://b.example".to_owned(),
+            ),
+            (
+                "[1, 1, 30]".to_owned(),
+                r#"["metrics", "rate_limit"]"#.to_owned(),
+                format!(r#"["{KEY}", "{OTHER}"]"#),
+                r#"["https://a.example", "https://b.example"]"#.to_owned(),
+            ),
+        ] {
+            figment::Jail::expect_with(|jail| {
+                jail.set_env("STOCK_TRACKER__WEBHOOKS__RETRY_SCHEDULE_SECS", &schedule);
+                jail.set_env("STOCK_TRACKER__SERVER__DISABLED_LAYERS", &layers);
+                jail.set_env("STOCK_TRACKER__SECRETS__FERNET_KEYS", &keys);
+                jail.set_env("STOCK_TRACKER__CORS__ALLOWED_ORIGINS", &origins);
+                jail.set_env(
+                    "STOCK_TRACKER__RATE_LIMIT__TRUSTED_PROXIES",
+                    "10.0.0.0/8,::1",
+                );
+                let s = Settings::load(None).map_err(|err| err.to_string())?;
+                assert_eq!(s.webhooks.retry_schedule_secs, vec![1, 1, 30], "{schedule}");
+                assert_eq!(
+                    s.server.disabled_layers,
+                    vec![Layer::Metrics, Layer::RateLimit],
+                    "{layers}"
+                );
+                let keys: Vec<&str> = s
+                    .secrets
+                    .fernet_keys
+                    .iter()
+                    .map(|k| k.expose_secret())
+                    .collect();
+                assert_eq!(keys, vec![KEY, OTHER]);
+                assert_eq!(
+                    s.cors.allowed_origins,
+                    vec!["https://a.example", "https://b.example"]
+                );
+                assert_eq!(s.rate_limit.trusted_proxies, vec!["10.0.0.0/8", "::1"]);
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    // `Jail` closures return figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn a_one_item_list_and_a_bad_item_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("STOCK_TRACKER__WEBHOOKS__RETRY_SCHEDULE_SECS", "5");
+            let s = Settings::load(None).map_err(|err| err.to_string())?;
+            assert_eq!(s.webhooks.retry_schedule_secs, vec![5]);
+            jail.set_env("STOCK_TRACKER__WEBHOOKS__RETRY_SCHEDULE_SECS", "5,soon");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(
+                err.contains("`webhooks.retry_schedule_secs`") && err.contains("`soon`"),
+                "{err}"
+            );
+            Ok(())
+        });
     }
 
     #[test]

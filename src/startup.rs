@@ -179,6 +179,10 @@ impl Application {
         rate_limiter.load_script().await;
         rate_limiter.warn_about_unserved_rules(&route_table);
         let tasks = TaskQueue::new(Arc::new(settings.clone()), metrics.clone());
+        // A recovered dependency is used again within a probe interval.
+        db.watch_recovery();
+        redis_guard.watch_recovery(&redis);
+        tasks.watch_recovery();
         let state = web::Data::new(AppState {
             settings: Arc::new(settings.clone()),
             db,

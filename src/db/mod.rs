@@ -168,6 +168,21 @@ impl Database {
         &self.breaker
     }
 
+    /// Closes the breaker as soon as PostgreSQL answers a `SELECT 1` again
+    /// (checked every `circuit_breakers.database.probe_interval_ms` while open).
+    pub fn watch_recovery(&self) {
+        let pool = self.pool.clone();
+        self.breaker.watch_recovery(move || {
+            let pool = pool.clone();
+            async move {
+                sqlx::query("SELECT 1")
+                    .execute(observed("breaker.probe", &pool))
+                    .await
+                    .is_ok()
+            }
+        });
+    }
+
     /// Callers waiting for a connection right now.
     pub fn waiters(&self) -> i64 {
         self.waiters.load(Ordering::Relaxed)

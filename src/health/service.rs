@@ -5,7 +5,8 @@
 //! PostgreSQL is required: without it the service cannot answer anything
 //! useful, so readiness fails. Redis is not: the service keeps serving without
 //! it (no cache, local rate limits), so readiness stays 200 and reports
-//! `degraded`. Each component also reports its circuit breaker's state.
+//! `degraded`. Each component also reports its circuit breaker's state; a
+//! dependency that answers its check has its breaker closed.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::db::observed;
+use crate::resilience::breaker::CircuitBreaker;
 use crate::startup::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -44,9 +46,9 @@ pub struct ComponentHealth {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// The dependency's circuit breaker: `closed`, `open` (calls fail fast)
-    /// or `half_open` (a probe call decides). Reported, not judged: the
-    /// probe above decides readiness, so an open breaker that no traffic
-    /// would ever probe cannot keep a recovered replica out of service.
+    /// or `half_open` (a probe call decides). A successful check above
+    /// closes it, so `up` always comes with `closed`: readiness and the
+    /// breaker agree.
     pub circuit_breaker: String,
 }
 
@@ -79,9 +81,9 @@ pub async fn readiness(state: &AppState) -> Readiness {
         }),
     );
     let (database, redis, broker) = (
-        database.with_breaker(state.db.breaker().state().as_str()),
-        redis.with_breaker(state.redis_guard.breaker().state().as_str()),
-        broker.with_breaker(state.tasks.breaker().state().as_str()),
+        database.with_breaker(state.db.breaker()),
+        redis.with_breaker(state.redis_guard.breaker()),
+        broker.with_breaker(state.tasks.breaker()),
     );
     let status = if database.status == ComponentStatus::Down {
         OverallStatus::Unavailable
@@ -141,8 +143,14 @@ async fn check(
 }
 
 impl ComponentHealth {
-    fn with_breaker(mut self, state: &str) -> Self {
-        self.circuit_breaker = state.to_owned();
+    /// Adds the breaker's state. A dependency that just answered the check
+    /// closes its breaker first (the check counts as its recovery probe), so
+    /// readiness never admits traffic that the breaker would refuse.
+    fn with_breaker(mut self, breaker: &CircuitBreaker) -> Self {
+        if self.status == ComponentStatus::Up {
+            breaker.dependency_answered();
+        }
+        self.circuit_breaker = breaker.state().as_str().to_owned();
         self
     }
 }

@@ -32,18 +32,24 @@ pub fn no_nul(value: &str, _: &()) -> garde::Result {
     }
 }
 
-/// OpenAPI schema of an optional IANA time zone: the closed list the
-/// service accepts, or null (no change).
+/// The shape of an IANA time zone name (`Europe/Moscow`, `Etc/GMT+5`,
+/// `UTC`), for the OpenAPI document; which names exist is the server's check.
+pub const TIMEZONE_PATTERN: &str = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$";
+
+/// OpenAPI schema of an optional IANA time zone: a string (or null: no
+/// change). Not an enum of the ~600 names the server accepts: several of
+/// them (`GMT0`, `GMT+0`, `GMT-0`, ...) become one identifier in generated
+/// clients, which then refuse the document.
 pub fn timezone_schema() -> utoipa::openapi::Object {
     use utoipa::openapi::schema::{SchemaType, Type};
-    let names = chrono_tz::TZ_VARIANTS
-        .iter()
-        .map(|tz| serde_json::Value::from(tz.name()))
-        .chain([serde_json::Value::Null]);
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
-        .enum_values(Some(names))
-        .description(Some("IANA time zone name"))
+        .pattern(Some(TIMEZONE_PATTERN))
+        .max_length(Some(64))
+        .description(Some(
+            "IANA time zone name from the tz database, such as `Europe/Moscow` or `UTC`; \
+             names the database does not have are refused (422)",
+        ))
         .examples(["Europe/Moscow"])
         .build()
 }

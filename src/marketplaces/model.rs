@@ -183,7 +183,8 @@ pub struct Connection {
     pub id: Uuid,
     pub kind: MarketplaceKind,
     pub name: String,
-    /// Always true: credentials are stored (encrypted) but never returned.
+    /// Whether credentials are stored for this connection (encrypted, never
+    /// returned). False for the demo marketplace, which takes none.
     pub has_credentials: bool,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_synced_at: Option<OffsetDateTime>,

@@ -9,9 +9,23 @@ use super::model::{Connection, MarketplaceKind};
 use crate::auth::TenantCtx;
 use crate::db::observed;
 
-type Row = (Uuid, String, String, Option<OffsetDateTime>, OffsetDateTime);
+type Row = (
+    Uuid,
+    String,
+    String,
+    bool,
+    Option<OffsetDateTime>,
+    OffsetDateTime,
+);
 
-fn to_model((id, kind, name, last_synced_at, created_at): Row) -> Connection {
+/// The columns of [`Row`], in order (a macro so statements stay `&'static str`).
+macro_rules! columns {
+    () => {
+        "id, kind, name, credentials_encrypted IS NOT NULL, last_synced_at, created_at"
+    };
+}
+
+fn to_model((id, kind, name, has_credentials, last_synced_at, created_at): Row) -> Connection {
     Connection {
         id,
         kind: if kind == "wildberries" {
@@ -20,7 +34,7 @@ fn to_model((id, kind, name, last_synced_at, created_at): Row) -> Connection {
             MarketplaceKind::Demo
         },
         name,
-        has_credentials: true,
+        has_credentials,
         last_synced_at,
         created_at,
     }
@@ -31,12 +45,13 @@ pub async fn insert(
     conn: &mut PgConnection,
     kind: MarketplaceKind,
     name: &str,
-    credentials_encrypted: &str,
+    credentials_encrypted: Option<&str>,
 ) -> Result<Connection, sqlx::Error> {
-    let row: Row = sqlx::query_as(
+    let row: Row = sqlx::query_as(concat!(
         "INSERT INTO marketplace_connections (id, tenant_id, kind, name, credentials_encrypted)
-         VALUES ($1, $2, $3, $4, $5) RETURNING id, kind, name, last_synced_at, created_at",
-    )
+         VALUES ($1, $2, $3, $4, $5) RETURNING ",
+        columns!()
+    ))
     .bind(Uuid::now_v7())
     .bind(tenant.id())
     .bind(kind.as_str())
@@ -53,10 +68,12 @@ pub async fn list(
     after: Option<Uuid>,
     limit: u32,
 ) -> Result<Vec<Connection>, sqlx::Error> {
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT id, kind, name, last_synced_at, created_at FROM marketplace_connections
-         WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3",
-    )
+    let rows: Vec<Row> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM marketplace_connections
+         WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3"
+    ))
     .bind(tenant.id())
     .bind(after)
     .bind(i64::from(limit) + 1)
@@ -70,10 +87,11 @@ pub async fn find(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> Result<Option<Connection>, sqlx::Error> {
-    let row: Option<Row> = sqlx::query_as(
-        "SELECT id, kind, name, last_synced_at, created_at FROM marketplace_connections
-         WHERE tenant_id = $1 AND id = $2",
-    )
+    let row: Option<Row> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM marketplace_connections WHERE tenant_id = $1 AND id = $2"
+    ))
     .bind(tenant.id())
     .bind(id)
     .fetch_optional(observed("marketplaces.find", conn))
@@ -102,14 +120,17 @@ pub async fn rotate_all(
     pool: &PgPool,
     reencrypt: impl Fn(&str) -> anyhow::Result<Option<String>>,
 ) -> anyhow::Result<(usize, usize)> {
-    let ids: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM marketplace_connections ORDER BY id")
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM marketplace_connections WHERE credentials_encrypted IS NOT NULL ORDER BY id",
+    )
         .fetch_all(observed("marketplaces.rotate_list", pool))
         .await?;
     let (mut rotated, mut current) = (0, 0);
     for id in ids {
         let mut tx = pool.begin().await?;
         let token: Option<String> = sqlx::query_scalar(
-            "SELECT credentials_encrypted FROM marketplace_connections WHERE id = $1 FOR UPDATE",
+            "SELECT credentials_encrypted FROM marketplace_connections
+             WHERE id = $1 AND credentials_encrypted IS NOT NULL FOR UPDATE",
         )
         .bind(id)
         .fetch_optional(observed("marketplaces.rotate_lock", &mut *tx))

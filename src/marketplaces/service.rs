@@ -18,16 +18,19 @@ pub async fn create(
     auth: &Auth<Admin>,
     input: CreateConnection,
 ) -> Result<Connection, ApiError> {
+    // The demo marketplace takes no credentials: nothing is stored for it.
     let plaintext = match input.credentials()? {
-        Credentials::Demo(credentials) => serde_json::to_vec(&credentials),
-        Credentials::Wildberries(credentials) => serde_json::to_vec(&credentials),
-    }
-    .map_err(ApiError::internal)?;
+        Credentials::Demo(_) => None,
+        Credentials::Wildberries(credentials) => {
+            Some(serde_json::to_vec(&credentials).map_err(ApiError::internal)?)
+        }
+    };
     let (kind, name) = (input.kind, &input.name);
-    let encrypted = state.secrets.encrypt(&plaintext);
+    let encrypted = plaintext.map(|plaintext| state.secrets.encrypt(&plaintext));
     let tenant = auth.tenant();
     let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
-    let connection = repository::insert(&tenant, &mut tx, kind, name.trim(), &encrypted).await?;
+    let connection =
+        repository::insert(&tenant, &mut tx, kind, name.trim(), encrypted.as_deref()).await?;
     tx.commit().await?;
     tracing::info!(marketplace_id = %connection.id, kind = kind.as_str(), "marketplace connected");
     Ok(connection)

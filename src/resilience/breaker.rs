@@ -6,8 +6,16 @@
 //! After `open_timeout_ms` the next call is let through as a probe
 //! (**half-open**, one probe at a time): success closes the breaker, failure
 //! opens it for another period.
+//!
+//! Waiting out the open timeout alone would keep a recovered dependency
+//! refused for up to a minute, so [`CircuitBreaker::watch_recovery`] also
+//! checks the dependency in the background every `probe_interval_ms` while
+//! the breaker is not closed, and closes it as soon as the check succeeds.
+//! Readiness's own successful check counts the same way, so a replica never
+//! reports ready while its breaker still refuses the traffic that follows.
 
-use std::sync::Mutex;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -19,6 +27,8 @@ use crate::telemetry::metrics::Metrics;
 pub struct BreakerSettings {
     pub failure_threshold: u32,
     pub open_timeout_ms: u64,
+    /// How often the dependency is checked while the breaker is not closed.
+    pub probe_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +69,7 @@ pub struct CircuitBreaker {
     dependency: &'static str,
     failure_threshold: u32,
     open_timeout: Duration,
+    probe_interval: Duration,
     inner: Mutex<Inner>,
     metrics: Metrics,
 }
@@ -80,6 +91,7 @@ impl CircuitBreaker {
             dependency,
             failure_threshold: settings.failure_threshold.max(1),
             open_timeout: Duration::from_millis(settings.open_timeout_ms),
+            probe_interval: Duration::from_millis(settings.probe_interval_ms.max(1)),
             inner: Mutex::new(Inner {
                 state: BreakerState::Closed,
                 consecutive_failures: 0,
@@ -151,6 +163,51 @@ impl CircuitBreaker {
         }
     }
 
+    /// A check outside the request path (the recovery probe, readiness)
+    /// found the dependency answering: an open or half-open breaker closes.
+    /// A closed one is left alone: its failure count belongs to real calls.
+    pub fn dependency_answered(&self) {
+        let mut inner = self.lock();
+        if inner.state != BreakerState::Closed {
+            inner.consecutive_failures = 0;
+            inner.probe_in_flight = false;
+            self.transition(&mut inner, BreakerState::Closed);
+        }
+    }
+
+    /// Checks the dependency every `probe_interval_ms` while the breaker is
+    /// not closed, and closes it as soon as `check` answers `true`. Each
+    /// check is bounded by the interval, so checks never pile up. A failed
+    /// check changes nothing: the breaker stays open (calls keep failing
+    /// fast). The task ends when the breaker is dropped.
+    pub fn watch_recovery<F, Fut>(self: &Arc<Self>, check: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = bool> + Send + 'static,
+    {
+        let breaker = Arc::downgrade(self);
+        let interval = self.probe_interval;
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(open) = breaker
+                    .upgrade()
+                    .map(|breaker| breaker.state() != BreakerState::Closed)
+                else {
+                    return;
+                };
+                if open
+                    && tokio::time::timeout(interval, check()).await == Ok(true)
+                    && let Some(breaker) = breaker.upgrade()
+                {
+                    breaker.dependency_answered();
+                }
+            }
+        });
+    }
+
     fn transition(&self, inner: &mut Inner, to: BreakerState) {
         let from = inner.state;
         inner.state = to;
@@ -186,6 +243,7 @@ mod tests {
             &BreakerSettings {
                 failure_threshold: threshold,
                 open_timeout_ms: open_ms,
+                probe_interval_ms: 10,
             },
             Metrics::new(),
         )
@@ -227,6 +285,55 @@ mod tests {
         b.record_success();
         assert_eq!(b.state(), BreakerState::Closed);
         assert!(b.allow() && b.allow());
+    }
+
+    #[tokio::test]
+    async fn the_recovery_probe_closes_the_breaker_as_soon_as_the_dependency_answers() {
+        let b = Arc::new(breaker(1, 60_000));
+        let answering = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let checks = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        b.watch_recovery({
+            let (answering, checks) = (answering.clone(), checks.clone());
+            move || {
+                let (answering, checks) = (answering.clone(), checks.clone());
+                async move {
+                    checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    answering.load(std::sync::atomic::Ordering::Relaxed)
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            checks.load(std::sync::atomic::Ordering::Relaxed),
+            0,
+            "a closed breaker is not probed"
+        );
+        assert!(b.allow());
+        b.record_failure();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(checks.load(std::sync::atomic::Ordering::Relaxed) > 0);
+        assert_eq!(b.state(), BreakerState::Open, "failed checks keep it open");
+        answering.store(true, std::sync::atomic::Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert!(b.allow());
+    }
+
+    #[test]
+    fn a_successful_outside_check_closes_an_open_breaker_only() {
+        let b = breaker(2, 60_000);
+        assert!(b.allow());
+        b.record_failure();
+        b.dependency_answered();
+        assert!(b.allow());
+        b.record_failure();
+        assert_eq!(
+            b.state(),
+            BreakerState::Open,
+            "a check does not reset the failures of real calls"
+        );
+        b.dependency_answered();
+        assert_eq!(b.state(), BreakerState::Closed);
     }
 
     #[test]

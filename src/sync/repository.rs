@@ -319,12 +319,13 @@ pub async fn connection_kind(
         .await
 }
 
-/// A connection's kind and encrypted credentials, for its sync.
+/// A connection's kind and encrypted credentials (none for the demo
+/// marketplace), for its sync.
 pub async fn connection_for_sync(
     tenant: &TenantCtx,
     conn: &mut PgConnection,
     connection_id: Uuid,
-) -> Result<Option<(String, String)>, sqlx::Error> {
+) -> Result<Option<(String, Option<String>)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT kind, credentials_encrypted FROM marketplace_connections WHERE tenant_id = $1 AND id = $2",
     )

@@ -280,7 +280,7 @@ pub async fn run_sync(
 fn adapter_for(
     ctx: &WorkerContext,
     connection_id: Uuid,
-    connection: Option<(String, String)>,
+    connection: Option<(String, Option<String>)>,
     round: i64,
 ) -> Result<Adapter, String> {
     let Some((kind, encrypted)) = connection else {
@@ -296,6 +296,7 @@ fn adapter_for(
         "wildberries" => {
             let unreadable =
                 || "the connection's credentials cannot be read; enter them again".to_owned();
+            let encrypted = encrypted.ok_or_else(unreadable)?;
             let plain = ctx.secrets.decrypt(&encrypted).map_err(|_| unreadable())?;
             let credentials: WildberriesCredentials =
                 serde_json::from_slice(&plain).map_err(|_| unreadable())?;

@@ -234,9 +234,13 @@ async fn record(
     };
     let succeeded = matches!(outcome, Attempt::Delivered { .. });
     let mut tx = db::begin_tenant_tx(&ctx.db, tenant.id()).await?;
+    // The attempt is over, so its hand-over stamp goes: the next one is due at
+    // `next_attempt_at`. (The stamp only guards a hand-over whose message was
+    // lost; kept, it held every retry back until it was a minute old.)
     sqlx::query(
         "UPDATE telegram_deliveries SET status = $3, attempts = attempts + 1, status_code = $4,
-             error = $5, next_attempt_at = $6, delivered_at = $7, updated_at = $8
+             error = $5, next_attempt_at = $6, delivered_at = $7, updated_at = $8,
+             handed_over_at = NULL
          WHERE tenant_id = $1 AND id = $2",
     )
     .bind(tenant.id())

@@ -154,6 +154,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     metrics.start_memory_sampler(&settings.metrics);
     let db = Database::new(pool, Arc::new(breaker), metrics.clone());
     let queue = TaskQueue::new(settings.clone(), metrics);
+    // A recovered dependency is used again within a probe interval.
+    db.watch_recovery();
+    queue.watch_recovery();
     // Webhook dispatch reads the outbox and the subscriptions like a task does.
     let webhooks = super::runner::context(&settings).await?;
 

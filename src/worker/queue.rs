@@ -25,7 +25,7 @@ use crate::telemetry::traces;
 pub struct TaskQueue {
     settings: Arc<Settings>,
     app: Mutex<Option<Arc<Celery>>>,
-    breaker: CircuitBreaker,
+    breaker: Arc<CircuitBreaker>,
 }
 
 /// Builds a Celery app on the configured broker with both queues declared
@@ -57,13 +57,14 @@ impl TaskQueue {
             &BreakerSettings {
                 failure_threshold: 3,
                 open_timeout_ms: 10_000,
+                probe_interval_ms: 1_000,
             },
             metrics,
         );
         Self {
             settings,
             app: Mutex::new(None),
-            breaker,
+            breaker: Arc::new(breaker),
         }
     }
 
@@ -77,6 +78,16 @@ impl TaskQueue {
 
     pub fn breaker(&self) -> &CircuitBreaker {
         &self.breaker
+    }
+
+    /// Closes the breaker as soon as the broker accepts connections again
+    /// (checked every second while open); the next send reconnects.
+    pub fn watch_recovery(&self) {
+        let settings = self.settings.clone();
+        self.breaker.watch_recovery(move || {
+            let settings = settings.clone();
+            async move { crate::health::service::broker_reachable(&settings).await }
+        });
     }
 
     /// Uses an existing app (the worker's own) instead of connecting anew.

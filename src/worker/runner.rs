@@ -44,8 +44,12 @@ pub async fn context(settings: &Settings) -> anyhow::Result<Arc<WorkerContext>> 
     let redis_breaker =
         CircuitBreaker::new("redis", &settings.circuit_breakers.redis, metrics.clone());
     let guard = RedisGuard::new(Arc::new(redis_breaker), &settings.redis);
-    let cache = ResponseCache::new(&settings, redis, guard, metrics.clone());
     let queue = TaskQueue::new(settings.clone(), metrics.clone());
+    // A recovered dependency is used again within a probe interval.
+    db.watch_recovery();
+    guard.watch_recovery(&redis);
+    queue.watch_recovery();
+    let cache = ResponseCache::new(&settings, redis, guard, metrics.clone());
     let secrets = crate::crypto::SecretBox::new(&settings.secrets.fernet_keys)?;
     let notifier = reqwest::Client::builder()
         .connect_timeout(Duration::from_millis(settings.webhooks.timeout_ms))

@@ -69,6 +69,63 @@ async fn connections_are_created_listed_and_never_show_credentials() {
 }
 
 #[tokio::test]
+async fn has_credentials_says_whether_credentials_are_stored() {
+    let app = spawn_app().await;
+    let owner = app.register("mk-has@example.com").await;
+    let mut ids = Vec::new();
+    for (body, stored) in [
+        (json!({"kind": "demo", "name": "No credentials"}), false),
+        (
+            json!({"kind": "demo", "name": "Empty credentials", "credentials": {}}),
+            false,
+        ),
+        (
+            json!({"kind": "wildberries", "name": "WB", "credentials": {"api_token": TOKEN}}),
+            true,
+        ),
+    ] {
+        let response = app
+            .post_json("/api/v1/marketplaces", Some(&owner.bearer()), &body)
+            .await;
+        assert_eq!(response.status(), 201);
+        let created: Value = response.json().await.unwrap();
+        assert_eq!(created["has_credentials"], stored, "{body}");
+        let path = format!("/api/v1/marketplaces/{}", created["id"].as_str().unwrap());
+        let one: Value = app
+            .get_as(&path, &owner.bearer())
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(one["has_credentials"], stored, "{body}");
+        ids.push((created["id"].clone(), stored));
+    }
+    let list: Value = app
+        .get_as("/api/v1/marketplaces", &owner.bearer())
+        .await
+        .json()
+        .await
+        .unwrap();
+    for (id, stored) in ids {
+        let listed = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|item| item["id"] == id)
+            .unwrap();
+        assert_eq!(listed["has_credentials"], stored, "{listed}");
+    }
+    // Nothing is stored for the demo connections: no encrypted empty object.
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM marketplace_connections WHERE credentials_encrypted IS NOT NULL",
+    )
+    .fetch_one(&mut app.database.owner_connection().await)
+    .await
+    .unwrap();
+    assert_eq!(stored, 1);
+}
+
+#[tokio::test]
 async fn credentials_must_match_the_kind() {
     let app = spawn_app().await;
     let owner = app.register("mk-bad@example.com").await;

@@ -18,11 +18,12 @@ use uuid::Uuid;
 
 use crate::helpers::{Account, TestApp, spawn_app_with};
 
-/// A request the receiver got: lower-case headers and the body.
+/// A request the receiver got: lower-case headers, the body, and when.
 #[derive(Debug, Clone)]
 struct Received {
     headers: Vec<(String, String)>,
     body: String,
+    at: std::time::Instant,
 }
 
 impl Received {
@@ -39,6 +40,11 @@ struct Receiver {
 
 impl Receiver {
     fn start(status: u16, extra_header: &'static str) -> Self {
+        Self::answering(vec![status], extra_header)
+    }
+
+    /// Answers the n-th request with `statuses[n]`, and the rest with the last.
+    fn answering(statuses: Vec<u16>, extra_header: &'static str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests: Arc<Mutex<Vec<Received>>> = Arc::default();
@@ -65,10 +71,15 @@ impl Receiver {
                     .unwrap_or(0);
                 let mut body = vec![0; length];
                 let _ = reader.read_exact(&mut body);
-                sink.lock().unwrap().push(Received {
-                    headers,
-                    body: String::from_utf8_lossy(&body).into_owned(),
-                });
+                let status = {
+                    let mut requests = sink.lock().unwrap();
+                    requests.push(Received {
+                        headers,
+                        body: String::from_utf8_lossy(&body).into_owned(),
+                        at: std::time::Instant::now(),
+                    });
+                    statuses[(requests.len() - 1).min(statuses.len() - 1)]
+                };
                 let reply = format!(
                     "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n{extra_header}\r\n"
                 );
@@ -432,6 +443,103 @@ async fn a_finished_sync_reaches_the_receiver_through_beat_and_a_worker() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Both channels, each failing once: the retry comes on the schedule (1 s
+/// here), not when beat's guard against lost hand-overs (60 s) expires.
+#[tokio::test]
+async fn a_failed_delivery_is_retried_on_its_schedule_through_beat_and_a_worker() {
+    use crate::workers::{Role, TestQueues};
+    use wiremock::matchers::{method, path_regex};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let receiver = Receiver::answering(vec![500, 204], "");
+    let bot_api = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex("^/bot.*/sendMessage$"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&bot_api)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex("^/bot.*/sendMessage$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true, "result": {}})))
+        .mount(&bot_api)
+        .await;
+    let queues = TestQueues::new();
+    let app = spawn_app_with(|s| {
+        local_receivers(s);
+        queues.apply(s);
+    })
+    .await;
+    let owner = app.register("on-schedule@example.com").await;
+    subscribe(&app, &owner, &receiver.url(), json!(["stock.low"])).await;
+    let chat = app
+        .post_json(
+            "/api/v1/telegram/chats",
+            Some(&owner.bearer()),
+            &json!({"bot_token": "123456:ABC-token", "chat_id": "-100", "events": ["stock.low"]}),
+        )
+        .await;
+    assert_eq!(chat.status(), 201);
+    // The schedule in the comma form an operator would write.
+    let env = [
+        ("STOCK_TRACKER__WEBHOOKS__ALLOW_HTTP", "true".to_owned()),
+        (
+            "STOCK_TRACKER__WEBHOOKS__ALLOW_PRIVATE_NETWORKS",
+            "true".to_owned(),
+        ),
+        (
+            "STOCK_TRACKER__WEBHOOKS__DISPATCH_INTERVAL_SECS",
+            "1".to_owned(),
+        ),
+        (
+            "STOCK_TRACKER__WEBHOOKS__RETRY_SCHEDULE_SECS",
+            "1,1,1".to_owned(),
+        ),
+        ("STOCK_TRACKER__TELEGRAM__API_BASE_URL", bot_api.uri()),
+    ];
+    let _worker = Role::start("worker", &app.state.settings, &env);
+    let _beat = Role::start("beat", &app.state.settings, &env);
+    // An event beat dispatches, as a real one would be.
+    emit(
+        &app,
+        owner.tenant_id,
+        "stock.low",
+        json!({"name": "Mug", "sku": "M-1", "stock": 2, "threshold": 10}),
+    )
+    .await;
+
+    // The Bot API mock keeps no arrival times: poll for them.
+    let mut telegram_at = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while receiver.received().len() < 2 || telegram_at.len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "webhook attempts: {}, Telegram attempts: {}",
+            receiver.received().len(),
+            telegram_at.len()
+        );
+        let sent = bot_api.received_requests().await.unwrap_or_default().len();
+        while telegram_at.len() < sent {
+            telegram_at.push(std::time::Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let attempts = receiver.received();
+    for (channel, gap) in [
+        ("webhook", attempts[1].at - attempts[0].at),
+        ("telegram", telegram_at[1] - telegram_at[0]),
+    ] {
+        assert!(
+            gap >= Duration::from_millis(900) && gap <= Duration::from_secs(3),
+            "the {channel} retry came {gap:?} after the failure; the schedule says 1 s"
+        );
+    }
+    assert_eq!(
+        attempts[0].header("webhook-id"),
+        attempts[1].header("webhook-id")
+    );
 }
 
 #[tokio::test]

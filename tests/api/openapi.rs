@@ -135,3 +135,102 @@ async fn both_credential_schemes_are_documented_and_authorize_uses_the_token_rou
         .unwrap();
     assert_eq!(response.status(), 200);
 }
+
+/// Every `enum` in the document, with where it is.
+fn enums<'a>(at: String, value: &'a Value, found: &mut Vec<(String, &'a Vec<Value>)>) {
+    match value {
+        Value::Object(object) => {
+            for (key, inner) in object {
+                match (key.as_str(), inner) {
+                    ("enum", Value::Array(values)) => found.push((at.clone(), values)),
+                    _ => enums(format!("{at}/{key}"), inner, found),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (n, item) in items.iter().enumerate() {
+                enums(format!("{at}/{n}"), item, found);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Client generators name each enum value as an identifier: openapi-python-
+/// client upper-cases a value that starts with a letter and turns what an
+/// identifier cannot hold into `_` (others are named by position). Values
+/// that differ only there (`GMT+0`, `GMT-0`) become one name, and it aborts.
+#[tokio::test]
+async fn no_enum_has_values_that_collapse_to_one_identifier() {
+    let app = spawn_app().await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let mut found = Vec::new();
+    enums(String::new(), &doc, &mut found);
+    assert!(!found.is_empty());
+    for (at, values) in found {
+        let mut seen = std::collections::HashMap::new();
+        let named = values
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|value| value.starts_with(|c: char| c.is_ascii_alphabetic()));
+        for value in named {
+            let identifier = value
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .filter(|part| !part.is_empty())
+                .map(str::to_ascii_uppercase)
+                .collect::<Vec<_>>()
+                .join("_");
+            if let Some(other) = seen.insert(identifier, value) {
+                panic!("{at}: `{other}` and `{value}` collapse to one identifier");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_time_zone_is_documented_as_a_string_and_checked_by_the_server() {
+    let app = spawn_app().await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let timezone = &doc["components"]["schemas"]["SettingsPatch"]["properties"]["timezone"];
+    assert!(timezone.get("enum").is_none(), "{timezone}");
+    assert_eq!(timezone["type"], serde_json::json!(["string", "null"]));
+    assert!(timezone["pattern"].is_string() && timezone["maxLength"].is_u64());
+    assert!(timezone["description"].as_str().unwrap().contains("IANA"));
+    let pattern = timezone["pattern"].as_str().unwrap();
+    let owner = app.register("zones@example.com").await;
+    // Names the pattern admits but no zone has are still refused, by the server.
+    for (zone, status) in [
+        ("Europe/Moscow", 200),
+        ("Etc/GMT+5", 200),
+        ("Mars/Base", 422),
+    ] {
+        assert!(
+            python_regex_matches(pattern, zone),
+            "{zone} does not match {pattern}"
+        );
+        let response = app
+            .send(
+                reqwest::Method::PATCH,
+                "/api/v1/tenants/me",
+                Some(&owner.bearer()),
+                Some(&serde_json::json!({"settings": {"timezone": zone}})),
+            )
+            .await;
+        assert_eq!(response.status(), status, "{zone}");
+    }
+}
+
+/// Whether `pattern` matches `text` as an ECMA/Python-style regex engine
+/// (what client generators and validators use) reads it.
+fn python_regex_matches(pattern: &str, text: &str) -> bool {
+    std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import re, sys; sys.exit(0 if re.search(sys.argv[1], sys.argv[2]) else 1)",
+            pattern,
+            text,
+        ])
+        .status()
+        .unwrap()
+        .success()
+}

@@ -28,7 +28,16 @@ pub struct RedisServer {
 impl RedisServer {
     pub async fn start() -> Self {
         let port = free_port();
-        let child = Command::new("redis-server")
+        let server = Self {
+            child: Self::spawn(port),
+            port,
+        };
+        server.wait_until_answering().await;
+        server
+    }
+
+    fn spawn(port: u16) -> Child {
+        Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             // `DEBUG SLEEP` stands in for a Redis that stops answering.
@@ -36,20 +45,35 @@ impl RedisServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-server is installed (scripts/services.sh installs it)");
-        let server = Self { child, port };
+            .expect("redis-server is installed (scripts/services.sh installs it)")
+    }
+
+    async fn wait_until_answering(&self) {
         for _ in 0..100 {
-            if let Ok(mut conn) = server.connection().await
+            if let Ok(mut conn) = self.connection().await
                 && redis::cmd("PING")
                     .query_async::<String>(&mut conn)
                     .await
                     .is_ok()
             {
-                return server;
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("redis-server did not start on port {port}");
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    /// Kills the server: its data is gone (it keeps nothing on disk).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port, empty, as after a crash.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.child = Self::spawn(self.port);
+        self.wait_until_answering().await;
     }
 
     pub fn url(&self) -> String {

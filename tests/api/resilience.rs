@@ -8,8 +8,8 @@ use reqwest::{Method, Response};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app_with};
-use crate::processes::TcpProxy;
+use crate::helpers::{TestApp, limits_out_of_reach, sample, spawn_app_with};
+use crate::processes::{RedisServer, TcpProxy};
 
 const ORIGIN: &str = "http://localhost:3000";
 
@@ -216,7 +216,7 @@ async fn losing_postgres_fails_fast_behind_the_breaker_and_recovers_by_itself() 
 
     proxy.restore();
     tokio::time::sleep(Duration::from_millis(1_600)).await;
-    // The next call is the half-open probe; it succeeds and closes the breaker.
+    // The recovery probe found PostgreSQL answering and closed the breaker.
     assert_eq!(
         app.get_as("/api/v1/users/me", &owner.bearer())
             .await
@@ -227,12 +227,140 @@ async fn losing_postgres_fails_fast_behind_the_breaker_and_recovers_by_itself() 
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["components"]["database"]["circuit_breaker"], "closed");
     let metrics = app.metrics_text().await;
-    for to in ["open", "half_open", "closed"] {
+    for to in ["open", "closed"] {
         let line = format!(
             r#"stock_tracker_circuit_breaker_transitions_total{{dependency="database",to="{to}"}} 1"#
         );
         assert!(metrics.contains(&line), "missing {line}");
     }
+}
+
+/// What an operator did: PostgreSQL cut off under load (through a proxy),
+/// then back — with Redis restarted empty at the same time, or not. The
+/// breakers keep their default open timeouts (60 s, 30 s): the service must
+/// serve again within 2 s of PostgreSQL's return anyway, and once readiness
+/// answers 200 a read must not be refused.
+async fn outage_under_load(restart_redis_empty: bool) {
+    let proxy = TcpProxy::start("127.0.0.1:5432".into()).await;
+    let port = proxy.port;
+    let mut redis = RedisServer::start().await;
+    let redis_url = redis.url();
+    let app = spawn_app_with(move |s| {
+        let mut url = url::Url::parse(s.database.url.expose_secret()).unwrap();
+        url.set_host(Some("127.0.0.1")).unwrap();
+        url.set_port(Some(port)).unwrap();
+        s.database.url = url.to_string().into();
+        s.redis.url = redis_url.into();
+        s.database.acquire_timeout_ms = 500;
+        s.health.check_timeout_ms = 500;
+        limits_out_of_reach(s);
+    })
+    .await;
+    let owner = app.register("outage-load@example.com").await;
+    let product = app
+        .create_product(&owner, "OUT-1", "Outage", "1.00", 5)
+        .await;
+    // Never read before the outage, so never cached: every read needs PostgreSQL.
+    let read = format!("/api/v1/products/{}", product["id"].as_str().unwrap());
+    app.wait_for_revocation_sync().await;
+
+    proxy.cut();
+    if restart_redis_empty {
+        redis.stop();
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = [
+        "/api/v1/users/me",
+        read.as_str(),
+        "/api/v1/users/me",
+        read.as_str(),
+    ]
+    .into_iter()
+    .map(|path| {
+        let (client, url, bearer, stop) = (
+            app.client.clone(),
+            app.url(path),
+            owner.bearer(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = client
+                    .get(&url)
+                    .header("authorization", &bearer)
+                    .send()
+                    .await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    })
+    .collect();
+    let open = |metrics: &str, dependency: &str| {
+        let series = format!(r#"stock_tracker_circuit_breaker_state{{dependency="{dependency}"}}"#);
+        sample(metrics, &series) == Some(2.0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = app.metrics_text().await;
+        if open(&metrics, "database") && (!restart_redis_empty || open(&metrics, "redis")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the breakers never opened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.get_as(&read, &owner.bearer()).await.status(), 503);
+
+    if restart_redis_empty {
+        redis.restart().await;
+    }
+    proxy.restore();
+    let restored = Instant::now();
+    let (mut ready_after, mut read_after) = (None, None);
+    while (ready_after.is_none() || read_after.is_none())
+        && restored.elapsed() < Duration::from_secs(10)
+    {
+        if read_after.is_none() && app.get_as(&read, &owner.bearer()).await.status() == 200 {
+            read_after = Some(restored.elapsed());
+        }
+        if ready_after.is_none() && readiness(&app).await.0 == 200 {
+            ready_after = Some(restored.elapsed());
+            // Readiness admits traffic again: the breaker must not refuse it.
+            let response = app.get_as(&read, &owner.bearer()).await;
+            let status = response.status();
+            assert_eq!(
+                status,
+                200,
+                "ready, yet: {}",
+                response.text().await.unwrap()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    let limit = Duration::from_secs(2);
+    assert!(
+        read_after.is_some_and(|after| after <= limit),
+        "first 200 on a product read: {read_after:?} after PostgreSQL returned"
+    );
+    assert!(
+        ready_after.is_some_and(|after| after <= limit),
+        "first 200 on readiness: {ready_after:?} after PostgreSQL returned"
+    );
+    let (_, body) = readiness(&app).await;
+    assert_eq!(body["components"]["database"]["circuit_breaker"], "closed");
+}
+
+#[tokio::test]
+async fn reads_answer_within_two_seconds_of_postgres_returning_from_an_outage() {
+    outage_under_load(false).await;
+}
+
+#[tokio::test]
+async fn reads_answer_within_two_seconds_of_postgres_returning_with_redis_restarted_empty() {
+    outage_under_load(true).await;
 }
 
 #[tokio::test]
