@@ -11,11 +11,13 @@ run: services
 	cargo run --bin stock-tracker -- serve
 
 ## Every test: unit and integration tests against the local PostgreSQL, Redis
-## and RabbitMQ, then the monitoring stack against the real Prometheus and
-## Alertmanager, then the Dockerfile, compose file and Kubernetes manifests
-## with the real validators (both scripts install their tools when missing).
+## and RabbitMQ, then the relative links of README.md and docs/ (a second),
+## then the monitoring stack against the real Prometheus and Alertmanager,
+## then the Dockerfile, compose file and Kubernetes manifests with the real
+## validators (both scripts install their tools when missing).
 test: services python-tools
 	cargo test --all-targets
+	python3 scripts/check-doc-links.py
 	scripts/monitoring-check.sh
 	scripts/deploy-check.sh
 
@@ -56,7 +58,7 @@ deploy-check:
 	scripts/deploy-check.sh
 
 ## The load benchmark: release build, fresh seeded database, the API as its own
-## process, wrk from another; the table goes to bench/results/ and the README.
+## process, wrk from another; the table goes to bench/results/ and docs/performance.md.
 bench: services
 	scripts/bench.sh
 

@@ -2,7 +2,7 @@
 """Load benchmark of the Stock Tracker API (issue 13). Python 3.11 stdlib only.
 
     python3 bench/run.py --binary target/release/stock-tracker [--smoke]
-        [--duration SECS] [--concurrency 1,16,64,256] [--results-dir DIR] [--no-readme]
+        [--duration SECS] [--concurrency 1,16,64,256] [--results-dir DIR] [--no-docs]
 
 The flow:
  1. A fresh database `stock_tracker_bench` on the local PostgreSQL, migrated by
@@ -19,9 +19,9 @@ The flow:
  5. Layer costs: the cached list with the full middleware stack, with none
     ("bare handlers") and with each layer off in turn, a server per config.
  6. JSON and Markdown results under the results dir, compared with the issue's
-    targets; the README's bench block and history table are updated (not with
-    --smoke or --no-readme, nor after a run with errors). The Markdown is printed to stdout; progress goes
-    to stderr.
+    targets; the bench block and history table of docs/performance.md are
+    updated (not with --smoke or --no-docs, nor after a run with errors). The
+    Markdown is printed to stdout; progress goes to stderr.
 
 `--smoke` (CI): 2 tenants, small data, 2 s per scenario, concurrency 1 and 16,
 a temporary results dir; exits non-zero on any error. Any run exits non-zero
@@ -59,7 +59,7 @@ BENCH_DIR = REPO / "bench"
 CONFIG_FILE = BENCH_DIR / "config.toml"
 WRK_SCRIPT = BENCH_DIR / "wrk" / "requests.lua"
 SEED_SQL = BENCH_DIR / "seed.sql"
-README = REPO / "README.md"
+DOCS = REPO / "docs" / "performance.md"
 
 DATABASE = "stock_tracker_bench"
 DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DATABASE}"
@@ -77,8 +77,8 @@ UNMOUNTED_LAYERS = ("sentry",)
 LOGIN_CONCURRENCY = (1, 16)
 READ_SCENARIOS = ("liveness", "cached_list", "cached_list_deep", "uncached_read")
 
-README_BLOCK = ("<!-- bench:begin -->", "<!-- bench:end -->")
-README_HISTORY = ("<!-- bench-history:begin -->", "<!-- bench-history:end -->")
+DOCS_BLOCK = ("<!-- bench:begin -->", "<!-- bench:end -->")
+DOCS_HISTORY = ("<!-- bench-history:begin -->", "<!-- bench-history:end -->")
 HISTORY_HEADER = (
     "| date | commit | cached list @64 req/s (p99 ms) | uncached read @64 req/s (p99 ms) "
     "| liveness @64 req/s | 16 logins peak RSS MiB | middleware cost | idle RSS MiB |\n"
@@ -139,7 +139,7 @@ def parse_args() -> argparse.Namespace:
                         help="connection counts, comma-separated (default 1,16,64,256)")
     parser.add_argument("--results-dir", type=Path,
                         help="default bench/results (--smoke: a temporary directory)")
-    parser.add_argument("--no-readme", action="store_true", help="leave README.md alone")
+    parser.add_argument("--no-docs", action="store_true", help="leave docs/performance.md alone")
     args = parser.parse_args()
     args.binary = args.binary.resolve()
     if not os.access(args.binary, os.X_OK):
@@ -777,7 +777,7 @@ def replace_between(text: str, markers: tuple[str, str], replace) -> str | None:
     begin, end = markers
     start, stop = text.find(begin), text.find(end)
     if start < 0 or stop < start:
-        log(f"warning: README.md has no `{begin}` ... `{end}` markers; that part is not updated")
+        log(f"warning: docs/performance.md has no `{begin}` ... `{end}` markers; that part is not updated")
         return None
     start += len(begin)
     return text[:start] + "\n" + replace(text[start:stop]).strip("\n") + "\n" + text[stop:]
@@ -794,12 +794,12 @@ def prepend_history(block: str, row: str) -> str:
     return "\n".join(lines)
 
 
-def update_readme(markdown: str, row: str) -> None:
-    text = README.read_text()
-    for markers, replace in ((README_BLOCK, lambda _old: markdown),
-                             (README_HISTORY, lambda old: prepend_history(old, row))):
+def update_docs(markdown: str, row: str) -> None:
+    text = DOCS.read_text()
+    for markers, replace in ((DOCS_BLOCK, lambda _old: markdown),
+                             (DOCS_HISTORY, lambda old: prepend_history(old, row))):
         text = replace_between(text, markers, replace) or text
-    README.write_text(text)
+    DOCS.write_text(text)
 
 
 def failures(report: dict) -> list[str]:
@@ -875,9 +875,9 @@ def main() -> int:
     print(markdown)
     problems = failures(report)
     # A run with errors measured something else than the service working: it
-    # stays in its files, not in the README.
-    if not (plan.smoke or args.no_readme or problems):
-        update_readme(markdown, history_row(report))
+    # stays in its files, not in docs/performance.md.
+    if not (plan.smoke or args.no_docs or problems):
+        update_docs(markdown, history_row(report))
     for problem in problems:
         log(f"FAILED: {problem}")
     if problems:

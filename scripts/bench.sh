@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The load benchmark (README "Performance"). Installs wrk when missing, builds
+# The load benchmark (docs/performance.md). Installs wrk when missing, builds
 # the binary and runs bench/run.py, which seeds a fresh database, starts the
 # API as its own process and drives it with wrk from another.
 #
-#   scripts/bench.sh            release build, full run; writes bench/results/ and the README's figures
+#   scripts/bench.sh            release build, full run; writes bench/results/ and the figures in docs/performance.md
 #   scripts/bench.sh --smoke    debug build, a few seconds per scenario, writes nothing (CI runs this)
 #
 # Further arguments go to bench/run.py (e.g. --duration 20 --concurrency 64).

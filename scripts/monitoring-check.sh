@@ -219,7 +219,7 @@ main() {
 
   step "static checks (catalogue: $CATALOG)"
   "$PYTHON" "$MON/check/monitoring_check.py" static --catalog "$CATALOG"
-  "$PYTHON" "$MON/check/monitoring_check.py" readme
+  "$PYTHON" "$MON/check/monitoring_check.py" docs
 
   step "alertmanager routes"
   "$PYTHON" "$MON/check/monitoring_check.py" routes --amtool amtool --config "$MON/alertmanager/alertmanager.yml"

@@ -23,20 +23,19 @@
 //! - [`openapi`]: the generated OpenAPI document and the docs UI.
 
 pub mod api_keys;
+pub mod app;
 pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod crypto;
 pub mod db;
-pub mod error;
 pub mod health;
 pub mod http;
 pub mod marketplaces;
-pub mod openapi;
 pub mod products;
 pub mod rate_limit;
+pub mod redis_conn;
 pub mod resilience;
-pub mod startup;
 pub mod sync;
 pub mod telegram;
 pub mod telemetry;

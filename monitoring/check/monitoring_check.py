@@ -25,6 +25,9 @@ first class of problems it finds and prints every problem of that class.
                               alertmanager_* names exist in its /metrics.
   summary                     prints the alert table (name, severity, expr
                               threshold, for) and the non-catalogue metrics.
+  docs [--write]              the alert table of docs/operations.md (between
+                              its alerts markers) is the one the rules give;
+                              --write rewrites it.
   sample --url URL --out FILE --what TEXT
                               saves a trimmed sample of a running exporter's
                               output into monitoring/exporter-samples/.
@@ -631,9 +634,9 @@ def alert_table(rules):
     return "\n".join(lines) + "\n"
 
 
-def readme(args):
-    """The README's alert table (between its alerts markers) is the one the rules give."""
-    path = REPO / "README.md"
+def docs(args):
+    """The alert table of docs/operations.md (between its alerts markers) is the one the rules give."""
+    path = REPO / "docs" / "operations.md"
     text = path.read_text()
     begin, end = "<!-- alerts:begin -->\n", "<!-- alerts:end -->"
     if begin not in text or end not in text:
@@ -642,14 +645,14 @@ def readme(args):
     start, stop = text.index(begin) + len(begin), text.index(end)
     table = alert_table(load_rules())
     if text[start:stop] == table:
-        print("ok   README.md's alert table matches the rules")
+        print("ok   docs/operations.md's alert table matches the rules")
         return 0
     if args.write:
         path.write_text(text[:start] + table + text[stop:])
-        print("ok   README.md's alert table rewritten from the rules")
+        print("ok   docs/operations.md's alert table rewritten from the rules")
         return 0
-    print("FAIL README.md's alert table differs from the rules; rewrite it with "
-          "`python3 monitoring/check/monitoring_check.py readme --write`", file=sys.stderr)
+    print("FAIL docs/operations.md's alert table differs from the rules; rewrite it with "
+          "`python3 monitoring/check/monitoring_check.py docs --write`", file=sys.stderr)
     return 1
 
 
@@ -708,7 +711,7 @@ def main():
     am = sub.add_parser("alertmanager")
     am.add_argument("--url", required=True)
     sub.add_parser("summary")
-    rd = sub.add_parser("readme")
+    rd = sub.add_parser("docs")
     rd.add_argument("--write", action="store_true", help="rewrite the table instead of checking it")
     sa = sub.add_parser("sample")
     sa.add_argument("--url", required=True)
@@ -716,7 +719,7 @@ def main():
     sa.add_argument("--what", required=True)
     args = ap.parse_args()
     return {"static": check_static, "routes": check_routes, "prometheus": check_prometheus,
-            "alertmanager": check_alertmanager, "summary": summary, "readme": readme, "sample": sample}[args.cmd](args)
+            "alertmanager": check_alertmanager, "summary": summary, "docs": docs, "sample": sample}[args.cmd](args)
 
 
 if __name__ == "__main__":

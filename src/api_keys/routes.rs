@@ -6,11 +6,11 @@ use uuid::Uuid;
 
 use super::model::{ApiKey, CreateApiKey, CreatedApiKey};
 use super::service;
+use crate::app::AppState;
 use crate::auth::{Admin, Auth};
-use crate::error::{ApiError, ErrorBody, ValidationErrorBody};
+use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, ValidatedQuery};
 use crate::http::pagination::{Page, PageQuery};
-use crate::startup::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create).service(list).service(revoke);

@@ -4,12 +4,12 @@ use uuid::Uuid;
 
 use super::model::{ApiKey, CreateApiKey, CreatedApiKey};
 use super::repository;
+use crate::app::AppState;
 use crate::auth::tokens::new_api_key;
 use crate::auth::{Admin, Auth, Role};
 use crate::db;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::pagination::{Page, PageRequest};
-use crate::startup::AppState;
 
 pub async fn create(
     state: &AppState,

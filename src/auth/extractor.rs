@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::roles::{Role, Tier};
 use super::tokens::AccessClaims;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// The tenant every query of a request is scoped to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

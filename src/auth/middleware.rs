@@ -21,8 +21,8 @@ use super::extractor::{AuthRejection, Authentication, Principal, PrincipalKind, 
 use super::repository;
 use super::revocation::{ApiKeyGrant, RevocationError};
 use super::tokens::{API_KEY_PREFIX, AccessClaims, hash_secret};
+use crate::app::AppState;
 use crate::config::Layer;
-use crate::startup::AppState;
 
 pub const API_KEY_HEADER: &str = "x-api-key";
 

@@ -9,6 +9,8 @@
 //!   [`Principal`] once per request, before rate limiting.
 //! - [`extractor`]: `Auth<R>`, the only way a handler obtains a caller, and
 //!   with it the [`TenantCtx`] every repository function requires.
+//! - [`tenant_context`]: the layer that names the settled caller in the
+//!   request's Sentry scope and log span.
 //! - [`routes`], [`service`], [`repository`]: register, login, refresh, logout.
 
 pub mod extractor;
@@ -19,6 +21,7 @@ pub mod revocation;
 pub mod roles;
 pub mod routes;
 pub mod service;
+pub mod tenant_context;
 pub mod tokens;
 
 pub use extractor::{Admin, Auth, Member, Owner, Principal, PrincipalKind, TenantCtx, Viewer};

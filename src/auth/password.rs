@@ -19,7 +19,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::Semaphore;
 
 use crate::config::Argon2Settings;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 10;

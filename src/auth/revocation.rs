@@ -24,10 +24,10 @@ use uuid::Uuid;
 
 use super::roles::{Role, Tier};
 use super::tokens::{AccessClaims, unix_now_ms};
-use crate::cache::{Redis, RedisGuard};
 use crate::config::Settings;
 use crate::db::observed;
 use crate::db::{self, Database};
+use crate::redis_conn::{Redis, RedisGuard};
 
 /// Least time between two background refills.
 const RESYNC_MIN_INTERVAL_MS: i64 = 1_000;

@@ -11,10 +11,10 @@ use super::extractor::{Auth, Viewer};
 use super::service::{
     self, LoginRequest, RefreshRequest, RegisterRequest, RegisterResponse, TokenResponse,
 };
-use crate::error::{ApiError, ErrorBody, ValidationErrorBody};
+use crate::app::AppState;
+use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, garde_issues};
 use crate::http::validation::no_nul;
-use crate::startup::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(register)

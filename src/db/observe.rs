@@ -8,42 +8,21 @@
 //! (`<area>.<operation>`), so the label set is bounded by the code, not by
 //! the data. Nothing of the statement's parameters is recorded anywhere.
 //!
-//! The collectors are process-wide ([`QUERY_METRICS`]): a connection does not
+//! The collectors are process-wide (`telemetry::metrics::QUERY_METRICS`): a connection does not
 //! know which application it serves, and one process runs one service role.
 
 use std::fmt;
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt};
-use prometheus::{HistogramVec, IntCounterVec};
 use sqlx::Either;
 use sqlx::postgres::{PgQueryResult, PgRow, PgStatement, PgTypeInfo};
 use sqlx::{Execute, Executor, Postgres};
 
-use crate::telemetry::metrics::{DB_QUERIES_SLOW, DB_QUERY_DURATION, DB_QUERY_ERRORS};
-
-/// Buckets for statement latency, in seconds: dense around the alert
-/// thresholds (p95 100 ms warning, 200 ms critical).
-pub const QUERY_LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0,
-];
-
-/// The statement collectors, shared by every registry of the process.
-pub struct QueryMetrics {
-    pub duration: HistogramVec,
-    pub errors: IntCounterVec,
-    pub slow: IntCounterVec,
-}
-
-pub static QUERY_METRICS: LazyLock<QueryMetrics> = LazyLock::new(|| QueryMetrics {
-    duration: DB_QUERY_DURATION.histogram(QUERY_LATENCY_BUCKETS),
-    errors: DB_QUERY_ERRORS.int_counter(),
-    slow: DB_QUERIES_SLOW.int_counter(),
-});
+use crate::telemetry::metrics::QUERY_METRICS;
 
 /// Statements at least this slow are logged and counted (milliseconds).
 static SLOW_THRESHOLD_MS: AtomicU64 = AtomicU64::new(u64::MAX);

@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::service::{self, OverallStatus, Readiness};
-use crate::startup::AppState;
+use crate::app::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(health).service(live).service(ready);

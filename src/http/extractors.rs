@@ -20,7 +20,7 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::strict_json::StrictValue;
-use crate::error::{ApiError, LocPart, ValidationIssue};
+use crate::http::error::{ApiError, LocPart, ValidationIssue};
 
 /// Registers the error handlers of actix's built-in extractors.
 pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {

@@ -10,7 +10,7 @@ use actix_web::dev::ResourceDef;
 use actix_web::{HttpRequest, HttpResponse, web};
 use utoipa::openapi::OpenApi;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Every documented path pattern and the methods it serves.
 pub struct RouteTable {

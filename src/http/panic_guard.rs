@@ -21,7 +21,7 @@ use actix_web::test::TestRequest;
 use actix_web::{Error, ResponseError};
 use futures_util::FutureExt;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// A handler's panic, as the cause of the 500. The SDK's panic hook has
 /// already reported it to Sentry (with the stack of the panic itself), so

@@ -8,7 +8,7 @@
 //! from a task-local set here, because actix builds error responses without
 //! access to the request.
 //!
-//! [`ApiError`]: crate::error::ApiError
+//! [`ApiError`]: crate::http::error::ApiError
 
 use std::time::Instant;
 
@@ -22,7 +22,7 @@ use actix_web::{Error, HttpMessage, HttpResponse, ResponseError};
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::telemetry::traces;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");

@@ -106,7 +106,7 @@ pub enum Credentials {
 
 impl CreateConnection {
     /// The credentials for this `kind`, each problem located under `credentials`.
-    pub fn credentials(&self) -> Result<Credentials, crate::error::ApiError> {
+    pub fn credentials(&self) -> Result<Credentials, crate::http::error::ApiError> {
         use crate::http::extractors::{deserialize_at, validate_at};
         const LOC: &[&str] = &["body", "credentials"];
         let value = self

@@ -5,13 +5,13 @@ use uuid::Uuid;
 
 use super::model::{Connection, CreateConnection, Credentials};
 use super::repository;
+use crate::app::AppState;
 use crate::auth::{Admin, Auth, Viewer};
 use crate::config::Settings;
 use crate::crypto::SecretBox;
 use crate::db;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::pagination::{Page, PageRequest};
-use crate::startup::AppState;
 
 pub async fn create(
     state: &AppState,

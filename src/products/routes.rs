@@ -6,11 +6,11 @@ use uuid::Uuid;
 
 use super::model::{CreateProduct, Product, ProductQuery, StockChange, UpdateProduct};
 use super::service::{self, CachedBody};
+use crate::app::AppState;
 use crate::auth::{Auth, Member, Viewer};
-use crate::error::{ApiError, ErrorBody, ValidationErrorBody};
+use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, ValidatedQuery};
 use crate::http::pagination::{Page, PageQuery};
-use crate::startup::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(list)

@@ -13,14 +13,14 @@ use uuid::Uuid;
 
 use super::model::{CreateProduct, Product, ProductQuery, SortOrder, StockSource, UpdateProduct};
 use super::repository::{self, After, ListFilter, NewProduct};
+use crate::app::AppState;
 use crate::auth::{Auth, Member, TenantCtx, Viewer};
 use crate::cache::Lookup;
 use crate::db;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::pagination::{
     DEFAULT_LIMIT, Page, PageRequest, decode_opaque, encode_opaque, invalid_cursor,
 };
-use crate::startup::AppState;
 
 /// A response body and how the cache answered (`X-Cache`).
 pub struct CachedBody {

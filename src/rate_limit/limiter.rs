@@ -17,15 +17,17 @@ use lru::LruCache;
 use uuid::Uuid;
 
 use super::client_ip::ClientIpResolver;
-use super::settings::{RateLimitSettings, RuleKey, WINDOW_NAMES, parse_route};
 use super::window::{Buckets, WindowSpec, WindowState};
 use crate::auth::extractor::{Principal, PrincipalKind};
 use crate::auth::revocation::{RevocationError, RevocationStore};
 use crate::auth::roles::Tier;
 use crate::auth::tokens::{AccessClaims, unix_now_ms};
-use crate::cache::RedisGuard;
 use crate::config::Settings;
+use crate::config::rate_limit::{
+    RateLimitSettings, RuleKey, TierTable, WINDOW_NAMES, WindowTable, parse_route,
+};
 use crate::http::fallback::RouteTable;
+use crate::redis_conn::RedisGuard;
 use crate::telemetry::metrics::Metrics;
 
 const SCRIPT: &str = include_str!("script.lua");
@@ -182,7 +184,7 @@ pub struct RateLimiter {
     window_policies: [[Arc<str>; 3]; 3],
     global_policy: Arc<str>,
     client_ip: ClientIpResolver,
-    redis: crate::cache::Redis,
+    redis: crate::redis_conn::Redis,
     script: redis::Script,
     prefix: String,
     guard: RedisGuard,
@@ -201,7 +203,7 @@ const ACTIVITY_BUCKET_SECS: u64 = 60;
 impl RateLimiter {
     pub fn new(
         settings: &Settings,
-        redis: crate::cache::Redis,
+        redis: crate::redis_conn::Redis,
         guard: RedisGuard,
         metrics: Metrics,
     ) -> anyhow::Result<Self> {
@@ -373,7 +375,7 @@ impl RateLimiter {
         match &identity {
             None => self.window_checks(&mut checks, Scope::Ip, &ip, anonymous, Group::Always),
             Some((tenant, actor, tier)) => {
-                let tenant_limits = self.settings.tiers.get(*tier).values();
+                let tenant_limits = tier_limits(&self.settings.tiers, *tier).values();
                 let share = self.settings.user_share;
                 let user_limits = tenant_limits.map(|limit| user_limit(limit, share));
                 self.window_checks(
@@ -695,6 +697,16 @@ async fn check_in_postgres(revocations: &RevocationStore, claims: &AccessClaims)
 
 fn unix_secs() -> u64 {
     (unix_now_ms() / 1000) as u64
+}
+
+/// A tier's limits, from the `[rate_limit.tiers]` table.
+fn tier_limits(tiers: &TierTable, tier: Tier) -> &WindowTable<u64> {
+    match tier {
+        Tier::Free => &tiers.free,
+        Tier::Premium => &tiers.premium,
+        Tier::Enterprise => &tiers.enterprise,
+        Tier::Internal => &tiers.internal,
+    }
 }
 
 #[cfg(test)]

@@ -15,18 +15,18 @@ use actix_web::{Error, HttpMessage, ResponseError, web};
 use uuid::Uuid;
 
 use super::limiter::{Backend, Caller, Decision, Mode, Revocation};
+use crate::app::AppState;
 use crate::auth::extractor::Authentication;
 use crate::auth::middleware::{settle_bearer, settle_bearer_alone};
 use crate::auth::revocation::RevocationError;
-use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::http::error::ApiError;
 
 /// The route that reports limits without consuming them.
 pub const STATUS_ROUTE: &str = "/api/v1/rate-limits/me";
 
 /// CORS preflights (answered by the CORS layer anyway) and the exempt routes.
 fn is_exempt(method: &Method, route: Option<&str>) -> bool {
-    method == Method::OPTIONS || route.is_some_and(super::is_exempt_route)
+    method == Method::OPTIONS || route.is_some_and(crate::http::is_operational_route)
 }
 
 /// The decision of a request, for the `/rate-limits/me` handler.

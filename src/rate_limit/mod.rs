@@ -34,18 +34,6 @@ pub mod client_ip;
 pub mod limiter;
 pub mod middleware;
 pub mod routes;
-pub mod settings;
 pub mod window;
 
 pub use limiter::RateLimiter;
-
-/// Routes never limited: probes, metrics and docs must answer whatever the
-/// traffic (a limited readiness probe would take replicas out of service
-/// exactly when they are busiest). `route` is the route pattern.
-pub fn is_exempt_route(route: &str) -> bool {
-    route.starts_with("/api/v1/health")
-        || route == "/metrics"
-        || route.starts_with("/metrics/")
-        || route == "/openapi.json"
-        || route.starts_with("/docs")
-}

@@ -10,7 +10,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use super::limiter::Backend;
 use super::middleware::RateLimitStatus;
 use crate::auth::roles::Tier;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(me);

@@ -18,18 +18,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-
+use crate::config::BreakerSettings;
 use crate::telemetry::metrics::Metrics;
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BreakerSettings {
-    pub failure_threshold: u32,
-    pub open_timeout_ms: u64,
-    /// How often the dependency is checked while the breaker is not closed.
-    pub probe_interval_ms: u64,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerState {

@@ -21,62 +21,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
-use actix_web::middleware::Next;
-use actix_web::{Error, ResponseError, web};
-use serde::Deserialize;
 
-use crate::config::ConfigError;
-use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::config::LoadSheddingSettings;
 use crate::telemetry::metrics::Metrics;
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoadSheddingSettings {
-    pub max_runtime_lag_ms: u64,
-    pub lag_probe_interval_ms: u64,
-    pub lag_window_ms: u64,
-    pub max_in_flight: usize,
-    pub write_reserve: f64,
-    pub max_db_pool_waiters: i64,
-    pub retry_after_secs: u64,
-}
-
-impl LoadSheddingSettings {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, problem: &str| {
-            Err(ConfigError::Invalid {
-                key: format!("load_shedding.{key}"),
-                problem: problem.to_owned(),
-            })
-        };
-        if self.max_runtime_lag_ms == 0 || self.lag_probe_interval_ms == 0 {
-            return invalid(
-                "max_runtime_lag_ms",
-                "and lag_probe_interval_ms must be greater than 0",
-            );
-        }
-        if self.lag_window_ms < self.lag_probe_interval_ms {
-            return invalid("lag_window_ms", "must be at least lag_probe_interval_ms");
-        }
-        if self.max_in_flight == 0 {
-            return invalid("max_in_flight", "must be at least 1");
-        }
-        if !(0.0..1.0).contains(&self.write_reserve) {
-            return invalid("write_reserve", "must be at least 0 and below 1");
-        }
-        if self.max_db_pool_waiters < 0 {
-            return invalid("max_db_pool_waiters", "must not be negative");
-        }
-        if self.retry_after_secs == 0 {
-            return invalid("retry_after_secs", "must be at least 1");
-        }
-        Ok(())
-    }
-}
 
 /// Most worker threads one process measures (actix's default is one per core).
 const MAX_WORKERS: usize = 256;
@@ -96,6 +44,8 @@ pub struct LoadMonitor {
     next_worker: AtomicUsize,
     started: Instant,
     metrics: Metrics,
+    /// Callers waiting for a database connection right now.
+    db_pool_waiters: Box<dyn Fn() -> i64 + Send + Sync>,
 }
 
 thread_local! {
@@ -122,7 +72,13 @@ impl ShedReason {
 }
 
 impl LoadMonitor {
-    pub fn new(settings: LoadSheddingSettings, metrics: Metrics) -> Arc<Self> {
+    /// `db_pool_waiters` reads the database handle's waiter count (kept
+    /// there, as the handle sees each caller queue).
+    pub fn new(
+        settings: LoadSheddingSettings,
+        metrics: Metrics,
+        db_pool_waiters: impl Fn() -> i64 + Send + Sync + 'static,
+    ) -> Arc<Self> {
         Arc::new(Self {
             settings,
             in_flight: AtomicUsize::new(0),
@@ -130,6 +86,7 @@ impl LoadMonitor {
             next_worker: AtomicUsize::new(0),
             started: Instant::now(),
             metrics,
+            db_pool_waiters: Box::new(db_pool_waiters),
         })
     }
 
@@ -224,8 +181,25 @@ impl LoadMonitor {
     }
 
     /// Why this request should be shed, if it should; `in_flight` counts it.
-    fn overloaded(self: &Arc<Self>, method: &Method, db_waiters: i64) -> Option<ShedReason> {
+    /// Counts a request in flight (until the guard is dropped) and decides
+    /// whether to serve it. A refusal is counted and logged here; its `Err`
+    /// holds the `Retry-After` to send, in seconds.
+    pub fn admit(self: &Arc<Self>, method: &Method) -> (InFlight, Result<(), u64>) {
+        let in_flight = self.enter();
+        let Some(reason) = self.overloaded(method) else {
+            return (in_flight, Ok(()));
+        };
+        self.metrics
+            .load_shed
+            .with_label_values(&[reason.as_str()])
+            .inc();
+        tracing::warn!(reason = reason.as_str(), "request shed");
+        (in_flight, Err(self.settings.retry_after_secs))
+    }
+
+    fn overloaded(self: &Arc<Self>, method: &Method) -> Option<ShedReason> {
         let settings = &self.settings;
+        let db_waiters = (self.db_pool_waiters)();
         if self.current_lag() > Duration::from_millis(settings.max_runtime_lag_ms) {
             return Some(ShedReason::RuntimeLag);
         }
@@ -246,52 +220,12 @@ impl LoadMonitor {
     }
 }
 
-struct InFlight(Arc<LoadMonitor>);
+/// A request counted in flight until this is dropped.
+pub struct InFlight(Arc<LoadMonitor>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         let now = self.0.in_flight.fetch_sub(1, Ordering::AcqRel) - 1;
         self.0.metrics.http_requests_in_flight.set(now as i64);
     }
-}
-
-/// The middleware. Outside authentication: a request refused here costs no
-/// token verification and no Redis call.
-pub async fn shed_load(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let exempt = req.method() == Method::OPTIONS
-        || req
-            .match_pattern()
-            .is_some_and(|route| crate::rate_limit::is_exempt_route(&route));
-    let state = req.app_data::<web::Data<AppState>>().cloned();
-    let (Some(state), false) = (state, exempt) else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_left_body);
-    };
-    let monitor = state.load.clone();
-    let _in_flight = monitor.enter();
-    if let Some(reason) = monitor.overloaded(req.method(), state.db.waiters()) {
-        state
-            .metrics
-            .load_shed
-            .with_label_values(&[reason.as_str()])
-            .inc();
-        tracing::warn!(reason = reason.as_str(), "request shed");
-        let retry_after_secs = monitor.settings.retry_after_secs;
-        let error = ApiError::ServiceUnavailable {
-            code: "overloaded",
-            detail: format!("The service is overloaded; retry in {retry_after_secs} s"),
-            retry_after_secs: Some(retry_after_secs),
-        };
-        return Ok(req
-            .into_response(error.error_response())
-            .map_into_right_body());
-    }
-    next.call(req)
-        .await
-        .map(ServiceResponse::map_into_left_body)
 }

@@ -7,11 +7,11 @@ use uuid::Uuid;
 
 use super::model::{Accepted, JobFilter, JobStatus, StartSync, StartedSyncs, SyncJob};
 use super::service::{self, Started};
+use crate::app::AppState;
 use crate::auth::{Auth, Member, Viewer};
-use crate::error::{ApiError, ErrorBody, ValidationErrorBody};
+use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, ValidatedQuery};
 use crate::http::pagination::{Page, PageQuery};
-use crate::startup::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(start).service(list).service(get_job);

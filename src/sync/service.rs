@@ -7,17 +7,17 @@ use uuid::Uuid;
 
 use super::model::{JobFilter, StartSync, SyncJob};
 use super::repository::{self, PageCounts, RunTotals};
+use crate::app::AppState;
 use crate::auth::{Auth, Member, TenantCtx, Viewer};
 use crate::db::observed;
 use crate::db::{self, Database};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::pagination::{Page, PageRequest};
 use crate::marketplaces::adapters::demo::DemoMarketplace;
 use crate::marketplaces::adapters::wildberries::WildberriesClient;
 use crate::marketplaces::adapters::{Adapter, AdapterError, MarketplaceAdapter};
 use crate::marketplaces::model::MarketplaceKind;
 use crate::marketplaces::model::WildberriesCredentials;
-use crate::startup::AppState;
 use crate::worker::queue::TaskQueue;
 use crate::worker::tasks::WorkerContext;
 

@@ -8,13 +8,13 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use super::model::{CreateChat, TelegramChat, UpdateChat};
+use crate::app::AppState;
 use crate::auth::{Admin, Auth};
 use crate::db;
 use crate::db::observed;
-use crate::error::{ApiError, ErrorBody, ValidationErrorBody};
+use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, ValidatedQuery};
 use crate::http::pagination::{Page, PageQuery};
-use crate::startup::AppState;
 use crate::webhooks::model::{Delivery, EventType};
 
 pub fn configure(cfg: &mut ServiceConfig) {

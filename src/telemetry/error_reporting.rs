@@ -3,7 +3,7 @@
 //! On only when `sentry.dsn` is set; the SDK is never initialised otherwise,
 //! so an ambient `SENTRY_DSN` cannot switch it on behind the configuration's
 //! back. What is sent:
-//! - **internal errors** (a 500 from [`crate::error::ApiError::Internal`]),
+//! - **internal errors** (a 500 from [`crate::http::error::ApiError::Internal`]),
 //!   with their cause chain, captured where the response is made;
 //! - **panics**, by the SDK's panic hook (level fatal) — the panic guard
 //!   then answers the 500 without reporting it a second time;

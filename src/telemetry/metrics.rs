@@ -15,13 +15,12 @@
 use prometheus::{
     GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::memory::{self, MemoryTrend};
-use crate::db::observe::QUERY_METRICS;
 
 /// Prefix of every metric name.
 pub const NAMESPACE: &str = "stock_tracker";
@@ -564,6 +563,25 @@ impl MetricDef {
     }
 }
 
+/// Buckets for statement latency, in seconds: dense around the alert
+/// thresholds (p95 100 ms warning, 200 ms critical).
+pub const QUERY_LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// The statement collectors, shared by every registry of the process.
+pub struct QueryMetrics {
+    pub duration: HistogramVec,
+    pub errors: IntCounterVec,
+    pub slow: IntCounterVec,
+}
+
+pub static QUERY_METRICS: LazyLock<QueryMetrics> = LazyLock::new(|| QueryMetrics {
+    duration: DB_QUERY_DURATION.histogram(QUERY_LATENCY_BUCKETS),
+    errors: DB_QUERY_ERRORS.int_counter(),
+    slow: DB_QUERIES_SLOW.int_counter(),
+});
+
 /// The application's collectors and the registry that exports them.
 #[derive(Clone)]
 pub struct Metrics {
@@ -751,7 +769,7 @@ impl Metrics {
     }
 
     /// The worker's metrics: the shared ones plus [`WORKER_CATALOG`].
-    pub fn for_worker() -> Self {
+    pub fn for_worker(marketplace_kinds: &[&str]) -> Self {
         let metrics = Self::new();
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(metrics.worker_tasks.clone()),
@@ -808,7 +826,7 @@ impl Metrics {
                 .external_api_duration
                 .with_label_values(&[service, operation]);
         }
-        for marketplace in crate::marketplaces::model::KINDS {
+        for marketplace in marketplace_kinds {
             for outcome in ["succeeded", "failed"] {
                 metrics.sync_jobs.with_label_values(&[marketplace, outcome]);
             }

@@ -6,7 +6,7 @@
 //! `tracing-opentelemetry`:
 //! - `request` (server): one per HTTP request, continuing the caller's W3C
 //!   `traceparent`; attributes `request_id`, `route`, status;
-//! - `db.query` ([`crate::db::observe`]), `redis` ([`crate::cache::RedisGuard`])
+//! - `db.query` ([`crate::db::observe`]), `redis` ([`crate::redis_conn::RedisGuard`])
 //!   and `http.client` ([`super::outbound`]) (client);
 //! - `queue.publish` (producer) and `task` (consumer): a task continues the
 //!   trace of whoever queued it. celery-rs keeps only the Celery protocol's

@@ -6,10 +6,10 @@ use uuid::Uuid;
 
 use super::model::{SetTier, Tenant, TransferOwnership, UpdateTenant};
 use super::service;
+use crate::app::AppState;
 use crate::auth::{Auth, Owner, Viewer};
-use crate::error::{ApiError, ErrorBody, ValidationErrorBody};
+use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::ValidatedJson;
-use crate::startup::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(get_me)

@@ -4,12 +4,12 @@ use uuid::Uuid;
 
 use super::model::{SetTier, Tenant, TransferOwnership, UpdateTenant};
 use super::repository;
+use crate::app::AppState;
 use crate::auth::repository as sessions;
 use crate::auth::{Auth, Owner, Role, Viewer};
 use crate::db;
 use crate::db::observed;
-use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::http::error::ApiError;
 use crate::users::repository as users;
 
 pub async fn get(state: &AppState, auth: &Auth<Viewer>) -> Result<Tenant, ApiError> {

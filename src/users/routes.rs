@@ -6,11 +6,11 @@ use uuid::Uuid;
 
 use super::model::{CreateUser, UpdateMe, UpdateUser, User};
 use super::service;
+use crate::app::AppState;
 use crate::auth::{Admin, Auth, Viewer};
-use crate::error::{ApiError, ErrorBody, ValidationErrorBody};
+use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, ValidatedQuery};
 use crate::http::pagination::{Page, PageQuery};
-use crate::startup::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(me)

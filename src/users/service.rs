@@ -15,12 +15,12 @@ use uuid::Uuid;
 use super::model::{CreateUser, UpdateMe, UpdateUser, User};
 use super::repository;
 use crate::api_keys::repository as api_keys;
+use crate::app::AppState;
 use crate::auth::repository as sessions;
 use crate::auth::{Admin, Auth, Role, TenantCtx, Viewer, password};
 use crate::db;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::pagination::{Page, PageRequest};
-use crate::startup::AppState;
 
 pub async fn me(state: &AppState, auth: &Auth<Viewer>) -> Result<User, ApiError> {
     let (user_id, _, _) = auth.user_session()?;

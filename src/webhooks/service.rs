@@ -10,11 +10,11 @@ use super::model::{
 };
 use super::repository;
 use super::target;
+use crate::app::AppState;
 use crate::auth::{Admin, Auth};
 use crate::db;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::pagination::{Page, PageRequest};
-use crate::startup::AppState;
 
 /// Random bytes in a signing secret (the Standard Webhooks minimum is 24).
 const SECRET_BYTES: usize = 32;

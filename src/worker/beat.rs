@@ -138,7 +138,7 @@ async fn acquire_lock(settings: &Settings, heartbeat: &Heartbeat) -> anyhow::Res
 }
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    crate::startup::install_crypto_provider();
+    crate::app::install_crypto_provider();
     let settings = Arc::new(settings);
     let metrics = Metrics::new();
     let pool = db::connect_pool(&settings.database)?;

@@ -17,8 +17,9 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::tasks::{deliver_telegram, deliver_webhook, sync_all_tenants, sync_tenant_products};
+use crate::config::BreakerSettings;
 use crate::config::Settings;
-use crate::resilience::breaker::{BreakerSettings, CircuitBreaker};
+use crate::resilience::breaker::CircuitBreaker;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::traces;
 

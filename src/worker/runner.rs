@@ -17,18 +17,19 @@ use serde_json::json;
 use super::queue::{self, TaskQueue};
 use super::queue_stats::QueueStats;
 use super::tasks::{self, WorkerContext};
-use crate::cache::{self, RedisGuard, ResponseCache};
+use crate::cache::ResponseCache;
 use crate::config::Settings;
 use crate::db::observed;
 use crate::db::{self, Database};
+use crate::redis_conn::{self, RedisGuard};
 use crate::resilience::breaker::CircuitBreaker;
 use crate::telemetry::metrics::Metrics;
 
 /// Connects everything a task needs.
 pub async fn context(settings: &Settings) -> anyhow::Result<Arc<WorkerContext>> {
-    crate::startup::install_crypto_provider();
+    crate::app::install_crypto_provider();
     let settings = Arc::new(settings.clone());
-    let metrics = Metrics::for_worker();
+    let metrics = Metrics::for_worker(&crate::marketplaces::model::KINDS);
     metrics
         .worker_prefetch
         .set(i64::from(settings.broker.prefetch));
@@ -40,7 +41,7 @@ pub async fn context(settings: &Settings) -> anyhow::Result<Arc<WorkerContext>> 
         metrics.clone(),
     );
     let db = Database::new(pool, Arc::new(db_breaker), metrics.clone());
-    let redis = cache::Redis::new(&settings.redis)?;
+    let redis = redis_conn::Redis::new(&settings.redis)?;
     let redis_breaker =
         CircuitBreaker::new("redis", &settings.circuit_breakers.redis, metrics.clone());
     let guard = RedisGuard::new(Arc::new(redis_breaker), &settings.redis);

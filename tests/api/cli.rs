@@ -4,7 +4,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
-use stock_tracker::startup::Application;
+use stock_tracker::app::Application;
 
 use crate::helpers::{TestDatabase, base_settings, settings_for, spawn_app};
 

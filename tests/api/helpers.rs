@@ -15,10 +15,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+use stock_tracker::app::{AppState, Application};
 use stock_tracker::config::Settings;
 use stock_tracker::db::{MIGRATOR, observed};
 use stock_tracker::http::extractors::ValidatedJson;
-use stock_tracker::startup::{AppState, Application};
 use uuid::Uuid;
 
 static TRACING: Once = Once::new();

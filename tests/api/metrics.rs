@@ -174,8 +174,8 @@ async fn ten_thousand_distinct_product_ids_add_no_series() {
     assert!(text.contains(r#"endpoint="/api/v1/products/{id}""#));
 }
 
-/// The README's metric tables, as generated from the catalogue.
-fn readme_tables() -> String {
+/// The metric tables of docs/metrics.md, as generated from the catalogue.
+fn documented_tables() -> String {
     use stock_tracker::telemetry::metrics::{CATALOG, MetricDef, WORKER_CATALOG};
     let table = |defs: &[MetricDef]| {
         let mut out = String::from("| metric | type | labels | meaning |\n|---|---|---|---|\n");
@@ -205,21 +205,21 @@ fn readme_tables() -> String {
 }
 
 #[test]
-fn the_readme_lists_every_metric_of_the_catalogue() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
-    let readme = std::fs::read_to_string(path).unwrap();
+fn the_docs_list_every_metric_of_the_catalogue() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md");
+    let doc = std::fs::read_to_string(path).unwrap();
     let (begin, end) = ("<!-- metrics:begin -->\n", "<!-- metrics:end -->");
-    let start = readme.find(begin).expect("README has the metrics markers") + begin.len();
-    let stop = readme.find(end).expect("README has the metrics markers");
-    let expected = readme_tables();
-    if readme[start..stop] != expected {
-        if std::env::var_os("UPDATE_README").is_some() {
-            let updated = format!("{}{expected}{}", &readme[..start], &readme[stop..]);
+    let start = doc.find(begin).expect("docs/metrics.md has the markers") + begin.len();
+    let stop = doc.find(end).expect("docs/metrics.md has the markers");
+    let expected = documented_tables();
+    if doc[start..stop] != expected {
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            let updated = format!("{}{expected}{}", &doc[..start], &doc[stop..]);
             std::fs::write(path, updated).unwrap();
         } else {
             panic!(
-                "README.md's metric tables differ from the catalogue; \
-                 regenerate them with `UPDATE_README=1 cargo test --test api the_readme_lists`"
+                "docs/metrics.md's metric tables differ from the catalogue; \
+                 regenerate them with `UPDATE_DOCS=1 cargo test --test api the_docs_list`"
             );
         }
     }

@@ -2,7 +2,7 @@
 # Runs once, when the postgres container initialises an empty data volume
 # (docker-entrypoint-initdb.d). Creates the login role the API, worker and
 # beat connect as, so that they never hold the tables' owner's or a
-# superuser's credentials (README, "Tenancy and the database roles"):
+# superuser's credentials (docs/operations.md, "Database roles"):
 #
 #   stock_tracker_app  NOLOGIN: what every query runs as (`SET ROLE` on each
 #                      pooled connection); the first migration grants it its

@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::auth::roles::Tier;
-use crate::config::{ConfigError, list_or_comma_separated};
+use super::{ConfigError, list_or_comma_separated};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,17 +62,6 @@ pub struct TierTable {
     pub premium: WindowTable<u64>,
     pub enterprise: WindowTable<u64>,
     pub internal: WindowTable<u64>,
-}
-
-impl TierTable {
-    pub fn get(&self, tier: Tier) -> &WindowTable<u64> {
-        match tier {
-            Tier::Free => &self.free,
-            Tier::Premium => &self.premium,
-            Tier::Enterprise => &self.enterprise,
-            Tier::Internal => &self.internal,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -14,7 +14,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::error::{ErrorBody, LocPart, ValidationErrorBody, ValidationIssue};
+use crate::http::error::{ErrorBody, LocPart, ValidationErrorBody, ValidationIssue};
 use crate::http::validation::{NO_NUL_PATTERN, NOT_BLANK_PATTERN};
 
 #[derive(OpenApi)]
@@ -146,7 +146,7 @@ impl Modify for CommonResponses {
             ),
         ];
         for (path, item) in openapi.paths.paths.iter_mut() {
-            let limited = !crate::rate_limit::is_exempt_route(path);
+            let limited = !crate::http::is_operational_route(path);
             for operation in [
                 &mut item.get,
                 &mut item.post,
@@ -307,7 +307,7 @@ pub fn document() -> OpenApiDoc {
     let (_, mut doc) = App::new()
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
-        .configure(crate::startup::routes)
+        .configure(crate::app::routes)
         .split_for_parts();
     // Modifiers run when `ApiDoc::openapi()` is built, before the routes are
     // collected; run the passes that need the routes' schemas over the full document.

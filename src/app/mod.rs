@@ -35,6 +35,9 @@
 //!
 //! actix applies `.wrap()` calls inside-out: the last one is the outermost.
 
+pub mod metrics_routes;
+pub mod openapi;
+
 use std::net::TcpListener;
 use std::sync::Arc;
 
@@ -49,30 +52,32 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::password::PasswordHasher;
 use crate::auth::revocation::RevocationStore;
+use crate::auth::tenant_context;
 use crate::auth::tokens::TokenKeys;
-use crate::cache::{RedisGuard, ResponseCache};
+use crate::cache::ResponseCache;
 use crate::config::{Layer, Settings};
 use crate::crypto::SecretBox;
 use crate::db::Database;
 use crate::http::fallback::{self, RouteTable};
-use crate::http::{cors, extractors, panic_guard, request_context, tenant_context};
-use crate::openapi::{self, OpenApiJson};
+use crate::http::{cors, extractors, load_shedding, panic_guard, request_context};
 use crate::rate_limit::RateLimiter;
+use crate::redis_conn::{self, RedisGuard};
 use crate::resilience::breaker::CircuitBreaker;
-use crate::resilience::load::{self, LoadMonitor};
+use crate::resilience::load::LoadMonitor;
 use crate::telemetry::metrics::{HTTP_LATENCY_BUCKETS, Metrics, NAMESPACE};
 use crate::worker::queue::TaskQueue;
 use crate::{
-    api_keys, auth, cache, db, health, marketplaces, products, rate_limit, sync, telegram,
-    telemetry, tenants, users, webhooks,
+    api_keys, auth, db, health, marketplaces, products, rate_limit, sync, telegram, tenants, users,
+    webhooks,
 };
+use openapi::OpenApiJson;
 
 /// What handlers share: configuration, connections and credentials machinery.
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub db: Database,
     /// The process's Redis connections (one per thread); clones share them.
-    pub redis: cache::Redis,
+    pub redis: redis_conn::Redis,
     pub metrics: Metrics,
     pub tokens: TokenKeys,
     pub passwords: PasswordHasher,
@@ -104,7 +109,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
             .configure(webhooks::routes::configure)
             .configure(telegram::routes::configure),
     )
-    .configure(telemetry::routes::configure)
+    .configure(metrics_routes::configure)
     .configure(openapi::configure);
 }
 
@@ -137,11 +142,14 @@ impl Application {
             metrics.clone(),
         );
         let db = Database::new(pool, Arc::new(db_breaker), metrics.clone());
-        let redis = cache::Redis::new(&settings.redis)?;
+        let redis = redis_conn::Redis::new(&settings.redis)?;
         let redis_breaker =
             CircuitBreaker::new("redis", &settings.circuit_breakers.redis, metrics.clone());
         let redis_guard = RedisGuard::new(Arc::new(redis_breaker), &settings.redis);
-        let load = LoadMonitor::new(settings.load_shedding.clone(), metrics.clone());
+        let load = LoadMonitor::new(settings.load_shedding.clone(), metrics.clone(), {
+            let db = db.clone();
+            move || db.waiters()
+        });
         let http_metrics = PrometheusMetricsBuilder::new(NAMESPACE)
             .registry(metrics.registry.clone())
             .buckets(HTTP_LATENCY_BUCKETS)
@@ -208,6 +216,7 @@ impl Application {
         let port = listener.local_addr()?.port();
 
         let app_state = state.clone();
+        let load_monitor = web::Data::from(state.load.clone());
         let cors_settings = settings.cors.clone();
         let max_body_bytes = settings.server.max_body_bytes;
         let sentry_enabled = sentry::Hub::main().client().is_some();
@@ -221,6 +230,7 @@ impl Application {
             app_state.load.start_worker_probe();
             App::new()
                 .app_data(app_state.clone())
+                .app_data(load_monitor.clone())
                 .app_data(route_table.clone())
                 .app_data(openapi_json.clone())
                 .configure(|cfg| extractors::configure(cfg, max_body_bytes))
@@ -247,7 +257,7 @@ impl Application {
                 .wrap(from_fn(auth::middleware::authenticate))
                 .wrap(Condition::new(
                     stack.layer_enabled(Layer::LoadShedding),
-                    from_fn(load::shed_load),
+                    from_fn(load_shedding::shed_load),
                 ))
                 .wrap(Condition::new(
                     stack.layer_enabled(Layer::Metrics),

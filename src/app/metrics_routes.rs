@@ -4,8 +4,8 @@
 use actix_web::{HttpResponse, get, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::metrics::{CATALOG, MetricDef};
-use crate::startup::AppState;
+use crate::app::AppState;
+use crate::telemetry::metrics::{CATALOG, MetricDef};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(metrics).service(catalog);

@@ -12,12 +12,14 @@ use figment::providers::{Env, Format, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
-pub use crate::rate_limit::settings::RateLimitSettings;
-pub use crate::resilience::breaker::BreakerSettings;
-pub use crate::resilience::load::LoadSheddingSettings;
+pub mod rate_limit;
+mod resilience;
+
+pub use rate_limit::RateLimitSettings;
+pub use resilience::{BreakerSettings, LoadSheddingSettings};
 
 /// The defaults, compiled in so the binary runs with no file at all.
-pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
+pub const DEFAULT_CONFIG: &str = include_str!("../../config/default.toml");
 
 /// Prefix of the environment variables that override any key.
 pub const ENV_PREFIX: &str = "STOCK_TRACKER__";

@@ -10,8 +10,8 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
 
-use super::request_context;
-use crate::auth::extractor::Authentication;
+use super::extractor::Authentication;
+use crate::http::request_context;
 
 pub async fn tenant_context(
     req: ServiceRequest,
