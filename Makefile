@@ -21,8 +21,10 @@ test: services python-tools
 	scripts/monitoring-check.sh
 	scripts/deploy-check.sh
 
-## Formatting and lints, as CI runs them.
+## Formatting and lints, as CI runs them; first the dependency guard
+## (foundations -> domains -> entry points, no cycles between modules).
 lint:
+	python3 scripts/check-deps.py
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 

@@ -1,41 +1,46 @@
 //! Stock Tracker: a multi-tenant REST backend for marketplace sellers.
 //!
-//! Layout, by domain first and layer second:
-//! - [`startup`]: the one application builder (used by `main` and by every
-//!   test), the middleware order, and the route table.
-//! - [`config`]: layered, validated settings.
-//! - [`http`]: request context, panic guard, fallback, CORS, extractors.
-//! - [`error`]: the single error type and its FastAPI-compatible bodies.
-//! - [`db`], [`cache`]: PostgreSQL (migrations, row-level security) and
-//!   Redis (pool, per-tenant response cache).
-//! - Domains, each with `routes`, `service`, `repository` (and `model`):
-//!   [`auth`] (identity, tokens, the `Auth<R>` extractor), [`users`],
-//!   [`api_keys`], [`tenants`], [`marketplaces`], [`products`], [`health`].
-//! - [`rate_limit`]: tenant, user, IP, endpoint and global limits in one
-//!   Redis script, with an in-process fallback.
-//! - [`resilience`]: load shedding and circuit breakers.
-//! - [`sync`], [`worker`]: marketplace sync jobs, and the Celery tasks,
-//!   worker and beat that run them.
-//! - [`webhooks`], [`telegram`]: notifications — signed webhooks and
-//!   Telegram messages, with retries and delivery logs.
-//! - [`crypto`]: secrets at rest (Fernet key ring).
-//! - [`telemetry`]: logs, metrics, memory signals, traces and error reports.
-//! - [`openapi`]: the generated OpenAPI document and the docs UI.
+//! # Layout
+//!
+//! Three layers; each imports only from the layers above it in this list
+//! (`scripts/check-deps.py` keeps it so, in CI):
+//!
+//! - **Foundations**, which know no domain: [`config`] (settings by
+//!   section), [`crypto`] (the Fernet key ring), [`telemetry`] (logs,
+//!   metrics, memory, traces, error reports), [`resilience`] (circuit
+//!   breakers, load monitor), [`db`] (PostgreSQL behind its breaker,
+//!   tenant-scoped transactions), [`redis_conn`] (Redis and its guard),
+//!   [`cache`] (the per-tenant response cache), [`broker`] (handing tasks
+//!   to RabbitMQ), [`http`] (the error type, request context, extractors,
+//!   the load-shedding layer) and [`infra`] (all of it built once per
+//!   process, for the API, the worker and beat).
+//! - **Domains**, each with `routes`, `service`, `repository` and `model` as
+//!   it needs: [`auth`] (identity, tokens, the `Auth<R>` extractor),
+//!   [`sessions`] (register, sign in, refresh, sign out), [`users`], [`api_keys`], [`tenants`], [`marketplaces`], [`products`],
+//!   [`sync`], [`webhooks`], [`telegram`], [`notifications`] (what the two
+//!   channels share), [`rate_limit`] and [`health`]. Tasks are declared by
+//!   the domain that owns them (`sync::tasks`, ...).
+//! - **Entry points**: [`app`] (the API builder: middleware order, routes,
+//!   OpenAPI) and [`worker`] (the worker and beat roles); `main.rs` is the CLI.
 
 pub mod api_keys;
 pub mod app;
 pub mod auth;
+pub mod broker;
 pub mod cache;
 pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod health;
 pub mod http;
+pub mod infra;
 pub mod marketplaces;
+pub mod notifications;
 pub mod products;
 pub mod rate_limit;
 pub mod redis_conn;
 pub mod resilience;
+pub mod sessions;
 pub mod sync;
 pub mod telegram;
 pub mod telemetry;

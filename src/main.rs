@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use stock_tracker::app::Application;
 use stock_tracker::app::openapi;
-use stock_tracker::app::{Application, install_crypto_provider};
 use stock_tracker::config::Settings;
+use stock_tracker::infra::install_crypto_provider;
 use stock_tracker::{db, telemetry};
 
 #[derive(Parser)]

@@ -6,11 +6,12 @@ use uuid::Uuid;
 
 use super::model::{ApiKey, CreateApiKey, CreatedApiKey};
 use super::service;
-use crate::app::AppState;
+use crate::auth::AuthState;
 use crate::auth::{Admin, Auth};
 use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, ValidatedQuery};
 use crate::http::pagination::{Page, PageQuery};
+use crate::infra::Infra;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create).service(list).service(revoke);
@@ -29,7 +30,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 )]
 #[post("/api-keys")]
 async fn create(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Admin>,
     body: ValidatedJson<CreateApiKey>,
 ) -> Result<HttpResponse, ApiError> {
@@ -49,7 +50,7 @@ async fn create(
 )]
 #[get("/api-keys")]
 async fn list(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Admin>,
     query: ValidatedQuery<PageQuery>,
 ) -> Result<web::Json<Page<ApiKey>>, ApiError> {
@@ -70,10 +71,11 @@ async fn list(
 )]
 #[delete("/api-keys/{id}")]
 async fn revoke(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
+    auth_state: web::Data<AuthState>,
     auth: Auth<Admin>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    service::revoke(&state, &auth, *id).await?;
+    service::revoke(&state, &auth_state, &auth, *id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -4,15 +4,16 @@ use uuid::Uuid;
 
 use super::model::{ApiKey, CreateApiKey, CreatedApiKey};
 use super::repository;
-use crate::app::AppState;
+use crate::auth::AuthState;
 use crate::auth::tokens::new_api_key;
 use crate::auth::{Admin, Auth, Role};
 use crate::db;
 use crate::http::error::ApiError;
 use crate::http::pagination::{Page, PageRequest};
+use crate::infra::Infra;
 
 pub async fn create(
-    state: &AppState,
+    infra: &Infra,
     auth: &Auth<Admin>,
     input: CreateApiKey,
 ) -> Result<CreatedApiKey, ApiError> {
@@ -25,7 +26,7 @@ pub async fn create(
     }
     let tenant = auth.tenant();
     let key = new_api_key();
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let mut tx = db::begin_tenant_tx(&infra.db, tenant.id()).await?;
     let (id, created_at) = repository::insert(
         &tenant,
         &mut tx,
@@ -49,24 +50,29 @@ pub async fn create(
 }
 
 pub async fn list(
-    state: &AppState,
+    infra: &Infra,
     auth: &Auth<Admin>,
     page: PageRequest,
 ) -> Result<Page<ApiKey>, ApiError> {
     let tenant = auth.tenant();
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let mut tx = db::begin_tenant_tx(&infra.db, tenant.id()).await?;
     let keys = repository::list(&tenant, &mut tx, page.after, page.limit).await?;
     Ok(Page::from_rows(keys, page.limit, |k| k.id))
 }
 
-pub async fn revoke(state: &AppState, auth: &Auth<Admin>, id: Uuid) -> Result<(), ApiError> {
+pub async fn revoke(
+    infra: &Infra,
+    auth_state: &AuthState,
+    auth: &Auth<Admin>,
+    id: Uuid,
+) -> Result<(), ApiError> {
     let tenant = auth.tenant();
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let mut tx = db::begin_tenant_tx(&infra.db, tenant.id()).await?;
     let hash = repository::revoke(&tenant, &mut tx, id)
         .await?
         .ok_or_else(|| ApiError::not_found("API key"))?;
     tx.commit().await?;
-    state.revocations.forget_api_keys(&[hash]).await;
+    auth_state.revocations.forget_api_keys(&[hash]).await;
     tracing::info!(api_key_id = %id, "API key revoked");
     Ok(())
 }

@@ -4,7 +4,8 @@
 use actix_web::{HttpResponse, get, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::app::AppState;
+use crate::infra::Infra;
+use crate::rate_limit::RateLimiter;
 use crate::telemetry::metrics::{CATALOG, MetricDef};
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -17,9 +18,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain; version=0.0.4", body = String))
 )]
 #[get("/metrics")]
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+async fn metrics(state: web::Data<Infra>, limiter: web::Data<RateLimiter>) -> HttpResponse {
     // One PFCOUNT; when Redis is out of reach the last estimate stays.
-    if let Ok(active) = state.rate_limiter.active_tenants().await {
+    if let Ok(active) = limiter.active_tenants().await {
         state.metrics.active_tenants.set(active as i64);
     }
     HttpResponse::Ok()

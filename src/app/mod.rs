@@ -39,7 +39,6 @@ pub mod metrics_routes;
 pub mod openapi;
 
 use std::net::TcpListener;
-use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::middleware::{Compress, Condition, from_fn};
@@ -50,47 +49,23 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_actix_web::{AppExt, scope};
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::auth::AuthState;
 use crate::auth::password::PasswordHasher;
 use crate::auth::revocation::RevocationStore;
 use crate::auth::tenant_context;
 use crate::auth::tokens::TokenKeys;
-use crate::cache::ResponseCache;
 use crate::config::{Layer, Settings};
-use crate::crypto::SecretBox;
-use crate::db::Database;
 use crate::http::fallback::{self, RouteTable};
 use crate::http::{cors, extractors, load_shedding, panic_guard, request_context};
+use crate::infra::Infra;
 use crate::rate_limit::RateLimiter;
-use crate::redis_conn::{self, RedisGuard};
-use crate::resilience::breaker::CircuitBreaker;
 use crate::resilience::load::LoadMonitor;
 use crate::telemetry::metrics::{HTTP_LATENCY_BUCKETS, Metrics, NAMESPACE};
-use crate::worker::queue::TaskQueue;
 use crate::{
-    api_keys, auth, db, health, marketplaces, products, rate_limit, sync, telegram, tenants, users,
+    api_keys, health, marketplaces, products, rate_limit, sessions, sync, telegram, tenants, users,
     webhooks,
 };
 use openapi::OpenApiJson;
-
-/// What handlers share: configuration, connections and credentials machinery.
-pub struct AppState {
-    pub settings: Arc<Settings>,
-    pub db: Database,
-    /// The process's Redis connections (one per thread); clones share them.
-    pub redis: redis_conn::Redis,
-    pub metrics: Metrics,
-    pub tokens: TokenKeys,
-    pub passwords: PasswordHasher,
-    pub revocations: Arc<RevocationStore>,
-    pub secrets: SecretBox,
-    pub cache: ResponseCache,
-    pub rate_limiter: RateLimiter,
-    /// The Redis circuit breaker and command timeout, shared by every Redis user.
-    pub redis_guard: RedisGuard,
-    pub load: Arc<LoadMonitor>,
-    /// Hands tasks (syncs) to the broker.
-    pub tasks: TaskQueue,
-}
 
 /// Every documented route. The OpenAPI document is generated from this same
 /// function ([`openapi::document`]), so served and documented cannot differ.
@@ -98,7 +73,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
     cfg.service(
         scope::scope("/api/v1")
             .configure(health::routes::configure)
-            .configure(auth::routes::configure)
+            .configure(sessions::routes::configure)
             .configure(users::routes::configure)
             .configure(api_keys::routes::configure)
             .configure(tenants::routes::configure)
@@ -116,7 +91,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
 pub struct Application {
     port: u16,
     server: Server,
-    state: web::Data<AppState>,
+    infra: web::Data<Infra>,
 }
 
 impl Application {
@@ -131,23 +106,11 @@ impl Application {
     where
         F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
     {
-        install_crypto_provider();
         let metrics = Metrics::for_api();
         metrics.start_memory_sampler(&settings.metrics);
-        let pool = db::connect_pool(&settings.database)?;
-        db::check_schema(&pool).await?;
-        let db_breaker = CircuitBreaker::new(
-            "database",
-            &settings.circuit_breakers.database,
-            metrics.clone(),
-        );
-        let db = Database::new(pool, Arc::new(db_breaker), metrics.clone());
-        let redis = redis_conn::Redis::new(&settings.redis)?;
-        let redis_breaker =
-            CircuitBreaker::new("redis", &settings.circuit_breakers.redis, metrics.clone());
-        let redis_guard = RedisGuard::new(Arc::new(redis_breaker), &settings.redis);
+        let infra = Infra::build(&settings, metrics.clone()).await?;
         let load = LoadMonitor::new(settings.load_shedding.clone(), metrics.clone(), {
-            let db = db.clone();
+            let db = infra.db.clone();
             move || db.waiters()
         });
         let http_metrics = PrometheusMetricsBuilder::new(NAMESPACE)
@@ -165,47 +128,30 @@ impl Application {
         let openapi_json = web::Data::new(OpenApiJson(
             serde_json::to_string(&document).context("serializing the OpenAPI document")?,
         ));
-        let tokens = TokenKeys::from_settings(&settings.auth).context("loading the JWT keys")?;
-        let passwords = PasswordHasher::new(&settings.auth.argon2)?;
-        let revocations =
-            RevocationStore::new(&settings, redis.clone(), redis_guard.clone(), db.clone());
-        let secrets = SecretBox::new(&settings.secrets.fernet_keys)?;
-        let cache = ResponseCache::new(
-            &settings,
-            redis.clone(),
-            redis_guard.clone(),
-            metrics.clone(),
-        );
+        let auth = web::Data::new(AuthState {
+            tokens: TokenKeys::from_settings(&settings.auth).context("loading the JWT keys")?,
+            passwords: PasswordHasher::new(&settings.auth.argon2)?,
+            revocations: RevocationStore::new(
+                &settings,
+                infra.redis.clone(),
+                infra.redis_guard.clone(),
+                infra.db.clone(),
+            ),
+            refresh_token_ttl_secs: settings.auth.refresh_token_ttl_secs,
+        });
         // Built once, outside the per-worker factory below: every worker
         // thread shares its in-process fallback counters.
         let rate_limiter = RateLimiter::new(
             &settings,
-            redis.clone(),
-            redis_guard.clone(),
+            infra.redis.clone(),
+            infra.redis_guard.clone(),
             metrics.clone(),
         )?;
         rate_limiter.load_script().await;
         rate_limiter.warn_about_unserved_rules(&route_table);
-        let tasks = TaskQueue::new(Arc::new(settings.clone()), metrics.clone());
-        // A recovered dependency is used again within a probe interval.
-        db.watch_recovery();
-        redis_guard.watch_recovery(&redis);
-        tasks.watch_recovery();
-        let state = web::Data::new(AppState {
-            settings: Arc::new(settings.clone()),
-            db,
-            redis,
-            metrics,
-            tokens,
-            passwords,
-            revocations,
-            secrets,
-            cache,
-            rate_limiter,
-            redis_guard,
-            load,
-            tasks,
-        });
+        let rate_limiter = web::Data::new(rate_limiter);
+        let infra = web::Data::new(infra);
+        let load = web::Data::from(load);
 
         let listener = TcpListener::bind(settings.server.address()).with_context(|| {
             format!(
@@ -215,8 +161,7 @@ impl Application {
         })?;
         let port = listener.local_addr()?.port();
 
-        let app_state = state.clone();
-        let load_monitor = web::Data::from(state.load.clone());
+        let app_infra = infra.clone();
         let cors_settings = settings.cors.clone();
         let max_body_bytes = settings.server.max_body_bytes;
         let sentry_enabled = sentry::Hub::main().client().is_some();
@@ -227,10 +172,13 @@ impl Application {
         }
         let mut server = HttpServer::new(move || {
             // Runs once per HTTP worker thread, on that thread.
-            app_state.load.start_worker_probe();
+            load.start_worker_probe();
             App::new()
-                .app_data(app_state.clone())
-                .app_data(load_monitor.clone())
+                // What handlers and layers take (each its own part):
+                .app_data(app_infra.clone())
+                .app_data(auth.clone())
+                .app_data(rate_limiter.clone())
+                .app_data(load.clone())
                 .app_data(route_table.clone())
                 .app_data(openapi_json.clone())
                 .configure(|cfg| extractors::configure(cfg, max_body_bytes))
@@ -254,7 +202,7 @@ impl Application {
                     stack.layer_enabled(Layer::RateLimit),
                     from_fn(rate_limit::middleware::rate_limit),
                 ))
-                .wrap(from_fn(auth::middleware::authenticate))
+                .wrap(from_fn(crate::auth::middleware::authenticate))
                 .wrap(Condition::new(
                     stack.layer_enabled(Layer::LoadShedding),
                     from_fn(load_shedding::shed_load),
@@ -299,7 +247,7 @@ impl Application {
         Ok(Self {
             port,
             server,
-            state,
+            infra,
         })
     }
 
@@ -307,24 +255,15 @@ impl Application {
         self.port
     }
 
-    pub fn state(&self) -> web::Data<AppState> {
-        self.state.clone()
+    /// The process's infrastructure (tests reach the database and settings through it).
+    pub fn state(&self) -> web::Data<Infra> {
+        self.infra.clone()
     }
 
     /// Serves until SIGTERM/SIGINT, then drains and closes the pools.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
-        // Closed while the runtime still runs, so the AMQP connection ends cleanly.
-        self.state.tasks.close().await;
-        self.state.db.pool().close().await;
+        self.infra.close().await;
         result
     }
-}
-
-/// sqlx brings rustls with `ring`, reqwest with `aws-lc-rs`; rustls refuses to
-/// pick one itself, so the process installs one before any TLS is used.
-pub fn install_crypto_provider() {
-    // An error means a provider is already installed (a second Application in
-    // the same process): nothing to do.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }

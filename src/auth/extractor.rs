@@ -25,9 +25,10 @@ pub struct TenantCtx {
 }
 
 impl TenantCtx {
-    /// Only authentication (and registration, which creates the tenant) may
-    /// name a tenant.
-    pub(in crate::auth) fn new(tenant_id: Uuid) -> Self {
+    /// Only authentication and `crate::sessions` (registration creates the
+    /// tenant; sign-in and refresh read it from the verified account) may
+    /// name a tenant; nothing outside the crate can.
+    pub(crate) fn new(tenant_id: Uuid) -> Self {
         Self { tenant_id }
     }
 

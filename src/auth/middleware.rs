@@ -17,12 +17,16 @@ use actix_web::http::header::{AUTHORIZATION, HeaderMap};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, web};
 
+use std::sync::Arc;
+
+use super::AuthState;
 use super::extractor::{AuthRejection, Authentication, Principal, PrincipalKind, TenantCtx};
 use super::repository;
-use super::revocation::{ApiKeyGrant, RevocationError};
+use super::revocation::{ApiKeyGrant, RevocationError, RevocationStore};
 use super::tokens::{API_KEY_PREFIX, AccessClaims, hash_secret};
-use crate::app::AppState;
 use crate::config::Layer;
+use crate::infra::Infra;
+use crate::telemetry::metrics::Metrics;
 
 pub const API_KEY_HEADER: &str = "x-api-key";
 
@@ -65,9 +69,12 @@ pub async fn authenticate(
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let outcome = match credentials(req.headers()) {
         None => Authentication::Anonymous,
-        Some(credentials) => match req.app_data::<web::Data<AppState>>().cloned() {
-            Some(state) => resolve(&state, credentials).await,
-            None => Authentication::Rejected(AuthRejection::Unavailable),
+        Some(credentials) => match (
+            req.app_data::<web::Data<Infra>>().cloned(),
+            req.app_data::<web::Data<AuthState>>().cloned(),
+        ) {
+            (Some(infra), Some(auth)) => resolve(&infra, &auth, credentials).await,
+            _ => Authentication::Rejected(AuthRejection::Unavailable),
         },
     };
     req.extensions_mut().insert(outcome);
@@ -75,20 +82,20 @@ pub async fn authenticate(
 }
 
 /// Counts a credential check (see the `auth_events_total` metric).
-fn count(state: &AppState, kind: &str, outcome: &Authentication) {
+fn count(metrics: &Metrics, kind: &str, outcome: &Authentication) {
     let label = match outcome {
         Authentication::Authenticated(_) => "success",
         Authentication::Rejected(AuthRejection::Unavailable) => "unavailable",
         Authentication::Rejected(AuthRejection::Revoked) => "revoked",
         _ => "invalid",
     };
-    state.metrics.auth_event(kind, label);
+    metrics.auth_event(kind, label);
 }
 
 /// Turns a pending bearer token into its final [`Authentication`], given its
 /// revocation state as the rate limiter read it.
 pub fn settle_bearer(
-    state: &AppState,
+    metrics: &Metrics,
     claims: &AccessClaims,
     revocation: Result<(), RevocationError>,
 ) -> Authentication {
@@ -100,55 +107,64 @@ pub fn settle_bearer(
         }
         Err(RevocationError::Unavailable) => Authentication::Rejected(AuthRejection::Unavailable),
     };
-    count(state, "bearer", &outcome);
+    count(metrics, "bearer", &outcome);
     outcome
 }
 
 /// Settles a pending bearer token on its own, for routes the rate limiter
 /// does not count (health, metrics, docs).
-pub async fn settle_bearer_alone(state: &AppState, claims: &AccessClaims) -> Authentication {
-    let revocation = state.revocations.check_access_token(claims).await;
-    settle_bearer(state, claims, revocation)
+pub async fn settle_bearer_alone(
+    metrics: &Metrics,
+    revocations: &Arc<RevocationStore>,
+    claims: &AccessClaims,
+) -> Authentication {
+    let revocation = revocations.check_access_token(claims).await;
+    settle_bearer(metrics, claims, revocation)
 }
 
-async fn resolve(state: &AppState, credentials: Credentials) -> Authentication {
+async fn resolve(infra: &Infra, auth: &AuthState, credentials: Credentials) -> Authentication {
+    let metrics = &infra.metrics;
     match credentials {
         Credentials::Unsupported => {
             let outcome = Authentication::Rejected(AuthRejection::UnsupportedScheme);
-            count(state, "bearer", &outcome);
+            count(metrics, "bearer", &outcome);
             outcome
         }
-        Credentials::Bearer(token) => match state.tokens.verify(&token) {
+        Credentials::Bearer(token) => match auth.tokens.verify(&token) {
             // Without the rate limiter (switched off for a benchmark) nothing
             // else would read the revocation state: read it here.
-            Ok(claims) if !state.settings.server.layer_enabled(Layer::RateLimit) => {
-                settle_bearer_alone(state, &claims).await
+            Ok(claims) if !infra.settings.server.layer_enabled(Layer::RateLimit) => {
+                settle_bearer_alone(metrics, &auth.revocations, &claims).await
             }
             Ok(claims) => Authentication::PendingRevocationCheck(Box::new(claims)),
             Err(reason) => {
                 tracing::info!(%reason, "bearer token refused");
                 let outcome = Authentication::Rejected(AuthRejection::InvalidToken);
-                count(state, "bearer", &outcome);
+                count(metrics, "bearer", &outcome);
                 outcome
             }
         },
         Credentials::ApiKey(key) => {
-            let outcome = resolve_api_key(state, &key).await;
-            count(state, "api_key", &outcome);
+            let outcome = resolve_api_key(infra, &auth.revocations, &key).await;
+            count(metrics, "api_key", &outcome);
             outcome
         }
     }
 }
 
-async fn resolve_api_key(state: &AppState, key: &str) -> Authentication {
+async fn resolve_api_key(
+    infra: &Infra,
+    revocations: &Arc<RevocationStore>,
+    key: &str,
+) -> Authentication {
     let hash = hash_secret(key);
-    let grant = match state.revocations.cached_api_key(&hash).await {
+    let grant = match revocations.cached_api_key(&hash).await {
         Some(grant) => grant,
         // Boxed: the statement's large future would otherwise be copied with
         // this layer's on every request (see `products::service::cached`).
-        None => match Box::pin(repository::use_api_key(&state.db, &hash)).await {
+        None => match Box::pin(repository::use_api_key(&infra.db, &hash)).await {
             Ok(Some(grant)) => {
-                state.revocations.cache_api_key(&hash, &grant).await;
+                revocations.cache_api_key(&hash, &grant).await;
                 grant
             }
             Ok(None) => return Authentication::Rejected(AuthRejection::InvalidApiKey),

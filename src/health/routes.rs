@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::service::{self, OverallStatus, Readiness};
-use crate::app::AppState;
+use crate::infra::Infra;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(health).service(live).service(ready);
@@ -54,7 +54,7 @@ async fn live() -> web::Json<HealthStatus> {
     )
 )]
 #[get("/health/ready")]
-async fn ready(state: web::Data<AppState>) -> HttpResponse {
+async fn ready(state: web::Data<Infra>) -> HttpResponse {
     let readiness = service::readiness(&state).await;
     let mut response = match readiness.status {
         OverallStatus::Unavailable => HttpResponse::ServiceUnavailable(),

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::app::AppState;
 use crate::db::observed;
+use crate::infra::Infra;
 use crate::resilience::breaker::CircuitBreaker;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -67,13 +67,13 @@ pub struct Readiness {
     pub components: Components,
 }
 
-pub async fn readiness(state: &AppState) -> Readiness {
+pub async fn readiness(state: &Infra) -> Readiness {
     let limit = state.settings.health.check_timeout();
     let (database, redis, broker) = tokio::join!(
         check("database", true, limit, state, check_database(state)),
         check("redis", false, limit, state, check_redis(state)),
         check("broker", false, limit, state, async {
-            if broker_reachable(&state.settings).await {
+            if crate::broker::reachable(&state.settings).await {
                 Ok(())
             } else {
                 Err("unreachable")
@@ -83,7 +83,7 @@ pub async fn readiness(state: &AppState) -> Readiness {
     let (database, redis, broker) = (
         database.with_breaker(state.db.breaker()),
         redis.with_breaker(state.redis_guard.breaker()),
-        broker.with_breaker(state.tasks.breaker()),
+        broker.with_breaker(state.queue.breaker()),
     );
     let status = if database.status == ComponentStatus::Down {
         OverallStatus::Unavailable
@@ -107,7 +107,7 @@ async fn check(
     name: &str,
     required: bool,
     limit: Duration,
-    state: &AppState,
+    state: &Infra,
     probe: impl Future<Output = Result<(), &'static str>>,
 ) -> ComponentHealth {
     let started = Instant::now();
@@ -155,7 +155,7 @@ impl ComponentHealth {
     }
 }
 
-async fn check_database(state: &AppState) -> Result<(), &'static str> {
+async fn check_database(state: &Infra) -> Result<(), &'static str> {
     sqlx::query("SELECT 1")
         .execute(observed("health.ping", state.db.pool()))
         .await
@@ -166,26 +166,7 @@ async fn check_database(state: &AppState) -> Result<(), &'static str> {
         })
 }
 
-/// Whether the broker accepts TCP connections at its URL's host and port
-/// (an AMQP handshake per probe would cost the broker a connection each time).
-pub async fn broker_reachable(settings: &crate::config::Settings) -> bool {
-    use secrecy::ExposeSecret;
-    let Ok(url) = url::Url::parse(settings.broker.url.expose_secret()) else {
-        return false;
-    };
-    let host = url.host_str().unwrap_or("127.0.0.1").to_owned();
-    let port = url
-        .port()
-        .unwrap_or(if url.scheme() == "amqps" { 5671 } else { 5672 });
-    tokio::time::timeout(
-        settings.health.check_timeout(),
-        tokio::net::TcpStream::connect((host, port)),
-    )
-    .await
-    .is_ok_and(|connected| connected.is_ok())
-}
-
-async fn check_redis(state: &AppState) -> Result<(), &'static str> {
+async fn check_redis(state: &Infra) -> Result<(), &'static str> {
     let mut conn = state.redis.connection();
     redis::cmd("PING")
         .query_async::<String>(&mut conn)

@@ -6,11 +6,11 @@ use uuid::Uuid;
 
 use super::model::{Connection, CreateConnection};
 use super::service;
-use crate::app::AppState;
 use crate::auth::{Admin, Auth, Viewer};
 use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, ValidatedQuery};
 use crate::http::pagination::{Page, PageQuery};
+use crate::infra::Infra;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create)
@@ -32,7 +32,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 )]
 #[post("/marketplaces")]
 async fn create(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Admin>,
     body: ValidatedJson<CreateConnection>,
 ) -> Result<HttpResponse, ApiError> {
@@ -51,7 +51,7 @@ async fn create(
 )]
 #[get("/marketplaces")]
 async fn list(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Viewer>,
     query: ValidatedQuery<PageQuery>,
 ) -> Result<web::Json<Page<Connection>>, ApiError> {
@@ -72,7 +72,7 @@ async fn list(
 )]
 #[get("/marketplaces/{id}")]
 async fn get_connection(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Viewer>,
     id: web::Path<Uuid>,
 ) -> Result<web::Json<Connection>, ApiError> {
@@ -92,7 +92,7 @@ async fn get_connection(
 )]
 #[delete("/marketplaces/{id}")]
 async fn remove(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Admin>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {

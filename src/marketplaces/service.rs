@@ -5,16 +5,16 @@ use uuid::Uuid;
 
 use super::model::{Connection, CreateConnection, Credentials};
 use super::repository;
-use crate::app::AppState;
 use crate::auth::{Admin, Auth, Viewer};
 use crate::config::Settings;
 use crate::crypto::SecretBox;
 use crate::db;
 use crate::http::error::ApiError;
 use crate::http::pagination::{Page, PageRequest};
+use crate::infra::Infra;
 
 pub async fn create(
-    state: &AppState,
+    state: &Infra,
     auth: &Auth<Admin>,
     input: CreateConnection,
 ) -> Result<Connection, ApiError> {
@@ -37,7 +37,7 @@ pub async fn create(
 }
 
 pub async fn list(
-    state: &AppState,
+    state: &Infra,
     auth: &Auth<Viewer>,
     page: PageRequest,
 ) -> Result<Page<Connection>, ApiError> {
@@ -47,7 +47,7 @@ pub async fn list(
     Ok(Page::from_rows(rows, page.limit, |c| c.id))
 }
 
-pub async fn get(state: &AppState, auth: &Auth<Viewer>, id: Uuid) -> Result<Connection, ApiError> {
+pub async fn get(state: &Infra, auth: &Auth<Viewer>, id: Uuid) -> Result<Connection, ApiError> {
     let tenant = auth.tenant();
     let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
     repository::find(&tenant, &mut tx, id)
@@ -55,7 +55,7 @@ pub async fn get(state: &AppState, auth: &Auth<Viewer>, id: Uuid) -> Result<Conn
         .ok_or_else(|| ApiError::not_found("Marketplace connection"))
 }
 
-pub async fn delete(state: &AppState, auth: &Auth<Admin>, id: Uuid) -> Result<(), ApiError> {
+pub async fn delete(state: &Infra, auth: &Auth<Admin>, id: Uuid) -> Result<(), ApiError> {
     let tenant = auth.tenant();
     let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
     if !repository::delete(&tenant, &mut tx, id).await? {

@@ -6,11 +6,11 @@ use uuid::Uuid;
 
 use super::model::{CreateProduct, Product, ProductQuery, StockChange, UpdateProduct};
 use super::service::{self, CachedBody};
-use crate::app::AppState;
 use crate::auth::{Auth, Member, Viewer};
 use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, ValidatedQuery};
 use crate::http::pagination::{Page, PageQuery};
+use crate::infra::Infra;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(list)
@@ -41,7 +41,7 @@ fn cached_json(cached: CachedBody) -> HttpResponse {
 )]
 #[get("/products")]
 async fn list(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Viewer>,
     query: ValidatedQuery<ProductQuery>,
     req: HttpRequest,
@@ -65,7 +65,7 @@ async fn list(
 )]
 #[post("/products")]
 async fn create(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Member>,
     body: ValidatedJson<CreateProduct>,
 ) -> Result<HttpResponse, ApiError> {
@@ -86,7 +86,7 @@ async fn create(
 )]
 #[get("/products/{id}")]
 async fn get_product(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Viewer>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
@@ -109,7 +109,7 @@ async fn get_product(
 )]
 #[patch("/products/{id}")]
 async fn update(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Member>,
     id: web::Path<Uuid>,
     body: ValidatedJson<UpdateProduct>,
@@ -133,7 +133,7 @@ async fn update(
 )]
 #[delete("/products/{id}")]
 async fn remove(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Member>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
@@ -154,7 +154,7 @@ async fn remove(
 )]
 #[get("/products/{id}/stock-history")]
 async fn stock_history(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Viewer>,
     id: web::Path<Uuid>,
     query: ValidatedQuery<PageQuery>,

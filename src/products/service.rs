@@ -13,7 +13,6 @@ use uuid::Uuid;
 
 use super::model::{CreateProduct, Product, ProductQuery, SortOrder, StockSource, UpdateProduct};
 use super::repository::{self, After, ListFilter, NewProduct};
-use crate::app::AppState;
 use crate::auth::{Auth, Member, TenantCtx, Viewer};
 use crate::cache::Lookup;
 use crate::db;
@@ -21,6 +20,7 @@ use crate::http::error::ApiError;
 use crate::http::pagination::{
     DEFAULT_LIMIT, Page, PageRequest, decode_opaque, encode_opaque, invalid_cursor,
 };
+use crate::infra::Infra;
 
 /// A response body and how the cache answered (`X-Cache`).
 pub struct CachedBody {
@@ -100,7 +100,7 @@ fn to_json<T: Serialize>(value: &T) -> Result<Bytes, ApiError> {
 
 /// Serves a read from the tenant's cache, or computes and stores it.
 async fn cached<F, Fut>(
-    state: &AppState,
+    state: &Infra,
     cache: &'static str,
     tenant: TenantCtx,
     name: String,
@@ -130,7 +130,7 @@ where
 }
 
 pub async fn list(
-    state: &AppState,
+    state: &Infra,
     auth: &Auth<Viewer>,
     query: ProductQuery,
     raw_query: &str,
@@ -165,7 +165,7 @@ pub async fn list(
     .await
 }
 
-pub async fn get(state: &AppState, auth: &Auth<Viewer>, id: Uuid) -> Result<CachedBody, ApiError> {
+pub async fn get(state: &Infra, auth: &Auth<Viewer>, id: Uuid) -> Result<CachedBody, ApiError> {
     let tenant = auth.tenant();
     cached(
         state,
@@ -195,7 +195,7 @@ fn map_sku_conflict(err: sqlx::Error) -> ApiError {
 }
 
 pub async fn create(
-    state: &AppState,
+    state: &Infra,
     auth: &Auth<Member>,
     input: CreateProduct,
 ) -> Result<Product, ApiError> {
@@ -237,7 +237,7 @@ fn synced_product() -> ApiError {
 }
 
 pub async fn update(
-    state: &AppState,
+    state: &Infra,
     auth: &Auth<Member>,
     id: Uuid,
     input: UpdateProduct,
@@ -282,7 +282,7 @@ pub async fn update(
     Ok(updated)
 }
 
-pub async fn delete(state: &AppState, auth: &Auth<Member>, id: Uuid) -> Result<(), ApiError> {
+pub async fn delete(state: &Infra, auth: &Auth<Member>, id: Uuid) -> Result<(), ApiError> {
     let tenant = auth.tenant();
     let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
     let product = repository::find_for_update(&tenant, &mut tx, id)
@@ -298,7 +298,7 @@ pub async fn delete(state: &AppState, auth: &Auth<Member>, id: Uuid) -> Result<(
 }
 
 pub async fn stock_history(
-    state: &AppState,
+    state: &Infra,
     auth: &Auth<Viewer>,
     id: Uuid,
     page: PageRequest,

@@ -14,12 +14,15 @@ use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, ResponseError, web};
 use uuid::Uuid;
 
+use super::RateLimiter;
 use super::limiter::{Backend, Caller, Decision, Mode, Revocation};
-use crate::app::AppState;
+use crate::auth::AuthState;
 use crate::auth::extractor::Authentication;
 use crate::auth::middleware::{settle_bearer, settle_bearer_alone};
 use crate::auth::revocation::RevocationError;
 use crate::http::error::ApiError;
+use crate::infra::Infra;
+use crate::telemetry::metrics::Metrics;
 
 /// The route that reports limits without consuming them.
 pub const STATUS_ROUTE: &str = "/api/v1/rate-limits/me";
@@ -41,7 +44,11 @@ pub async fn rate_limit(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+    let (Some(limiter), Some(auth), Some(infra)) = (
+        req.app_data::<web::Data<RateLimiter>>().cloned(),
+        req.app_data::<web::Data<AuthState>>().cloned(),
+        req.app_data::<web::Data<Infra>>().cloned(),
+    ) else {
         return next
             .call(req)
             .await
@@ -51,7 +58,7 @@ pub async fn rate_limit(
     let route = req.match_pattern();
     if is_exempt(req.method(), route.as_deref()) {
         if let Some(Authentication::PendingRevocationCheck(claims)) = &authentication {
-            let settled = settle_bearer_alone(&state, claims).await;
+            let settled = settle_bearer_alone(&infra.metrics, &auth.revocations, claims).await;
             req.extensions_mut().insert(settled);
         }
         return next
@@ -60,7 +67,6 @@ pub async fn rate_limit(
             .map(ServiceResponse::map_into_left_body);
     }
 
-    let limiter = &state.rate_limiter;
     let client_ip = limiter.client_ip(req.peer_addr().map(|a| a.ip()), req.headers());
     let caller = match &authentication {
         Some(Authentication::PendingRevocationCheck(claims)) => Caller::Bearer(claims),
@@ -74,7 +80,7 @@ pub async fn rate_limit(
     };
     let checks = limiter.plan(&caller, client_ip, req.method(), route.as_deref(), mode);
     let decision = limiter
-        .decide(&caller, &checks, mode, &state.revocations)
+        .decide(&caller, &checks, mode, &auth.revocations)
         .await;
 
     // The caller as the limits saw it: a revoked token is an anonymous call.
@@ -89,10 +95,10 @@ pub async fn rate_limit(
             Revocation::Revoked => Err(RevocationError::Revoked),
             Revocation::Unavailable => Err(RevocationError::Unavailable),
         };
-        let settled = settle_bearer(&state, claims, revocation);
+        let settled = settle_bearer(&infra.metrics, claims, revocation);
         req.extensions_mut().insert(settled);
     }
-    count(&state, &decision, tier);
+    count(&infra.metrics, &decision, tier);
 
     let refused = !decision.admitted && mode == Mode::Record;
     let mut headers = HeaderMap::new();
@@ -119,7 +125,7 @@ pub async fn rate_limit(
     Ok(response.map_into_left_body())
 }
 
-fn count(state: &AppState, decision: &Decision, tier: Option<crate::auth::roles::Tier>) {
+fn count(metrics: &Metrics, decision: &Decision, tier: Option<crate::auth::roles::Tier>) {
     let tier = tier.map_or("anonymous", |t| t.as_str());
     let scope = decision.headline().map_or("global", |p| p.scope.as_str());
     let outcome = match (decision.admitted, decision.backend) {
@@ -127,7 +133,7 @@ fn count(state: &AppState, decision: &Decision, tier: Option<crate::auth::roles:
         (true, Backend::Redis) => "allowed",
         (true, Backend::Fallback) => "fallback",
     };
-    state.metrics.rate_limit_decision(scope, tier, outcome);
+    metrics.rate_limit_decision(scope, tier, outcome);
 }
 
 fn too_many_requests(decision: &Decision) -> ApiError {

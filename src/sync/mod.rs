@@ -8,3 +8,4 @@ pub mod model;
 pub mod repository;
 pub mod routes;
 pub mod service;
+pub mod tasks;

@@ -7,11 +7,11 @@ use uuid::Uuid;
 
 use super::model::{Accepted, JobFilter, JobStatus, StartSync, StartedSyncs, SyncJob};
 use super::service::{self, Started};
-use crate::app::AppState;
 use crate::auth::{Auth, Member, Viewer};
 use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, ValidatedQuery};
 use crate::http::pagination::{Page, PageQuery};
+use crate::infra::Infra;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(start).service(list).service(get_job);
@@ -42,7 +42,7 @@ fn location(job: &SyncJob) -> String {
 )]
 #[post("/sync")]
 async fn start(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Member>,
     body: ValidatedJson<StartSync>,
 ) -> Result<HttpResponse, ApiError> {
@@ -97,7 +97,7 @@ pub struct JobListQuery {
 )]
 #[get("/sync/jobs")]
 async fn list(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Viewer>,
     query: ValidatedQuery<JobListQuery>,
 ) -> Result<web::Json<Page<SyncJob>>, ApiError> {
@@ -126,7 +126,7 @@ async fn list(
 )]
 #[get("/sync/jobs/{id}")]
 async fn get_job(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Viewer>,
     id: web::Path<Uuid>,
 ) -> Result<web::Json<SyncJob>, ApiError> {

@@ -7,19 +7,18 @@ use uuid::Uuid;
 
 use super::model::{JobFilter, StartSync, SyncJob};
 use super::repository::{self, PageCounts, RunTotals};
-use crate::app::AppState;
 use crate::auth::{Auth, Member, TenantCtx, Viewer};
+use crate::broker::TaskQueue;
 use crate::db::observed;
 use crate::db::{self, Database};
 use crate::http::error::ApiError;
 use crate::http::pagination::{Page, PageRequest};
+use crate::infra::Infra;
 use crate::marketplaces::adapters::demo::DemoMarketplace;
 use crate::marketplaces::adapters::wildberries::WildberriesClient;
 use crate::marketplaces::adapters::{Adapter, AdapterError, MarketplaceAdapter};
 use crate::marketplaces::model::MarketplaceKind;
 use crate::marketplaces::model::WildberriesCredentials;
-use crate::worker::queue::TaskQueue;
-use crate::worker::tasks::WorkerContext;
 
 /// What `POST /api/v1/sync` did for one connection.
 pub enum Started {
@@ -71,10 +70,7 @@ async fn start_one(
 
 /// Sends a job's task and records when; logs (never fails) if the broker is down.
 async fn hand_over(db: &Database, queue: &TaskQueue, tenant: TenantCtx, job: &SyncJob) {
-    match queue
-        .send_sync(tenant.id(), job.connection_id, job.id)
-        .await
-    {
+    match super::tasks::send_sync(queue, tenant.id(), job.connection_id, job.id).await {
         Ok(()) => {
             let marked = async {
                 let mut tx = db::begin_tenant_tx(db, tenant.id()).await?;
@@ -94,14 +90,14 @@ async fn hand_over(db: &Database, queue: &TaskQueue, tenant: TenantCtx, job: &Sy
 }
 
 pub async fn start(
-    state: &AppState,
+    state: &Infra,
     auth: &Auth<Member>,
     request: StartSync,
 ) -> Result<Vec<Started>, ApiError> {
     let tenant = auth.tenant();
     match (request.connection_id, request.all) {
         (Some(connection_id), None) => Ok(vec![
-            start_one(&state.db, &state.tasks, tenant, connection_id).await?,
+            start_one(&state.db, &state.queue, tenant, connection_id).await?,
         ]),
         (None, Some(true)) => {
             let ids = {
@@ -110,7 +106,7 @@ pub async fn start(
             };
             let mut started = Vec::with_capacity(ids.len());
             for id in ids {
-                started.push(start_one(&state.db, &state.tasks, tenant, id).await?);
+                started.push(start_one(&state.db, &state.queue, tenant, id).await?);
             }
             Ok(started)
         }
@@ -123,7 +119,7 @@ pub async fn start(
 }
 
 pub async fn list(
-    state: &AppState,
+    state: &Infra,
     auth: &Auth<Viewer>,
     filter: JobFilter,
     page: PageRequest,
@@ -135,7 +131,7 @@ pub async fn list(
     Ok(Page::from_rows(rows, page.limit, |job| job.id))
 }
 
-pub async fn get(state: &AppState, auth: &Auth<Viewer>, id: Uuid) -> Result<SyncJob, ApiError> {
+pub async fn get(state: &Infra, auth: &Auth<Viewer>, id: Uuid) -> Result<SyncJob, ApiError> {
     let tenant = auth.tenant();
     let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
     repository::find_job(&tenant, &mut tx, id)
@@ -180,7 +176,7 @@ impl From<sqlx::Error> for SyncError {
 /// changes nothing already applied), then the job's final state with its
 /// event. `final_attempt`: a transient failure now fails the job.
 pub async fn run_sync(
-    ctx: &WorkerContext,
+    ctx: &Infra,
     tenant: TenantCtx,
     connection_id: Uuid,
     job_id: Uuid,
@@ -278,7 +274,7 @@ pub async fn run_sync(
 
 /// The adapter of a connection, or why there is none (a permanent failure).
 fn adapter_for(
-    ctx: &WorkerContext,
+    ctx: &Infra,
     connection_id: Uuid,
     connection: Option<(String, Option<String>)>,
     round: i64,
@@ -322,7 +318,7 @@ fn add(a: PageCounts, b: PageCounts) -> PageCounts {
 }
 
 async fn finish(
-    ctx: &WorkerContext,
+    ctx: &Infra,
     tenant: TenantCtx,
     job: &SyncJob,
     marketplace: &str,
@@ -348,7 +344,7 @@ async fn finish(
 
 /// Beat's periodic task: a job for every connection of every tenant that
 /// has none queued or running, found through a narrow definer function.
-pub async fn sync_all_tenants(ctx: &Arc<WorkerContext>) -> anyhow::Result<usize> {
+pub async fn sync_all_tenants(ctx: &Arc<Infra>) -> anyhow::Result<usize> {
     let idle: Vec<(Uuid, Uuid)> =
         sqlx::query_as("SELECT tenant_id, connection_id FROM sync_idle_connections()")
             .fetch_all(observed(
@@ -384,7 +380,7 @@ pub async fn sweep_stale_jobs(
     let mut resent = 0;
     for (tenant_id, connection_id, job_id) in rows {
         let tenant = TenantCtx::for_system_task(tenant_id);
-        queue.send_sync(tenant_id, connection_id, job_id).await?;
+        super::tasks::send_sync(queue, tenant_id, connection_id, job_id).await?;
         let mut tx = db::begin_tenant_tx(db, tenant.id()).await?;
         repository::mark_enqueued(&tenant, &mut tx, job_id).await?;
         tx.commit().await?;

@@ -13,9 +13,9 @@ use uuid::Uuid;
 use crate::auth::TenantCtx;
 use crate::db;
 use crate::db::observed;
+use crate::infra::Infra;
 use crate::telemetry::outbound;
 use crate::webhooks::delivery::Attempt;
-use crate::worker::tasks::WorkerContext;
 
 /// The message a chat reads for an event.
 pub fn message(event_type: &str, data: &Value) -> String {
@@ -97,7 +97,7 @@ struct Claimed {
 
 /// One attempt at `now`.
 pub async fn attempt(
-    ctx: &WorkerContext,
+    ctx: &Infra,
     tenant_id: Uuid,
     delivery_id: Uuid,
     now: OffsetDateTime,
@@ -167,7 +167,7 @@ pub async fn attempt(
 /// Posts the message; returns the HTTP status, the result, and Telegram's
 /// `retry_after` when it asked for one.
 async fn send(
-    ctx: &WorkerContext,
+    ctx: &Infra,
     claimed: &Claimed,
     timeout: Duration,
 ) -> (Option<u16>, Result<(), String>, Option<u64>) {
@@ -215,7 +215,7 @@ async fn send(
 }
 
 async fn record(
-    ctx: &WorkerContext,
+    ctx: &Infra,
     tenant: TenantCtx,
     delivery_id: Uuid,
     claimed: &Claimed,

@@ -7,3 +7,4 @@
 pub mod delivery;
 pub mod model;
 pub mod routes;
+pub mod tasks;

@@ -8,13 +8,13 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use super::model::{CreateChat, TelegramChat, UpdateChat};
-use crate::app::AppState;
 use crate::auth::{Admin, Auth};
 use crate::db;
 use crate::db::observed;
 use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, ValidatedQuery};
 use crate::http::pagination::{Page, PageQuery};
+use crate::infra::Infra;
 use crate::webhooks::model::{Delivery, EventType};
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -49,7 +49,7 @@ fn not_found() -> ApiError {
 )]
 #[post("/telegram/chats")]
 async fn create(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Admin>,
     body: ValidatedJson<CreateChat>,
 ) -> Result<HttpResponse, ApiError> {
@@ -87,7 +87,7 @@ async fn create(
 )]
 #[get("/telegram/chats")]
 async fn list(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Admin>,
     query: ValidatedQuery<PageQuery>,
 ) -> Result<web::Json<Page<TelegramChat>>, ApiError> {
@@ -106,7 +106,7 @@ async fn list(
     Ok(web::Json(Page::from_rows(rows, page.limit, |c| c.id)))
 }
 
-async fn find(state: &AppState, auth: &Auth<Admin>, id: Uuid) -> Result<TelegramChat, ApiError> {
+async fn find(state: &Infra, auth: &Auth<Admin>, id: Uuid) -> Result<TelegramChat, ApiError> {
     let tenant = auth.tenant();
     let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
     let chat: Option<TelegramChat> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -132,7 +132,7 @@ async fn find(state: &AppState, auth: &Auth<Admin>, id: Uuid) -> Result<Telegram
 )]
 #[get("/telegram/chats/{id}")]
 async fn get_chat(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Admin>,
     id: web::Path<Uuid>,
 ) -> Result<web::Json<TelegramChat>, ApiError> {
@@ -154,7 +154,7 @@ async fn get_chat(
 )]
 #[patch("/telegram/chats/{id}")]
 async fn update(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Admin>,
     id: web::Path<Uuid>,
     body: ValidatedJson<UpdateChat>,
@@ -196,7 +196,7 @@ async fn update(
 )]
 #[delete("/telegram/chats/{id}")]
 async fn remove(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Admin>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
@@ -227,7 +227,7 @@ async fn remove(
 )]
 #[get("/telegram/chats/{id}/deliveries")]
 async fn deliveries(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Admin>,
     id: web::Path<Uuid>,
     query: ValidatedQuery<PageQuery>,

@@ -6,10 +6,11 @@ use uuid::Uuid;
 
 use super::model::{SetTier, Tenant, TransferOwnership, UpdateTenant};
 use super::service;
-use crate::app::AppState;
+use crate::auth::AuthState;
 use crate::auth::{Auth, Owner, Viewer};
 use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::ValidatedJson;
+use crate::infra::Infra;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(get_me)
@@ -26,7 +27,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 )]
 #[get("/tenants/me")]
 async fn get_me(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Viewer>,
 ) -> Result<web::Json<Tenant>, ApiError> {
     Ok(web::Json(service::get(&state, &auth).await?))
@@ -45,7 +46,7 @@ async fn get_me(
 )]
 #[patch("/tenants/me")]
 async fn update_me(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Owner>,
     body: ValidatedJson<UpdateTenant>,
 ) -> Result<web::Json<Tenant>, ApiError> {
@@ -67,12 +68,13 @@ async fn update_me(
 )]
 #[post("/tenants/me/transfer-ownership")]
 async fn transfer_ownership(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
+    auth_state: web::Data<AuthState>,
     auth: Auth<Owner>,
     body: ValidatedJson<TransferOwnership>,
 ) -> Result<web::Json<Tenant>, ApiError> {
     Ok(web::Json(
-        service::transfer_ownership(&state, &auth, body.0).await?,
+        service::transfer_ownership(&state, &auth_state, &auth, body.0).await?,
     ))
 }
 
@@ -91,7 +93,7 @@ async fn transfer_ownership(
 )]
 #[patch("/admin/tenants/{id}/tier")]
 async fn set_tier(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Viewer>,
     id: web::Path<Uuid>,
     body: ValidatedJson<SetTier>,

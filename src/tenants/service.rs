@@ -4,15 +4,16 @@ use uuid::Uuid;
 
 use super::model::{SetTier, Tenant, TransferOwnership, UpdateTenant};
 use super::repository;
-use crate::app::AppState;
+use crate::auth::AuthState;
 use crate::auth::repository as sessions;
 use crate::auth::{Auth, Owner, Role, Viewer};
 use crate::db;
 use crate::db::observed;
 use crate::http::error::ApiError;
+use crate::infra::Infra;
 use crate::users::repository as users;
 
-pub async fn get(state: &AppState, auth: &Auth<Viewer>) -> Result<Tenant, ApiError> {
+pub async fn get(state: &Infra, auth: &Auth<Viewer>) -> Result<Tenant, ApiError> {
     let tenant = auth.tenant();
     let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
     repository::find(&tenant, &mut tx)
@@ -21,7 +22,7 @@ pub async fn get(state: &AppState, auth: &Auth<Viewer>) -> Result<Tenant, ApiErr
 }
 
 pub async fn update(
-    state: &AppState,
+    state: &Infra,
     auth: &Auth<Owner>,
     input: UpdateTenant,
 ) -> Result<Tenant, ApiError> {
@@ -54,7 +55,8 @@ pub async fn update(
 /// users' access tokens are invalidated so their new roles apply at once
 /// (their sessions stay: a refresh yields tokens with the new roles).
 pub async fn transfer_ownership(
-    state: &AppState,
+    state: &Infra,
+    auth_state: &AuthState,
     auth: &Auth<Owner>,
     input: TransferOwnership,
 ) -> Result<Tenant, ApiError> {
@@ -82,7 +84,7 @@ pub async fn transfer_ownership(
         .ok_or_else(|| ApiError::not_found("Tenant"))?;
     tx.commit().await?;
     for user in [caller, target.id] {
-        state
+        auth_state
             .revocations
             .invalidate_user_tokens(user, mark_ms)
             .await;
@@ -95,7 +97,7 @@ pub async fn transfer_ownership(
 /// `internal` tenant with the platform-admin flag, checked in the database at
 /// each call — may; everyone else gets 403.
 pub async fn set_tier(
-    state: &AppState,
+    state: &Infra,
     auth: &Auth<Viewer>,
     tenant_id: Uuid,
     input: SetTier,

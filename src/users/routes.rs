@@ -6,11 +6,12 @@ use uuid::Uuid;
 
 use super::model::{CreateUser, UpdateMe, UpdateUser, User};
 use super::service;
-use crate::app::AppState;
+use crate::auth::AuthState;
 use crate::auth::{Admin, Auth, Viewer};
 use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, ValidatedQuery};
 use crate::http::pagination::{Page, PageQuery};
+use crate::infra::Infra;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(me)
@@ -32,7 +33,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     )
 )]
 #[get("/users/me")]
-async fn me(state: web::Data<AppState>, auth: Auth<Viewer>) -> Result<web::Json<User>, ApiError> {
+async fn me(state: web::Data<Infra>, auth: Auth<Viewer>) -> Result<web::Json<User>, ApiError> {
     Ok(web::Json(service::me(&state, &auth).await?))
 }
 
@@ -51,11 +52,14 @@ async fn me(state: web::Data<AppState>, auth: Auth<Viewer>) -> Result<web::Json<
 )]
 #[patch("/users/me")]
 async fn update_me(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
+    auth_state: web::Data<AuthState>,
     auth: Auth<Viewer>,
     body: ValidatedJson<UpdateMe>,
 ) -> Result<web::Json<User>, ApiError> {
-    Ok(web::Json(service::update_me(&state, &auth, body.0).await?))
+    Ok(web::Json(
+        service::update_me(&state, &auth_state, &auth, body.0).await?,
+    ))
 }
 
 /// The tenant's users, oldest first.
@@ -70,7 +74,7 @@ async fn update_me(
 )]
 #[get("/users")]
 async fn list(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Admin>,
     query: ValidatedQuery<PageQuery>,
 ) -> Result<web::Json<Page<User>>, ApiError> {
@@ -92,11 +96,12 @@ async fn list(
 )]
 #[post("/users")]
 async fn create(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
+    auth_state: web::Data<AuthState>,
     auth: Auth<Admin>,
     body: ValidatedJson<CreateUser>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = service::create(&state, &auth, body.0).await?;
+    let user = service::create(&state, &auth_state, &auth, body.0).await?;
     Ok(HttpResponse::Created().json(user))
 }
 
@@ -113,7 +118,7 @@ async fn create(
 )]
 #[get("/users/{id}")]
 async fn get_user(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Admin>,
     id: web::Path<Uuid>,
 ) -> Result<web::Json<User>, ApiError> {
@@ -137,13 +142,14 @@ async fn get_user(
 )]
 #[patch("/users/{id}")]
 async fn update_user(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
+    auth_state: web::Data<AuthState>,
     auth: Auth<Admin>,
     id: web::Path<Uuid>,
     body: ValidatedJson<UpdateUser>,
 ) -> Result<web::Json<User>, ApiError> {
     Ok(web::Json(
-        service::update(&state, &auth, *id, body.0).await?,
+        service::update(&state, &auth_state, &auth, *id, body.0).await?,
     ))
 }
 
@@ -161,9 +167,12 @@ async fn update_user(
 )]
 #[post("/users/{id}/deactivate")]
 async fn deactivate(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
+    auth_state: web::Data<AuthState>,
     auth: Auth<Admin>,
     id: web::Path<Uuid>,
 ) -> Result<web::Json<User>, ApiError> {
-    Ok(web::Json(service::deactivate(&state, &auth, *id).await?))
+    Ok(web::Json(
+        service::deactivate(&state, &auth_state, &auth, *id).await?,
+    ))
 }

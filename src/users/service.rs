@@ -15,17 +15,18 @@ use uuid::Uuid;
 use super::model::{CreateUser, UpdateMe, UpdateUser, User};
 use super::repository;
 use crate::api_keys::repository as api_keys;
-use crate::app::AppState;
+use crate::auth::AuthState;
 use crate::auth::repository as sessions;
 use crate::auth::{Admin, Auth, Role, TenantCtx, Viewer, password};
 use crate::db;
 use crate::http::error::ApiError;
 use crate::http::pagination::{Page, PageRequest};
+use crate::infra::Infra;
 
-pub async fn me(state: &AppState, auth: &Auth<Viewer>) -> Result<User, ApiError> {
+pub async fn me(infra: &Infra, auth: &Auth<Viewer>) -> Result<User, ApiError> {
     let (user_id, _, _) = auth.user_session()?;
     let tenant = auth.tenant();
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let mut tx = db::begin_tenant_tx(&infra.db, tenant.id()).await?;
     let user = repository::find(&tenant, &mut tx, user_id)
         .await?
         .ok_or_else(|| ApiError::not_found("User"))?;
@@ -36,7 +37,8 @@ pub async fn me(state: &AppState, auth: &Auth<Viewer>) -> Result<User, ApiError>
 /// the current one (a stolen access token alone cannot take over the
 /// account), and ends every session, this one included.
 pub async fn update_me(
-    state: &AppState,
+    infra: &Infra,
+    auth_state: &AuthState,
     auth: &Auth<Viewer>,
     input: UpdateMe,
 ) -> Result<User, ApiError> {
@@ -52,12 +54,12 @@ pub async fn update_me(
                     "missing",
                 ));
             };
-            let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+            let mut tx = db::begin_tenant_tx(&infra.db, tenant.id()).await?;
             let (email, stored) = repository::email_and_password_hash(&tenant, &mut tx, user_id)
                 .await?
                 .ok_or_else(|| ApiError::not_found("User"))?;
             drop(tx);
-            if !state
+            if !auth_state
                 .passwords
                 .verify(current_password, Some(stored))
                 .await?
@@ -68,10 +70,10 @@ pub async fn update_me(
                 });
             }
             password::check_policy(&new_password, &email, "new_password")?;
-            Some(state.passwords.hash(new_password).await?)
+            Some(auth_state.passwords.hash(new_password).await?)
         }
     };
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let mut tx = db::begin_tenant_tx(&infra.db, tenant.id()).await?;
     if let Some(full_name) = &input.full_name {
         repository::set_full_name(&tenant, &mut tx, user_id, full_name.trim()).await?;
     }
@@ -87,7 +89,7 @@ pub async fn update_me(
         .ok_or_else(|| ApiError::not_found("User"))?;
     tx.commit().await?;
     if let Some(mark_ms) = mark {
-        state
+        auth_state
             .revocations
             .invalidate_user_tokens(user_id, mark_ms)
             .await;
@@ -97,19 +99,19 @@ pub async fn update_me(
 }
 
 pub async fn list(
-    state: &AppState,
+    infra: &Infra,
     auth: &Auth<Admin>,
     page: PageRequest,
 ) -> Result<Page<User>, ApiError> {
     let tenant = auth.tenant();
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let mut tx = db::begin_tenant_tx(&infra.db, tenant.id()).await?;
     let users = repository::list(&tenant, &mut tx, page.after, page.limit).await?;
     Ok(Page::from_rows(users, page.limit, |u| u.id))
 }
 
-pub async fn get(state: &AppState, auth: &Auth<Admin>, id: Uuid) -> Result<User, ApiError> {
+pub async fn get(infra: &Infra, auth: &Auth<Admin>, id: Uuid) -> Result<User, ApiError> {
     let tenant = auth.tenant();
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let mut tx = db::begin_tenant_tx(&infra.db, tenant.id()).await?;
     repository::find(&tenant, &mut tx, id)
         .await?
         .ok_or_else(|| ApiError::not_found("User"))
@@ -131,7 +133,8 @@ fn last_owner() -> ApiError {
 }
 
 pub async fn create(
-    state: &AppState,
+    infra: &Infra,
+    auth_state: &AuthState,
     auth: &Auth<Admin>,
     input: CreateUser,
 ) -> Result<User, ApiError> {
@@ -140,9 +143,9 @@ pub async fn create(
     }
     let email = input.email.trim().to_lowercase();
     password::check_policy(&input.password, &email, "password")?;
-    let hash = state.passwords.hash(input.password).await?;
+    let hash = auth_state.passwords.hash(input.password).await?;
     let tenant = auth.tenant();
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let mut tx = db::begin_tenant_tx(&infra.db, tenant.id()).await?;
     let user = repository::insert(
         &tenant,
         &mut tx,
@@ -169,14 +172,15 @@ pub fn map_email_taken(err: sqlx::Error) -> ApiError {
 }
 
 pub async fn update(
-    state: &AppState,
+    infra: &Infra,
+    auth_state: &AuthState,
     auth: &Auth<Admin>,
     id: Uuid,
     input: UpdateUser,
 ) -> Result<User, ApiError> {
     let tenant = auth.tenant();
     let actor = auth.principal.role;
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let mut tx = db::begin_tenant_tx(&infra.db, tenant.id()).await?;
     let target = repository::find_for_update(&tenant, &mut tx, id)
         .await?
         .ok_or_else(|| ApiError::not_found("User"))?;
@@ -209,15 +213,26 @@ pub async fn update(
         .ok_or_else(|| ApiError::not_found("User"))?;
     tx.commit().await?;
     if let Some(mark_ms) = mark {
-        state.revocations.invalidate_user_tokens(id, mark_ms).await;
+        auth_state
+            .revocations
+            .invalidate_user_tokens(id, mark_ms)
+            .await;
     }
-    state.revocations.forget_api_keys(&forgotten_keys).await;
+    auth_state
+        .revocations
+        .forget_api_keys(&forgotten_keys)
+        .await;
     Ok(user)
 }
 
-pub async fn deactivate(state: &AppState, auth: &Auth<Admin>, id: Uuid) -> Result<User, ApiError> {
+pub async fn deactivate(
+    infra: &Infra,
+    auth_state: &AuthState,
+    auth: &Auth<Admin>,
+    id: Uuid,
+) -> Result<User, ApiError> {
     let tenant = auth.tenant();
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let mut tx = db::begin_tenant_tx(&infra.db, tenant.id()).await?;
     let target = repository::find_for_update(&tenant, &mut tx, id)
         .await?
         .ok_or_else(|| ApiError::not_found("User"))?;
@@ -237,8 +252,11 @@ pub async fn deactivate(state: &AppState, auth: &Auth<Admin>, id: Uuid) -> Resul
         .await?
         .ok_or_else(|| ApiError::not_found("User"))?;
     tx.commit().await?;
-    state.revocations.invalidate_user_tokens(id, mark_ms).await;
-    state.revocations.forget_api_keys(&keys).await;
+    auth_state
+        .revocations
+        .invalidate_user_tokens(id, mark_ms)
+        .await;
+    auth_state.revocations.forget_api_keys(&keys).await;
     tracing::info!(target_user_id = %id, "user deactivated");
     Ok(user)
 }

@@ -1,8 +1,8 @@
 //! Delivering events to webhook subscriptions.
 //!
-//! - **Dispatch** (beat): each new outbox event becomes one delivery row per
-//!   enabled subscription to its type, in the event's tenant, and the outbox
-//!   row is marked published in the same transaction.
+//! - **Dispatch** (beat, through [`crate::notifications`]): each new outbox
+//!   event becomes one delivery row per enabled subscription to its type
+//!   ([`enqueue_for_event`]), in the transaction that marks it published.
 //! - **Attempt** (`deliver_webhook` task, or beat for due retries): the
 //!   delivery is claimed (its `next_attempt_at` pushed past the attempt's
 //!   timeout, so a duplicate task finds nothing to do and a dead worker's
@@ -32,8 +32,8 @@ use super::target;
 use crate::auth::TenantCtx;
 use crate::db;
 use crate::db::observed;
+use crate::infra::Infra;
 use crate::telemetry::outbound;
-use crate::worker::tasks::WorkerContext;
 
 /// Signs a message the Standard Webhooks way: `v1,` + base64 of the
 /// HMAC-SHA256, keyed by the secret's decoded bytes, of `{id}.{timestamp}.{body}`.
@@ -47,69 +47,40 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &str) -> Option<String
     ))
 }
 
-/// Turns up to `limit` new outbox events into deliveries. Returns the new
-/// deliveries, as (tenant, delivery) pairs to hand to the workers.
-pub async fn dispatch(ctx: &WorkerContext, limit: i32) -> anyhow::Result<Vec<(Uuid, Uuid)>> {
-    let events: Vec<(Uuid, Uuid)> =
-        sqlx::query_as("SELECT tenant_id, event_id FROM webhook_undispatched_events($1)")
-            .bind(limit)
-            .fetch_all(observed(
-                "webhooks.undispatched_events",
-                &mut *ctx.db.acquire().await?,
-            ))
-            .await?;
-    let mut created = Vec::new();
-    for (tenant_id, event_id) in events {
-        let mut tx = db::begin_tenant_tx(&ctx.db, tenant_id).await?;
-        let event: Option<(String, Value)> = sqlx::query_as(
-            "UPDATE outbox_events SET published_at = now()
-             WHERE tenant_id = $1 AND id = $2 AND published_at IS NULL
-             RETURNING event_type, payload",
-        )
-        .bind(tenant_id)
-        .bind(event_id)
-        .fetch_optional(observed("webhooks.publish_event", &mut *tx))
-        .await?;
-        let Some((event_type, payload)) = event else {
-            continue;
-        };
-        crate::telegram::delivery::enqueue_for_event(
-            &mut tx,
-            tenant_id,
-            event_id,
-            &event_type,
-            &payload,
-        )
-        .await?;
-        let subscriptions: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM webhook_subscriptions
-             WHERE tenant_id = $1 AND enabled AND $2 = ANY (events) ORDER BY id",
-        )
-        .bind(tenant_id)
-        .bind(&event_type)
-        .fetch_all(observed("webhooks.matching_subscriptions", &mut *tx))
-        .await?;
-        let ids: Vec<Uuid> = subscriptions.iter().map(|_| Uuid::now_v7()).collect();
-        let inserted: Vec<Uuid> = sqlx::query_scalar(
-            "INSERT INTO webhook_deliveries
-                 (id, tenant_id, subscription_id, event_id, event_type, payload, next_attempt_at)
-             SELECT d.id, $1, d.subscription_id, $4, $5, $6, now()
-             FROM unnest($2::uuid[], $3::uuid[]) AS d(id, subscription_id)
-             ON CONFLICT ON CONSTRAINT webhook_deliveries_event_key DO NOTHING
-             RETURNING id",
-        )
-        .bind(tenant_id)
-        .bind(&ids)
-        .bind(&subscriptions)
-        .bind(event_id)
-        .bind(&event_type)
-        .bind(&payload)
-        .fetch_all(observed("webhooks.insert_deliveries", &mut *tx))
-        .await?;
-        tx.commit().await?;
-        created.extend(inserted.into_iter().map(|id| (tenant_id, id)));
-    }
-    Ok(created)
+/// Inserts one delivery per enabled subscription of the tenant to
+/// `event_type` (inside the dispatching transaction). Returns the new ids.
+pub async fn enqueue_for_event(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    event_id: Uuid,
+    event_type: &str,
+    payload: &Value,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let subscriptions: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM webhook_subscriptions
+         WHERE tenant_id = $1 AND enabled AND $2 = ANY (events) ORDER BY id",
+    )
+    .bind(tenant_id)
+    .bind(event_type)
+    .fetch_all(observed("webhooks.matching_subscriptions", &mut *conn))
+    .await?;
+    let ids: Vec<Uuid> = subscriptions.iter().map(|_| Uuid::now_v7()).collect();
+    sqlx::query_scalar(
+        "INSERT INTO webhook_deliveries
+             (id, tenant_id, subscription_id, event_id, event_type, payload, next_attempt_at)
+         SELECT d.id, $1, d.subscription_id, $4, $5, $6, now()
+         FROM unnest($2::uuid[], $3::uuid[]) AS d(id, subscription_id)
+         ON CONFLICT ON CONSTRAINT webhook_deliveries_event_key DO NOTHING
+         RETURNING id",
+    )
+    .bind(tenant_id)
+    .bind(&ids)
+    .bind(&subscriptions)
+    .bind(event_id)
+    .bind(event_type)
+    .bind(payload)
+    .fetch_all(observed("webhooks.insert_deliveries", conn))
+    .await
 }
 
 /// What one attempt did.
@@ -140,7 +111,7 @@ struct Claimed {
 
 /// One delivery attempt at `now`.
 pub async fn attempt(
-    ctx: &WorkerContext,
+    ctx: &Infra,
     tenant_id: Uuid,
     delivery_id: Uuid,
     now: OffsetDateTime,
@@ -221,7 +192,7 @@ pub async fn attempt(
 /// Signs and posts the body. Errors name what happened, never the URL
 /// (its path or query may hold a secret).
 async fn send(
-    ctx: &WorkerContext,
+    ctx: &Infra,
     claimed: &Claimed,
     delivery_id: Uuid,
     body: &str,
@@ -270,7 +241,7 @@ async fn send(
 
 /// Writes the attempt's outcome and the subscription's failure state.
 async fn record(
-    ctx: &WorkerContext,
+    ctx: &Infra,
     tenant: TenantCtx,
     delivery_id: Uuid,
     claimed: &Claimed,
@@ -334,7 +305,7 @@ async fn record(
 
 async fn track_failures(
     conn: &mut PgConnection,
-    ctx: &WorkerContext,
+    ctx: &Infra,
     tenant: TenantCtx,
     subscription_id: Uuid,
     now: OffsetDateTime,

@@ -9,3 +9,4 @@ pub mod repository;
 pub mod routes;
 pub mod service;
 pub mod target;
+pub mod tasks;

@@ -8,11 +8,11 @@ use super::model::{
     CreateSubscription, Delivery, Subscription, SubscriptionWithSecret, UpdateSubscription,
 };
 use super::service;
-use crate::app::AppState;
 use crate::auth::{Admin, Auth};
 use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, ValidatedQuery};
 use crate::http::pagination::{Page, PageQuery};
+use crate::infra::Infra;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create)
@@ -40,7 +40,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 )]
 #[post("/webhooks")]
 async fn create(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Admin>,
     body: ValidatedJson<CreateSubscription>,
 ) -> Result<HttpResponse, ApiError> {
@@ -59,7 +59,7 @@ async fn create(
 )]
 #[get("/webhooks")]
 async fn list(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Admin>,
     query: ValidatedQuery<PageQuery>,
 ) -> Result<web::Json<Page<Subscription>>, ApiError> {
@@ -80,7 +80,7 @@ async fn list(
 )]
 #[get("/webhooks/{id}")]
 async fn get_subscription(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Admin>,
     id: web::Path<Uuid>,
 ) -> Result<web::Json<Subscription>, ApiError> {
@@ -102,7 +102,7 @@ async fn get_subscription(
 )]
 #[patch("/webhooks/{id}")]
 async fn update(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Admin>,
     id: web::Path<Uuid>,
     body: ValidatedJson<UpdateSubscription>,
@@ -125,7 +125,7 @@ async fn update(
 )]
 #[delete("/webhooks/{id}")]
 async fn remove(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Admin>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
@@ -146,7 +146,7 @@ async fn remove(
 )]
 #[post("/webhooks/{id}/rotate-secret")]
 async fn rotate_secret(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Admin>,
     id: web::Path<Uuid>,
 ) -> Result<web::Json<SubscriptionWithSecret>, ApiError> {
@@ -167,7 +167,7 @@ async fn rotate_secret(
 )]
 #[get("/webhooks/{id}/deliveries")]
 async fn deliveries(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Admin>,
     id: web::Path<Uuid>,
     query: ValidatedQuery<PageQuery>,
@@ -194,7 +194,7 @@ async fn deliveries(
 )]
 #[post("/webhooks/{id}/deliveries/{delivery_id}/retry")]
 async fn retry_delivery(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Admin>,
     path: web::Path<(Uuid, Uuid)>,
 ) -> Result<HttpResponse, ApiError> {
@@ -215,7 +215,7 @@ async fn retry_delivery(
 )]
 #[post("/webhooks/{id}/test")]
 async fn send_test(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
     auth: Auth<Admin>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {

@@ -10,11 +10,11 @@ use super::model::{
 };
 use super::repository;
 use super::target;
-use crate::app::AppState;
 use crate::auth::{Admin, Auth};
 use crate::db;
 use crate::http::error::ApiError;
 use crate::http::pagination::{Page, PageRequest};
+use crate::infra::Infra;
 
 /// Random bytes in a signing secret (the Standard Webhooks minimum is 24).
 const SECRET_BYTES: usize = 32;
@@ -26,7 +26,7 @@ pub fn new_secret() -> String {
     format!("whsec_{}", STANDARD.encode(bytes))
 }
 
-async fn checked_url(state: &AppState, url: &str) -> Result<String, ApiError> {
+async fn checked_url(state: &Infra, url: &str) -> Result<String, ApiError> {
     target::check(url, &state.settings.webhooks)
         .await
         .map(|_| url.to_owned())
@@ -34,7 +34,7 @@ async fn checked_url(state: &AppState, url: &str) -> Result<String, ApiError> {
 }
 
 pub async fn create(
-    state: &AppState,
+    state: &Infra,
     auth: &Auth<Admin>,
     request: CreateSubscription,
 ) -> Result<SubscriptionWithSecret, ApiError> {
@@ -60,7 +60,7 @@ pub async fn create(
 }
 
 pub async fn list(
-    state: &AppState,
+    state: &Infra,
     auth: &Auth<Admin>,
     page: PageRequest,
 ) -> Result<Page<Subscription>, ApiError> {
@@ -74,7 +74,7 @@ fn not_found() -> ApiError {
     ApiError::not_found("Webhook subscription")
 }
 
-pub async fn get(state: &AppState, auth: &Auth<Admin>, id: Uuid) -> Result<Subscription, ApiError> {
+pub async fn get(state: &Infra, auth: &Auth<Admin>, id: Uuid) -> Result<Subscription, ApiError> {
     let tenant = auth.tenant();
     let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
     repository::find(&tenant, &mut tx, id)
@@ -83,7 +83,7 @@ pub async fn get(state: &AppState, auth: &Auth<Admin>, id: Uuid) -> Result<Subsc
 }
 
 pub async fn update(
-    state: &AppState,
+    state: &Infra,
     auth: &Auth<Admin>,
     id: Uuid,
     request: UpdateSubscription,
@@ -110,7 +110,7 @@ pub async fn update(
 }
 
 pub async fn rotate_secret(
-    state: &AppState,
+    state: &Infra,
     auth: &Auth<Admin>,
     id: Uuid,
 ) -> Result<SubscriptionWithSecret, ApiError> {
@@ -128,7 +128,7 @@ pub async fn rotate_secret(
     })
 }
 
-pub async fn delete(state: &AppState, auth: &Auth<Admin>, id: Uuid) -> Result<(), ApiError> {
+pub async fn delete(state: &Infra, auth: &Auth<Admin>, id: Uuid) -> Result<(), ApiError> {
     let tenant = auth.tenant();
     let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
     if !repository::delete(&tenant, &mut tx, id).await? {
@@ -139,7 +139,7 @@ pub async fn delete(state: &AppState, auth: &Auth<Admin>, id: Uuid) -> Result<()
 }
 
 pub async fn deliveries(
-    state: &AppState,
+    state: &Infra,
     auth: &Auth<Admin>,
     id: Uuid,
     page: PageRequest,
@@ -154,14 +154,14 @@ pub async fn deliveries(
 }
 
 /// Hands a due delivery to the workers; if the broker is down, beat will.
-async fn hand_over(state: &AppState, tenant_id: Uuid, delivery: &Delivery) {
-    if let Err(err) = state.tasks.send_delivery(tenant_id, delivery.id).await {
+async fn hand_over(state: &Infra, tenant_id: Uuid, delivery: &Delivery) {
+    if let Err(err) = super::tasks::send_delivery(&state.queue, tenant_id, delivery.id).await {
         tracing::warn!(error = %format!("{err:#}"), delivery_id = %delivery.id, "broker unavailable; beat will hand the delivery over");
     }
 }
 
 pub async fn retry(
-    state: &AppState,
+    state: &Infra,
     auth: &Auth<Admin>,
     id: Uuid,
     delivery_id: Uuid,
@@ -176,11 +176,7 @@ pub async fn retry(
     Ok(delivery)
 }
 
-pub async fn send_test(
-    state: &AppState,
-    auth: &Auth<Admin>,
-    id: Uuid,
-) -> Result<Delivery, ApiError> {
+pub async fn send_test(state: &Infra, auth: &Auth<Admin>, id: Uuid) -> Result<Delivery, ApiError> {
     let tenant = auth.tenant();
     let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
     repository::find(&tenant, &mut tx, id)

@@ -22,11 +22,11 @@ use anyhow::Context;
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
 
-use super::queue::TaskQueue;
 use crate::config::Settings;
 use crate::db::observed;
 use crate::db::{self, Database};
-use crate::resilience::breaker::CircuitBreaker;
+use crate::infra::Infra;
+use crate::notifications;
 use crate::sync::service;
 use crate::telemetry::metrics::Metrics;
 
@@ -138,27 +138,19 @@ async fn acquire_lock(settings: &Settings, heartbeat: &Heartbeat) -> anyhow::Res
 }
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    crate::app::install_crypto_provider();
-    let settings = Arc::new(settings);
-    let metrics = Metrics::new();
-    let pool = db::connect_pool(&settings.database)?;
-    db::check_schema(&pool).await?;
-    let breaker = CircuitBreaker::new(
-        "database",
-        &settings.circuit_breakers.database,
-        metrics.clone(),
-    );
+    // One pool (plus the lock's own connection), one registry.
+    let infra = Infra::build(&settings, Metrics::new()).await?;
+    let settings = infra.settings.clone();
     let heartbeat = Arc::new(Heartbeat::default());
     heartbeat.beat(false);
-    serve_health(&settings, heartbeat.clone(), metrics.clone(), pool.clone())?;
-    metrics.start_memory_sampler(&settings.metrics);
-    let db = Database::new(pool, Arc::new(breaker), metrics.clone());
-    let queue = TaskQueue::new(settings.clone(), metrics);
-    // A recovered dependency is used again within a probe interval.
-    db.watch_recovery();
-    queue.watch_recovery();
-    // Webhook dispatch reads the outbox and the subscriptions like a task does.
-    let webhooks = super::runner::context(&settings).await?;
+    serve_health(
+        &settings,
+        heartbeat.clone(),
+        infra.metrics.clone(),
+        infra.db.pool().clone(),
+    )?;
+    infra.metrics.start_memory_sampler(&settings.metrics);
+    let (db, queue) = (&infra.db, &infra.queue);
 
     let stop = shutdown_signal();
     tokio::pin!(stop);
@@ -166,7 +158,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let mut lock = tokio::select! {
             lock = acquire_lock(&settings, &heartbeat) => lock?,
             () = &mut stop => {
-                queue.close().await;
+                infra.close().await;
                 return Ok(());
             }
         };
@@ -187,19 +179,19 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             heartbeat.beat(true);
             tokio::select! {
                 _ = sync_all.tick() => {
-                    if let Err(err) = queue.send_sync_all().await {
+                    if let Err(err) = crate::sync::tasks::send_sync_all(queue).await {
                         tracing::warn!(error = %format!("{err:#}"), "could not schedule sync_all_tenants");
                     }
                 }
-                _ = sweep.tick() => match service::sweep_stale_jobs(&db, &queue, stale).await {
+                _ = sweep.tick() => match service::sweep_stale_jobs(db, queue, stale).await {
                     Ok(0) => {}
                     Ok(resent) => tracing::info!(jobs = resent, "handed stale queued jobs to the broker again"),
                     Err(err) => tracing::warn!(error = %format!("{err:#}"), "sweeping queued jobs failed"),
                 },
-                _ = dispatch.tick() => if let Err(err) = dispatch_webhooks(&webhooks, &queue).await {
+                _ = dispatch.tick() => if let Err(err) = notifications::dispatch_and_hand_over(&infra).await {
                     tracing::warn!(error = %format!("{err:#}"), "dispatching webhook deliveries failed");
                 },
-                _ = purge.tick() => match purge_expired(&db, &settings).await {
+                _ = purge.tick() => match purge_expired(db, &settings).await {
                     Ok((0, 0)) => {}
                     Ok((revocations, refresh_tokens)) => tracing::info!(revocations, refresh_tokens, "purged expired credentials"),
                     Err(err) => tracing::warn!(error = %format!("{err:#}"), "purging expired credentials failed"),
@@ -213,39 +205,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 () = &mut stop => {
                     tracing::info!("beat stopped");
                     let _ = lock.close().await;
-                    queue.close().await;
+                    infra.close().await;
                     return Ok(());
                 }
             }
         }
     }
-}
-
-/// Turns new outbox events into deliveries, then hands every due delivery
-/// (new ones, and retries whose time has come) to the workers.
-async fn dispatch_webhooks(
-    ctx: &super::tasks::WorkerContext,
-    queue: &TaskQueue,
-) -> anyhow::Result<()> {
-    crate::webhooks::delivery::dispatch(ctx, 500).await?;
-    let due: Vec<(uuid::Uuid, uuid::Uuid)> =
-        sqlx::query_as(
-            "SELECT tenant_id, delivery_id FROM webhook_take_due_deliveries(500, interval '60 seconds')",
-        )
-            .fetch_all(observed("webhooks.take_due_deliveries", &mut *ctx.db.acquire().await?))
-            .await?;
-    for (tenant_id, delivery_id) in due {
-        queue.send_delivery(tenant_id, delivery_id).await?;
-    }
-    let due: Vec<(uuid::Uuid, uuid::Uuid)> = sqlx::query_as(
-        "SELECT tenant_id, delivery_id FROM telegram_take_due_deliveries(500, interval '60 seconds')",
-    )
-    .fetch_all(observed("telegram.take_due_deliveries", &mut *ctx.db.acquire().await?))
-    .await?;
-    for (tenant_id, delivery_id) in due {
-        queue.send_telegram(tenant_id, delivery_id).await?;
-    }
-    Ok(())
 }
 
 /// Deletes revocations of tokens that have expired (plus the leeway) and

@@ -1,11 +1,10 @@
-//! Background work with celery-rs over RabbitMQ: the tasks ([`tasks`]), how
-//! they are handed to the broker ([`queue`]), and the two roles that run
-//! them — `stock-tracker worker` ([`runner`]) and `stock-tracker beat`
-//! ([`beat`]). Both use the same library code as the API. The worker's
-//! `/metrics` adds the broker's queue depths ([`queue_stats`]).
+//! The two background roles: `stock-tracker worker` ([`runner`]), which
+//! consumes the queues and runs the tasks the domains declare
+//! (`sync::tasks`, `webhooks::tasks`, `telegram::tasks`), and
+//! `stock-tracker beat` ([`beat`]), which schedules. Both build the same
+//! [`crate::infra::Infra`] as the API. The worker's `/metrics` adds the
+//! broker's queue depths ([`queue_stats`]).
 
 pub mod beat;
-pub mod queue;
 pub mod queue_stats;
 pub mod runner;
-pub mod tasks;

@@ -14,64 +14,23 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use serde_json::json;
 
-use super::queue::{self, TaskQueue};
 use super::queue_stats::QueueStats;
-use super::tasks::{self, WorkerContext};
-use crate::cache::ResponseCache;
+use crate::broker;
 use crate::config::Settings;
 use crate::db::observed;
-use crate::db::{self, Database};
-use crate::redis_conn::{self, RedisGuard};
-use crate::resilience::breaker::CircuitBreaker;
+use crate::infra::{self, Infra};
 use crate::telemetry::metrics::Metrics;
 
-/// Connects everything a task needs.
-pub async fn context(settings: &Settings) -> anyhow::Result<Arc<WorkerContext>> {
-    crate::app::install_crypto_provider();
-    let settings = Arc::new(settings.clone());
+/// The worker's infrastructure (tests call tasks' bodies with it directly).
+pub async fn context(settings: &Settings) -> anyhow::Result<Arc<Infra>> {
     let metrics = Metrics::for_worker(&crate::marketplaces::model::KINDS);
     metrics
         .worker_prefetch
         .set(i64::from(settings.broker.prefetch));
-    let pool = db::connect_pool(&settings.database)?;
-    db::check_schema(&pool).await?;
-    let db_breaker = CircuitBreaker::new(
-        "database",
-        &settings.circuit_breakers.database,
-        metrics.clone(),
-    );
-    let db = Database::new(pool, Arc::new(db_breaker), metrics.clone());
-    let redis = redis_conn::Redis::new(&settings.redis)?;
-    let redis_breaker =
-        CircuitBreaker::new("redis", &settings.circuit_breakers.redis, metrics.clone());
-    let guard = RedisGuard::new(Arc::new(redis_breaker), &settings.redis);
-    let queue = TaskQueue::new(settings.clone(), metrics.clone());
-    // A recovered dependency is used again within a probe interval.
-    db.watch_recovery();
-    guard.watch_recovery(&redis);
-    queue.watch_recovery();
-    let cache = ResponseCache::new(&settings, redis, guard, metrics.clone());
-    let secrets = crate::crypto::SecretBox::new(&settings.secrets.fernet_keys)?;
-    let notifier = reqwest::Client::builder()
-        .connect_timeout(Duration::from_millis(settings.webhooks.timeout_ms))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .context("building the notification HTTP client")?;
-    Ok(Arc::new(WorkerContext {
-        settings,
-        db,
-        cache,
-        metrics,
-        queue,
-        secrets,
-        notifier,
-    }))
+    Ok(Arc::new(Infra::build(settings, metrics).await?))
 }
 
-async fn metrics_route(
-    ctx: web::Data<Arc<WorkerContext>>,
-    queues: web::Data<QueueStats>,
-) -> HttpResponse {
+async fn metrics_route(ctx: web::Data<Arc<Infra>>, queues: web::Data<QueueStats>) -> HttpResponse {
     queues.observe(&ctx.metrics).await;
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
@@ -86,14 +45,14 @@ async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-async fn ready(ctx: web::Data<Arc<WorkerContext>>) -> HttpResponse {
+async fn ready(ctx: web::Data<Arc<Infra>>) -> HttpResponse {
     let database = tokio::time::timeout(
         ctx.settings.health.check_timeout(),
         sqlx::query("SELECT 1").execute(observed("health.ping", ctx.db.pool())),
     )
     .await
     .is_ok_and(|r| r.is_ok());
-    let broker = crate::health::service::broker_reachable(&ctx.settings).await;
+    let broker = broker::reachable(&ctx.settings).await;
     let body = json!({
         "status": if database && broker { "ok" } else { "unavailable" },
         "components": {
@@ -110,7 +69,7 @@ async fn ready(ctx: web::Data<Arc<WorkerContext>>) -> HttpResponse {
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let ctx = context(&settings).await?;
-    tasks::install_context(ctx.clone());
+    infra::tasks::install(ctx.clone());
 
     ctx.metrics.start_memory_sampler(&settings.metrics);
     let data = web::Data::new(ctx.clone());
@@ -139,17 +98,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let server_handle = server.handle();
     tokio::spawn(server);
 
-    let app = queue::connect(&settings, 30).await?;
-    app.register_task::<tasks::sync_tenant_products>()
+    let app = broker::connect(&settings, 30).await?;
+    app.register_task::<crate::sync::tasks::sync_tenant_products>()
         .await
         .map_err(|err| anyhow::anyhow!("{err}"))?;
-    app.register_task::<tasks::sync_all_tenants>()
+    app.register_task::<crate::sync::tasks::sync_all_tenants>()
         .await
         .map_err(|err| anyhow::anyhow!("{err}"))?;
-    app.register_task::<tasks::deliver_webhook>()
+    app.register_task::<crate::webhooks::tasks::deliver_webhook>()
         .await
         .map_err(|err| anyhow::anyhow!("{err}"))?;
-    app.register_task::<tasks::deliver_telegram>()
+    app.register_task::<crate::telegram::tasks::deliver_telegram>()
         .await
         .map_err(|err| anyhow::anyhow!("{err}"))?;
     ctx.queue.adopt(app.clone()).await;
@@ -171,9 +130,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     };
     server_handle.stop(true).await;
-    ctx.queue.close().await;
     queue_stats.close().await;
-    ctx.db.pool().close().await;
+    ctx.close().await;
     tracing::info!("worker stopped");
     consumed
 }

@@ -15,10 +15,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
-use stock_tracker::app::{AppState, Application};
+use stock_tracker::app::Application;
 use stock_tracker::config::Settings;
 use stock_tracker::db::{MIGRATOR, observed};
 use stock_tracker::http::extractors::ValidatedJson;
+use stock_tracker::infra::Infra;
 use uuid::Uuid;
 
 static TRACING: Once = Once::new();
@@ -224,7 +225,7 @@ impl Drop for TestDatabase {
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
-    pub state: web::Data<AppState>,
+    pub state: web::Data<Infra>,
     pub database: TestDatabase,
 }
 
@@ -297,7 +298,7 @@ pub fn probe_routes(cfg: &mut web::ServiceConfig) {
 
 /// One statement that takes 150 ms (over the default slow threshold), run
 /// through the service's statement telemetry as kind `probe.sleep`.
-async fn slow_query(state: web::Data<AppState>) -> HttpResponse {
+async fn slow_query(state: web::Data<Infra>) -> HttpResponse {
     sqlx::query("SELECT pg_sleep(0.15)")
         .execute(observed("probe.sleep", state.db.pool()))
         .await
@@ -306,7 +307,7 @@ async fn slow_query(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// One statement that fails (division by zero), as kind `probe.fail`.
-async fn failing_query(state: web::Data<AppState>) -> HttpResponse {
+async fn failing_query(state: web::Data<Infra>) -> HttpResponse {
     let failed = sqlx::query("SELECT 1 / 0")
         .execute(observed("probe.fail", state.db.pool()))
         .await
@@ -328,7 +329,7 @@ async fn block_worker() -> HttpResponse {
 }
 
 /// Holds a PostgreSQL connection for 800 ms.
-async fn hold_db(state: web::Data<AppState>) -> HttpResponse {
+async fn hold_db(state: web::Data<Infra>) -> HttpResponse {
     let _conn = state.db.acquire().await.expect("a connection");
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     HttpResponse::Ok().finish()

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use stock_tracker::webhooks::delivery::{self, Attempt};
+use stock_tracker::notifications;
+use stock_tracker::webhooks::delivery::Attempt;
 use stock_tracker::worker::runner;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -73,7 +74,7 @@ async fn chats_receive_readable_messages_and_retries_honour_retry_after() {
         .mount(&bot_api)
         .await;
     emit_low_stock(&app, owner.tenant_id).await;
-    delivery::dispatch(&ctx, 100).await.unwrap();
+    notifications::dispatch(&ctx, 100).await.unwrap();
     let first = telegram_delivery(&app, owner.tenant_id).await;
     let now = OffsetDateTime::now_utc();
     let outcome = stock_tracker::telegram::delivery::attempt(&ctx, owner.tenant_id, first, now)
@@ -91,7 +92,7 @@ async fn chats_receive_readable_messages_and_retries_honour_retry_after() {
         .mount(&bot_api)
         .await;
     emit_low_stock(&app, owner.tenant_id).await;
-    delivery::dispatch(&ctx, 100).await.unwrap();
+    notifications::dispatch(&ctx, 100).await.unwrap();
     let second = telegram_delivery(&app, owner.tenant_id).await;
     let later = OffsetDateTime::now_utc();
     match stock_tracker::telegram::delivery::attempt(&ctx, owner.tenant_id, second, later)

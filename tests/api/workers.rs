@@ -619,7 +619,7 @@ async fn a_python_celery_client_can_enqueue_a_sync() {
     let mut settings = (*app.state.settings).clone();
     queues.apply(&mut settings);
     let _worker = Role::start("worker", &settings, &[]);
-    // Exactly what the README shows a Python client doing.
+    // Exactly what docs/api.md shows a Python client doing.
     let venv = std::env::var("STOCK_TRACKER_VENV").unwrap_or_else(|_| {
         format!(
             "{}/.cache/stock-tracker/venv",

@@ -6,15 +6,16 @@ use time::{Duration, OffsetDateTime};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::extractor::{Auth, PrincipalKind, TenantCtx, Viewer};
-use super::password;
-use super::repository;
-use super::roles::{Role, Tier};
-use super::tokens::new_refresh_token;
-use crate::app::AppState;
+use crate::auth::AuthState;
+use crate::auth::extractor::{Auth, PrincipalKind, TenantCtx, Viewer};
+use crate::auth::password;
+use crate::auth::repository;
+use crate::auth::roles::{Role, Tier};
+use crate::auth::tokens::new_refresh_token;
 use crate::db;
 use crate::http::error::ApiError;
 use crate::http::validation::not_blank;
+use crate::infra::Infra;
 use crate::tenants::model::Tenant;
 use crate::tenants::repository as tenants;
 use crate::users::model::User;
@@ -95,17 +96,18 @@ fn invalid_refresh_token() -> ApiError {
 
 /// Creates a tenant (tier `free`) and its owner in one transaction.
 pub async fn register(
-    state: &AppState,
+    infra: &Infra,
+    auth_state: &AuthState,
     input: RegisterRequest,
 ) -> Result<RegisterResponse, ApiError> {
     let email = input.email.trim().to_lowercase();
     password::check_policy(&input.password, &email, "password")?;
-    let hash = state.passwords.hash(input.password).await?;
+    let hash = auth_state.passwords.hash(input.password).await?;
     // The tenant does not exist yet: its id is chosen here, and the
     // transaction is scoped to it, so row-level security admits exactly the
     // rows being created.
     let tenant = TenantCtx::new(Uuid::now_v7());
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let mut tx = db::begin_tenant_tx(&infra.db, tenant.id()).await?;
     let created = tenants::insert(&tenant, &mut tx, input.tenant_name.trim()).await?;
     let user = users::insert(
         &tenant,
@@ -118,7 +120,7 @@ pub async fn register(
     .await
     .map_err(map_email_taken)?;
     tx.commit().await?;
-    state.metrics.auth_event("register", "success");
+    infra.metrics.auth_event("register", "success");
     tracing::info!(tenant_id = %tenant.id(), user_id = %user.id, "tenant registered");
     Ok(RegisterResponse {
         user,
@@ -128,27 +130,31 @@ pub async fn register(
 
 /// Verifies an email and password and opens a session.
 pub async fn login(
-    state: &AppState,
+    infra: &Infra,
+    auth_state: &AuthState,
     email: &str,
     password: &str,
 ) -> Result<TokenResponse, ApiError> {
-    let account = repository::find_login(&state.db, email.trim()).await?;
+    let account = repository::find_login(&infra.db, email.trim()).await?;
     let stored = account.as_ref().map(|a| a.password_hash.clone());
     // Runs the same argon2 work whether or not the account exists.
-    let verified = state.passwords.verify(password.to_owned(), stored).await?;
+    let verified = auth_state
+        .passwords
+        .verify(password.to_owned(), stored)
+        .await?;
     let account = match account {
         Some(account) if verified && account.is_active => account,
         _ => {
-            state.metrics.auth_event("login", "failure");
+            infra.metrics.auth_event("login", "failure");
             return Err(invalid_credentials());
         }
     };
     let tenant = TenantCtx::new(account.tenant_id);
     let role: Role = account.role.parse().map_err(ApiError::internal)?;
     let tier: Tier = account.tier.parse().map_err(ApiError::internal)?;
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let mut tx = db::begin_tenant_tx(&infra.db, tenant.id()).await?;
     let response = open_session(
-        state,
+        auth_state,
         &tenant,
         &mut tx,
         account.user_id,
@@ -158,13 +164,13 @@ pub async fn login(
     )
     .await?;
     tx.commit().await?;
-    state.metrics.auth_event("login", "success");
+    infra.metrics.auth_event("login", "success");
     Ok(response)
 }
 
 /// Issues a refresh token in `family_id` and an access token bound to it.
 async fn open_session(
-    state: &AppState,
+    auth_state: &AuthState,
     tenant: &TenantCtx,
     conn: &mut sqlx::PgConnection,
     user_id: Uuid,
@@ -173,10 +179,10 @@ async fn open_session(
     family_id: Uuid,
 ) -> Result<TokenResponse, ApiError> {
     let (refresh_token, hash) = new_refresh_token();
-    let expires_at = OffsetDateTime::now_utc()
-        + Duration::seconds(state.settings.auth.refresh_token_ttl_secs as i64);
+    let expires_at =
+        OffsetDateTime::now_utc() + Duration::seconds(auth_state.refresh_token_ttl_secs as i64);
     repository::insert_refresh_token(tenant, conn, user_id, family_id, &hash, expires_at).await?;
-    let access = state
+    let access = auth_state
         .tokens
         .issue(user_id, tenant.id(), role, tier, family_id)
         .map_err(ApiError::internal)?;
@@ -191,27 +197,31 @@ async fn open_session(
 /// Rotates a refresh token. A spent token presented again revokes its whole
 /// family: either it was stolen, or its legitimate holder already rotated it
 /// and the presenter is someone else.
-pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<TokenResponse, ApiError> {
-    let hash = super::tokens::hash_secret(refresh_token);
-    let Some(row) = repository::find_refresh_token(&state.db, &hash).await? else {
-        state.metrics.auth_event("refresh", "failure");
+pub async fn refresh(
+    infra: &Infra,
+    auth_state: &AuthState,
+    refresh_token: &str,
+) -> Result<TokenResponse, ApiError> {
+    let hash = crate::auth::tokens::hash_secret(refresh_token);
+    let Some(row) = repository::find_refresh_token(&infra.db, &hash).await? else {
+        infra.metrics.auth_event("refresh", "failure");
         return Err(invalid_refresh_token());
     };
     let tenant = TenantCtx::new(row.tenant_id);
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let mut tx = db::begin_tenant_tx(&infra.db, tenant.id()).await?;
     if !repository::spend_refresh_token(&tenant, &mut tx, row.id).await? {
         let reused = row.revoked_at.is_none() && row.expires_at > OffsetDateTime::now_utc();
         if reused {
             repository::revoke_family(&tenant, &mut tx, row.family_id).await?;
             tx.commit().await?;
-            state.metrics.auth_event("refresh", "reuse_detected");
+            infra.metrics.auth_event("refresh", "reuse_detected");
             tracing::warn!(
                 user_id = %row.user_id,
                 family_id = %row.family_id,
                 "spent refresh token presented again; session revoked"
             );
         } else {
-            state.metrics.auth_event("refresh", "failure");
+            infra.metrics.auth_event("refresh", "failure");
         }
         return Err(invalid_refresh_token());
     }
@@ -225,7 +235,7 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<TokenRespo
         return Err(invalid_refresh_token());
     }
     let response = open_session(
-        state,
+        auth_state,
         &tenant,
         &mut tx,
         row.user_id,
@@ -235,7 +245,7 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<TokenRespo
     )
     .await?;
     tx.commit().await?;
-    state.metrics.auth_event("refresh", "success");
+    infra.metrics.auth_event("refresh", "success");
     Ok(response)
 }
 
@@ -243,7 +253,11 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<TokenRespo
 /// presented (deny-listed until it expires). With Redis down the deny-list
 /// entry is written to PostgreSQL only; checks fall back to it until Redis is
 /// refilled.
-pub async fn logout(state: &AppState, auth: &Auth<Viewer>) -> Result<(), ApiError> {
+pub async fn logout(
+    infra: &Infra,
+    auth_state: &AuthState,
+    auth: &Auth<Viewer>,
+) -> Result<(), ApiError> {
     let PrincipalKind::User {
         jti,
         session_id,
@@ -254,12 +268,15 @@ pub async fn logout(state: &AppState, auth: &Auth<Viewer>) -> Result<(), ApiErro
     };
     let tenant = auth.tenant();
     let expiry = OffsetDateTime::from_unix_timestamp(expires_at).map_err(ApiError::internal)?;
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    let mut tx = db::begin_tenant_tx(&infra.db, tenant.id()).await?;
     repository::revoke_family(&tenant, &mut tx, session_id).await?;
     repository::insert_revoked_access_token(&tenant, &mut tx, jti, auth.principal.user_id, expiry)
         .await?;
     tx.commit().await?;
-    state.revocations.revoke_access_token(jti, expires_at).await;
-    state.metrics.auth_event("logout", "success");
+    auth_state
+        .revocations
+        .revoke_access_token(jti, expires_at)
+        .await;
+    infra.metrics.auth_event("logout", "success");
     Ok(())
 }

@@ -1,4 +1,7 @@
-//! Handing tasks to RabbitMQ, for the API, the worker and beat.
+//! Handing Celery tasks to RabbitMQ, for the API, the worker and beat. The
+//! tasks themselves are declared by the domains that own them (`sync::tasks`,
+//! `webhooks::tasks`, `telegram::tasks`), which send them through
+//! [`TaskQueue::send`]; the worker registers and runs them.
 //!
 //! The connection is made on first use and again after any failure, each
 //! attempt bounded by `broker.connect_timeout_secs`, and a send by
@@ -13,15 +16,10 @@ use celery::Celery;
 use celery::task::Signature;
 use secrecy::ExposeSecret;
 use tokio::sync::Mutex;
-use tracing::Instrument;
-use uuid::Uuid;
 
-use super::tasks::{deliver_telegram, deliver_webhook, sync_all_tenants, sync_tenant_products};
-use crate::config::BreakerSettings;
-use crate::config::Settings;
+use crate::config::{BreakerSettings, Settings};
 use crate::resilience::breaker::CircuitBreaker;
 use crate::telemetry::metrics::Metrics;
-use crate::telemetry::traces;
 
 pub struct TaskQueue {
     settings: Arc<Settings>,
@@ -87,7 +85,7 @@ impl TaskQueue {
         let settings = self.settings.clone();
         self.breaker.watch_recovery(move || {
             let settings = settings.clone();
-            async move { crate::health::service::broker_reachable(&settings).await }
+            async move { reachable(&settings).await }
         });
     }
 
@@ -96,7 +94,18 @@ impl TaskQueue {
         *self.app.lock().await = Some(app);
     }
 
-    async fn send<T: celery::task::Task>(&self, signature: Signature<T>) -> anyhow::Result<()> {
+    /// The queue sync tasks go to.
+    pub fn sync_queue(&self) -> &str {
+        &self.settings.broker.sync_queue
+    }
+
+    /// The queue delivery tasks go to.
+    pub fn notifications_queue(&self) -> &str {
+        &self.settings.broker.notifications_queue
+    }
+
+    /// Hands one task to the broker, within `broker.send_timeout_ms`.
+    pub async fn send<T: celery::task::Task>(&self, signature: Signature<T>) -> anyhow::Result<()> {
         if !self.breaker.allow() {
             anyhow::bail!("the broker circuit breaker is open");
         }
@@ -128,42 +137,22 @@ impl TaskQueue {
         }
         result
     }
+}
 
-    pub async fn send_sync(
-        &self,
-        tenant_id: Uuid,
-        connection_id: Uuid,
-        job_id: Uuid,
-    ) -> anyhow::Result<()> {
-        let queue = &self.settings.broker.sync_queue;
-        // The task continues this trace (see `telemetry::traces`). TRACE, like
-        // every client span: log lines inside keep the request's span.
-        let span = tracing::trace_span!(
-            "queue.publish",
-            otel.name = "sync_tenant_products publish",
-            otel.kind = "producer",
-            messaging.destination.name = queue.as_str(),
-        );
-        let traceparent = traces::traceparent(&span);
-        let signature = sync_tenant_products::new(tenant_id, connection_id, job_id, traceparent)
-            .with_queue(queue);
-        self.send(signature).instrument(span).await
-    }
-
-    pub async fn send_delivery(&self, tenant_id: Uuid, delivery_id: Uuid) -> anyhow::Result<()> {
-        let queue = &self.settings.broker.notifications_queue;
-        self.send(deliver_webhook::new(tenant_id, delivery_id).with_queue(queue))
-            .await
-    }
-
-    pub async fn send_telegram(&self, tenant_id: Uuid, delivery_id: Uuid) -> anyhow::Result<()> {
-        let queue = &self.settings.broker.notifications_queue;
-        self.send(deliver_telegram::new(tenant_id, delivery_id).with_queue(queue))
-            .await
-    }
-
-    pub async fn send_sync_all(&self) -> anyhow::Result<()> {
-        let queue = &self.settings.broker.sync_queue;
-        self.send(sync_all_tenants::new().with_queue(queue)).await
-    }
+/// Whether the broker accepts TCP connections at its URL's host and port
+/// (an AMQP handshake per probe would cost the broker a connection each time).
+pub async fn reachable(settings: &Settings) -> bool {
+    let Ok(url) = url::Url::parse(settings.broker.url.expose_secret()) else {
+        return false;
+    };
+    let host = url.host_str().unwrap_or("127.0.0.1").to_owned();
+    let port = url
+        .port()
+        .unwrap_or(if url.scheme() == "amqps" { 5671 } else { 5672 });
+    tokio::time::timeout(
+        settings.health.check_timeout(),
+        tokio::net::TcpStream::connect((host, port)),
+    )
+    .await
+    .is_ok_and(|connected| connected.is_ok())
 }

@@ -7,14 +7,15 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::extractor::{Auth, Viewer};
 use super::service::{
     self, LoginRequest, RefreshRequest, RegisterRequest, RegisterResponse, TokenResponse,
 };
-use crate::app::AppState;
+use crate::auth::AuthState;
+use crate::auth::extractor::{Auth, Viewer};
 use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, garde_issues};
 use crate::http::validation::no_nul;
+use crate::infra::Infra;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(register)
@@ -37,10 +38,11 @@ pub fn configure(cfg: &mut ServiceConfig) {
 )]
 #[post("/auth/register")]
 async fn register(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
+    auth_state: web::Data<AuthState>,
     body: ValidatedJson<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let created = service::register(&state, body.0).await?;
+    let created = service::register(&state, &auth_state, body.0).await?;
     Ok(HttpResponse::Created().json(created))
 }
 
@@ -57,11 +59,12 @@ async fn register(
 )]
 #[post("/auth/login")]
 async fn login(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
+    auth_state: web::Data<AuthState>,
     body: ValidatedJson<LoginRequest>,
 ) -> Result<web::Json<TokenResponse>, ApiError> {
     Ok(web::Json(
-        service::login(&state, &body.0.email, &body.0.password).await?,
+        service::login(&state, &auth_state, &body.0.email, &body.0.password).await?,
     ))
 }
 
@@ -102,13 +105,14 @@ pub struct TokenForm {
 )]
 #[post("/auth/token")]
 async fn token(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
+    auth_state: web::Data<AuthState>,
     form: web::Form<TokenForm>,
 ) -> Result<web::Json<TokenResponse>, ApiError> {
     form.validate()
         .map_err(|report| ApiError::Validation(garde_issues(&report)))?;
     Ok(web::Json(
-        service::login(&state, &form.username, &form.password).await?,
+        service::login(&state, &auth_state, &form.username, &form.password).await?,
     ))
 }
 
@@ -126,11 +130,12 @@ async fn token(
 )]
 #[post("/auth/refresh")]
 async fn refresh(
-    state: web::Data<AppState>,
+    state: web::Data<Infra>,
+    auth_state: web::Data<AuthState>,
     body: ValidatedJson<RefreshRequest>,
 ) -> Result<web::Json<TokenResponse>, ApiError> {
     Ok(web::Json(
-        service::refresh(&state, &body.0.refresh_token).await?,
+        service::refresh(&state, &auth_state, &body.0.refresh_token).await?,
     ))
 }
 
@@ -144,7 +149,11 @@ async fn refresh(
     )
 )]
 #[post("/auth/logout")]
-async fn logout(state: web::Data<AppState>, auth: Auth<Viewer>) -> Result<HttpResponse, ApiError> {
-    service::logout(&state, &auth).await?;
+async fn logout(
+    state: web::Data<Infra>,
+    auth_state: web::Data<AuthState>,
+    auth: Auth<Viewer>,
+) -> Result<HttpResponse, ApiError> {
+    service::logout(&state, &auth_state, &auth).await?;
     Ok(HttpResponse::NoContent().finish())
 }
