@@ -6,5 +6,7 @@
 
 pub mod delivery;
 pub mod model;
+pub mod repository;
 pub mod routes;
+pub mod service;
 pub mod tasks;

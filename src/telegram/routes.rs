@@ -1,21 +1,19 @@
 //! `/api/v1/telegram/chats` (admin role): register, list, read, change,
-//! remove chats, and read a chat's delivery log. The queries are here: the
-//! module is small and each is used once.
+//! remove chats, read a chat's delivery log, retry a delivery and send a
+//! test message.
 
 use actix_web::{HttpResponse, delete, get, patch, post, web};
-use secrecy::ExposeSecret;
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use super::model::{CreateChat, TelegramChat, UpdateChat};
+use super::service;
 use crate::auth::{Admin, Auth};
-use crate::db;
-use crate::db::observed;
 use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, ValidatedQuery};
 use crate::http::pagination::{Page, PageQuery};
 use crate::infra::Infra;
-use crate::webhooks::model::{Delivery, EventType};
+use crate::notifications::log::Delivery;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create)
@@ -23,17 +21,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(get_chat)
         .service(update)
         .service(remove)
-        .service(deliveries);
-}
-
-const COLUMNS: &str = "id, chat_id, events, description, enabled, disabled_reason, created_at";
-
-fn names(events: &[EventType]) -> Vec<&'static str> {
-    events.iter().map(|e| e.as_str()).collect()
-}
-
-fn not_found() -> ApiError {
-    ApiError::not_found("Telegram chat")
+        .service(deliveries)
+        .service(retry_delivery)
+        .service(send_test);
 }
 
 /// Register a chat for events. The bot token is encrypted and never returned.
@@ -53,25 +43,7 @@ async fn create(
     auth: Auth<Admin>,
     body: ValidatedJson<CreateChat>,
 ) -> Result<HttpResponse, ApiError> {
-    let request = body.0;
-    let encrypted = state
-        .secrets
-        .encrypt(request.bot_token.expose_secret().as_bytes());
-    let tenant = auth.tenant();
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
-    let chat: TelegramChat = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO telegram_chats (id, tenant_id, chat_id, bot_token_encrypted, events, description)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
-    )))
-    .bind(Uuid::now_v7())
-    .bind(tenant.id())
-    .bind(&request.chat_id)
-    .bind(&encrypted)
-    .bind(names(&request.events))
-    .bind(&request.description)
-    .fetch_one(observed("telegram.create", &mut *tx))
-    .await?;
-    tx.commit().await?;
+    let chat = service::create(&state, &auth, body.0).await?;
     Ok(HttpResponse::Created().json(chat))
 }
 
@@ -92,31 +64,7 @@ async fn list(
     query: ValidatedQuery<PageQuery>,
 ) -> Result<web::Json<Page<TelegramChat>>, ApiError> {
     let page = query.0.page_request()?;
-    let tenant = auth.tenant();
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
-    let rows: Vec<TelegramChat> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM telegram_chats
-         WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3"
-    )))
-    .bind(tenant.id())
-    .bind(page.after)
-    .bind(i64::from(page.limit) + 1)
-    .fetch_all(observed("telegram.list", &mut *tx))
-    .await?;
-    Ok(web::Json(Page::from_rows(rows, page.limit, |c| c.id)))
-}
-
-async fn find(state: &Infra, auth: &Auth<Admin>, id: Uuid) -> Result<TelegramChat, ApiError> {
-    let tenant = auth.tenant();
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
-    let chat: Option<TelegramChat> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM telegram_chats WHERE tenant_id = $1 AND id = $2"
-    )))
-    .bind(tenant.id())
-    .bind(id)
-    .fetch_optional(observed("telegram.find", &mut *tx))
-    .await?;
-    chat.ok_or_else(not_found)
+    Ok(web::Json(service::list(&state, &auth, page).await?))
 }
 
 /// One chat (without its bot token).
@@ -136,7 +84,7 @@ async fn get_chat(
     auth: Auth<Admin>,
     id: web::Path<Uuid>,
 ) -> Result<web::Json<TelegramChat>, ApiError> {
-    Ok(web::Json(find(&state, &auth, *id).await?))
+    Ok(web::Json(service::get(&state, &auth, *id).await?))
 }
 
 /// Change the events or description, or enable/disable the chat.
@@ -159,28 +107,9 @@ async fn update(
     id: web::Path<Uuid>,
     body: ValidatedJson<UpdateChat>,
 ) -> Result<web::Json<TelegramChat>, ApiError> {
-    let request = body.0;
-    let tenant = auth.tenant();
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
-    let chat: Option<TelegramChat> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE telegram_chats SET
-             events = COALESCE($3, events), description = COALESCE($4, description),
-             enabled = COALESCE($5, enabled),
-             disabled_reason = CASE WHEN $5 THEN NULL ELSE disabled_reason END,
-             failing_since = CASE WHEN $5 THEN NULL ELSE failing_since END,
-             updated_at = now()
-         WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}"
-    )))
-    .bind(tenant.id())
-    .bind(*id)
-    .bind(request.events.as_deref().map(names))
-    .bind(&request.description)
-    .bind(request.enabled)
-    .fetch_optional(observed("telegram.update", &mut *tx))
-    .await?;
-    let chat = chat.ok_or_else(not_found)?;
-    tx.commit().await?;
-    Ok(web::Json(chat))
+    Ok(web::Json(
+        service::update(&state, &auth, *id, body.0).await?,
+    ))
 }
 
 /// Remove the chat (its delivery log goes with it).
@@ -200,17 +129,7 @@ async fn remove(
     auth: Auth<Admin>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let tenant = auth.tenant();
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
-    let deleted = sqlx::query("DELETE FROM telegram_chats WHERE tenant_id = $1 AND id = $2")
-        .bind(tenant.id())
-        .bind(*id)
-        .execute(observed("telegram.remove", &mut *tx))
-        .await?;
-    if deleted.rows_affected() == 0 {
-        return Err(not_found());
-    }
-    tx.commit().await?;
+    service::delete(&state, &auth, *id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -233,21 +152,51 @@ async fn deliveries(
     query: ValidatedQuery<PageQuery>,
 ) -> Result<web::Json<Page<Delivery>>, ApiError> {
     let page = query.0.page_request()?;
-    find(&state, &auth, *id).await?;
-    let tenant = auth.tenant();
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
-    let rows: Vec<Delivery> = sqlx::query_as(
-        "SELECT id, event_id, event_type, status, attempts, status_code, error,
-                delivered_at, next_attempt_at, created_at
-         FROM telegram_deliveries
-         WHERE tenant_id = $1 AND chat_id = $2 AND ($3::uuid IS NULL OR id < $3)
-         ORDER BY id DESC LIMIT $4",
+    Ok(web::Json(
+        service::deliveries(&state, &auth, *id, page).await?,
+    ))
+}
+
+/// Send a message again now (whatever its state).
+#[utoipa::path(
+    tag = "telegram",
+    security(("bearer" = [])),
+    params(
+        ("id" = Uuid, Path, description = "Chat registration id"),
+        ("delivery_id" = Uuid, Path, description = "Delivery id"),
+    ),
+    responses(
+        (status = 202, description = "Queued for sending", body = Delivery),
+        (status = 404, description = "No such delivery of this chat in your tenant", body = ErrorBody),
+        (status = 422, description = "Invalid id", body = ValidationErrorBody),
     )
-    .bind(tenant.id())
-    .bind(*id)
-    .bind(page.after)
-    .bind(i64::from(page.limit) + 1)
-    .fetch_all(observed("telegram.deliveries", &mut *tx))
-    .await?;
-    Ok(web::Json(Page::from_rows(rows, page.limit, |d| d.id)))
+)]
+#[post("/telegram/chats/{id}/deliveries/{delivery_id}/retry")]
+async fn retry_delivery(
+    state: web::Data<Infra>,
+    auth: Auth<Admin>,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, delivery_id) = path.into_inner();
+    Ok(HttpResponse::Accepted().json(service::retry(&state, &auth, id, delivery_id).await?))
+}
+
+/// Send a `telegram.test` message to the chat.
+#[utoipa::path(
+    tag = "telegram",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Chat registration id")),
+    responses(
+        (status = 202, description = "Queued for sending; follow it in the delivery log", body = Delivery),
+        (status = 404, description = "No such chat in your tenant", body = ErrorBody),
+        (status = 422, description = "Invalid id", body = ValidationErrorBody),
+    )
+)]
+#[post("/telegram/chats/{id}/test")]
+async fn send_test(
+    state: web::Data<Infra>,
+    auth: Auth<Admin>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Accepted().json(service::send_test(&state, &auth, *id).await?))
 }

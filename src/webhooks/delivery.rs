@@ -1,27 +1,22 @@
-//! Delivering events to webhook subscriptions.
+//! Delivering events to webhook subscriptions: the webhook [`Channel`] of
+//! [`crate::notifications`], which holds the claim, retry and disabling
+//! rules both channels share.
 //!
 //! - **Dispatch** (beat, through [`crate::notifications`]): each new outbox
 //!   event becomes one delivery row per enabled subscription to its type
 //!   ([`enqueue_for_event`]), in the transaction that marks it published.
-//! - **Attempt** (`deliver_webhook` task, or beat for due retries): the
-//!   delivery is claimed (its `next_attempt_at` pushed past the attempt's
-//!   timeout, so a duplicate task finds nothing to do and a dead worker's
-//!   claim expires), the URL checked again against SSRF, the request signed
-//!   (Standard Webhooks) and sent without following redirects. 2xx is
-//!   success; anything else is retried after the next delay of
-//!   `webhooks.retry_schedule_secs`, kept in `next_attempt_at` (beat picks it
-//!   up: no long broker ETAs), until the schedule is exhausted.
-//! - A subscription whose deliveries have failed, without a success, for
-//!   `webhooks.disable_after_secs` is disabled, with the reason.
-//!
-//! Every step takes the current time as an argument, so tests drive the
-//! schedule with a clock of their own.
+//! - **Send** ([`Webhooks`]): the URL checked again against SSRF, the body
+//!   signed (Standard Webhooks: `webhook-id` is the delivery's id, the same
+//!   on every retry) and posted without following redirects, within
+//!   `webhooks.timeout_ms`. 2xx is success.
 
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use futures_util::future::BoxFuture;
 use hmac::{Hmac, KeyInit, Mac};
+use prometheus::IntCounterVec;
 use serde_json::{Value, json};
 use sha2::Sha256;
 use sqlx::PgConnection;
@@ -30,9 +25,12 @@ use uuid::Uuid;
 
 use super::target;
 use crate::auth::TenantCtx;
-use crate::db;
-use crate::db::observed;
+use crate::broker::TaskQueue;
+use crate::db::{self, observed};
 use crate::infra::Infra;
+pub use crate::notifications::Attempt;
+use crate::notifications::{self, Channel, Claimed, Sent, delivery::Tables};
+use crate::telemetry::metrics::Metrics;
 use crate::telemetry::outbound;
 
 /// Signs a message the Standard Webhooks way: `v1,` + base64 of the
@@ -83,128 +81,139 @@ pub async fn enqueue_for_event(
     .await
 }
 
-/// What one attempt did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Attempt {
-    /// Nothing to do: not due, already claimed, finished, or gone.
-    Skipped,
-    Delivered {
-        status_code: u16,
-    },
-    /// Failed; retried at `next_attempt_at`, or `None` when the schedule is exhausted.
-    Failed {
-        error: String,
-        next_attempt_at: Option<OffsetDateTime>,
-    },
+/// The webhook channel: signed HTTP posts to the subscription's URL.
+pub struct Webhooks;
+
+static TABLES: Tables = Tables {
+    deliveries: "webhook_deliveries",
+    targets: "webhook_subscriptions",
+    target_column: "subscription_id",
+    target_noun: "subscription",
+    claim_kind: "webhooks.claim_delivery",
+    record_kind: "webhooks.record_attempt",
+    lock_kind: "webhooks.lock_subscription",
+    track_kind: "webhooks.track_failures",
+    log_kind: "webhooks.deliveries",
+    retry_kind: "webhooks.retry_delivery",
+    test_kind: "webhooks.insert_test_delivery",
+    take_due_function: "webhook_take_due_deliveries",
+    take_due_kind: "webhooks.take_due_deliveries",
+};
+
+impl Channel for Webhooks {
+    fn tables(&self) -> &'static Tables {
+        &TABLES
+    }
+
+    fn enqueue_for_event<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        tenant_id: Uuid,
+        event_id: Uuid,
+        event_type: &'a str,
+        payload: &'a Value,
+    ) -> BoxFuture<'a, Result<Vec<Uuid>, sqlx::Error>> {
+        Box::pin(enqueue_for_event(
+            conn, tenant_id, event_id, event_type, payload,
+        ))
+    }
+
+    fn hand_over<'a>(
+        &'a self,
+        queue: &'a TaskQueue,
+        tenant_id: Uuid,
+        delivery_id: Uuid,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(super::tasks::send_delivery(queue, tenant_id, delivery_id))
+    }
+
+    fn send<'a>(
+        &'a self,
+        ctx: &'a Infra,
+        tenant: TenantCtx,
+        delivery_id: Uuid,
+        claimed: &'a Claimed,
+        now: OffsetDateTime,
+        timeout: Duration,
+    ) -> BoxFuture<'a, anyhow::Result<Sent>> {
+        Box::pin(async move {
+            let mut tx = db::begin_tenant_tx(&ctx.db, tenant.id()).await?;
+            let target: (String, String) = sqlx::query_as(
+                "SELECT url, secret_encrypted FROM webhook_subscriptions
+                 WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant.id())
+            .bind(claimed.target_id)
+            .fetch_one(observed("webhooks.delivery_target", &mut *tx))
+            .await?;
+            tx.commit().await?;
+            let body = json!({
+                "type": claimed.event_type,
+                "timestamp": now.format(&time::format_description::well_known::Rfc3339)?,
+                "data": claimed.payload,
+            })
+            .to_string();
+            let sent = post(ctx, &target, delivery_id, &body, now, timeout).await;
+            Ok(match sent {
+                Ok(code) => Sent {
+                    status_code: Some(code),
+                    result: if (200..300).contains(&code) {
+                        Ok(())
+                    } else {
+                        Err(format!("the receiver answered {code}"))
+                    },
+                    retry_after_secs: None,
+                },
+                Err(error) => Sent::failed(error),
+            })
+        })
+    }
+
+    fn deliveries_counter<'m>(&self, metrics: &'m Metrics) -> &'m IntCounterVec {
+        &metrics.webhook_deliveries
+    }
+
+    fn disabled_reason(&self, since: OffsetDateTime) -> String {
+        format!(
+            "Deliveries have failed without a success since {}; fix the receiver, then enable the subscription again",
+            since
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        )
+    }
+
+    fn on_disabled(&self, metrics: &Metrics, subscription_id: Uuid) {
+        metrics.webhook_subscriptions_disabled.inc();
+        tracing::warn!(%subscription_id, "webhook subscription disabled after failing too long");
+    }
 }
 
-#[derive(sqlx::FromRow)]
-struct Claimed {
-    subscription_id: Uuid,
-    event_type: String,
-    payload: Value,
-    attempts: i32,
-    url: String,
-    secret_encrypted: String,
-    enabled: bool,
-}
-
-/// One delivery attempt at `now`.
+/// One attempt at `now` of a webhook delivery.
 pub async fn attempt(
     ctx: &Infra,
     tenant_id: Uuid,
     delivery_id: Uuid,
     now: OffsetDateTime,
 ) -> anyhow::Result<Attempt> {
-    let settings = &ctx.settings.webhooks;
-    let tenant = TenantCtx::for_system_task(tenant_id);
-    let timeout = Duration::from_millis(settings.timeout_ms);
-    // The claim lasts the attempt's timeout and a margin.
-    let lease = now + timeout + Duration::from_secs(30);
-    let claimed: Option<Claimed> = {
-        let mut tx = db::begin_tenant_tx(&ctx.db, tenant.id()).await?;
-        let claimed = sqlx::query_as(
-            "UPDATE webhook_deliveries d SET next_attempt_at = $4, updated_at = $3
-             FROM webhook_subscriptions s
-             WHERE d.tenant_id = $1 AND d.id = $2 AND d.status = 'pending'
-               AND d.next_attempt_at <= $3 AND s.id = d.subscription_id
-             RETURNING d.subscription_id, d.event_type, d.payload, d.attempts,
-                       s.url, s.secret_encrypted, s.enabled",
-        )
-        .bind(tenant.id())
-        .bind(delivery_id)
-        .bind(now)
-        .bind(lease)
-        .fetch_optional(observed("webhooks.claim_delivery", &mut *tx))
-        .await?;
-        tx.commit().await?;
-        claimed
-    };
-    let Some(claimed) = claimed else {
-        return Ok(Attempt::Skipped);
-    };
-    if !claimed.enabled {
-        let outcome = Attempt::Failed {
-            error: "the subscription is disabled".into(),
-            next_attempt_at: None,
-        };
-        record(ctx, tenant, delivery_id, &claimed, now, None, &outcome).await?;
-        return Ok(outcome);
-    }
-
-    let body = json!({
-        "type": claimed.event_type,
-        "timestamp": now.format(&time::format_description::well_known::Rfc3339)?,
-        "data": claimed.payload,
-    })
-    .to_string();
-    let (status_code, result) = match send(ctx, &claimed, delivery_id, &body, now, timeout).await {
-        Ok(code) if (200..300).contains(&code) => (Some(code), Ok(code)),
-        Ok(code) => (Some(code), Err(format!("the receiver answered {code}"))),
-        Err(error) => (None, Err(error)),
-    };
-    let outcome = match result {
-        Ok(code) => Attempt::Delivered { status_code: code },
-        Err(error) => {
-            let delay = settings
-                .retry_schedule_secs
-                .get(claimed.attempts as usize)
-                .copied();
-            Attempt::Failed {
-                error,
-                next_attempt_at: delay.map(|secs| now + Duration::from_secs(secs)),
-            }
-        }
-    };
-    record(
-        ctx,
-        tenant,
-        delivery_id,
-        &claimed,
-        now,
-        status_code,
-        &outcome,
-    )
-    .await?;
-    Ok(outcome)
+    notifications::attempt(ctx, &Webhooks, tenant_id, delivery_id, now).await
 }
 
 /// Signs and posts the body. Errors name what happened, never the URL
 /// (its path or query may hold a secret).
-async fn send(
+async fn post(
     ctx: &Infra,
-    claimed: &Claimed,
+    (url, secret_encrypted): &(String, String),
     delivery_id: Uuid,
     body: &str,
     now: OffsetDateTime,
     timeout: Duration,
 ) -> Result<u16, String> {
-    let url = target::check(&claimed.url, &ctx.settings.webhooks)
+    let url = target::check(url, &ctx.settings.webhooks)
         .await
         .map_err(|err| format!("the URL is refused: {err}"))?;
     let secret = ctx
         .secrets
-        .decrypt(&claimed.secret_encrypted)
+        .decrypt(secret_encrypted)
         .ok()
         .and_then(|plain| String::from_utf8(plain).ok())
         .ok_or("the signing secret cannot be read; rotate it")?;
@@ -237,122 +246,4 @@ async fn send(
         Err(err) if err.is_connect() => Err("the receiver could not be reached".into()),
         Err(_) => Err("the request failed".into()),
     }
-}
-
-/// Writes the attempt's outcome and the subscription's failure state.
-async fn record(
-    ctx: &Infra,
-    tenant: TenantCtx,
-    delivery_id: Uuid,
-    claimed: &Claimed,
-    now: OffsetDateTime,
-    status_code: Option<u16>,
-    outcome: &Attempt,
-) -> anyhow::Result<()> {
-    let mut tx = db::begin_tenant_tx(&ctx.db, tenant.id()).await?;
-    let (status, error, next, delivered) = match outcome {
-        Attempt::Delivered { .. } => ("succeeded", None, None, Some(now)),
-        Attempt::Failed {
-            error,
-            next_attempt_at: Some(next),
-        } => ("pending", Some(error.as_str()), Some(*next), None),
-        Attempt::Failed { error, .. } => ("failed", Some(error.as_str()), None, None),
-        Attempt::Skipped => return Ok(()),
-    };
-    // The attempt is over, so its hand-over stamp goes: the next one is due at
-    // `next_attempt_at`. (The stamp only guards a hand-over whose message was
-    // lost; kept, it held every retry back until it was a minute old.)
-    sqlx::query(
-        "UPDATE webhook_deliveries SET status = $3, attempts = attempts + 1, status_code = $4,
-             error = $5, next_attempt_at = $6, delivered_at = $7, updated_at = $8,
-             handed_over_at = NULL
-         WHERE tenant_id = $1 AND id = $2",
-    )
-    .bind(tenant.id())
-    .bind(delivery_id)
-    .bind(status)
-    .bind(status_code.map(i32::from))
-    .bind(error)
-    .bind(next)
-    .bind(delivered)
-    .bind(now)
-    .execute(observed("webhooks.record_attempt", &mut *tx))
-    .await?;
-    let outcome_label = match outcome {
-        Attempt::Delivered { .. } => "delivered",
-        Attempt::Failed {
-            next_attempt_at: Some(_),
-            ..
-        } => "retried",
-        _ => "failed",
-    };
-    ctx.metrics
-        .webhook_deliveries
-        .with_label_values(&[claimed.event_type.as_str(), outcome_label])
-        .inc();
-    track_failures(
-        &mut tx,
-        ctx,
-        tenant,
-        claimed.subscription_id,
-        now,
-        matches!(outcome, Attempt::Delivered { .. }),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-async fn track_failures(
-    conn: &mut PgConnection,
-    ctx: &Infra,
-    tenant: TenantCtx,
-    subscription_id: Uuid,
-    now: OffsetDateTime,
-    succeeded: bool,
-) -> anyhow::Result<()> {
-    if succeeded {
-        sqlx::query("UPDATE webhook_subscriptions SET failing_since = NULL WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant.id())
-            .bind(subscription_id)
-            .execute(observed("webhooks.clear_failing", conn))
-            .await?;
-        return Ok(());
-    }
-    let (enabled, failing_since): (bool, Option<OffsetDateTime>) = sqlx::query_as(
-        "SELECT enabled, failing_since FROM webhook_subscriptions
-         WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
-    )
-    .bind(tenant.id())
-    .bind(subscription_id)
-    .fetch_one(observed("webhooks.lock_subscription", &mut *conn))
-    .await?;
-    let since = failing_since.unwrap_or(now);
-    let limit = Duration::from_secs(ctx.settings.webhooks.disable_after_secs);
-    let disable = enabled && now - since >= limit;
-    let reason = disable.then(|| {
-        format!(
-            "Deliveries have failed without a success since {}; fix the receiver, then enable the subscription again",
-            since
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default()
-        )
-    });
-    sqlx::query(
-        "UPDATE webhook_subscriptions SET failing_since = $3,
-             enabled = enabled AND NOT $4, disabled_reason = COALESCE($5, disabled_reason)
-         WHERE tenant_id = $1 AND id = $2",
-    )
-    .bind(tenant.id())
-    .bind(subscription_id)
-    .bind(since)
-    .bind(disable)
-    .bind(reason)
-    .execute(observed("webhooks.track_failures", &mut *conn))
-    .await?;
-    if disable {
-        ctx.metrics.webhook_subscriptions_disabled.inc();
-        tracing::warn!(%subscription_id, "webhook subscription disabled after failing too long");
-    }
-    Ok(())
 }

@@ -108,25 +108,3 @@ pub struct UpdateSubscription {
     #[garde(skip)]
     pub enabled: Option<bool>,
 }
-
-/// One event sent (or being sent) to one subscription.
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
-pub struct Delivery {
-    pub id: Uuid,
-    pub event_id: Uuid,
-    /// `sync.completed`, `sync.failed`, `stock.low`, or `webhook.test`.
-    pub event_type: String,
-    /// `pending` (sending or waiting for a retry), `succeeded` or `failed`.
-    pub status: String,
-    pub attempts: i32,
-    /// The receiver's last HTTP status, if it answered.
-    pub status_code: Option<i32>,
-    /// What went wrong last (never the URL or a secret).
-    pub error: Option<String>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub delivered_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub next_attempt_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-}

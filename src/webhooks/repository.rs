@@ -4,7 +4,7 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::model::{Delivery, EventType, Subscription};
+use super::model::{EventType, Subscription};
 use crate::auth::TenantCtx;
 use crate::db::observed;
 
@@ -161,71 +161,4 @@ pub async fn delete(
         .execute(observed("webhooks.delete", conn))
         .await?;
     Ok(deleted.rows_affected() == 1)
-}
-
-const DELIVERY_COLUMNS: &str = "id, event_id, event_type, status, attempts, status_code, error, \
-     delivered_at, next_attempt_at, created_at";
-
-/// A subscription's deliveries, newest first.
-pub async fn deliveries(
-    tenant: &TenantCtx,
-    conn: &mut PgConnection,
-    subscription_id: Uuid,
-    before: Option<Uuid>,
-    limit: u32,
-) -> Result<Vec<Delivery>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
-         WHERE tenant_id = $1 AND subscription_id = $2 AND ($3::uuid IS NULL OR id < $3)
-         ORDER BY id DESC LIMIT $4"
-    )))
-    .bind(tenant.id())
-    .bind(subscription_id)
-    .bind(before)
-    .bind(i64::from(limit) + 1)
-    .fetch_all(observed("webhooks.deliveries", conn))
-    .await
-}
-
-/// Makes a delivery due now again (a manual retry).
-pub async fn retry_delivery(
-    tenant: &TenantCtx,
-    conn: &mut PgConnection,
-    subscription_id: Uuid,
-    delivery_id: Uuid,
-) -> Result<Option<Delivery>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now(),
-             handed_over_at = NULL, updated_at = now()
-         WHERE tenant_id = $1 AND subscription_id = $2 AND id = $3
-         RETURNING {DELIVERY_COLUMNS}"
-    )))
-    .bind(tenant.id())
-    .bind(subscription_id)
-    .bind(delivery_id)
-    .fetch_optional(observed("webhooks.retry_delivery", conn))
-    .await
-}
-
-/// A `webhook.test` delivery to one subscription, due now.
-pub async fn insert_test_delivery(
-    tenant: &TenantCtx,
-    conn: &mut PgConnection,
-    subscription_id: Uuid,
-) -> Result<Delivery, sqlx::Error> {
-    let event_id = Uuid::now_v7();
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO webhook_deliveries
-             (id, tenant_id, subscription_id, event_id, event_type, payload, next_attempt_at)
-         VALUES ($1, $2, $3, $4, 'webhook.test',
-                 jsonb_build_object('subscription_id', $3, 'message', 'A test event from Stock Tracker'),
-                 now())
-         RETURNING {DELIVERY_COLUMNS}"
-    )))
-    .bind(Uuid::now_v7())
-    .bind(tenant.id())
-    .bind(subscription_id)
-    .bind(event_id)
-    .fetch_one(observed("webhooks.insert_test_delivery", conn))
-    .await
 }

@@ -4,15 +4,14 @@ use actix_web::{HttpResponse, delete, get, patch, post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-use super::model::{
-    CreateSubscription, Delivery, Subscription, SubscriptionWithSecret, UpdateSubscription,
-};
+use super::model::{CreateSubscription, Subscription, SubscriptionWithSecret, UpdateSubscription};
 use super::service;
 use crate::auth::{Admin, Auth};
 use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, ValidatedQuery};
 use crate::http::pagination::{Page, PageQuery};
 use crate::infra::Infra;
+use crate::notifications::log::Delivery;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create)

@@ -5,9 +5,8 @@ use base64::engine::general_purpose::STANDARD;
 use rand::RngCore;
 use uuid::Uuid;
 
-use super::model::{
-    CreateSubscription, Delivery, Subscription, SubscriptionWithSecret, UpdateSubscription,
-};
+use super::delivery::Webhooks;
+use super::model::{CreateSubscription, Subscription, SubscriptionWithSecret, UpdateSubscription};
 use super::repository;
 use super::target;
 use crate::auth::{Admin, Auth};
@@ -15,6 +14,9 @@ use crate::db;
 use crate::http::error::ApiError;
 use crate::http::pagination::{Page, PageRequest};
 use crate::infra::Infra;
+use crate::notifications::Channel;
+use crate::notifications::log::{self, Delivery};
+use serde_json::json;
 
 /// Random bytes in a signing secret (the Standard Webhooks minimum is 24).
 const SECRET_BYTES: usize = 32;
@@ -149,7 +151,15 @@ pub async fn deliveries(
     repository::find(&tenant, &mut tx, id)
         .await?
         .ok_or_else(not_found)?;
-    let rows = repository::deliveries(&tenant, &mut tx, id, page.after, page.limit).await?;
+    let rows = log::deliveries(
+        Webhooks.tables(),
+        &tenant,
+        &mut tx,
+        id,
+        page.after,
+        page.limit,
+    )
+    .await?;
     Ok(Page::from_rows(rows, page.limit, |d| d.id))
 }
 
@@ -168,7 +178,7 @@ pub async fn retry(
 ) -> Result<Delivery, ApiError> {
     let tenant = auth.tenant();
     let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
-    let delivery = repository::retry_delivery(&tenant, &mut tx, id, delivery_id)
+    let delivery = log::retry_delivery(Webhooks.tables(), &tenant, &mut tx, id, delivery_id)
         .await?
         .ok_or_else(|| ApiError::not_found("Delivery"))?;
     tx.commit().await?;
@@ -182,7 +192,16 @@ pub async fn send_test(state: &Infra, auth: &Auth<Admin>, id: Uuid) -> Result<De
     repository::find(&tenant, &mut tx, id)
         .await?
         .ok_or_else(not_found)?;
-    let delivery = repository::insert_test_delivery(&tenant, &mut tx, id).await?;
+    let payload = json!({"subscription_id": id, "message": "A test event from Stock Tracker"});
+    let delivery = log::insert_test_delivery(
+        Webhooks.tables(),
+        &tenant,
+        &mut tx,
+        id,
+        "webhook.test",
+        &payload,
+    )
+    .await?;
     tx.commit().await?;
     hand_over(state, tenant.id(), &delivery).await;
     Ok(delivery)

@@ -188,7 +188,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     Ok(resent) => tracing::info!(jobs = resent, "handed stale queued jobs to the broker again"),
                     Err(err) => tracing::warn!(error = %format!("{err:#}"), "sweeping queued jobs failed"),
                 },
-                _ = dispatch.tick() => if let Err(err) = notifications::dispatch_and_hand_over(&infra).await {
+                _ = dispatch.tick() => if let Err(err) = notifications::dispatch_and_hand_over(&infra, super::CHANNELS).await {
                     tracing::warn!(error = %format!("{err:#}"), "dispatching webhook deliveries failed");
                 },
                 _ = purge.tick() => match purge_expired(db, &settings).await {

@@ -8,3 +8,11 @@
 pub mod beat;
 pub mod queue_stats;
 pub mod runner;
+
+use crate::notifications::Channel;
+
+/// The notification channels, in the order an event's deliveries are made.
+pub static CHANNELS: &[&dyn Channel] = &[
+    &crate::webhooks::delivery::Webhooks,
+    &crate::telegram::delivery::Telegram,
+];

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use stock_tracker::config::Settings;
 use stock_tracker::notifications;
 use stock_tracker::webhooks::delivery::{self, Attempt};
+use stock_tracker::worker::CHANNELS;
 use stock_tracker::worker::runner;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -181,14 +182,17 @@ async fn deliveries_are_signed_in_the_standard_webhooks_scheme() {
     )
     .await;
 
-    let dispatched = notifications::dispatch(&ctx, 100).await.unwrap();
+    let dispatched = notifications::dispatch(&ctx, CHANNELS, 100).await.unwrap();
     assert_eq!(
         dispatched.len(),
         1,
         "only the subscription to sync.completed"
     );
     assert!(
-        notifications::dispatch(&ctx, 100).await.unwrap().is_empty(),
+        notifications::dispatch(&ctx, CHANNELS, 100)
+            .await
+            .unwrap()
+            .is_empty(),
         "dispatched once"
     );
     let (tenant, delivery_id) = dispatched[0];
@@ -252,7 +256,7 @@ async fn failures_follow_the_retry_schedule_then_fail_and_the_subscription_is_di
     let subscription = subscribe(&app, &owner, &receiver.url(), json!(["stock.low"])).await;
     let ctx = runner::context(&app.state.settings).await.unwrap();
     emit(&app, owner.tenant_id, "stock.low", json!({"sku": "A"})).await;
-    let (tenant, id) = notifications::dispatch(&ctx, 100).await.unwrap()[0];
+    let (tenant, id) = notifications::dispatch(&ctx, CHANNELS, 100).await.unwrap()[0];
     let start = OffsetDateTime::now_utc();
     let at = |secs: u64| start + Duration::from_secs(secs);
 
@@ -297,7 +301,7 @@ async fn failures_follow_the_retry_schedule_then_fail_and_the_subscription_is_di
 
     // Still failing 600 s after the first failure: the subscription is disabled.
     emit(&app, owner.tenant_id, "stock.low", json!({"sku": "B"})).await;
-    let (_, id) = notifications::dispatch(&ctx, 100).await.unwrap()[0];
+    let (_, id) = notifications::dispatch(&ctx, CHANNELS, 100).await.unwrap()[0];
     delivery::attempt(&ctx, tenant, id, at(700)).await.unwrap();
     let path = format!("/api/v1/webhooks/{}", subscription["id"].as_str().unwrap());
     let shown: Value = app
@@ -316,7 +320,12 @@ async fn failures_follow_the_retry_schedule_then_fail_and_the_subscription_is_di
     );
     // New events no longer become deliveries for it.
     emit(&app, owner.tenant_id, "stock.low", json!({"sku": "C"})).await;
-    assert!(notifications::dispatch(&ctx, 100).await.unwrap().is_empty());
+    assert!(
+        notifications::dispatch(&ctx, CHANNELS, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -327,7 +336,7 @@ async fn redirects_are_not_followed_and_private_targets_are_refused_at_delivery_
     subscribe(&app, &owner, &redirecting.url(), json!(["sync.failed"])).await;
     let ctx = runner::context(&app.state.settings).await.unwrap();
     emit(&app, owner.tenant_id, "sync.failed", json!({})).await;
-    let (tenant, id) = notifications::dispatch(&ctx, 100).await.unwrap()[0];
+    let (tenant, id) = notifications::dispatch(&ctx, CHANNELS, 100).await.unwrap()[0];
     let outcome = delivery::attempt(&ctx, tenant, id, OffsetDateTime::now_utc())
         .await
         .unwrap();
@@ -343,7 +352,9 @@ async fn redirects_are_not_followed_and_private_targets_are_refused_at_delivery_
     strict.webhooks.allow_private_networks = false;
     let strict_ctx = runner::context(&strict).await.unwrap();
     emit(&app, owner.tenant_id, "sync.failed", json!({})).await;
-    let (tenant, id) = notifications::dispatch(&strict_ctx, 100).await.unwrap()[0];
+    let (tenant, id) = notifications::dispatch(&strict_ctx, CHANNELS, 100)
+        .await
+        .unwrap()[0];
     match delivery::attempt(&strict_ctx, tenant, id, OffsetDateTime::now_utc())
         .await
         .unwrap()
@@ -552,7 +563,7 @@ async fn the_delivery_log_shows_each_attempt_and_a_delivery_can_be_retried_or_te
     let hooks = format!("/api/v1/webhooks/{}", subscription["id"].as_str().unwrap());
     let ctx = runner::context(&app.state.settings).await.unwrap();
     emit(&app, owner.tenant_id, "stock.low", json!({"sku": "X"})).await;
-    let (tenant, id) = notifications::dispatch(&ctx, 100).await.unwrap()[0];
+    let (tenant, id) = notifications::dispatch(&ctx, CHANNELS, 100).await.unwrap()[0];
     let now = OffsetDateTime::now_utc();
     delivery::attempt(&ctx, tenant, id, now).await.unwrap();
 

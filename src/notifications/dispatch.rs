@@ -1,0 +1,81 @@
+//! Dispatch, run by beat: turns each new outbox event into deliveries on
+//! every channel, in one transaction with marking the event published
+//! ([`dispatch`]), then hands every due delivery to the workers
+//! ([`dispatch_and_hand_over`]). The channels are the caller's list.
+
+use uuid::Uuid;
+
+use super::Channel;
+use crate::db::{self, observed};
+use crate::infra::Infra;
+
+/// How many events, and due deliveries per channel, one round takes.
+const ROUND: i32 = 500;
+
+/// Turns up to `limit` new outbox events into deliveries on every channel.
+/// Returns the new deliveries, as (tenant, delivery) pairs, channel by channel.
+pub async fn dispatch(
+    ctx: &Infra,
+    channels: &[&dyn Channel],
+    limit: i32,
+) -> anyhow::Result<Vec<(Uuid, Uuid)>> {
+    let events: Vec<(Uuid, Uuid)> =
+        sqlx::query_as("SELECT tenant_id, event_id FROM webhook_undispatched_events($1)")
+            .bind(limit)
+            .fetch_all(observed(
+                "webhooks.undispatched_events",
+                &mut *ctx.db.acquire().await?,
+            ))
+            .await?;
+    let mut created = Vec::new();
+    for (tenant_id, event_id) in events {
+        let mut tx = db::begin_tenant_tx(&ctx.db, tenant_id).await?;
+        let event: Option<(String, serde_json::Value)> = sqlx::query_as(
+            "UPDATE outbox_events SET published_at = now()
+             WHERE tenant_id = $1 AND id = $2 AND published_at IS NULL
+             RETURNING event_type, payload",
+        )
+        .bind(tenant_id)
+        .bind(event_id)
+        .fetch_optional(observed("webhooks.publish_event", &mut *tx))
+        .await?;
+        let Some((event_type, payload)) = event else {
+            continue;
+        };
+        for channel in channels {
+            let inserted = channel
+                .enqueue_for_event(&mut tx, tenant_id, event_id, &event_type, &payload)
+                .await?;
+            created.extend(inserted.into_iter().map(|id| (tenant_id, id)));
+        }
+        tx.commit().await?;
+    }
+    Ok(created)
+}
+
+/// Turns new outbox events into deliveries, then hands every due delivery
+/// (new ones, and retries whose time has come) to the workers. A delivery
+/// handed over less than a minute ago and not attempted since is left alone:
+/// its message may still be on its way.
+pub async fn dispatch_and_hand_over(ctx: &Infra, channels: &[&dyn Channel]) -> anyhow::Result<()> {
+    dispatch(ctx, channels, ROUND).await?;
+    for channel in channels {
+        let tables = channel.tables();
+        let due: Vec<(Uuid, Uuid)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT tenant_id, delivery_id FROM {}($1, interval '60 seconds')",
+            tables.take_due_function
+        )))
+        .bind(ROUND)
+        .fetch_all(observed(
+            tables.take_due_kind,
+            &mut *ctx.db.acquire().await?,
+        ))
+        .await?;
+        for (tenant_id, delivery_id) in due {
+            channel
+                .hand_over(&ctx.queue, tenant_id, delivery_id)
+                .await?;
+        }
+    }
+    Ok(())
+}
