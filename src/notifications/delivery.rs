@@ -21,7 +21,6 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use prometheus::IntCounterVec;
 use serde_json::Value;
-use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -58,6 +57,13 @@ pub struct Tables {
     pub target_column: &'static str,
     /// What a target is called in messages: `subscription`, `chat`.
     pub target_noun: &'static str,
+    /// ... and in a 404: `Webhook subscription`, `Telegram chat`.
+    pub target_title: &'static str,
+    /// The event type of a test delivery: `webhook.test`, `telegram.test`.
+    pub test_event: &'static str,
+    pub find_kind: &'static str,
+    pub match_kind: &'static str,
+    pub insert_kind: &'static str,
     pub claim_kind: &'static str,
     pub record_kind: &'static str,
     pub lock_kind: &'static str,
@@ -105,18 +111,6 @@ impl Sent {
 /// counters.
 pub trait Channel: Send + Sync {
     fn tables(&self) -> &'static Tables;
-
-    /// Inserts the deliveries an outbox event makes on this channel (one per
-    /// enabled target registered for `event_type`), inside the dispatching
-    /// transaction. Returns the new deliveries' ids.
-    fn enqueue_for_event<'a>(
-        &'a self,
-        conn: &'a mut PgConnection,
-        tenant_id: Uuid,
-        event_id: Uuid,
-        event_type: &'a str,
-        payload: &'a Value,
-    ) -> BoxFuture<'a, Result<Vec<Uuid>, sqlx::Error>>;
 
     /// Hands a due delivery to the workers (the channel's task).
     fn hand_over<'a>(

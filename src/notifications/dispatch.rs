@@ -3,9 +3,12 @@
 //! ([`dispatch`]), then hands every due delivery to the workers
 //! ([`dispatch_and_hand_over`]). The channels are the caller's list.
 
+use serde_json::Value;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::Channel;
+use super::delivery::Tables;
 use crate::db::{self, observed};
 use crate::infra::Infra;
 
@@ -43,14 +46,62 @@ pub async fn dispatch(
             continue;
         };
         for channel in channels {
-            let inserted = channel
-                .enqueue_for_event(&mut tx, tenant_id, event_id, &event_type, &payload)
-                .await?;
+            let inserted = enqueue_for_event(
+                channel.tables(),
+                &mut tx,
+                tenant_id,
+                event_id,
+                &event_type,
+                &payload,
+            )
+            .await?;
             created.extend(inserted.into_iter().map(|id| (tenant_id, id)));
         }
         tx.commit().await?;
     }
     Ok(created)
+}
+
+/// Inserts one delivery per enabled target of the tenant registered for
+/// `event_type` (inside the dispatching transaction). Returns the new ids.
+async fn enqueue_for_event(
+    tables: &Tables,
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    event_id: Uuid,
+    event_type: &str,
+    payload: &Value,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let targets: Vec<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM {} WHERE tenant_id = $1 AND enabled AND $2 = ANY (events) ORDER BY id",
+        tables.targets
+    )))
+    .bind(tenant_id)
+    .bind(event_type)
+    .fetch_all(observed(tables.match_kind, &mut *conn))
+    .await?;
+    if targets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = targets.iter().map(|_| Uuid::now_v7()).collect();
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {deliveries}
+             (id, tenant_id, {target}, event_id, event_type, payload, next_attempt_at)
+         SELECT d.id, $1, d.target, $4, $5, $6, now()
+         FROM unnest($2::uuid[], $3::uuid[]) AS d(id, target)
+         ON CONFLICT ON CONSTRAINT {deliveries}_event_key DO NOTHING
+         RETURNING id",
+        deliveries = tables.deliveries,
+        target = tables.target_column,
+    )))
+    .bind(tenant_id)
+    .bind(&ids)
+    .bind(&targets)
+    .bind(event_id)
+    .bind(event_type)
+    .bind(payload)
+    .fetch_all(observed(tables.insert_kind, conn))
+    .await
 }
 
 /// Turns new outbox events into deliveries, then hands every due delivery

@@ -10,7 +10,6 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use prometheus::IntCounterVec;
 use serde_json::{Value, json};
-use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -54,43 +53,6 @@ pub fn message(event_type: &str, data: &Value) -> String {
     }
 }
 
-/// Inserts a delivery for every enabled chat registered for `event_type`,
-/// in the dispatcher's transaction.
-pub async fn enqueue_for_event(
-    conn: &mut PgConnection,
-    tenant_id: Uuid,
-    event_id: Uuid,
-    event_type: &str,
-    payload: &Value,
-) -> Result<Vec<Uuid>, sqlx::Error> {
-    let chats: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM telegram_chats WHERE tenant_id = $1 AND enabled AND $2 = ANY (events) ORDER BY id",
-    )
-    .bind(tenant_id)
-    .bind(event_type)
-    .fetch_all(observed("telegram.matching_chats", &mut *conn))
-    .await?;
-    if chats.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids: Vec<Uuid> = chats.iter().map(|_| Uuid::now_v7()).collect();
-    sqlx::query_scalar(
-        "INSERT INTO telegram_deliveries (id, tenant_id, chat_id, event_id, event_type, payload, next_attempt_at)
-         SELECT d.id, $1, d.chat_id, $4, $5, $6, now()
-         FROM unnest($2::uuid[], $3::uuid[]) AS d(id, chat_id)
-         ON CONFLICT ON CONSTRAINT telegram_deliveries_event_key DO NOTHING
-         RETURNING id",
-    )
-    .bind(tenant_id)
-    .bind(&ids)
-    .bind(&chats)
-    .bind(event_id)
-    .bind(event_type)
-    .bind(payload)
-    .fetch_all(observed("telegram.insert_deliveries", conn))
-    .await
-}
-
 /// The Telegram channel: messages through the Bot API's `sendMessage`,
 /// honouring Telegram's `retry_after`.
 pub struct Telegram;
@@ -100,6 +62,11 @@ static TABLES: Tables = Tables {
     targets: "telegram_chats",
     target_column: "chat_id",
     target_noun: "chat",
+    target_title: "Telegram chat",
+    test_event: "telegram.test",
+    find_kind: "telegram.target_exists",
+    match_kind: "telegram.matching_chats",
+    insert_kind: "telegram.insert_deliveries",
     claim_kind: "telegram.claim_delivery",
     record_kind: "telegram.record_attempt",
     lock_kind: "telegram.lock_chat",
@@ -114,19 +81,6 @@ static TABLES: Tables = Tables {
 impl Channel for Telegram {
     fn tables(&self) -> &'static Tables {
         &TABLES
-    }
-
-    fn enqueue_for_event<'a>(
-        &'a self,
-        conn: &'a mut PgConnection,
-        tenant_id: Uuid,
-        event_id: Uuid,
-        event_type: &'a str,
-        payload: &'a Value,
-    ) -> BoxFuture<'a, Result<Vec<Uuid>, sqlx::Error>> {
-        Box::pin(enqueue_for_event(
-            conn, tenant_id, event_id, event_type, payload,
-        ))
     }
 
     fn hand_over<'a>(

@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, delete, get, patch, post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
+use super::delivery::Telegram;
 use super::model::{CreateChat, TelegramChat, UpdateChat};
 use super::service;
 use crate::auth::{Admin, Auth};
@@ -13,7 +14,7 @@ use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, ValidatedQuery};
 use crate::http::pagination::{Page, PageQuery};
 use crate::infra::Infra;
-use crate::notifications::log::Delivery;
+use crate::notifications::log::{self, Delivery};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create)
@@ -153,7 +154,7 @@ async fn deliveries(
 ) -> Result<web::Json<Page<Delivery>>, ApiError> {
     let page = query.0.page_request()?;
     Ok(web::Json(
-        service::deliveries(&state, &auth, *id, page).await?,
+        log::page(&state, &Telegram, &auth, *id, page).await?,
     ))
 }
 
@@ -178,7 +179,7 @@ async fn retry_delivery(
     path: web::Path<(Uuid, Uuid)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, delivery_id) = path.into_inner();
-    Ok(HttpResponse::Accepted().json(service::retry(&state, &auth, id, delivery_id).await?))
+    Ok(HttpResponse::Accepted().json(log::retry(&state, &Telegram, &auth, id, delivery_id).await?))
 }
 
 /// Send a `telegram.test` message to the chat.
@@ -198,5 +199,6 @@ async fn send_test(
     auth: Auth<Admin>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Accepted().json(service::send_test(&state, &auth, *id).await?))
+    Ok(HttpResponse::Accepted()
+        .json(log::send_test(&state, &Telegram, &auth, *id, &service::test_payload(*id)).await?))
 }

@@ -1,11 +1,10 @@
-//! Telegram chats: registration (the bot token encrypted), changes, the
-//! delivery log, manual retries and test messages.
+//! Telegram chats: registration (the bot token encrypted) and changes. The
+//! delivery log, manual retries and test messages are `notifications::log`.
 
 use secrecy::ExposeSecret;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::delivery::Telegram;
 use super::model::{CreateChat, TelegramChat, UpdateChat};
 use super::repository;
 use crate::auth::{Admin, Auth};
@@ -13,8 +12,6 @@ use crate::db;
 use crate::http::error::ApiError;
 use crate::http::pagination::{Page, PageRequest};
 use crate::infra::Infra;
-use crate::notifications::Channel;
-use crate::notifications::log::{self, Delivery};
 
 fn not_found() -> ApiError {
     ApiError::not_found("Telegram chat")
@@ -87,71 +84,7 @@ pub async fn delete(state: &Infra, auth: &Auth<Admin>, id: Uuid) -> Result<(), A
     Ok(())
 }
 
-pub async fn deliveries(
-    state: &Infra,
-    auth: &Auth<Admin>,
-    id: Uuid,
-    page: PageRequest,
-) -> Result<Page<Delivery>, ApiError> {
-    let tenant = auth.tenant();
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
-    repository::find(&tenant, &mut tx, id)
-        .await?
-        .ok_or_else(not_found)?;
-    let rows = log::deliveries(
-        Telegram.tables(),
-        &tenant,
-        &mut tx,
-        id,
-        page.after,
-        page.limit,
-    )
-    .await?;
-    Ok(Page::from_rows(rows, page.limit, |d| d.id))
-}
-
-/// Hands a due message to the workers; if the broker is down, beat will.
-async fn hand_over(state: &Infra, tenant_id: Uuid, delivery: &Delivery) {
-    if let Err(err) = super::tasks::send_telegram(&state.queue, tenant_id, delivery.id).await {
-        tracing::warn!(error = %format!("{err:#}"), delivery_id = %delivery.id, "broker unavailable; beat will hand the message over");
-    }
-}
-
-/// Makes a delivery due now again, whatever its state, and hands it over.
-pub async fn retry(
-    state: &Infra,
-    auth: &Auth<Admin>,
-    id: Uuid,
-    delivery_id: Uuid,
-) -> Result<Delivery, ApiError> {
-    let tenant = auth.tenant();
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
-    let delivery = log::retry_delivery(Telegram.tables(), &tenant, &mut tx, id, delivery_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("Delivery"))?;
-    tx.commit().await?;
-    hand_over(state, tenant.id(), &delivery).await;
-    Ok(delivery)
-}
-
-/// Sends a `telegram.test` message to the chat, through the usual delivery.
-pub async fn send_test(state: &Infra, auth: &Auth<Admin>, id: Uuid) -> Result<Delivery, ApiError> {
-    let tenant = auth.tenant();
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
-    repository::find(&tenant, &mut tx, id)
-        .await?
-        .ok_or_else(not_found)?;
-    let payload = json!({"chat": id, "message": "A test message from Stock Tracker"});
-    let delivery = log::insert_test_delivery(
-        Telegram.tables(),
-        &tenant,
-        &mut tx,
-        id,
-        "telegram.test",
-        &payload,
-    )
-    .await?;
-    tx.commit().await?;
-    hand_over(state, tenant.id(), &delivery).await;
-    Ok(delivery)
+/// The payload of the channel's test event to target `id`.
+pub fn test_payload(id: Uuid) -> serde_json::Value {
+    json!({"chat": id, "message": "A test message from Stock Tracker"})
 }

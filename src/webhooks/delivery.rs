@@ -3,8 +3,8 @@
 //! rules both channels share.
 //!
 //! - **Dispatch** (beat, through [`crate::notifications`]): each new outbox
-//!   event becomes one delivery row per enabled subscription to its type
-//!   ([`enqueue_for_event`]), in the transaction that marks it published.
+//!   event becomes one delivery row per enabled subscription to its type,
+//!   in the transaction that marks it published.
 //! - **Send** ([`Webhooks`]): the URL checked again against SSRF, the body
 //!   signed (Standard Webhooks: `webhook-id` is the delivery's id, the same
 //!   on every retry) and posted without following redirects, within
@@ -17,9 +17,8 @@ use base64::engine::general_purpose::STANDARD;
 use futures_util::future::BoxFuture;
 use hmac::{Hmac, KeyInit, Mac};
 use prometheus::IntCounterVec;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::Sha256;
-use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -45,42 +44,6 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &str) -> Option<String
     ))
 }
 
-/// Inserts one delivery per enabled subscription of the tenant to
-/// `event_type` (inside the dispatching transaction). Returns the new ids.
-pub async fn enqueue_for_event(
-    conn: &mut PgConnection,
-    tenant_id: Uuid,
-    event_id: Uuid,
-    event_type: &str,
-    payload: &Value,
-) -> Result<Vec<Uuid>, sqlx::Error> {
-    let subscriptions: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM webhook_subscriptions
-         WHERE tenant_id = $1 AND enabled AND $2 = ANY (events) ORDER BY id",
-    )
-    .bind(tenant_id)
-    .bind(event_type)
-    .fetch_all(observed("webhooks.matching_subscriptions", &mut *conn))
-    .await?;
-    let ids: Vec<Uuid> = subscriptions.iter().map(|_| Uuid::now_v7()).collect();
-    sqlx::query_scalar(
-        "INSERT INTO webhook_deliveries
-             (id, tenant_id, subscription_id, event_id, event_type, payload, next_attempt_at)
-         SELECT d.id, $1, d.subscription_id, $4, $5, $6, now()
-         FROM unnest($2::uuid[], $3::uuid[]) AS d(id, subscription_id)
-         ON CONFLICT ON CONSTRAINT webhook_deliveries_event_key DO NOTHING
-         RETURNING id",
-    )
-    .bind(tenant_id)
-    .bind(&ids)
-    .bind(&subscriptions)
-    .bind(event_id)
-    .bind(event_type)
-    .bind(payload)
-    .fetch_all(observed("webhooks.insert_deliveries", conn))
-    .await
-}
-
 /// The webhook channel: signed HTTP posts to the subscription's URL.
 pub struct Webhooks;
 
@@ -89,6 +52,11 @@ static TABLES: Tables = Tables {
     targets: "webhook_subscriptions",
     target_column: "subscription_id",
     target_noun: "subscription",
+    target_title: "Webhook subscription",
+    test_event: "webhook.test",
+    find_kind: "webhooks.target_exists",
+    match_kind: "webhooks.matching_subscriptions",
+    insert_kind: "webhooks.insert_deliveries",
     claim_kind: "webhooks.claim_delivery",
     record_kind: "webhooks.record_attempt",
     lock_kind: "webhooks.lock_subscription",
@@ -103,19 +71,6 @@ static TABLES: Tables = Tables {
 impl Channel for Webhooks {
     fn tables(&self) -> &'static Tables {
         &TABLES
-    }
-
-    fn enqueue_for_event<'a>(
-        &'a self,
-        conn: &'a mut PgConnection,
-        tenant_id: Uuid,
-        event_id: Uuid,
-        event_type: &'a str,
-        payload: &'a Value,
-    ) -> BoxFuture<'a, Result<Vec<Uuid>, sqlx::Error>> {
-        Box::pin(enqueue_for_event(
-            conn, tenant_id, event_id, event_type, payload,
-        ))
     }
 
     fn hand_over<'a>(

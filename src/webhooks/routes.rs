@@ -4,6 +4,7 @@ use actix_web::{HttpResponse, delete, get, patch, post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
+use super::delivery::Webhooks;
 use super::model::{CreateSubscription, Subscription, SubscriptionWithSecret, UpdateSubscription};
 use super::service;
 use crate::auth::{Admin, Auth};
@@ -11,7 +12,7 @@ use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, ValidatedQuery};
 use crate::http::pagination::{Page, PageQuery};
 use crate::infra::Infra;
-use crate::notifications::log::Delivery;
+use crate::notifications::log::{self, Delivery};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create)
@@ -173,7 +174,7 @@ async fn deliveries(
 ) -> Result<web::Json<Page<Delivery>>, ApiError> {
     let page = query.0.page_request()?;
     Ok(web::Json(
-        service::deliveries(&state, &auth, *id, page).await?,
+        log::page(&state, &Webhooks, &auth, *id, page).await?,
     ))
 }
 
@@ -198,7 +199,7 @@ async fn retry_delivery(
     path: web::Path<(Uuid, Uuid)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, delivery_id) = path.into_inner();
-    Ok(HttpResponse::Accepted().json(service::retry(&state, &auth, id, delivery_id).await?))
+    Ok(HttpResponse::Accepted().json(log::retry(&state, &Webhooks, &auth, id, delivery_id).await?))
 }
 
 /// Send a `webhook.test` event to the subscription's URL.
@@ -218,5 +219,6 @@ async fn send_test(
     auth: Auth<Admin>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Accepted().json(service::send_test(&state, &auth, *id).await?))
+    Ok(HttpResponse::Accepted()
+        .json(log::send_test(&state, &Webhooks, &auth, *id, &service::test_payload(*id)).await?))
 }

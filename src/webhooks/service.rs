@@ -5,7 +5,6 @@ use base64::engine::general_purpose::STANDARD;
 use rand::RngCore;
 use uuid::Uuid;
 
-use super::delivery::Webhooks;
 use super::model::{CreateSubscription, Subscription, SubscriptionWithSecret, UpdateSubscription};
 use super::repository;
 use super::target;
@@ -14,8 +13,6 @@ use crate::db;
 use crate::http::error::ApiError;
 use crate::http::pagination::{Page, PageRequest};
 use crate::infra::Infra;
-use crate::notifications::Channel;
-use crate::notifications::log::{self, Delivery};
 use serde_json::json;
 
 /// Random bytes in a signing secret (the Standard Webhooks minimum is 24).
@@ -140,71 +137,9 @@ pub async fn delete(state: &Infra, auth: &Auth<Admin>, id: Uuid) -> Result<(), A
     Ok(())
 }
 
-pub async fn deliveries(
-    state: &Infra,
-    auth: &Auth<Admin>,
-    id: Uuid,
-    page: PageRequest,
-) -> Result<Page<Delivery>, ApiError> {
-    let tenant = auth.tenant();
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
-    repository::find(&tenant, &mut tx, id)
-        .await?
-        .ok_or_else(not_found)?;
-    let rows = log::deliveries(
-        Webhooks.tables(),
-        &tenant,
-        &mut tx,
-        id,
-        page.after,
-        page.limit,
-    )
-    .await?;
-    Ok(Page::from_rows(rows, page.limit, |d| d.id))
-}
-
-/// Hands a due delivery to the workers; if the broker is down, beat will.
-async fn hand_over(state: &Infra, tenant_id: Uuid, delivery: &Delivery) {
-    if let Err(err) = super::tasks::send_delivery(&state.queue, tenant_id, delivery.id).await {
-        tracing::warn!(error = %format!("{err:#}"), delivery_id = %delivery.id, "broker unavailable; beat will hand the delivery over");
-    }
-}
-
-pub async fn retry(
-    state: &Infra,
-    auth: &Auth<Admin>,
-    id: Uuid,
-    delivery_id: Uuid,
-) -> Result<Delivery, ApiError> {
-    let tenant = auth.tenant();
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
-    let delivery = log::retry_delivery(Webhooks.tables(), &tenant, &mut tx, id, delivery_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("Delivery"))?;
-    tx.commit().await?;
-    hand_over(state, tenant.id(), &delivery).await;
-    Ok(delivery)
-}
-
-pub async fn send_test(state: &Infra, auth: &Auth<Admin>, id: Uuid) -> Result<Delivery, ApiError> {
-    let tenant = auth.tenant();
-    let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
-    repository::find(&tenant, &mut tx, id)
-        .await?
-        .ok_or_else(not_found)?;
-    let payload = json!({"subscription_id": id, "message": "A test event from Stock Tracker"});
-    let delivery = log::insert_test_delivery(
-        Webhooks.tables(),
-        &tenant,
-        &mut tx,
-        id,
-        "webhook.test",
-        &payload,
-    )
-    .await?;
-    tx.commit().await?;
-    hand_over(state, tenant.id(), &delivery).await;
-    Ok(delivery)
+/// The payload of the channel's test event to target `id`.
+pub fn test_payload(id: Uuid) -> serde_json::Value {
+    json!({"subscription_id": id, "message": "A test event from Stock Tracker"})
 }
 
 #[cfg(test)]
