@@ -11,12 +11,14 @@ run: services
 	cargo run --bin stock-tracker -- serve
 
 ## Every test: unit and integration tests against the local PostgreSQL, Redis
-## and RabbitMQ, then the relative links of README.md and docs/ (a second),
+## and RabbitMQ (then those of the benchmark's `bench-layers` build: the layer
+## switch and the list settings that name layers), then the relative links of README.md and docs/ (a second),
 ## then the monitoring stack against the real Prometheus and Alertmanager,
 ## then the Dockerfile, compose file and Kubernetes manifests with the real
 ## validators (both scripts install their tools when missing).
 test: services python-tools
 	cargo test --all-targets
+	cargo test --features bench-layers --lib --test api -- layer every_list_type
 	python3 scripts/check-doc-links.py
 	scripts/monitoring-check.sh
 	scripts/deploy-check.sh
@@ -27,6 +29,7 @@ lint:
 	python3 scripts/check-deps.py
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --features bench-layers -- -D warnings
 
 ## Fuzz the running API against its own OpenAPI document.
 schemathesis: services

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Load benchmark of the Stock Tracker API (issue 13). Python 3.11 stdlib only.
+"""Load benchmark of the Stock Tracker API. Python 3.11 stdlib only.
 
     python3 bench/run.py --binary target/release/stock-tracker [--smoke]
         [--duration SECS] [--concurrency 1,16,64,256] [--results-dir DIR] [--no-docs]
@@ -18,7 +18,7 @@ The flow:
     server's CPU time, resident memory and /metrics counters are read.
  5. Layer costs: the cached list with the full middleware stack, with none
     ("bare handlers") and with each layer off in turn, a server per config.
- 6. JSON and Markdown results under the results dir, compared with the issue's
+ 6. JSON and Markdown results under the results dir, compared with the
     targets; the bench block and history table of docs/performance.md are
     updated (not with --smoke or --no-docs, nor after a run with errors). The
     Markdown is printed to stdout; progress goes to stderr.
@@ -749,7 +749,7 @@ def render_markdown(report: dict) -> str:
     lines.append("")
     for layer, reason in layers["not_measured"].items():
         lines.append(f"`{layer}`: {reason}.")
-    lines += ["", "**Targets** (issue 13)", "",
+    lines += ["", "**Targets**", "",
               "| target | goal | measured | result |", "|---|--:|--:|---|"]
     for t in report["targets"]:
         lines.append(f"| {t['target']} | {t['goal']} | {fmt(t['measured'])} | {t['result']} |")

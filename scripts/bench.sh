@@ -25,8 +25,8 @@ fi
 if [ "${1:-}" = "--smoke" ]; then
   # The harness is what a smoke run checks, not the figures: the debug build
   # `make test` already made is enough.
-  cargo build --bin stock-tracker
+  cargo build --features bench-layers --bin stock-tracker
   exec python3 bench/run.py --binary "$CARGO_TARGET_DIR/debug/stock-tracker" "$@"
 fi
-cargo build --release --bin stock-tracker
+cargo build --release --features bench-layers --bin stock-tracker
 exec python3 bench/run.py --binary "$CARGO_TARGET_DIR/release/stock-tracker" "$@"

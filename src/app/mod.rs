@@ -167,6 +167,7 @@ impl Application {
         let sentry_enabled = sentry::Hub::main().client().is_some();
         let trace_requests = settings.sentry.traces_sample_rate > 0.0;
         let stack = settings.server.clone();
+        #[cfg(feature = "bench-layers")]
         if !stack.disabled_layers.is_empty() {
             tracing::warn!(disabled = ?stack.disabled_layers, "middleware layers switched off");
         }
@@ -189,7 +190,8 @@ impl Application {
                 )
                 .default_service(web::to(fallback::not_found_or_method_not_allowed))
                 // The order is documented in this module's header; last is outermost.
-                // Each layer but authentication can be left out (`server.disabled_layers`).
+                // A `bench-layers` build can leave each layer but authentication
+                // out (`server.disabled_layers`); in any other, every one is on.
                 .wrap(Condition::new(
                     stack.layer_enabled(Layer::PanicGuard),
                     from_fn(panic_guard::panic_guard),

@@ -24,6 +24,7 @@ use super::extractor::{AuthRejection, Authentication, Principal, PrincipalKind, 
 use super::repository;
 use super::revocation::{ApiKeyGrant, RevocationError, RevocationStore};
 use super::tokens::{API_KEY_PREFIX, AccessClaims, hash_secret};
+#[cfg(feature = "bench-layers")]
 use crate::config::Layer;
 use crate::infra::Infra;
 use crate::telemetry::metrics::Metrics;
@@ -133,6 +134,7 @@ async fn resolve(infra: &Infra, auth: &AuthState, credentials: Credentials) -> A
         Credentials::Bearer(token) => match auth.tokens.verify(&token) {
             // Without the rate limiter (switched off for a benchmark) nothing
             // else would read the revocation state: read it here.
+            #[cfg(feature = "bench-layers")]
             Ok(claims) if !infra.settings.server.layer_enabled(Layer::RateLimit) => {
                 settle_bearer_alone(metrics, &auth.revocations, &claims).await
             }

@@ -204,13 +204,16 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     pub keep_alive_secs: u64,
     /// Middleware layers left out of the stack, for the benchmark's layer
-    /// costs. Production refuses any.
-    #[serde(deserialize_with = "list_or_comma_separated")]
+    /// costs: only in builds with the `bench-layers` feature (others refuse
+    /// the key as unknown). Production refuses any.
+    #[cfg(feature = "bench-layers")]
+    #[serde(default, deserialize_with = "list_or_comma_separated")]
     pub disabled_layers: Vec<Layer>,
 }
 
-/// The middleware layers that can be switched off (authentication cannot:
-/// handlers need its principal). Order and purpose: `startup`'s header.
+/// The middleware layers (authentication, which handlers need, is not one:
+/// it is always on). Order and purpose: the header of `crate::app`. Only
+/// `bench-layers` builds can switch them off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Layer {
@@ -226,8 +229,17 @@ pub enum Layer {
 }
 
 impl ServerSettings {
+    /// Whether `layer` is part of the stack: always, but in a `bench-layers`
+    /// build that was told to leave it out.
+    #[cfg(feature = "bench-layers")]
     pub fn layer_enabled(&self, layer: Layer) -> bool {
         !self.disabled_layers.contains(&layer)
+    }
+
+    /// Whether `layer` is part of the stack: always, in this build.
+    #[cfg(not(feature = "bench-layers"))]
+    pub fn layer_enabled(&self, _layer: Layer) -> bool {
+        true
     }
 }
 
@@ -385,6 +397,7 @@ impl Settings {
         if self.server.max_body_bytes == 0 {
             return invalid("server.max_body_bytes", "must be greater than 0");
         }
+        #[cfg(feature = "bench-layers")]
         if self.is_production() && !self.server.disabled_layers.is_empty() {
             return invalid(
                 "server.disabled_layers",
@@ -962,6 +975,7 @@ mod tests {
         ] {
             figment::Jail::expect_with(|jail| {
                 jail.set_env("STOCK_TRACKER__WEBHOOKS__RETRY_SCHEDULE_SECS", &schedule);
+                #[cfg(feature = "bench-layers")]
                 jail.set_env("STOCK_TRACKER__SERVER__DISABLED_LAYERS", &layers);
                 jail.set_env("STOCK_TRACKER__SECRETS__FERNET_KEYS", &keys);
                 jail.set_env("STOCK_TRACKER__CORS__ALLOWED_ORIGINS", &origins);
@@ -971,11 +985,13 @@ mod tests {
                 );
                 let s = Settings::load(None).map_err(|err| err.to_string())?;
                 assert_eq!(s.webhooks.retry_schedule_secs, vec![1, 1, 30], "{schedule}");
+                #[cfg(feature = "bench-layers")]
                 assert_eq!(
                     s.server.disabled_layers,
                     vec![Layer::Metrics, Layer::RateLimit],
                     "{layers}"
                 );
+                let _ = &layers;
                 let keys: Vec<&str> = s
                     .secrets
                     .fernet_keys
@@ -1022,6 +1038,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "bench-layers")]
     fn layers_are_switched_off_by_name_and_never_in_production() {
         let mut s: Settings = Figment::from(Toml::string(DEFAULT_CONFIG))
             .merge(("server.disabled_layers", "metrics, rate_limit"))
@@ -1045,5 +1062,20 @@ mod tests {
             .map_err(describe_figment_error)
             .unwrap_err();
         assert!(err.contains("unknown variant `authentication`"), "{err}");
+    }
+
+    #[test]
+    #[cfg(not(feature = "bench-layers"))]
+    fn builds_without_the_benchmark_feature_have_no_layer_switch() {
+        let err = Figment::from(Toml::string(DEFAULT_CONFIG))
+            .merge(("server.disabled_layers", "metrics"))
+            .extract::<Settings>()
+            .map_err(describe_figment_error)
+            .unwrap_err();
+        assert!(
+            err.contains("`server.disabled_layers`") && err.contains("unknown field"),
+            "{err}"
+        );
+        assert!(defaults().server.layer_enabled(Layer::RateLimit));
     }
 }

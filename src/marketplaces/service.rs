@@ -3,7 +3,7 @@
 use anyhow::Context;
 use uuid::Uuid;
 
-use super::model::{Connection, CreateConnection, Credentials};
+use super::model::{Connection, CreateConnection, Credentials, MarketplaceKind};
 use super::repository;
 use crate::auth::{Admin, Auth, Viewer};
 use crate::config::Settings;
@@ -18,6 +18,16 @@ pub async fn create(
     auth: &Auth<Admin>,
     input: CreateConnection,
 ) -> Result<Connection, ApiError> {
+    // The simulator is for trying the product; a production deployment syncs
+    // real marketplaces only (a demo connection there would feed invented
+    // stock to the tenant's systems).
+    if input.kind == MarketplaceKind::Demo && state.settings.is_production() {
+        return Err(ApiError::invalid_field(
+            "kind",
+            "The demo marketplace is for trying the product and is not available in production; connect a real marketplace",
+            "value_error",
+        ));
+    }
     // The demo marketplace takes no credentials: nothing is stored for it.
     let plaintext = match input.credentials()? {
         Credentials::Demo(_) => None,

@@ -355,3 +355,60 @@ async fn null_credentials_are_refused_but_demo_may_omit_them() {
         .await;
     assert_eq!(omitted.status(), 201);
 }
+
+#[tokio::test]
+async fn production_refuses_a_demo_connection_and_development_keeps_it() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.environment = stock_tracker::config::Environment::Production;
+    })
+    .await;
+    let owner = app.register("mk-prod@example.com").await;
+    let demo = app
+        .post_json(
+            "/api/v1/marketplaces",
+            Some(&owner.bearer()),
+            &json!({"kind": "demo", "name": "Demo"}),
+        )
+        .await;
+    assert_eq!(demo.status(), 422);
+    let error: Value = demo.json().await.unwrap();
+    assert_eq!(error["detail"][0]["loc"], json!(["body", "kind"]));
+    assert!(
+        error["detail"][0]["msg"]
+            .as_str()
+            .unwrap()
+            .contains("not available in production"),
+        "{error}"
+    );
+    let real = app
+        .post_json(
+            "/api/v1/marketplaces",
+            Some(&owner.bearer()),
+            &json!({"kind": "wildberries", "name": "WB", "credentials": {"api_token": TOKEN}}),
+        )
+        .await;
+    assert_eq!(real.status(), 201);
+    let list: Value = app
+        .get_as("/api/v1/marketplaces", &owner.bearer())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        1,
+        "nothing partial"
+    );
+
+    // Development keeps the simulator for trying the product.
+    let dev = crate::helpers::spawn_app().await;
+    let owner = dev.register("mk-dev@example.com").await;
+    let demo = dev
+        .post_json(
+            "/api/v1/marketplaces",
+            Some(&owner.bearer()),
+            &json!({"kind": "demo", "name": "Demo"}),
+        )
+        .await;
+    assert_eq!(demo.status(), 201);
+}

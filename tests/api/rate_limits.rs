@@ -835,6 +835,7 @@ async fn the_openapi_document_describes_429_where_limits_apply() {
 /// counted, yet a bearer token's revocation state is still read: a signed-out
 /// token is refused.
 #[tokio::test]
+#[cfg(feature = "bench-layers")]
 async fn without_the_rate_limit_layer_revoked_tokens_are_still_refused() {
     let app = spawn_app_with(|s| {
         s.server.disabled_layers = vec![stock_tracker::config::Layer::RateLimit];
