@@ -57,6 +57,7 @@ pub struct Settings {
     pub wildberries: WildberriesSettings,
     pub webhooks: WebhookSettings,
     pub telegram: TelegramSettings,
+    pub notifications: NotificationSettings,
     pub metrics: MetricsSettings,
     pub tracing: TracingSettings,
 }
@@ -110,12 +111,45 @@ pub struct WebhookSettings {
     pub allow_http: bool,
     /// Development only: accept hosts on private, loopback or link-local networks.
     pub allow_private_networks: bool,
+    // Keys that moved to `[notifications]`: read only to refuse them with
+    // the new key's name (see `Settings::validate`).
+    #[serde(default)]
+    pub(crate) timeout_ms: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    pub(crate) retry_schedule_secs: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    pub(crate) disable_after_secs: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    pub(crate) dispatch_interval_secs: Option<serde::de::IgnoredAny>,
+}
+
+impl WebhookSettings {
+    /// The keys set here that now live in `[notifications]`.
+    fn moved_keys(&self) -> impl Iterator<Item = &'static str> {
+        [
+            ("timeout_ms", self.timeout_ms.is_some()),
+            ("retry_schedule_secs", self.retry_schedule_secs.is_some()),
+            ("disable_after_secs", self.disable_after_secs.is_some()),
+            (
+                "dispatch_interval_secs",
+                self.dispatch_interval_secs.is_some(),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+    }
+}
+
+/// `[notifications]`: what the webhook and Telegram channels share.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationSettings {
     /// Each delivery attempt gives up after this long.
     pub timeout_ms: u64,
     /// Delay before each retry, in seconds; after the last, the delivery fails.
     #[serde(deserialize_with = "list_or_comma_separated")]
     pub retry_schedule_secs: Vec<u64>,
-    /// A subscription whose deliveries have failed for this long is disabled.
+    /// A subscription or chat whose deliveries have failed for this long is disabled.
     pub disable_after_secs: u64,
     /// How often beat turns new events into deliveries and re-sends due ones.
     pub dispatch_interval_secs: u64,
@@ -560,6 +594,14 @@ impl Settings {
                 "must be between 1 and 100, and wildberries.request_timeout_ms above 0",
             );
         }
+        if let Some(key) = self.webhooks.moved_keys().next() {
+            return Err(ConfigError::Invalid {
+                key: format!("webhooks.{key}"),
+                problem: format!(
+                    "has moved to `notifications.{key}` (shared by webhooks and Telegram); set that instead"
+                ),
+            });
+        }
         if self.is_production()
             && (self.webhooks.allow_http || self.webhooks.allow_private_networks)
         {
@@ -974,7 +1016,10 @@ mod tests {
             ),
         ] {
             figment::Jail::expect_with(|jail| {
-                jail.set_env("STOCK_TRACKER__WEBHOOKS__RETRY_SCHEDULE_SECS", &schedule);
+                jail.set_env(
+                    "STOCK_TRACKER__NOTIFICATIONS__RETRY_SCHEDULE_SECS",
+                    &schedule,
+                );
                 #[cfg(feature = "bench-layers")]
                 jail.set_env("STOCK_TRACKER__SERVER__DISABLED_LAYERS", &layers);
                 jail.set_env("STOCK_TRACKER__SECRETS__FERNET_KEYS", &keys);
@@ -984,7 +1029,11 @@ mod tests {
                     "10.0.0.0/8,::1",
                 );
                 let s = Settings::load(None).map_err(|err| err.to_string())?;
-                assert_eq!(s.webhooks.retry_schedule_secs, vec![1, 1, 30], "{schedule}");
+                assert_eq!(
+                    s.notifications.retry_schedule_secs,
+                    vec![1, 1, 30],
+                    "{schedule}"
+                );
                 #[cfg(feature = "bench-layers")]
                 assert_eq!(
                     s.server.disabled_layers,
@@ -1014,13 +1063,16 @@ mod tests {
     #[allow(clippy::result_large_err)]
     fn a_one_item_list_and_a_bad_item_from_the_environment() {
         figment::Jail::expect_with(|jail| {
-            jail.set_env("STOCK_TRACKER__WEBHOOKS__RETRY_SCHEDULE_SECS", "5");
+            jail.set_env("STOCK_TRACKER__NOTIFICATIONS__RETRY_SCHEDULE_SECS", "5");
             let s = Settings::load(None).map_err(|err| err.to_string())?;
-            assert_eq!(s.webhooks.retry_schedule_secs, vec![5]);
-            jail.set_env("STOCK_TRACKER__WEBHOOKS__RETRY_SCHEDULE_SECS", "5,soon");
+            assert_eq!(s.notifications.retry_schedule_secs, vec![5]);
+            jail.set_env(
+                "STOCK_TRACKER__NOTIFICATIONS__RETRY_SCHEDULE_SECS",
+                "5,soon",
+            );
             let err = Settings::load(None).unwrap_err().to_string();
             assert!(
-                err.contains("`webhooks.retry_schedule_secs`") && err.contains("`soon`"),
+                err.contains("`notifications.retry_schedule_secs`") && err.contains("`soon`"),
                 "{err}"
             );
             Ok(())
@@ -1077,5 +1129,21 @@ mod tests {
             "{err}"
         );
         assert!(defaults().server.layer_enabled(Layer::RateLimit));
+    }
+
+    #[test]
+    // `Jail` closures return figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn keys_moved_to_notifications_are_refused_with_the_new_name() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("STOCK_TRACKER__WEBHOOKS__RETRY_SCHEDULE_SECS", "1,2");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(
+                err.contains("`webhooks.retry_schedule_secs`")
+                    && err.contains("`notifications.retry_schedule_secs`"),
+                "{err}"
+            );
+            Ok(())
+        });
     }
 }

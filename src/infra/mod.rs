@@ -75,7 +75,7 @@ impl Infra {
         );
         let secrets = SecretBox::new(&settings.secrets.fernet_keys)?;
         let notifier = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(settings.webhooks.timeout_ms))
+            .connect_timeout(Duration::from_millis(settings.notifications.timeout_ms))
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the notification HTTP client")?;

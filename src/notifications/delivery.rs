@@ -6,12 +6,12 @@
 //! 2. **Send** it through its [`Channel`] (a disabled target is not sent to:
 //!    the delivery fails at once).
 //! 3. **Record** the outcome: success, or a retry after the next delay of
-//!    `webhooks.retry_schedule_secs` (or longer, if the receiver asked for
+//!    `notifications.retry_schedule_secs` (or longer, if the receiver asked for
 //!    longer), kept in `next_attempt_at` for beat — no long broker ETAs —
 //!    until the schedule is exhausted. The hand-over stamp goes with it: the
 //!    next hand-over is due at `next_attempt_at`.
 //! 4. **Track** the target's failures: one that has failed without a success
-//!    for `webhooks.disable_after_secs` is disabled, with the reason.
+//!    for `notifications.disable_after_secs` is disabled, with the reason.
 //!
 //! Every step takes the current time as an argument, so tests drive the
 //! schedule with a clock of their own.
@@ -151,7 +151,7 @@ pub async fn attempt(
     now: OffsetDateTime,
 ) -> anyhow::Result<Attempt> {
     let tables = channel.tables();
-    let settings = &ctx.settings.webhooks;
+    let settings = &ctx.settings.notifications;
     let tenant = TenantCtx::for_system_task(tenant_id);
     let timeout = Duration::from_millis(settings.timeout_ms);
     // The claim lasts the attempt's timeout and a margin.
@@ -273,7 +273,7 @@ async fn record(
         .await?;
     let succeeded = matches!(outcome, Attempt::Delivered { .. });
     let since = (!succeeded).then(|| failing_since.unwrap_or(now));
-    let limit = Duration::from_secs(ctx.settings.webhooks.disable_after_secs);
+    let limit = Duration::from_secs(ctx.settings.notifications.disable_after_secs);
     let disable = enabled && since.is_some_and(|since| now - since >= limit);
     let reason = since
         .filter(|_| disable)

@@ -5,7 +5,7 @@
 //!   channel, in one transaction with marking the event published; then every
 //!   due delivery is handed to the workers.
 //! - [`delivery`]: one attempt — claim, send through the channel, record the
-//!   outcome and the retry schedule (`webhooks.retry_schedule_secs`, shared by
+//!   outcome and the retry schedule (`notifications.retry_schedule_secs`, shared by
 //!   both channels), and disable a target that has failed for too long.
 //! - [`log`]: the delivery log, manual retries and test messages the API
 //!   offers for every channel.

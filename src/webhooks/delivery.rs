@@ -8,7 +8,7 @@
 //! - **Send** ([`Webhooks`]): the URL checked again against SSRF, the body
 //!   signed (Standard Webhooks: `webhook-id` is the delivery's id, the same
 //!   on every retry) and posted without following redirects, within
-//!   `webhooks.timeout_ms`. 2xx is success.
+//!   `notifications.timeout_ms`. 2xx is success.
 
 use std::time::Duration;
 

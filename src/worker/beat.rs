@@ -168,7 +168,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let mut sweep =
             tokio::time::interval(Duration::from_secs(settings.beat.sweep_interval_secs));
         let mut dispatch = tokio::time::interval(Duration::from_secs(
-            settings.webhooks.dispatch_interval_secs.max(1),
+            settings.notifications.dispatch_interval_secs.max(1),
         ));
         let mut purge = tokio::time::interval(Duration::from_secs(
             settings.beat.purge_interval_secs.max(1),

@@ -103,9 +103,9 @@ impl Receiver {
 fn local_receivers(settings: &mut Settings) {
     settings.webhooks.allow_http = true;
     settings.webhooks.allow_private_networks = true;
-    settings.webhooks.retry_schedule_secs = vec![5, 300];
-    settings.webhooks.disable_after_secs = 600;
-    settings.webhooks.timeout_ms = 2_000;
+    settings.notifications.retry_schedule_secs = vec![5, 300];
+    settings.notifications.disable_after_secs = 600;
+    settings.notifications.timeout_ms = 2_000;
 }
 
 async fn subscribe(app: &TestApp, owner: &Account, url: &str, events: Value) -> Value {
@@ -401,7 +401,7 @@ async fn a_finished_sync_reaches_the_receiver_through_beat_and_a_worker() {
             "true".to_owned(),
         ),
         (
-            "STOCK_TRACKER__WEBHOOKS__DISPATCH_INTERVAL_SECS",
+            "STOCK_TRACKER__NOTIFICATIONS__DISPATCH_INTERVAL_SECS",
             "1".to_owned(),
         ),
     ];
@@ -502,11 +502,11 @@ async fn a_failed_delivery_is_retried_on_its_schedule_through_beat_and_a_worker(
             "true".to_owned(),
         ),
         (
-            "STOCK_TRACKER__WEBHOOKS__DISPATCH_INTERVAL_SECS",
+            "STOCK_TRACKER__NOTIFICATIONS__DISPATCH_INTERVAL_SECS",
             "1".to_owned(),
         ),
         (
-            "STOCK_TRACKER__WEBHOOKS__RETRY_SCHEDULE_SECS",
+            "STOCK_TRACKER__NOTIFICATIONS__RETRY_SCHEDULE_SECS",
             "1,1,1".to_owned(),
         ),
         ("STOCK_TRACKER__TELEGRAM__API_BASE_URL", bot_api.uri()),

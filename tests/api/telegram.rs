@@ -43,7 +43,7 @@ async fn chats_receive_readable_messages_and_retries_honour_retry_after() {
     let uri = bot_api.uri();
     let app = spawn_app_with(move |s| {
         s.telegram.api_base_url = uri;
-        s.webhooks.retry_schedule_secs = vec![5, 300];
+        s.notifications.retry_schedule_secs = vec![5, 300];
     })
     .await;
     let owner = app.register("telegram@example.com").await;
@@ -148,7 +148,7 @@ async fn the_delivery_log_shows_each_attempt_and_a_message_can_be_retried_or_tes
     let uri = bot_api.uri();
     let app = spawn_app_with(move |s| {
         s.telegram.api_base_url = uri;
-        s.webhooks.retry_schedule_secs = vec![5, 300];
+        s.notifications.retry_schedule_secs = vec![5, 300];
     })
     .await;
     Mock::given(method("POST"))
