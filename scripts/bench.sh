@@ -23,8 +23,8 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 
 if [ "${1:-}" = "--smoke" ]; then
-  # The harness is what a smoke run checks, not the figures: the debug build
-  # `make test` already made is enough.
+  # The harness is what a smoke run checks, not the figures: a debug build
+  # (with the layer switch, like every benchmark build) is enough.
   cargo build --features bench-layers --bin stock-tracker
   exec python3 bench/run.py --binary "$CARGO_TARGET_DIR/debug/stock-tracker" "$@"
 fi

@@ -28,8 +28,7 @@ ENTRY_POINTS = {"app", "worker"}
 ROOT_FILES = {"lib", "main"}
 
 PATH = re.compile(r"\bcrate::([a-z_][a-z0-9_]*)")
-GROUP = re.compile(r"\bcrate::\{([^}]*)\}", re.S)
-GROUP_ITEM = re.compile(r"(?:^|[,{\s])([a-z_][a-z0-9_]*)(?=\s*(?:::|,|}|$))")
+GROUP_START = re.compile(r"\bcrate::\{")
 
 
 def layer(module):
@@ -46,8 +45,41 @@ def top_level(path):
 
 
 def strip_comments(line):
-    # Good enough for this code base: no `//` inside the paths we look for.
-    return line.split("//", 1)[0]
+    """The line without its `//` comment (a `//` inside a string literal stays)."""
+    in_string = False
+    for i, char in enumerate(line):
+        if char == '"' and (i == 0 or line[i - 1] != "\\"):
+            in_string = not in_string
+        elif not in_string and line.startswith("//", i):
+            return line[:i]
+    return line
+
+
+def group_heads(code, start):
+    """The top-level module names of a `crate::{...}` group opening at
+    `start` (just after its `{`), nested groups included: (offset, name)."""
+    heads, depth, token, token_at, expect_head = [], 1, "", start, True
+    i = start
+    while i < len(code) and depth:
+        char = code[i]
+        if char.isalnum() or char == "_":
+            if not token:
+                token_at = i
+            token += char
+        else:
+            if token and expect_head and depth == 1:
+                heads.append((token_at, token))
+            if token:
+                expect_head = False
+            token = ""
+            if char == "{":
+                depth += 1
+            elif char == "}":
+                depth -= 1
+            elif char == "," and depth == 1:
+                expect_head = True
+        i += 1
+    return heads
 
 
 def references():
@@ -75,9 +107,8 @@ def references():
             return low
 
         hits = [(m.start(), m.group(1)) for m in PATH.finditer(code)]
-        for group in GROUP.finditer(code):
-            for item in GROUP_ITEM.finditer(group.group(1)):
-                hits.append((group.start(1) + item.start(1), item.group(1)))
+        for group in GROUP_START.finditer(code):
+            hits.extend(group_heads(code, group.end()))
         for position, target in hits:
             number = line_of(position)
             found.append((module, target, path, number + 1, lines[number].strip()))

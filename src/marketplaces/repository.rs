@@ -19,9 +19,11 @@ type Row = (
 );
 
 /// The columns of [`Row`], in order (a macro so statements stay `&'static str`).
+/// Demo connections hold no credentials: older ones store an encrypted empty
+/// object, newer ones nothing.
 macro_rules! columns {
     () => {
-        "id, kind, name, credentials_encrypted IS NOT NULL, last_synced_at, created_at"
+        "id, kind, name, kind <> 'demo' AND credentials_encrypted IS NOT NULL, last_synced_at, created_at"
     };
 }
 

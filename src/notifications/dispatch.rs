@@ -16,7 +16,8 @@ use crate::infra::Infra;
 const ROUND: i32 = 500;
 
 /// Turns up to `limit` new outbox events into deliveries on every channel.
-/// Returns the new deliveries, as (tenant, delivery) pairs, channel by channel.
+/// Returns the new deliveries as (tenant, delivery) pairs: for each event,
+/// those of the first channel in `channels`, then the next channel's.
 pub async fn dispatch(
     ctx: &Infra,
     channels: &[&dyn Channel],

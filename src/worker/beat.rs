@@ -189,7 +189,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     Err(err) => tracing::warn!(error = %format!("{err:#}"), "sweeping queued jobs failed"),
                 },
                 _ = dispatch.tick() => if let Err(err) = notifications::dispatch_and_hand_over(&infra, super::CHANNELS).await {
-                    tracing::warn!(error = %format!("{err:#}"), "dispatching webhook deliveries failed");
+                    tracing::warn!(error = %format!("{err:#}"), "dispatching notifications failed");
                 },
                 _ = purge.tick() => match purge_expired(db, &settings).await {
                     Ok((0, 0)) => {}

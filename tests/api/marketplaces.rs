@@ -123,6 +123,26 @@ async fn has_credentials_says_whether_credentials_are_stored() {
     .await
     .unwrap();
     assert_eq!(stored, 1);
+
+    // A demo connection made by an earlier release stored an encrypted `{}`:
+    // it holds no credentials either.
+    let older: Uuid = sqlx::query_scalar(
+        "INSERT INTO marketplace_connections (id, tenant_id, kind, name, credentials_encrypted)
+         VALUES ($1, $2, 'demo', 'Older demo', $3) RETURNING id",
+    )
+    .bind(Uuid::now_v7())
+    .bind(owner.tenant_id)
+    .bind(SecretBox::new(&[key()]).unwrap().encrypt(b"{}"))
+    .fetch_one(&mut app.database.owner_connection().await)
+    .await
+    .unwrap();
+    let one: Value = app
+        .get_as(&format!("/api/v1/marketplaces/{older}"), &owner.bearer())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["has_credentials"], false);
 }
 
 #[tokio::test]
