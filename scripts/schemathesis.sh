@@ -18,6 +18,12 @@ fi
 cargo build -q --bin stock-tracker
 BIN="$CARGO_TARGET_DIR/debug/stock-tracker"
 
+if [ -z "${SCHEMATHESIS_DATABASE_URL:-}" ]; then
+  # A fresh database per run: nothing a previous run (or an earlier version
+  # of an unreleased migration) left behind decides this one.
+  psql "postgres://postgres:postgres@127.0.0.1:5432/postgres" -qc \
+    "DROP DATABASE IF EXISTS stock_tracker_schemathesis WITH (FORCE)"
+fi
 export DATABASE_URL="${SCHEMATHESIS_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/stock_tracker_schemathesis}"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export STOCK_TRACKER__SERVER__PORT="$PORT"
