@@ -55,6 +55,10 @@ pub struct Tables {
     pub targets: &'static str,
     /// The deliveries' column naming their target.
     pub target_column: &'static str,
+    /// The target's columns a send needs, read with the claim: where to
+    /// (a URL, a chat id) and the encrypted secret (signing key, bot token).
+    pub address_column: &'static str,
+    pub secret_column: &'static str,
     /// What a target is called in messages: `subscription`, `chat`.
     pub target_noun: &'static str,
     /// ... and in a 404: `Webhook subscription`, `Telegram chat`.
@@ -86,6 +90,10 @@ pub struct Claimed {
     pub attempts: i32,
     /// Whether the target is enabled.
     pub enabled: bool,
+    /// Where the target receives ([`Tables::address_column`]).
+    pub address: String,
+    /// The target's encrypted secret ([`Tables::secret_column`]).
+    pub secret_encrypted: String,
 }
 
 /// What a send did: the receiver's HTTP status when it answered, success or
@@ -163,10 +171,13 @@ pub async fn attempt(
              FROM {targets} t
              WHERE d.tenant_id = $1 AND d.id = $2 AND d.status = 'pending'
                AND d.next_attempt_at <= $3 AND t.id = d.{target}
-             RETURNING d.{target} AS target_id, d.event_type, d.payload, d.attempts, t.enabled",
+             RETURNING d.{target} AS target_id, d.event_type, d.payload, d.attempts, t.enabled,
+                       t.{address} AS address, t.{secret} AS secret_encrypted",
             deliveries = tables.deliveries,
             targets = tables.targets,
             target = tables.target_column,
+            address = tables.address_column,
+            secret = tables.secret_column,
         )))
         .bind(tenant.id())
         .bind(delivery_id)

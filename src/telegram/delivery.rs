@@ -15,7 +15,6 @@ use uuid::Uuid;
 
 use crate::auth::TenantCtx;
 use crate::broker::TaskQueue;
-use crate::db::{self, observed};
 use crate::infra::Infra;
 use crate::notifications::delivery::Tables;
 use crate::notifications::{self, Attempt, Channel, Claimed, Sent};
@@ -61,6 +60,8 @@ static TABLES: Tables = Tables {
     deliveries: "telegram_deliveries",
     targets: "telegram_chats",
     target_column: "chat_id",
+    address_column: "chat_id",
+    secret_column: "bot_token_encrypted",
     target_noun: "chat",
     target_title: "Telegram chat",
     test_event: "telegram.test",
@@ -95,25 +96,13 @@ impl Channel for Telegram {
     fn send<'a>(
         &'a self,
         ctx: &'a Infra,
-        tenant: TenantCtx,
+        _tenant: TenantCtx,
         _delivery_id: Uuid,
         claimed: &'a Claimed,
         _now: OffsetDateTime,
         timeout: Duration,
     ) -> BoxFuture<'a, anyhow::Result<Sent>> {
-        Box::pin(async move {
-            let mut tx = db::begin_tenant_tx(&ctx.db, tenant.id()).await?;
-            let chat: (String, String) = sqlx::query_as(
-                "SELECT chat_id, bot_token_encrypted FROM telegram_chats
-                 WHERE tenant_id = $1 AND id = $2",
-            )
-            .bind(tenant.id())
-            .bind(claimed.target_id)
-            .fetch_one(observed("telegram.delivery_target", &mut *tx))
-            .await?;
-            tx.commit().await?;
-            Ok(post(ctx, claimed, &chat, timeout).await)
-        })
+        Box::pin(async move { Ok(post(ctx, claimed, timeout).await) })
     }
 
     fn deliveries_counter<'m>(&self, metrics: &'m Metrics) -> &'m IntCounterVec {
@@ -137,15 +126,10 @@ pub async fn attempt(
 
 /// Posts the message; returns the HTTP status, the result, and Telegram's
 /// `retry_after` when it asked for one.
-async fn post(
-    ctx: &Infra,
-    claimed: &Claimed,
-    (chat_id, bot_token_encrypted): &(String, String),
-    timeout: Duration,
-) -> Sent {
+async fn post(ctx: &Infra, claimed: &Claimed, timeout: Duration) -> Sent {
     let Some(token) = ctx
         .secrets
-        .decrypt(bot_token_encrypted)
+        .decrypt(&claimed.secret_encrypted)
         .ok()
         .and_then(|plain| String::from_utf8(plain).ok())
     else {
@@ -156,7 +140,7 @@ async fn post(
         ctx.settings.telegram.api_base_url.trim_end_matches('/')
     );
     let body = json!({
-        "chat_id": chat_id,
+        "chat_id": claimed.address,
         "text": message(&claimed.event_type, &claimed.payload),
         "disable_web_page_preview": true,
     });

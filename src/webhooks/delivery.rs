@@ -25,7 +25,6 @@ use uuid::Uuid;
 use super::target;
 use crate::auth::TenantCtx;
 use crate::broker::TaskQueue;
-use crate::db::{self, observed};
 use crate::infra::Infra;
 pub use crate::notifications::Attempt;
 use crate::notifications::{self, Channel, Claimed, Sent, delivery::Tables};
@@ -51,6 +50,8 @@ static TABLES: Tables = Tables {
     deliveries: "webhook_deliveries",
     targets: "webhook_subscriptions",
     target_column: "subscription_id",
+    address_column: "url",
+    secret_column: "secret_encrypted",
     target_noun: "subscription",
     target_title: "Webhook subscription",
     test_event: "webhook.test",
@@ -85,30 +86,20 @@ impl Channel for Webhooks {
     fn send<'a>(
         &'a self,
         ctx: &'a Infra,
-        tenant: TenantCtx,
+        _tenant: TenantCtx,
         delivery_id: Uuid,
         claimed: &'a Claimed,
         now: OffsetDateTime,
         timeout: Duration,
     ) -> BoxFuture<'a, anyhow::Result<Sent>> {
         Box::pin(async move {
-            let mut tx = db::begin_tenant_tx(&ctx.db, tenant.id()).await?;
-            let target: (String, String) = sqlx::query_as(
-                "SELECT url, secret_encrypted FROM webhook_subscriptions
-                 WHERE tenant_id = $1 AND id = $2",
-            )
-            .bind(tenant.id())
-            .bind(claimed.target_id)
-            .fetch_one(observed("webhooks.delivery_target", &mut *tx))
-            .await?;
-            tx.commit().await?;
             let body = json!({
                 "type": claimed.event_type,
                 "timestamp": now.format(&time::format_description::well_known::Rfc3339)?,
                 "data": claimed.payload,
             })
             .to_string();
-            let sent = post(ctx, &target, delivery_id, &body, now, timeout).await;
+            let sent = post(ctx, claimed, delivery_id, &body, now, timeout).await;
             Ok(match sent {
                 Ok(code) => Sent {
                     status_code: Some(code),
@@ -157,18 +148,18 @@ pub async fn attempt(
 /// (its path or query may hold a secret).
 async fn post(
     ctx: &Infra,
-    (url, secret_encrypted): &(String, String),
+    claimed: &Claimed,
     delivery_id: Uuid,
     body: &str,
     now: OffsetDateTime,
     timeout: Duration,
 ) -> Result<u16, String> {
-    let url = target::check(url, &ctx.settings.webhooks)
+    let url = target::check(&claimed.address, &ctx.settings.webhooks)
         .await
         .map_err(|err| format!("the URL is refused: {err}"))?;
     let secret = ctx
         .secrets
-        .decrypt(secret_encrypted)
+        .decrypt(&claimed.secret_encrypted)
         .ok()
         .and_then(|plain| String::from_utf8(plain).ok())
         .ok_or("the signing secret cannot be read; rotate it")?;
