@@ -50,7 +50,7 @@ pub async fn connect(settings: &Settings, retries: u32) -> anyhow::Result<Arc<Ce
 }
 
 impl TaskQueue {
-    pub fn new(settings: Arc<Settings>, metrics: Metrics) -> Self {
+    pub fn new(settings: Arc<Settings>, metrics: &Metrics) -> Self {
         let breaker = CircuitBreaker::new(
             "broker",
             &BreakerSettings {

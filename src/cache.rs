@@ -3,6 +3,22 @@
 //! [`crate::redis_conn`], like the rate limiter and revocation).
 
 use crate::redis_conn::{Redis, RedisGuard};
+use crate::telemetry::metrics::{CHECK_LATENCY_BUCKETS, MetricDef, Metrics};
+
+pub const CACHE_REQUESTS: MetricDef = MetricDef::counter(
+    "stock_tracker_cache_requests_total",
+    "Cached reads by cache and result: hit, miss, or bypass (Redis unavailable)",
+    &["cache", "result"],
+);
+
+pub const CACHE_LOOKUP_DURATION: MetricDef = MetricDef::histogram(
+    "stock_tracker_cache_lookup_duration_seconds",
+    "Duration of cache lookups in Redis, hits and misses alike",
+    &["cache"],
+    CHECK_LATENCY_BUCKETS,
+);
+
+pub const METRICS: &[MetricDef] = &[CACHE_REQUESTS, CACHE_LOOKUP_DURATION];
 
 /// Cached HTTP response bodies, per tenant.
 ///
@@ -25,7 +41,8 @@ pub struct ResponseCache {
     epoch_key: String,
     ttl_secs: u64,
     guard: RedisGuard,
-    metrics: crate::telemetry::metrics::Metrics,
+    requests: prometheus::IntCounterVec,
+    lookup_duration: prometheus::HistogramVec,
     epoch_bump_needed: std::sync::atomic::AtomicBool,
 }
 
@@ -60,7 +77,7 @@ impl ResponseCache {
         settings: &crate::config::Settings,
         redis: Redis,
         guard: RedisGuard,
-        metrics: crate::telemetry::metrics::Metrics,
+        metrics: &Metrics,
     ) -> Self {
         Self {
             redis,
@@ -68,7 +85,8 @@ impl ResponseCache {
             epoch_key: format!("{}cache:epoch", settings.redis.key_prefix),
             ttl_secs: settings.cache.ttl_secs,
             guard,
-            metrics,
+            requests: metrics.counter_vec(&CACHE_REQUESTS),
+            lookup_duration: metrics.histogram_vec(&CACHE_LOOKUP_DURATION),
             epoch_bump_needed: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -120,8 +138,7 @@ impl ResponseCache {
             }
         };
         if !matches!(lookup, Lookup::Bypass) {
-            self.metrics
-                .cache_lookup_duration
+            self.lookup_duration
                 .with_label_values(&[cache])
                 .observe(started.elapsed().as_secs_f64());
         }
@@ -130,10 +147,7 @@ impl ResponseCache {
             Lookup::Miss(_) => "miss",
             Lookup::Bypass => "bypass",
         };
-        self.metrics
-            .cache_requests
-            .with_label_values(&[cache, result])
-            .inc();
+        self.requests.with_label_values(&[cache, result]).inc();
         lookup
     }
 

@@ -49,18 +49,18 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_actix_web::{AppExt, scope};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::AuthState;
 use crate::auth::password::PasswordHasher;
 use crate::auth::revocation::RevocationStore;
 use crate::auth::tenant_context;
 use crate::auth::tokens::TokenKeys;
+use crate::auth::{AuthEvents, AuthState};
 use crate::config::{Layer, Settings};
 use crate::http::fallback::{self, RouteTable};
 use crate::http::{cors, extractors, load_shedding, panic_guard, request_context};
 use crate::infra::Infra;
 use crate::rate_limit::RateLimiter;
 use crate::resilience::load::LoadMonitor;
-use crate::telemetry::metrics::{HTTP_LATENCY_BUCKETS, Metrics, NAMESPACE};
+use crate::telemetry::metrics::{Metrics, NAMESPACE};
 use crate::{
     api_keys, health, marketplaces, products, rate_limit, sessions, sync, telegram, tenants, users,
     webhooks,
@@ -106,16 +106,17 @@ impl Application {
     where
         F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
     {
-        let metrics = Metrics::for_api();
+        let metrics = Metrics::new();
         metrics.start_memory_sampler(&settings.metrics);
+        health::service::register_metrics(&metrics);
         let infra = Infra::build(&settings, metrics.clone()).await?;
-        let load = LoadMonitor::new(settings.load_shedding.clone(), metrics.clone(), {
+        let load = LoadMonitor::new(settings.load_shedding.clone(), &metrics, {
             let db = infra.db.clone();
             move || db.waiters()
         });
         let http_metrics = PrometheusMetricsBuilder::new(NAMESPACE)
             .registry(metrics.registry.clone())
-            .buckets(HTTP_LATENCY_BUCKETS)
+            .buckets(metrics_routes::HTTP_REQUEST_DURATION.buckets)
             // Unmatched paths collapse to one label value: bounded cardinality.
             .mask_unmatched_patterns(request_context::UNMATCHED_ROUTE)
             // Swagger UI's assets match a regex tail; they are not API traffic.
@@ -138,6 +139,7 @@ impl Application {
                 infra.db.clone(),
             ),
             refresh_token_ttl_secs: settings.auth.refresh_token_ttl_secs,
+            events: AuthEvents::register(&metrics),
         });
         // Built once, outside the per-worker factory below: every worker
         // thread shares its in-process fallback counters.
@@ -145,7 +147,7 @@ impl Application {
             &settings,
             infra.redis.clone(),
             infra.redis_guard.clone(),
-            metrics.clone(),
+            &metrics,
         )?;
         rate_limiter.load_script().await;
         rate_limiter.warn_about_unserved_rules(&route_table);

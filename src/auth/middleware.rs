@@ -19,15 +19,14 @@ use actix_web::{Error, HttpMessage, web};
 
 use std::sync::Arc;
 
-use super::AuthState;
 use super::extractor::{AuthRejection, Authentication, Principal, PrincipalKind, TenantCtx};
 use super::repository;
 use super::revocation::{ApiKeyGrant, RevocationError, RevocationStore};
 use super::tokens::{API_KEY_PREFIX, AccessClaims, hash_secret};
+use super::{AuthEvents, AuthState};
 #[cfg(feature = "bench-layers")]
 use crate::config::Layer;
 use crate::infra::Infra;
-use crate::telemetry::metrics::Metrics;
 
 pub const API_KEY_HEADER: &str = "x-api-key";
 
@@ -83,20 +82,20 @@ pub async fn authenticate(
 }
 
 /// Counts a credential check (see the `auth_events_total` metric).
-fn count(metrics: &Metrics, kind: &str, outcome: &Authentication) {
+fn count(events: &AuthEvents, kind: &str, outcome: &Authentication) {
     let label = match outcome {
         Authentication::Authenticated(_) => "success",
         Authentication::Rejected(AuthRejection::Unavailable) => "unavailable",
         Authentication::Rejected(AuthRejection::Revoked) => "revoked",
         _ => "invalid",
     };
-    metrics.auth_event(kind, label);
+    events.count(kind, label);
 }
 
 /// Turns a pending bearer token into its final [`Authentication`], given its
 /// revocation state as the rate limiter read it.
 pub fn settle_bearer(
-    metrics: &Metrics,
+    events: &AuthEvents,
     claims: &AccessClaims,
     revocation: Result<(), RevocationError>,
 ) -> Authentication {
@@ -108,27 +107,23 @@ pub fn settle_bearer(
         }
         Err(RevocationError::Unavailable) => Authentication::Rejected(AuthRejection::Unavailable),
     };
-    count(metrics, "bearer", &outcome);
+    count(events, "bearer", &outcome);
     outcome
 }
 
 /// Settles a pending bearer token on its own, for routes the rate limiter
 /// does not count (health, metrics, docs).
-pub async fn settle_bearer_alone(
-    metrics: &Metrics,
-    revocations: &Arc<RevocationStore>,
-    claims: &AccessClaims,
-) -> Authentication {
-    let revocation = revocations.check_access_token(claims).await;
-    settle_bearer(metrics, claims, revocation)
+pub async fn settle_bearer_alone(auth: &AuthState, claims: &AccessClaims) -> Authentication {
+    let revocation = auth.revocations.check_access_token(claims).await;
+    settle_bearer(&auth.events, claims, revocation)
 }
 
 async fn resolve(infra: &Infra, auth: &AuthState, credentials: Credentials) -> Authentication {
-    let metrics = &infra.metrics;
+    let events = &auth.events;
     match credentials {
         Credentials::Unsupported => {
             let outcome = Authentication::Rejected(AuthRejection::UnsupportedScheme);
-            count(metrics, "bearer", &outcome);
+            count(events, "bearer", &outcome);
             outcome
         }
         Credentials::Bearer(token) => match auth.tokens.verify(&token) {
@@ -136,19 +131,19 @@ async fn resolve(infra: &Infra, auth: &AuthState, credentials: Credentials) -> A
             // else would read the revocation state: read it here.
             #[cfg(feature = "bench-layers")]
             Ok(claims) if !infra.settings.server.layer_enabled(Layer::RateLimit) => {
-                settle_bearer_alone(metrics, &auth.revocations, &claims).await
+                settle_bearer_alone(auth, &claims).await
             }
             Ok(claims) => Authentication::PendingRevocationCheck(Box::new(claims)),
             Err(reason) => {
                 tracing::info!(%reason, "bearer token refused");
                 let outcome = Authentication::Rejected(AuthRejection::InvalidToken);
-                count(metrics, "bearer", &outcome);
+                count(events, "bearer", &outcome);
                 outcome
             }
         },
         Credentials::ApiKey(key) => {
             let outcome = resolve_api_key(infra, &auth.revocations, &key).await;
-            count(metrics, "api_key", &outcome);
+            count(events, "api_key", &outcome);
             outcome
         }
     }

@@ -27,6 +27,30 @@ pub mod tokens;
 pub use extractor::{Admin, Auth, Member, Owner, Principal, PrincipalKind, TenantCtx, Viewer};
 pub use roles::{Role, Tier};
 
+use crate::telemetry::metrics::{MetricDef, Metrics};
+
+pub const AUTH_EVENTS: MetricDef = MetricDef::counter(
+    "stock_tracker_auth_events_total",
+    "Authentication events by outcome: register, login, refresh, logout (success, failure, reuse_detected) and credentials presented per request, bearer and api_key (success, invalid, revoked, unavailable)",
+    &["event", "outcome"],
+);
+
+pub const METRICS: &[MetricDef] = &[AUTH_EVENTS];
+
+/// Counts authentication events (see [`AUTH_EVENTS`]).
+#[derive(Clone)]
+pub struct AuthEvents(prometheus::IntCounterVec);
+
+impl AuthEvents {
+    pub fn register(metrics: &Metrics) -> Self {
+        Self(metrics.counter_vec(&AUTH_EVENTS))
+    }
+
+    pub fn count(&self, event: &str, outcome: &str) {
+        self.0.with_label_values(&[event, outcome]).inc();
+    }
+}
+
 /// What the API's authentication holds, built once by the API builder: the
 /// token keys, the password hasher and the revocation store. The
 /// authentication and rate-limit layers and the handlers that issue, check
@@ -37,4 +61,5 @@ pub struct AuthState {
     pub revocations: std::sync::Arc<revocation::RevocationStore>,
     /// How long a refresh token lives (`auth.refresh_token_ttl_secs`).
     pub refresh_token_ttl_secs: u64,
+    pub events: AuthEvents,
 }

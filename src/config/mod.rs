@@ -1,31 +1,76 @@
 //! Layered configuration: the embedded `config/default.toml`, then an optional
 //! file, then `DATABASE_URL` / `REDIS_URL`, then `STOCK_TRACKER__SECTION__KEY`
 //! variables. [`Settings::load`] merges and validates; every failure names the
-//! key at fault so an operator can fix it without reading code.
+//! key at fault and the layer that set it, so an operator can fix it without
+//! reading code.
+//!
+//! One file per section. A section states its field rules with `garde`
+//! (ranges, non-empty, URL schemes, shapes); the rules that relate keys to
+//! each other or to the environment are its `check`, run by
+//! [`Settings::validate`] after every field rule held.
 
-use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
-use secrecy::{ExposeSecret, SecretString};
+use garde::Validate;
 use serde::{Deserialize, Deserializer};
 
+mod auth;
+mod beat;
+mod broker;
+mod cache;
+mod circuit_breakers;
+mod cors;
+mod database;
+mod health;
+mod load_shedding;
+mod logging;
+mod metrics;
+mod notifications;
 pub mod rate_limit;
-mod resilience;
+mod redis;
+mod rules;
+mod secrets;
+mod sentry;
+mod server;
+mod telegram;
+mod tracing;
+mod webhooks;
+mod wildberries;
+mod worker;
 
+pub use auth::{
+    ARGON2_MIN_ITERATIONS, ARGON2_MIN_MEMORY_KIB, Argon2Settings, AuthSettings, JwtAlgorithm,
+    MIN_JWT_SECRET_BYTES,
+};
+pub use beat::BeatSettings;
+pub use broker::BrokerSettings;
+pub use cache::CacheSettings;
+pub use circuit_breakers::{BreakerSettings, CircuitBreakerSettings};
+pub use cors::CorsSettings;
+pub use database::DatabaseSettings;
+pub use health::HealthSettings;
+pub use load_shedding::LoadSheddingSettings;
+pub use logging::{LogFormat, LoggingSettings};
+pub use metrics::MetricsSettings;
+pub use notifications::NotificationSettings;
 pub use rate_limit::RateLimitSettings;
-pub use resilience::{BreakerSettings, LoadSheddingSettings};
+pub use redis::RedisSettings;
+pub use secrets::SecretsSettings;
+pub use sentry::SentrySettings;
+pub use server::{Layer, ServerSettings};
+pub use telegram::TelegramSettings;
+pub use tracing::TracingSettings;
+pub use webhooks::WebhookSettings;
+pub use wildberries::WildberriesSettings;
+pub use worker::WorkerSettings;
 
 /// The defaults, compiled in so the binary runs with no file at all.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config/default.toml");
 
 /// Prefix of the environment variables that override any key.
 pub const ENV_PREFIX: &str = "STOCK_TRACKER__";
-
-/// Shortest JWT secret accepted in production: 256 bits, the HS256 key size.
-pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -34,354 +79,57 @@ pub enum Environment {
     Production,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    #[garde(skip)]
     pub environment: Environment,
+    #[garde(dive)]
     pub server: ServerSettings,
+    #[garde(dive)]
     pub database: DatabaseSettings,
+    #[garde(dive)]
     pub redis: RedisSettings,
+    #[garde(dive)]
     pub auth: AuthSettings,
+    #[garde(dive)]
     pub secrets: SecretsSettings,
+    #[garde(dive)]
     pub cache: CacheSettings,
+    #[garde(dive)]
     pub cors: CorsSettings,
+    #[garde(dive)]
     pub logging: LoggingSettings,
+    #[garde(dive)]
     pub health: HealthSettings,
+    /// Validated by [`RateLimitSettings::validate`] (its tables need more
+    /// than field rules).
+    #[garde(skip)]
     pub rate_limit: RateLimitSettings,
+    #[garde(dive)]
     pub load_shedding: LoadSheddingSettings,
+    #[garde(dive)]
     pub circuit_breakers: CircuitBreakerSettings,
+    #[garde(dive)]
     pub sentry: SentrySettings,
+    #[garde(dive)]
     pub broker: BrokerSettings,
+    #[garde(dive)]
     pub worker: WorkerSettings,
+    #[garde(dive)]
     pub beat: BeatSettings,
+    #[garde(dive)]
     pub wildberries: WildberriesSettings,
+    #[garde(dive)]
     pub webhooks: WebhookSettings,
+    #[garde(dive)]
     pub telegram: TelegramSettings,
+    #[garde(dive)]
     pub notifications: NotificationSettings,
+    #[garde(dive)]
     pub metrics: MetricsSettings,
+    #[garde(dive)]
     pub tracing: TracingSettings,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetricsSettings {
-    /// How often the resident memory is sampled for the growth rate.
-    pub memory_sample_interval_secs: u64,
-    /// The window the memory growth rate is computed over.
-    pub memory_growth_window_secs: u64,
-    /// A tenant is active while it made a request within this window.
-    pub active_tenant_window_secs: u64,
-}
-
-impl MetricsSettings {
-    pub fn memory_sample_interval(&self) -> Duration {
-        Duration::from_secs(self.memory_sample_interval_secs)
-    }
-
-    pub fn memory_growth_window(&self) -> Duration {
-        Duration::from_secs(self.memory_growth_window_secs)
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TracingSettings {
-    /// OTLP/HTTP collector base URL (e.g. `http://otel-collector:4318`);
-    /// spans go to `<endpoint>/v1/traces`. Empty: tracing off.
-    pub otlp_endpoint: String,
-    /// The `service.name` resource attribute; defaults to `stock-tracker-<role>`.
-    pub service_name: String,
-    /// Share of new traces recorded (a caller's sampled `traceparent` is always followed).
-    pub sample_ratio: f64,
-    /// An export batch is abandoned after this long.
-    pub export_timeout_ms: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TelegramSettings {
-    /// The Bot API (tests point it at a local mock).
-    pub api_base_url: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookSettings {
-    /// Development only: accept `http://` webhook URLs.
-    pub allow_http: bool,
-    /// Development only: accept hosts on private, loopback or link-local networks.
-    pub allow_private_networks: bool,
-    // Keys that moved to `[notifications]`: read only to refuse them with
-    // the new key's name (see `Settings::validate`).
-    #[serde(default)]
-    pub(crate) timeout_ms: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    pub(crate) retry_schedule_secs: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    pub(crate) disable_after_secs: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    pub(crate) dispatch_interval_secs: Option<serde::de::IgnoredAny>,
-}
-
-impl WebhookSettings {
-    /// The keys set here that now live in `[notifications]`.
-    fn moved_keys(&self) -> impl Iterator<Item = &'static str> {
-        [
-            ("timeout_ms", self.timeout_ms.is_some()),
-            ("retry_schedule_secs", self.retry_schedule_secs.is_some()),
-            ("disable_after_secs", self.disable_after_secs.is_some()),
-            (
-                "dispatch_interval_secs",
-                self.dispatch_interval_secs.is_some(),
-            ),
-        ]
-        .into_iter()
-        .filter_map(|(key, set)| set.then_some(key))
-    }
-}
-
-/// `[notifications]`: what the webhook and Telegram channels share.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NotificationSettings {
-    /// Each delivery attempt gives up after this long.
-    pub timeout_ms: u64,
-    /// Delay before each retry, in seconds; after the last, the delivery fails.
-    #[serde(deserialize_with = "list_or_comma_separated")]
-    pub retry_schedule_secs: Vec<u64>,
-    /// A subscription or chat whose deliveries have failed for this long is disabled.
-    pub disable_after_secs: u64,
-    /// How often beat turns new events into deliveries and re-sends due ones.
-    pub dispatch_interval_secs: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WildberriesSettings {
-    pub content_url: String,
-    pub marketplace_url: String,
-    pub prices_url: String,
-    pub warehouse_id: u64,
-    pub page_size: u32,
-    pub request_timeout_ms: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BrokerSettings {
-    /// AMQP URL of RabbitMQ; may hold a password: never logged.
-    pub url: SecretString,
-    pub sync_queue: String,
-    pub notifications_queue: String,
-    pub connect_timeout_secs: u32,
-    pub send_timeout_ms: u64,
-    /// Messages a worker holds unacknowledged at once.
-    pub prefetch: u16,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WorkerSettings {
-    pub host: IpAddr,
-    pub port: u16,
-    pub shutdown_timeout_secs: u64,
-    pub max_retries: u32,
-    pub retry_base_secs: u32,
-    pub retry_max_secs: u32,
-    pub page_size: u32,
-    pub demo_products: u32,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BeatSettings {
-    /// Beat's own `/health/live` and `/metrics`.
-    pub host: IpAddr,
-    pub port: u16,
-    /// Liveness fails when the scheduling loop has not come round for this long.
-    pub liveness_timeout_secs: u64,
-    pub sync_interval_secs: u64,
-    pub sweep_interval_secs: u64,
-    pub stale_job_secs: u64,
-    pub standby_retry_secs: u64,
-    pub purge_interval_secs: u64,
-    /// How long expired refresh tokens are kept (for reuse detection).
-    pub keep_expired_refresh_tokens_secs: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CircuitBreakerSettings {
-    pub database: BreakerSettings,
-    pub redis: BreakerSettings,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SentrySettings {
-    /// Empty: error reporting off (an ambient `SENTRY_DSN` is ignored).
-    pub dsn: SecretString,
-    /// Defaults to `environment` when empty.
-    pub environment: String,
-    pub sample_rate: f32,
-    pub traces_sample_rate: f32,
-    pub timeout_ms: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerSettings {
-    pub host: IpAddr,
-    pub port: u16,
-    pub workers: usize,
-    pub shutdown_timeout_secs: u64,
-    pub max_body_bytes: usize,
-    pub keep_alive_secs: u64,
-    /// Middleware layers left out of the stack, for the benchmark's layer
-    /// costs: only in builds with the `bench-layers` feature (others refuse
-    /// the key as unknown). Production refuses any.
-    #[cfg(feature = "bench-layers")]
-    #[serde(default, deserialize_with = "list_or_comma_separated")]
-    pub disabled_layers: Vec<Layer>,
-}
-
-/// The middleware layers (authentication, which handlers need, is not one:
-/// it is always on). Order and purpose: the header of `crate::app`. Only
-/// `bench-layers` builds can switch them off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Layer {
-    RequestContext,
-    Cors,
-    Compression,
-    Sentry,
-    Metrics,
-    LoadShedding,
-    RateLimit,
-    TenantContext,
-    PanicGuard,
-}
-
-impl ServerSettings {
-    /// Whether `layer` is part of the stack: always, but in a `bench-layers`
-    /// build that was told to leave it out.
-    #[cfg(feature = "bench-layers")]
-    pub fn layer_enabled(&self, layer: Layer) -> bool {
-        !self.disabled_layers.contains(&layer)
-    }
-
-    /// Whether `layer` is part of the stack: always, in this build.
-    #[cfg(not(feature = "bench-layers"))]
-    pub fn layer_enabled(&self, _layer: Layer) -> bool {
-        true
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatabaseSettings {
-    /// Holds the password: never logged.
-    pub url: SecretString,
-    /// Statements at least this slow are logged and counted by query kind.
-    pub slow_query_threshold_ms: u64,
-    pub max_connections: u32,
-    pub min_connections: u32,
-    pub acquire_timeout_ms: u64,
-    pub statement_timeout_ms: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisSettings {
-    /// May hold a password: never logged.
-    pub url: SecretString,
-    pub key_prefix: String,
-    pub connect_timeout_ms: u64,
-    pub command_timeout_ms: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum JwtAlgorithm {
-    HS256,
-    RS256,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthSettings {
-    pub jwt_algorithm: JwtAlgorithm,
-    pub jwt_secret: SecretString,
-    pub jwt_private_key_pem: SecretString,
-    pub jwt_public_key_pem: String,
-    pub jwt_issuer: String,
-    pub jwt_audience: String,
-    pub access_token_ttl_secs: u64,
-    pub refresh_token_ttl_secs: u64,
-    pub leeway_secs: u64,
-    pub api_key_cache_ttl_secs: u64,
-    pub argon2: Argon2Settings,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Argon2Settings {
-    pub memory_kib: u32,
-    pub iterations: u32,
-    pub parallelism: u32,
-    /// Hashes computed at once (each holds `memory_kib`); 0: one per core.
-    pub max_concurrent: usize,
-    /// A sign-in waits this long for a turn, then gets 503.
-    pub queue_timeout_ms: u64,
-}
-
-/// OWASP's minimum argon2id configuration (Password Storage Cheat Sheet).
-pub const ARGON2_MIN_MEMORY_KIB: u32 = 19_456;
-pub const ARGON2_MIN_ITERATIONS: u32 = 2;
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SecretsSettings {
-    #[serde(deserialize_with = "list_or_comma_separated")]
-    pub fernet_keys: Vec<SecretString>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CacheSettings {
-    pub ttl_secs: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CorsSettings {
-    #[serde(deserialize_with = "list_or_comma_separated")]
-    pub allowed_origins: Vec<String>,
-    #[serde(deserialize_with = "list_or_comma_separated")]
-    pub allowed_methods: Vec<String>,
-    #[serde(deserialize_with = "list_or_comma_separated")]
-    pub allowed_headers: Vec<String>,
-    pub allow_credentials: bool,
-    pub max_age_secs: usize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Json,
-    Pretty,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoggingSettings {
-    pub format: LogFormat,
-    pub level: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HealthSettings {
-    pub check_timeout_ms: u64,
 }
 
 /// A configuration problem, always naming the key (`section.key`) at fault.
@@ -389,8 +137,44 @@ pub struct HealthSettings {
 pub enum ConfigError {
     #[error("invalid configuration: {0}")]
     Parse(String),
-    #[error("invalid configuration: `{key}` {problem}")]
-    Invalid { key: String, problem: String },
+    #[error("invalid configuration: `{key}`{}: {problem}", set_by(.origin))]
+    Invalid {
+        key: String,
+        problem: String,
+        /// The layer that set the key, when known (see [`Settings::load`]).
+        origin: Option<String>,
+    },
+}
+
+fn set_by(origin: &Option<String>) -> String {
+    origin
+        .as_ref()
+        .map(|layer| format!(" (set by {layer})"))
+        .unwrap_or_default()
+}
+
+/// A refusal of `key`, for a section's `check`.
+pub(crate) fn invalid(key: &str, problem: impl Into<String>) -> Result<(), ConfigError> {
+    Err(ConfigError::Invalid {
+        key: key.to_owned(),
+        problem: problem.into(),
+        origin: None,
+    })
+}
+
+impl ConfigError {
+    /// The first field rule that failed, its path under `prefix`.
+    pub(crate) fn from_report(report: &garde::Report, prefix: &str) -> Self {
+        let (path, error) = report
+            .iter()
+            .next()
+            .expect("a garde report holds at least one error");
+        ConfigError::Invalid {
+            key: format!("{prefix}{path}"),
+            problem: error.message().to_owned(),
+            origin: None,
+        }
+    }
 }
 
 impl Settings {
@@ -406,44 +190,44 @@ impl Settings {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        let settings: Settings = figment
+        let figment = figment
             .merge(
                 Env::raw()
                     .only(&["DATABASE_URL"])
                     .map(|_| "database.url".into()),
             )
             .merge(Env::raw().only(&["REDIS_URL"]).map(|_| "redis.url".into()))
-            .merge(Env::prefixed(ENV_PREFIX).split("__"))
+            .merge(Env::prefixed(ENV_PREFIX).split("__"));
+        let settings: Settings = figment
             .extract()
             .map_err(|err| ConfigError::Parse(describe_figment_error(err)))?;
-        settings.validate()?;
-        Ok(settings)
+        match settings.validate() {
+            Err(ConfigError::Invalid { key, problem, .. }) => {
+                // A list item's key (`section.key[0]`) was set with its list.
+                let setting = key.split('[').next().unwrap_or(&key);
+                let origin = figment
+                    .find_metadata(setting)
+                    .map(|metadata| layer_name(metadata, setting));
+                Err(ConfigError::Invalid {
+                    key,
+                    problem,
+                    origin,
+                })
+            }
+            other => other.map(|()| settings),
+        }
     }
 
-    /// Checks what types alone cannot express.
+    /// The field rules of every section, then the rules between keys.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, problem: &str| {
-            Err(ConfigError::Invalid {
-                key: key.to_owned(),
-                problem: problem.to_owned(),
-            })
-        };
-        if self.server.max_body_bytes == 0 {
-            return invalid("server.max_body_bytes", "must be greater than 0");
-        }
+        Validate::validate(self).map_err(|report| ConfigError::from_report(&report, ""))?;
+        let production = self.is_production();
         #[cfg(feature = "bench-layers")]
-        if self.is_production() && !self.server.disabled_layers.is_empty() {
+        if production && !self.server.disabled_layers.is_empty() {
             return invalid(
                 "server.disabled_layers",
                 "must be empty in production (switching layers off is for benchmarks)",
             );
-        }
-        let db_url = self.database.url.expose_secret();
-        if !(db_url.starts_with("postgres://") || db_url.starts_with("postgresql://")) {
-            return invalid("database.url", "must be a postgres:// or postgresql:// URL");
-        }
-        if self.database.max_connections == 0 {
-            return invalid("database.max_connections", "must be at least 1");
         }
         if self.database.min_connections > self.database.max_connections {
             return invalid(
@@ -451,324 +235,15 @@ impl Settings {
                 "must not exceed database.max_connections",
             );
         }
-        if self.database.acquire_timeout_ms == 0 {
-            return invalid("database.acquire_timeout_ms", "must be greater than 0");
-        }
-        let redis_url = self.redis.url.expose_secret();
-        if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
-            return invalid("redis.url", "must be a redis:// or rediss:// URL");
-        }
-        if redis::parse_redis_url(redis_url).is_none() {
-            return invalid("redis.url", "is not a valid URL");
-        }
-        if self.redis.key_prefix.is_empty() {
-            return invalid(
-                "redis.key_prefix",
-                "must not be empty: deployments sharing a Redis would collide",
-            );
-        }
-        if self.redis.connect_timeout_ms == 0 || self.redis.command_timeout_ms == 0 {
-            return invalid(
-                "redis.command_timeout_ms",
-                "redis timeouts must be greater than 0 (a dead Redis would hang requests)",
-            );
-        }
-        self.validate_auth()?;
-        if self.secrets.fernet_keys.is_empty() {
-            return invalid("secrets.fernet_keys", "must hold at least one key");
-        }
-        for key in &self.secrets.fernet_keys {
-            if fernet::Fernet::new(key.expose_secret()).is_none() {
-                return invalid(
-                    "secrets.fernet_keys",
-                    "holds a value that is not a Fernet key (URL-safe base64 of 32 bytes; generate one with `python3 -c \"import base64,os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())\"`)",
-                );
-            }
-        }
-        if self.is_production() {
-            let defaults = default_fernet_keys();
-            if self
-                .secrets
-                .fernet_keys
-                .iter()
-                .any(|k| defaults.iter().any(|d| d == k.expose_secret()))
-            {
-                return invalid(
-                    "secrets.fernet_keys",
-                    "contains the built-in development key; production needs its own keys",
-                );
-            }
-        }
-        if !(1..=86_400).contains(&self.cache.ttl_secs) {
-            return invalid("cache.ttl_secs", "must be between 1 and 86400");
-        }
-        if self.cors.allow_credentials && self.cors.allowed_origins.iter().any(|o| o == "*") {
-            return invalid(
-                "cors.allowed_origins",
-                "must not contain \"*\" while cors.allow_credentials is true (browsers refuse it, and it would expose credentials to every site)",
-            );
-        }
-        for origin in &self.cors.allowed_origins {
-            if origin != "*" && url::Url::parse(origin).is_err() {
-                return invalid(
-                    "cors.allowed_origins",
-                    &format!(
-                        "contains `{origin}`, which is not an origin such as https://app.example.com"
-                    ),
-                );
-            }
-        }
-        if tracing_subscriber::EnvFilter::try_new(&self.logging.level).is_err() {
-            return invalid(
-                "logging.level",
-                "is not a valid filter directive (for example `info,sqlx=warn`)",
-            );
-        }
-        if self.health.check_timeout_ms == 0 {
-            return invalid("health.check_timeout_ms", "must be greater than 0");
-        }
-        for (key, breaker) in [
-            ("circuit_breakers.database", &self.circuit_breakers.database),
-            ("circuit_breakers.redis", &self.circuit_breakers.redis),
-        ] {
-            if breaker.failure_threshold == 0
-                || breaker.open_timeout_ms == 0
-                || breaker.probe_interval_ms == 0
-            {
-                return invalid(
-                    key,
-                    "needs failure_threshold, open_timeout_ms and probe_interval_ms greater than 0",
-                );
-            }
-        }
-        self.load_shedding.validate()?;
-        let broker_url = self.broker.url.expose_secret();
-        if !(broker_url.starts_with("amqp://") || broker_url.starts_with("amqps://")) {
-            return invalid(
-                "broker.url",
-                "must be an amqp:// or amqps:// URL (RabbitMQ)",
-            );
-        }
-        if self.broker.sync_queue.is_empty() || self.broker.notifications_queue.is_empty() {
-            return invalid(
-                "broker.sync_queue",
-                "and broker.notifications_queue must not be empty",
-            );
-        }
-        if self.broker.prefetch == 0 || self.broker.connect_timeout_secs == 0 {
-            return invalid(
-                "broker.prefetch",
-                "and broker.connect_timeout_secs must be at least 1",
-            );
-        }
-        if self.worker.page_size == 0 || self.worker.page_size > 10_000 {
-            return invalid("worker.page_size", "must be between 1 and 10000");
-        }
-        if self.worker.retry_base_secs == 0
-            || self.worker.retry_max_secs < self.worker.retry_base_secs
-        {
-            return invalid(
-                "worker.retry_max_secs",
-                "must be at least worker.retry_base_secs, which must be at least 1",
-            );
-        }
-        for (key, value) in [
-            ("wildberries.content_url", &self.wildberries.content_url),
-            (
-                "wildberries.marketplace_url",
-                &self.wildberries.marketplace_url,
-            ),
-            ("wildberries.prices_url", &self.wildberries.prices_url),
-        ] {
-            if !(value.starts_with("https://") || value.starts_with("http://"))
-                || url::Url::parse(value).is_err()
-            {
-                return invalid(key, "must be an http(s) URL");
-            }
-        }
-        if !(1..=100).contains(&self.wildberries.page_size)
-            || self.wildberries.request_timeout_ms == 0
-        {
-            return invalid(
-                "wildberries.page_size",
-                "must be between 1 and 100, and wildberries.request_timeout_ms above 0",
-            );
-        }
-        if let Some(key) = self.webhooks.moved_keys().next() {
-            return Err(ConfigError::Invalid {
-                key: format!("webhooks.{key}"),
-                problem: format!(
-                    "has moved to `notifications.{key}` (shared by webhooks and Telegram); set that instead"
-                ),
-            });
-        }
-        if self.is_production()
-            && (self.webhooks.allow_http || self.webhooks.allow_private_networks)
-        {
-            return invalid(
-                "webhooks.allow_private_networks",
-                "and webhooks.allow_http must be false in production (they open the service to SSRF)",
-            );
-        }
-        if url::Url::parse(&self.telegram.api_base_url).is_err() {
-            return invalid(
-                "telegram.api_base_url",
-                "must be a URL such as https://api.telegram.org",
-            );
-        }
-        if self.beat.liveness_timeout_secs <= self.beat.standby_retry_secs.max(5) {
-            return invalid(
-                "beat.liveness_timeout_secs",
-                "must be longer than beat.standby_retry_secs and the 5 s lock keepalive",
-            );
-        }
-        if self.beat.sync_interval_secs == 0 || self.beat.sweep_interval_secs == 0 {
-            return invalid(
-                "beat.sync_interval_secs",
-                "and beat.sweep_interval_secs must be at least 1",
-            );
-        }
-        let dsn = self.sentry.dsn.expose_secret();
-        if !dsn.is_empty() && dsn.parse::<sentry::types::Dsn>().is_err() {
-            return invalid(
-                "sentry.dsn",
-                "is not a Sentry DSN (https://<key>@<host>/<project>)",
-            );
-        }
-        for (key, rate) in [
-            ("sentry.sample_rate", self.sentry.sample_rate),
-            ("sentry.traces_sample_rate", self.sentry.traces_sample_rate),
-        ] {
-            if !(0.0..=1.0).contains(&rate) {
-                return invalid(key, "must be between 0 and 1");
-            }
-        }
-        if !(0.0..=1.0).contains(&self.tracing.sample_ratio) {
-            return invalid("tracing.sample_ratio", "must be between 0 and 1");
-        }
-        let endpoint = &self.tracing.otlp_endpoint;
-        if !endpoint.is_empty()
-            && !url::Url::parse(endpoint).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
-        {
-            return invalid(
-                "tracing.otlp_endpoint",
-                "must be an http(s) URL such as http://otel-collector:4318",
-            );
-        }
-        let metrics = &self.metrics;
-        if metrics.memory_sample_interval_secs == 0
-            || metrics.memory_growth_window_secs < 2 * metrics.memory_sample_interval_secs
-        {
-            return invalid(
-                "metrics.memory_growth_window_secs",
-                "must cover at least two samples of metrics.memory_sample_interval_secs (at least 1)",
-            );
-        }
-        if !(60..=86_400).contains(&metrics.active_tenant_window_secs) {
-            return invalid(
-                "metrics.active_tenant_window_secs",
-                "must be between 60 and 86400",
-            );
-        }
+        self.auth.check(production)?;
+        self.secrets.check(production)?;
+        self.cors.check()?;
+        self.load_shedding.check()?;
+        self.worker.check()?;
+        self.webhooks.check(production)?;
+        self.beat.check()?;
+        self.metrics.check()?;
         self.rate_limit.validate()
-    }
-
-    fn validate_auth(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, problem: String| {
-            Err(ConfigError::Invalid {
-                key: key.to_owned(),
-                problem,
-            })
-        };
-        let auth = &self.auth;
-        match auth.jwt_algorithm {
-            JwtAlgorithm::HS256 => {
-                let secret = auth.jwt_secret.expose_secret();
-                if secret.is_empty() {
-                    return invalid("auth.jwt_secret", "must not be empty".into());
-                }
-                if self.is_production() && secret == default_jwt_secret() {
-                    return invalid(
-                        "auth.jwt_secret",
-                        "is the built-in development default; set STOCK_TRACKER__AUTH__JWT_SECRET to a random value of at least 32 bytes".into(),
-                    );
-                }
-                if self.is_production() && secret.len() < MIN_JWT_SECRET_BYTES {
-                    return invalid(
-                        "auth.jwt_secret",
-                        format!(
-                            "is {} bytes long; production requires at least {MIN_JWT_SECRET_BYTES}",
-                            secret.len()
-                        ),
-                    );
-                }
-            }
-            JwtAlgorithm::RS256 => {
-                if jsonwebtoken::EncodingKey::from_rsa_pem(
-                    auth.jwt_private_key_pem.expose_secret().as_bytes(),
-                )
-                .is_err()
-                {
-                    return invalid(
-                        "auth.jwt_private_key_pem",
-                        "must be a PEM-encoded RSA private key when auth.jwt_algorithm is RS256"
-                            .into(),
-                    );
-                }
-                if jsonwebtoken::DecodingKey::from_rsa_pem(auth.jwt_public_key_pem.as_bytes())
-                    .is_err()
-                {
-                    return invalid(
-                        "auth.jwt_public_key_pem",
-                        "must be a PEM-encoded RSA public key when auth.jwt_algorithm is RS256"
-                            .into(),
-                    );
-                }
-            }
-        }
-        if auth.jwt_issuer.is_empty() {
-            return invalid("auth.jwt_issuer", "must not be empty".into());
-        }
-        if auth.jwt_audience.is_empty() {
-            return invalid("auth.jwt_audience", "must not be empty".into());
-        }
-        if !(60..=86_400).contains(&auth.access_token_ttl_secs) {
-            return invalid(
-                "auth.access_token_ttl_secs",
-                "must be between 60 and 86400 (access tokens are meant to be short-lived)".into(),
-            );
-        }
-        if auth.refresh_token_ttl_secs <= auth.access_token_ttl_secs {
-            return invalid(
-                "auth.refresh_token_ttl_secs",
-                "must be longer than auth.access_token_ttl_secs".into(),
-            );
-        }
-        if auth.leeway_secs > 300 {
-            return invalid("auth.leeway_secs", "must be at most 300".into());
-        }
-        if auth.api_key_cache_ttl_secs == 0 || auth.api_key_cache_ttl_secs > 3600 {
-            return invalid(
-                "auth.api_key_cache_ttl_secs",
-                "must be between 1 and 3600".into(),
-            );
-        }
-        if auth.argon2.memory_kib < ARGON2_MIN_MEMORY_KIB {
-            return invalid(
-                "auth.argon2.memory_kib",
-                format!("must be at least {ARGON2_MIN_MEMORY_KIB} (OWASP minimum for argon2id)"),
-            );
-        }
-        if auth.argon2.iterations < ARGON2_MIN_ITERATIONS {
-            return invalid(
-                "auth.argon2.iterations",
-                format!("must be at least {ARGON2_MIN_ITERATIONS} (OWASP minimum for argon2id)"),
-            );
-        }
-        if !(1..=16).contains(&auth.argon2.parallelism) {
-            return invalid("auth.argon2.parallelism", "must be between 1 and 16".into());
-        }
-        Ok(())
     }
 
     pub fn is_production(&self) -> bool {
@@ -776,70 +251,37 @@ impl Settings {
     }
 }
 
-impl ServerSettings {
-    pub fn address(&self) -> SocketAddr {
-        SocketAddr::new(self.host, self.port)
-    }
-
-    pub fn shutdown_timeout(&self) -> Duration {
-        Duration::from_secs(self.shutdown_timeout_secs)
-    }
-}
-
-impl DatabaseSettings {
-    pub fn acquire_timeout(&self) -> Duration {
-        Duration::from_millis(self.acquire_timeout_ms)
-    }
-}
-
-impl RedisSettings {
-    pub fn connect_timeout(&self) -> Duration {
-        Duration::from_millis(self.connect_timeout_ms)
-    }
-
-    pub fn command_timeout(&self) -> Duration {
-        Duration::from_millis(self.command_timeout_ms)
-    }
-}
-
-impl HealthSettings {
-    pub fn check_timeout(&self) -> Duration {
-        Duration::from_millis(self.check_timeout_ms)
-    }
-}
-
-/// The development JWT secret shipped in the default file, which production refuses.
-fn default_jwt_secret() -> String {
+/// A value of the shipped defaults (what production refuses to run with).
+fn shipped_default<T: serde::de::DeserializeOwned + Default>(key: &str) -> T {
     Figment::from(Toml::string(DEFAULT_CONFIG))
-        .extract_inner::<String>("auth.jwt_secret")
+        .extract_inner(key)
         .unwrap_or_default()
 }
 
-/// The development Fernet keys shipped in the default file, which production refuses.
-fn default_fernet_keys() -> Vec<String> {
-    Figment::from(Toml::string(DEFAULT_CONFIG))
-        .extract_inner::<Vec<String>>("secrets.fernet_keys")
-        .unwrap_or_default()
+/// The layer that set `key`: a file, or the exact variable.
+fn layer_name(metadata: &figment::Metadata, key: &str) -> String {
+    match &metadata.source {
+        Some(figment::Source::File(path)) => format!("file {}", path.display()),
+        _ if metadata.name.contains(ENV_PREFIX) => format!(
+            "environment variable {ENV_PREFIX}{}",
+            key.replace('.', "__").to_uppercase()
+        ),
+        _ if metadata.name.contains("environment") => match key {
+            "database.url" => "environment variable DATABASE_URL".to_owned(),
+            "redis.url" => "environment variable REDIS_URL".to_owned(),
+            _ => metadata.name.to_string(),
+        },
+        Some(figment::Source::Code(_)) => "the built-in defaults".to_owned(),
+        _ => metadata.name.to_string(),
+    }
 }
 
-/// Names the key and the layer that set it: a file, or the exact variable.
+/// Names the key and the layer that set it.
 fn describe_figment_error(err: figment::Error) -> String {
     err.into_iter()
         .map(|e| {
             let key = e.path.join(".");
-            let source = e.metadata.as_ref().map(|m| match &m.source {
-                Some(figment::Source::File(path)) => format!("file {}", path.display()),
-                _ if m.name.contains(ENV_PREFIX) => format!(
-                    "environment variable {ENV_PREFIX}{}",
-                    e.path.join("__").to_uppercase()
-                ),
-                _ if m.name.contains("environment") => match key.as_str() {
-                    "database.url" => "environment variable DATABASE_URL".to_owned(),
-                    "redis.url" => "environment variable REDIS_URL".to_owned(),
-                    _ => m.name.to_string(),
-                },
-                _ => m.name.to_string(),
-            });
+            let source = e.metadata.as_ref().map(|m| layer_name(m, &key));
             match (key.is_empty(), source) {
                 (true, _) => e.kind.to_string(),
                 (false, None) => format!("`{key}`: {}", e.kind),
@@ -895,6 +337,8 @@ where
 
 #[cfg(test)]
 mod tests {
+    use secrecy::{ExposeSecret, SecretString};
+
     use super::*;
 
     fn defaults() -> Settings {
@@ -1073,6 +517,34 @@ mod tests {
             let err = Settings::load(None).unwrap_err().to_string();
             assert!(
                 err.contains("`notifications.retry_schedule_secs`") && err.contains("`soon`"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    // `Jail` closures return figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn a_broken_rule_names_the_key_and_the_layer_that_set_it() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("STOCK_TRACKER__DATABASE__MAX_CONNECTIONS", "0");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(
+                err.contains("`database.max_connections` (set by environment variable STOCK_TRACKER__DATABASE__MAX_CONNECTIONS): lower than 1"),
+                "{err}"
+            );
+            jail.set_env("STOCK_TRACKER__DATABASE__MAX_CONNECTIONS", "10");
+            jail.create_file(
+                "broken.toml",
+                "[worker]\nretry_base_secs = 60\nretry_max_secs = 30\n",
+            )?;
+            let err = Settings::load(Some(Path::new("broken.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("`worker.retry_max_secs` (set by file ")
+                    && err.contains("broken.toml): must be at least worker.retry_base_secs"),
                 "{err}"
             );
             Ok(())

@@ -5,36 +5,66 @@
 
 use std::collections::BTreeMap;
 
+use garde::Validate;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::{ConfigError, list_or_comma_separated};
+use super::{ConfigError, invalid, list_or_comma_separated};
 
-#[derive(Debug, Clone, Deserialize)]
+/// Field rules are `garde`'s; the tables, rule names and proxies are
+/// checked by [`RateLimitSettings::validate`], which runs both.
+#[derive(Debug, Clone, Deserialize, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitSettings {
     /// Sub-windows per window; the limiter's resolution (see `rate_limit`).
+    #[garde(range(min = 1, max = 60))]
     pub buckets_per_window: u32,
     /// Length of the three tier windows, in seconds.
+    #[garde(skip)]
     pub windows: WindowTable<u64>,
     /// Requests per window for each tenant tier.
+    #[garde(skip)]
     pub tiers: TierTable,
     /// Requests per window for each client IP without (valid) credentials.
+    #[garde(skip)]
     pub anonymous: WindowTable<u64>,
     /// Share of the tenant's limits one user (or API key) may use, 0 < share ≤ 1.
+    #[garde(custom(share))]
     pub user_share: f64,
     /// One limit over every limited request this deployment serves.
+    #[garde(dive)]
     pub global: WindowRule,
     /// Stricter limits for named routes, keyed by rule name.
+    #[garde(dive)]
     pub rules: BTreeMap<String, EndpointRule>,
     /// Peers whose `X-Forwarded-For` is believed (CIDRs).
     #[serde(deserialize_with = "list_or_comma_separated")]
+    #[garde(skip)]
     pub trusted_proxies: Vec<String>,
     /// IPv6 clients are limited per prefix of this length (one subscriber
     /// usually holds a whole /64).
+    #[garde(range(min = 32, max = 128))]
     pub ipv6_prefix_len: u8,
     /// Most keys the in-process fallback tracks (least recently used go first).
+    #[garde(range(min = 1))]
     pub fallback_max_keys: usize,
+}
+
+fn share(value: &f64, _: &()) -> garde::Result {
+    if *value > 0.0 && *value <= 1.0 {
+        Ok(())
+    } else {
+        Err(garde::Error::new("must be greater than 0 and at most 1"))
+    }
+}
+
+fn valid_routes(value: &[String], _: &()) -> garde::Result {
+    match value.iter().find(|route| parse_route(route).is_none()) {
+        None => Ok(()),
+        Some(bad) => Err(garde::Error::new(format!(
+            "contains `{bad}`; write routes as `METHOD /path/{{param}}`, e.g. `POST /api/v1/auth/login`"
+        ))),
+    }
 }
 
 /// One value per tier window.
@@ -64,10 +94,12 @@ pub struct TierTable {
     pub internal: WindowTable<u64>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct WindowRule {
+    #[garde(range(min = 1))]
     pub limit: u64,
+    #[garde(range(min = 1, max = MAX_WINDOW_SECS))]
     pub window_secs: u64,
 }
 
@@ -83,14 +115,18 @@ pub enum RuleKey {
     User,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointRule {
     /// `"METHOD /route/{pattern}"` entries, as the routes are declared.
     #[serde(deserialize_with = "list_or_comma_separated")]
+    #[garde(length(min = 1), custom(valid_routes))]
     pub routes: Vec<String>,
+    #[garde(skip)]
     pub key: RuleKey,
+    #[garde(range(min = 1))]
     pub limit: u64,
+    #[garde(range(min = 1, max = MAX_WINDOW_SECS))]
     pub window_secs: u64,
 }
 
@@ -99,23 +135,15 @@ pub struct EndpointRule {
 const MAX_WINDOW_SECS: u64 = 86_400;
 
 impl RateLimitSettings {
+    /// The field rules, then what they cannot say: every window and limit of
+    /// the tables, rule names (they appear in headers), the proxies.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: String, problem: &str| {
-            Err(ConfigError::Invalid {
-                key,
-                problem: problem.to_owned(),
-            })
-        };
-        if !(1..=60).contains(&self.buckets_per_window) {
-            return invalid(
-                "rate_limit.buckets_per_window".into(),
-                "must be between 1 and 60",
-            );
-        }
+        Validate::validate(self)
+            .map_err(|report| ConfigError::from_report(&report, "rate_limit."))?;
         for (name, secs) in WINDOW_NAMES.iter().zip(self.windows.values()) {
             if !(1..=MAX_WINDOW_SECS).contains(&secs) {
                 return invalid(
-                    format!("rate_limit.windows.{name}"),
+                    &format!("rate_limit.windows.{name}"),
                     "must be between 1 and 86400 seconds",
                 );
             }
@@ -131,81 +159,26 @@ impl RateLimitSettings {
             for (name, limit) in WINDOW_NAMES.iter().zip(limits.values()) {
                 if limit == 0 {
                     return invalid(
-                        format!("rate_limit.{table}.{name}"),
+                        &format!("rate_limit.{table}.{name}"),
                         "must be at least 1 request per window",
                     );
                 }
             }
         }
-        if !(self.user_share > 0.0 && self.user_share <= 1.0) {
-            return invalid(
-                "rate_limit.user_share".into(),
-                "must be greater than 0 and at most 1",
-            );
-        }
-        if self.global.limit == 0 {
-            return invalid("rate_limit.global.limit".into(), "must be at least 1");
-        }
-        if !(1..=MAX_WINDOW_SECS).contains(&self.global.window_secs) {
-            return invalid(
-                "rate_limit.global.window_secs".into(),
-                "must be between 1 and 86400 seconds",
-            );
-        }
-        for (name, rule) in &self.rules {
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
+        for name in self.rules.keys() {
+            let header_safe = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+            if name.is_empty() || !name.chars().all(header_safe) {
                 return invalid(
-                    format!("rate_limit.rules.{name}"),
+                    &format!("rate_limit.rules.{name}"),
                     "rule names may hold only letters, digits, `-` and `_` (they appear in response headers)",
                 );
-            }
-            if rule.limit == 0 {
-                return invalid(
-                    format!("rate_limit.rules.{name}.limit"),
-                    "must be at least 1",
-                );
-            }
-            if !(1..=MAX_WINDOW_SECS).contains(&rule.window_secs) {
-                return invalid(
-                    format!("rate_limit.rules.{name}.window_secs"),
-                    "must be between 1 and 86400 seconds",
-                );
-            }
-            if rule.routes.is_empty() {
-                return invalid(
-                    format!("rate_limit.rules.{name}.routes"),
-                    "must name at least one route",
-                );
-            }
-            for route in &rule.routes {
-                if parse_route(route).is_none() {
-                    return invalid(
-                        format!("rate_limit.rules.{name}.routes"),
-                        &format!(
-                            "contains `{route}`; write routes as `METHOD /path/{{param}}`, e.g. `POST /api/v1/auth/login`"
-                        ),
-                    );
-                }
             }
         }
         if let Err(bad) = self.trusted_proxy_networks() {
             return invalid(
-                "rate_limit.trusted_proxies".into(),
-                &format!("contains `{bad}`, which is not an address or CIDR such as 10.0.0.0/8"),
+                "rate_limit.trusted_proxies",
+                format!("contains `{bad}`, which is not an address or CIDR such as 10.0.0.0/8"),
             );
-        }
-        if !(32..=128).contains(&self.ipv6_prefix_len) {
-            return invalid(
-                "rate_limit.ipv6_prefix_len".into(),
-                "must be between 32 and 128",
-            );
-        }
-        if self.fallback_max_keys == 0 {
-            return invalid("rate_limit.fallback_max_keys".into(), "must be at least 1");
         }
         Ok(())
     }

@@ -30,7 +30,7 @@ use uuid::Uuid;
 
 use crate::config::DatabaseSettings;
 use crate::resilience::breaker::CircuitBreaker;
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::{MetricDef, Metrics};
 
 pub mod observe;
 pub use observe::observed;
@@ -135,6 +135,27 @@ pub async fn check_schema(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub const DB_POOL_WAITERS: MetricDef = MetricDef::gauge(
+    "stock_tracker_db_pool_waiters",
+    "Callers waiting for a PostgreSQL connection from the pool",
+    &[],
+);
+
+pub const DB_POOL_CONNECTIONS: MetricDef = MetricDef::gauge(
+    "stock_tracker_db_pool_connections",
+    "PostgreSQL pool connections by state (idle, in_use) and the pool's maximum (max), read at scrape time",
+    &["state"],
+);
+
+/// The pool's families and the statements' ([`observe`]).
+pub const METRICS: &[MetricDef] = &[
+    DB_POOL_WAITERS,
+    DB_POOL_CONNECTIONS,
+    observe::DB_QUERY_DURATION,
+    observe::DB_QUERY_ERRORS,
+    observe::DB_QUERIES_SLOW,
+];
+
 /// The service's PostgreSQL handle: the pool behind the database circuit
 /// breaker, counting the callers that wait for a connection (a load-shedding
 /// signal). Request paths go through [`Database::acquire`] and
@@ -146,17 +167,34 @@ pub struct Database {
     pool: PgPool,
     breaker: Arc<CircuitBreaker>,
     waiters: Arc<AtomicI64>,
-    metrics: Metrics,
+    waiters_gauge: prometheus::IntGauge,
+    connections_gauge: prometheus::IntGaugeVec,
 }
 
 impl Database {
-    pub fn new(pool: PgPool, breaker: Arc<CircuitBreaker>, metrics: Metrics) -> Self {
+    pub fn new(pool: PgPool, breaker: Arc<CircuitBreaker>, metrics: &Metrics) -> Self {
+        observe::register(metrics);
         Self {
             pool,
             breaker,
             waiters: Arc::new(AtomicI64::new(0)),
-            metrics,
+            waiters_gauge: metrics.int_gauge(&DB_POOL_WAITERS),
+            connections_gauge: metrics.int_gauge_vec(&DB_POOL_CONNECTIONS),
         }
+    }
+
+    /// Reads the pool's sizes into their gauge (at scrape time).
+    pub fn observe_pool(&self) {
+        let size = i64::from(self.pool.size());
+        let idle = self.pool.num_idle() as i64;
+        let gauge = &self.connections_gauge;
+        gauge.with_label_values(&["idle"]).set(idle);
+        gauge
+            .with_label_values(&["in_use"])
+            .set((size - idle).max(0));
+        gauge
+            .with_label_values(&["max"])
+            .set(i64::from(self.pool.options().get_max_connections()));
     }
 
     /// The pool itself, outside the breaker: readiness probes and shutdown.
@@ -206,12 +244,12 @@ impl Database {
             && self.pool.size() >= self.pool.options().get_max_connections();
         if waits {
             let now = self.waiters.fetch_add(1, Ordering::Relaxed) + 1;
-            self.metrics.db_pool_waiters.set(now);
+            self.waiters_gauge.set(now);
         }
         let result = get.await;
         if waits {
             let now = self.waiters.fetch_sub(1, Ordering::Relaxed) - 1;
-            self.metrics.db_pool_waiters.set(now);
+            self.waiters_gauge.set(now);
         }
         match &result {
             Err(err) if is_connection_failure(err) => self.breaker.record_failure(),

@@ -8,21 +8,69 @@
 //! (`<area>.<operation>`), so the label set is bounded by the code, not by
 //! the data. Nothing of the statement's parameters is recorded anywhere.
 //!
-//! The collectors are process-wide (`telemetry::metrics::QUERY_METRICS`): a connection does not
-//! know which application it serves, and one process runs one service role.
+//! The collectors are process-wide ([`QUERY_METRICS`], adopted by every
+//! registry): a connection does not know which application it serves, and one
+//! process runs one service role.
 
 use std::fmt;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt};
+use prometheus::{HistogramVec, IntCounterVec};
 use sqlx::Either;
 use sqlx::postgres::{PgQueryResult, PgRow, PgStatement, PgTypeInfo};
 use sqlx::{Execute, Executor, Postgres};
 
-use crate::telemetry::metrics::QUERY_METRICS;
+use crate::telemetry::metrics::{MetricDef, Metrics};
+
+pub const DB_QUERY_DURATION: MetricDef = MetricDef::histogram(
+    "stock_tracker_db_query_duration_seconds",
+    "Duration of PostgreSQL statements by query kind (area.operation, named in the code)",
+    &["kind"],
+    QUERY_LATENCY_BUCKETS,
+);
+
+pub const DB_QUERY_ERRORS: MetricDef = MetricDef::counter(
+    "stock_tracker_db_query_errors_total",
+    "PostgreSQL statements that failed, by query kind",
+    &["kind"],
+);
+
+pub const DB_QUERIES_SLOW: MetricDef = MetricDef::counter(
+    "stock_tracker_db_slow_queries_total",
+    "PostgreSQL statements at least database.slow_query_threshold_ms long, by query kind (each also logged)",
+    &["kind"],
+);
+
+/// Buckets for statement latency, in seconds: dense around the alert
+/// thresholds (p95 100 ms warning, 200 ms critical).
+pub const QUERY_LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// The statement collectors, shared by every registry of the process.
+struct QueryMetrics {
+    duration: HistogramVec,
+    errors: IntCounterVec,
+    slow: IntCounterVec,
+}
+
+static QUERY_METRICS: LazyLock<QueryMetrics> = LazyLock::new(|| QueryMetrics {
+    duration: DB_QUERY_DURATION.new_histogram_vec(),
+    errors: DB_QUERY_ERRORS.new_counter_vec(),
+    slow: DB_QUERIES_SLOW.new_counter_vec(),
+});
+
+/// Adds the process's statement collectors to `metrics`' registry.
+pub fn register(metrics: &Metrics) {
+    metrics.family(&DB_QUERY_DURATION, || QUERY_METRICS.duration.clone());
+    metrics.family(&DB_QUERY_ERRORS, || QUERY_METRICS.errors.clone());
+    metrics.family(&DB_QUERIES_SLOW, || QUERY_METRICS.slow.clone());
+}
 
 /// Statements at least this slow are logged and counted (milliseconds).
 static SLOW_THRESHOLD_MS: AtomicU64 = AtomicU64::new(u64::MAX);

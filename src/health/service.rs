@@ -16,6 +16,28 @@ use utoipa::ToSchema;
 use crate::db::observed;
 use crate::infra::Infra;
 use crate::resilience::breaker::CircuitBreaker;
+use crate::telemetry::metrics::{CHECK_LATENCY_BUCKETS, MetricDef, Metrics};
+
+pub const DEPENDENCY_UP: MetricDef = MetricDef::gauge(
+    "stock_tracker_dependency_up",
+    "Result of the last readiness check of a dependency: 1 up, 0 down",
+    &["dependency"],
+);
+
+pub const DEPENDENCY_CHECK_DURATION: MetricDef = MetricDef::histogram(
+    "stock_tracker_dependency_check_duration_seconds",
+    "Duration of readiness checks against a dependency",
+    &["dependency"],
+    CHECK_LATENCY_BUCKETS,
+);
+
+pub const METRICS: &[MetricDef] = &[DEPENDENCY_UP, DEPENDENCY_CHECK_DURATION];
+
+/// Registers the readiness families (their series appear with the first check).
+pub fn register_metrics(metrics: &Metrics) {
+    metrics.gauge_vec(&DEPENDENCY_UP);
+    metrics.histogram_vec(&DEPENDENCY_CHECK_DURATION);
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -118,12 +140,12 @@ async fn check(
     let elapsed = started.elapsed();
     state
         .metrics
-        .dependency_check_duration
+        .histogram_vec(&DEPENDENCY_CHECK_DURATION)
         .with_label_values(&[name])
         .observe(elapsed.as_secs_f64());
     state
         .metrics
-        .dependency_up
+        .gauge_vec(&DEPENDENCY_UP)
         .with_label_values(&[name])
         .set(if outcome.is_ok() { 1.0 } else { 0.0 });
     if let Err(reason) = outcome {

@@ -3,8 +3,8 @@
 //! breaker (schema checked), Redis and its guard, the broker handle, the
 //! response cache, the Fernet key ring and the HTTP client for deliveries,
 //! each dependency watched by its breaker's recovery probe. The metrics
-//! registry is the role's own ([`Metrics::for_api`], [`Metrics::for_worker`],
-//! [`Metrics::new`] for beat), passed in.
+//! registry is the role's own, passed in; the parts built here register
+//! their families in it.
 //!
 //! [`tasks`]: what Celery tasks run with.
 
@@ -52,27 +52,19 @@ impl Infra {
         let settings = Arc::new(settings.clone());
         let pool = db::connect_pool(&settings.database)?;
         db::check_schema(&pool).await?;
-        let db_breaker = CircuitBreaker::new(
-            "database",
-            &settings.circuit_breakers.database,
-            metrics.clone(),
-        );
-        let db = Database::new(pool, Arc::new(db_breaker), metrics.clone());
+        let db_breaker =
+            CircuitBreaker::new("database", &settings.circuit_breakers.database, &metrics);
+        let db = Database::new(pool, Arc::new(db_breaker), &metrics);
         let redis = Redis::new(&settings.redis)?;
         let redis_breaker =
-            CircuitBreaker::new("redis", &settings.circuit_breakers.redis, metrics.clone());
+            CircuitBreaker::new("redis", &settings.circuit_breakers.redis, &metrics);
         let redis_guard = RedisGuard::new(Arc::new(redis_breaker), &settings.redis);
-        let queue = TaskQueue::new(settings.clone(), metrics.clone());
+        let queue = TaskQueue::new(settings.clone(), &metrics);
         // A recovered dependency is used again within a probe interval.
         db.watch_recovery();
         redis_guard.watch_recovery(&redis);
         queue.watch_recovery();
-        let cache = ResponseCache::new(
-            &settings,
-            redis.clone(),
-            redis_guard.clone(),
-            metrics.clone(),
-        );
+        let cache = ResponseCache::new(&settings, redis.clone(), redis_guard.clone(), &metrics);
         let secrets = SecretBox::new(&settings.secrets.fernet_keys)?;
         let notifier = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(settings.notifications.timeout_ms))

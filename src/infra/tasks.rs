@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::Infra;
 use crate::config::Settings;
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::{MetricDef, Metrics};
 use crate::telemetry::traces;
 
 static CONTEXT: OnceLock<Arc<Infra>> = OnceLock::new();
@@ -55,23 +55,75 @@ pub fn task_span(task: &'static str, tenant_id: Uuid, traceparent: Option<&str>)
     span
 }
 
+pub const WORKER_TASKS: MetricDef = MetricDef::counter(
+    "stock_tracker_worker_tasks_total",
+    "Tasks run by the worker, by task and status: succeeded, failed, retried, skipped (a duplicate delivery of a finished job)",
+    &["task", "status"],
+);
+
+pub const WORKER_TASK_DURATION: MetricDef = MetricDef::histogram(
+    "stock_tracker_worker_task_duration_seconds",
+    "Task run time, by task and status",
+    &["task", "status"],
+    TASK_DURATION_BUCKETS,
+);
+
+pub const WORKER_TASKS_IN_PROGRESS: MetricDef = MetricDef::gauge(
+    "stock_tracker_worker_tasks_in_progress",
+    "Tasks running now, by task",
+    &["task"],
+);
+
+pub const WORKER_RETRIES: MetricDef = MetricDef::counter(
+    "stock_tracker_worker_task_retries_total",
+    "Task retries scheduled after a transient failure, by task",
+    &["task"],
+);
+
+/// Buckets for task durations, in seconds: a sync of thousands of products takes seconds.
+pub const TASK_DURATION_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+];
+
+pub const METRICS: &[MetricDef] = &[
+    WORKER_TASKS,
+    WORKER_TASK_DURATION,
+    WORKER_TASKS_IN_PROGRESS,
+    WORKER_RETRIES,
+];
+
+/// Registers the task families with the worker's task names, so the
+/// in-progress and retry series exist before the first task.
+pub fn register_metrics(metrics: &Metrics, tasks: &[&str]) {
+    metrics.counter_vec(&WORKER_TASKS);
+    metrics.histogram_vec(&WORKER_TASK_DURATION);
+    let in_progress = metrics.int_gauge_vec(&WORKER_TASKS_IN_PROGRESS);
+    let retries = metrics.counter_vec(&WORKER_RETRIES);
+    for task in tasks {
+        in_progress.with_label_values(&[task]);
+        retries.with_label_values(&[task]);
+    }
+}
+
 /// Runs a task body with its metrics: in progress, duration and outcome.
 pub async fn measured<T>(
     metrics: &Metrics,
     task: &str,
     body: impl Future<Output = (&'static str, TaskResult<T>)>,
 ) -> TaskResult<T> {
-    let in_progress = metrics.worker_tasks_in_progress.with_label_values(&[task]);
+    let in_progress = metrics
+        .int_gauge_vec(&WORKER_TASKS_IN_PROGRESS)
+        .with_label_values(&[task]);
     in_progress.inc();
     let started = Instant::now();
     let (status, result) = body.await;
     in_progress.dec();
     metrics
-        .worker_task_duration
+        .histogram_vec(&WORKER_TASK_DURATION)
         .with_label_values(&[task, status])
         .observe(started.elapsed().as_secs_f64());
     metrics
-        .worker_tasks
+        .counter_vec(&WORKER_TASKS)
         .with_label_values(&[task, status])
         .inc();
     result

@@ -19,7 +19,6 @@
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use prometheus::IntCounterVec;
 use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -28,7 +27,7 @@ use crate::auth::TenantCtx;
 use crate::broker::TaskQueue;
 use crate::db::{self, observed};
 use crate::infra::Infra;
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::{MetricDef, Metrics};
 
 /// What one attempt did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,14 +139,31 @@ pub trait Channel: Send + Sync {
         timeout: Duration,
     ) -> BoxFuture<'a, anyhow::Result<Sent>>;
 
-    /// Deliveries by event and outcome (`delivered`, `retried`, `failed`).
-    fn deliveries_counter<'m>(&self, metrics: &'m Metrics) -> &'m IntCounterVec;
+    /// The channel's count of deliveries by event and outcome (`delivered`,
+    /// `retried`, `failed`).
+    fn deliveries_metric(&self) -> &'static MetricDef;
 
     /// Why a target failing since `since` was disabled, for its owner.
     fn disabled_reason(&self, since: OffsetDateTime) -> String;
 
     /// A target was just disabled.
     fn on_disabled(&self, _metrics: &Metrics, _target_id: Uuid) {}
+
+    /// Registers the channel's families (at the worker's start).
+    fn register_metrics(&self, metrics: &Metrics) {
+        register_deliveries(metrics, self.deliveries_metric());
+    }
+}
+
+/// Registers a delivery count with every known event and outcome, so ratios
+/// and panels read 0 rather than "no data" before the first event.
+pub fn register_deliveries(metrics: &Metrics, def: &MetricDef) {
+    let deliveries = metrics.counter_vec(def);
+    for event in ["sync.completed", "sync.failed", "stock.low"] {
+        for outcome in ["delivered", "retried", "failed"] {
+            deliveries.with_label_values(&[event, outcome]);
+        }
+    }
 }
 
 /// One attempt at `now` of a channel's delivery.
@@ -312,8 +328,8 @@ async fn record(
         } => "retried",
         _ => "failed",
     };
-    channel
-        .deliveries_counter(&ctx.metrics)
+    ctx.metrics
+        .counter_vec(channel.deliveries_metric())
         .with_label_values(&[claimed.event_type.as_str(), label])
         .inc();
     if disable {

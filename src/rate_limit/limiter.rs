@@ -17,6 +17,7 @@ use lru::LruCache;
 use uuid::Uuid;
 
 use super::client_ip::ClientIpResolver;
+use super::metrics::LimiterMetrics;
 use super::window::{Buckets, WindowSpec, WindowState};
 use crate::auth::extractor::{Principal, PrincipalKind};
 use crate::auth::revocation::{RevocationError, RevocationStore};
@@ -188,7 +189,7 @@ pub struct RateLimiter {
     script: redis::Script,
     prefix: String,
     guard: RedisGuard,
-    metrics: Metrics,
+    metrics: LimiterMetrics,
     fallback: Mutex<LruCache<String, Buckets>>,
     fallback_active: AtomicBool,
     /// The tenants already sent to this minute's active-tenant HyperLogLog.
@@ -205,7 +206,7 @@ impl RateLimiter {
         settings: &Settings,
         redis: crate::redis_conn::Redis,
         guard: RedisGuard,
-        metrics: Metrics,
+        metrics: &Metrics,
     ) -> anyhow::Result<Self> {
         let limits = settings.rate_limit.clone();
         let trusted = limits
@@ -230,7 +231,6 @@ impl RateLimiter {
         let names = |scope: &str| WINDOW_NAMES.map(|window| Arc::from(format!("{scope}-{window}")));
         let capacity = std::num::NonZeroUsize::new(limits.fallback_max_keys)
             .ok_or_else(|| anyhow::anyhow!("rate_limit.fallback_max_keys must be at least 1"))?;
-        metrics.rate_limit_fallback_active.set(0);
         Ok(Self {
             client_ip: ClientIpResolver::new(trusted, limits.ipv6_prefix_len),
             rules,
@@ -240,7 +240,7 @@ impl RateLimiter {
             script: redis::Script::new(SCRIPT),
             prefix: format!("{}rl:", settings.redis.key_prefix),
             guard,
-            metrics,
+            metrics: LimiterMetrics::register(metrics),
             fallback: Mutex::new(LruCache::new(capacity)),
             fallback_active: AtomicBool::new(false),
             tenants_seen: Mutex::new((0, HashSet::new())),
@@ -251,6 +251,27 @@ impl RateLimiter {
 
     fn activity_key(&self, minute: u64) -> String {
         format!("{}active_tenants:{minute}", self.prefix)
+    }
+
+    /// Reads the active-tenant estimate into its gauge (at scrape time; one
+    /// PFCOUNT, and when Redis is out of reach the last estimate stays).
+    pub async fn observe_active_tenants(&self) {
+        if let Ok(active) = self.active_tenants().await {
+            self.metrics.active_tenants.set(active as i64);
+        }
+    }
+
+    /// Counts one decision by its deciding scope, the caller's tier (or
+    /// anonymous) and its outcome.
+    pub fn count(&self, decision: &Decision, tier: Option<crate::auth::roles::Tier>) {
+        let tier = tier.map_or("anonymous", |t| t.as_str());
+        let scope = decision.headline().map_or("global", |p| p.scope.as_str());
+        let outcome = match (decision.admitted, decision.backend) {
+            (false, _) => "limited",
+            (true, Backend::Redis) => "allowed",
+            (true, Backend::Fallback) => "fallback",
+        };
+        self.metrics.decision(scope, tier, outcome);
     }
 
     /// Tenants with a request within the activity window, across every
@@ -529,7 +550,7 @@ impl RateLimiter {
             })
             .await;
         self.metrics
-            .rate_limit_script_duration
+            .script_duration
             .with_label_values::<&str>(&[])
             .observe(started.elapsed().as_secs_f64());
         let reply = result?;
@@ -641,14 +662,14 @@ impl RateLimiter {
                 error = %format!("{err:#}"),
                 "rate limiting switched to the in-process fallback: Redis is unavailable"
             );
-            self.metrics.rate_limit_fallback_switch("fallback");
+            self.metrics.fallback_switch("fallback");
         }
     }
 
     fn redis_answered(&self) {
         if self.fallback_active.swap(false, Ordering::AcqRel) {
             tracing::info!("rate limiting is back on Redis");
-            self.metrics.rate_limit_fallback_switch("redis");
+            self.metrics.fallback_switch("redis");
             // Counters kept during the outage are not needed any more.
             self.fallback
                 .lock()

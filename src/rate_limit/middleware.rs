@@ -15,14 +15,12 @@ use actix_web::{Error, HttpMessage, ResponseError, web};
 use uuid::Uuid;
 
 use super::RateLimiter;
-use super::limiter::{Backend, Caller, Decision, Mode, Revocation};
+use super::limiter::{Caller, Decision, Mode, Revocation};
 use crate::auth::AuthState;
 use crate::auth::extractor::Authentication;
 use crate::auth::middleware::{settle_bearer, settle_bearer_alone};
 use crate::auth::revocation::RevocationError;
 use crate::http::error::ApiError;
-use crate::infra::Infra;
-use crate::telemetry::metrics::Metrics;
 
 /// The route that reports limits without consuming them.
 pub const STATUS_ROUTE: &str = "/api/v1/rate-limits/me";
@@ -44,10 +42,9 @@ pub async fn rate_limit(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let (Some(limiter), Some(auth), Some(infra)) = (
+    let (Some(limiter), Some(auth)) = (
         req.app_data::<web::Data<RateLimiter>>().cloned(),
         req.app_data::<web::Data<AuthState>>().cloned(),
-        req.app_data::<web::Data<Infra>>().cloned(),
     ) else {
         return next
             .call(req)
@@ -58,7 +55,7 @@ pub async fn rate_limit(
     let route = req.match_pattern();
     if is_exempt(req.method(), route.as_deref()) {
         if let Some(Authentication::PendingRevocationCheck(claims)) = &authentication {
-            let settled = settle_bearer_alone(&infra.metrics, &auth.revocations, claims).await;
+            let settled = settle_bearer_alone(&auth, claims).await;
             req.extensions_mut().insert(settled);
         }
         return next
@@ -95,10 +92,10 @@ pub async fn rate_limit(
             Revocation::Revoked => Err(RevocationError::Revoked),
             Revocation::Unavailable => Err(RevocationError::Unavailable),
         };
-        let settled = settle_bearer(&infra.metrics, claims, revocation);
+        let settled = settle_bearer(&auth.events, claims, revocation);
         req.extensions_mut().insert(settled);
     }
-    count(&infra.metrics, &decision, tier);
+    limiter.count(&decision, tier);
 
     let refused = !decision.admitted && mode == Mode::Record;
     let mut headers = HeaderMap::new();
@@ -123,17 +120,6 @@ pub async fn rate_limit(
         response_headers.insert(name, value);
     }
     Ok(response.map_into_left_body())
-}
-
-fn count(metrics: &Metrics, decision: &Decision, tier: Option<crate::auth::roles::Tier>) {
-    let tier = tier.map_or("anonymous", |t| t.as_str());
-    let scope = decision.headline().map_or("global", |p| p.scope.as_str());
-    let outcome = match (decision.admitted, decision.backend) {
-        (false, _) => "limited",
-        (true, Backend::Redis) => "allowed",
-        (true, Backend::Fallback) => "fallback",
-    };
-    metrics.rate_limit_decision(scope, tier, outcome);
 }
 
 fn too_many_requests(decision: &Decision) -> ApiError {

@@ -32,6 +32,7 @@
 
 pub mod client_ip;
 pub mod limiter;
+pub mod metrics;
 pub mod middleware;
 pub mod routes;
 pub mod window;

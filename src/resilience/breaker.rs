@@ -19,7 +19,21 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::BreakerSettings;
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::{MetricDef, Metrics};
+
+pub const CIRCUIT_BREAKER_STATE: MetricDef = MetricDef::gauge(
+    "stock_tracker_circuit_breaker_state",
+    "Circuit breaker state per dependency: 0 closed, 1 half-open, 2 open",
+    &["dependency"],
+);
+
+pub const CIRCUIT_BREAKER_TRANSITIONS: MetricDef = MetricDef::counter(
+    "stock_tracker_circuit_breaker_transitions_total",
+    "Circuit breaker state changes per dependency, by the state entered",
+    &["dependency", "to"],
+);
+
+pub const METRICS: &[MetricDef] = &[CIRCUIT_BREAKER_STATE, CIRCUIT_BREAKER_TRANSITIONS];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerState {
@@ -61,21 +75,24 @@ pub struct CircuitBreaker {
     open_timeout: Duration,
     probe_interval: Duration,
     inner: Mutex<Inner>,
-    metrics: Metrics,
+    state_gauge: prometheus::IntGauge,
+    transitions: prometheus::IntCounterVec,
 }
 
 impl CircuitBreaker {
-    pub fn new(dependency: &'static str, settings: &BreakerSettings, metrics: Metrics) -> Self {
-        metrics.breaker_state(dependency, BreakerState::Closed.gauge());
+    pub fn new(dependency: &'static str, settings: &BreakerSettings, metrics: &Metrics) -> Self {
+        let state_gauge = metrics
+            .int_gauge_vec(&CIRCUIT_BREAKER_STATE)
+            .with_label_values(&[dependency]);
+        state_gauge.set(BreakerState::Closed.gauge());
+        let transitions = metrics.counter_vec(&CIRCUIT_BREAKER_TRANSITIONS);
         // Every transition exists from the start, so `increase()` sees the first one.
         for to in [
             BreakerState::Open,
             BreakerState::HalfOpen,
             BreakerState::Closed,
         ] {
-            metrics
-                .circuit_breaker_transitions
-                .with_label_values(&[dependency, to.as_str()]);
+            transitions.with_label_values(&[dependency, to.as_str()]);
         }
         Self {
             dependency,
@@ -88,7 +105,8 @@ impl CircuitBreaker {
                 opened_at: None,
                 probe_in_flight: false,
             }),
-            metrics,
+            state_gauge,
+            transitions,
         }
     }
 
@@ -201,9 +219,10 @@ impl CircuitBreaker {
     fn transition(&self, inner: &mut Inner, to: BreakerState) {
         let from = inner.state;
         inner.state = to;
-        self.metrics.breaker_state(self.dependency, to.gauge());
-        self.metrics
-            .breaker_transition(self.dependency, to.as_str());
+        self.state_gauge.set(to.gauge());
+        self.transitions
+            .with_label_values(&[self.dependency, to.as_str()])
+            .inc();
         match to {
             BreakerState::Open => tracing::warn!(
                 dependency = self.dependency,
@@ -228,6 +247,10 @@ mod tests {
     use super::*;
 
     fn breaker(threshold: u32, open_ms: u64) -> CircuitBreaker {
+        breaker_in(&Metrics::new(), threshold, open_ms)
+    }
+
+    fn breaker_in(metrics: &Metrics, threshold: u32, open_ms: u64) -> CircuitBreaker {
         CircuitBreaker::new(
             "database",
             &BreakerSettings {
@@ -235,7 +258,7 @@ mod tests {
                 open_timeout_ms: open_ms,
                 probe_interval_ms: 10,
             },
-            Metrics::new(),
+            metrics,
         )
     }
 
@@ -328,10 +351,11 @@ mod tests {
 
     #[test]
     fn states_are_exported() {
-        let b = breaker(1, 60_000);
+        let metrics = Metrics::new();
+        let b = breaker_in(&metrics, 1, 60_000);
         b.allow();
         b.record_failure();
-        let text = b.metrics.render();
+        let text = metrics.render();
         assert!(
             text.contains(r#"stock_tracker_circuit_breaker_state{dependency="database"} 2"#),
             "{text}"

@@ -24,7 +24,65 @@ use std::time::{Duration, Instant};
 use actix_web::http::Method;
 
 use crate::config::LoadSheddingSettings;
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::{MetricDef, Metrics};
+
+pub const LOAD_SHED: MetricDef = MetricDef::counter(
+    "stock_tracker_load_shed_total",
+    "Requests refused with 503 by the load shedder, by reason: runtime_lag, in_flight, db_pool_waiters",
+    &["reason"],
+);
+
+pub const HTTP_REQUESTS_IN_FLIGHT: MetricDef = MetricDef::gauge(
+    "stock_tracker_http_requests_in_flight",
+    "HTTP requests being served right now (probes, metrics and docs excluded)",
+    &[],
+);
+
+pub const RUNTIME_LAG: MetricDef = MetricDef::gauge(
+    "stock_tracker_runtime_lag_seconds",
+    "Scheduling lag of each HTTP worker thread's runtime: how late its last periodic tick ran (the event-loop lag of an async runtime)",
+    &["worker"],
+);
+
+pub const RUNTIME_ALIVE_TASKS: MetricDef = MetricDef::gauge(
+    "stock_tracker_runtime_alive_tasks",
+    "Tasks alive on the HTTP worker runtimes (async tasks pending), summed over workers",
+    &[],
+);
+
+pub const METRICS: &[MetricDef] = &[
+    LOAD_SHED,
+    HTTP_REQUESTS_IN_FLIGHT,
+    RUNTIME_LAG,
+    RUNTIME_ALIVE_TASKS,
+];
+
+/// The monitor's collectors.
+struct LoadMetrics {
+    shed: prometheus::IntCounterVec,
+    in_flight: prometheus::IntGauge,
+    runtime_lag: prometheus::GaugeVec,
+    alive_tasks: prometheus::IntGauge,
+}
+
+impl LoadMetrics {
+    fn register(metrics: &Metrics) -> Self {
+        let shed = metrics.counter_vec(&LOAD_SHED);
+        for reason in [
+            ShedReason::RuntimeLag,
+            ShedReason::InFlight,
+            ShedReason::DbPoolWaiters,
+        ] {
+            shed.with_label_values(&[reason.as_str()]);
+        }
+        Self {
+            shed,
+            in_flight: metrics.int_gauge(&HTTP_REQUESTS_IN_FLIGHT),
+            runtime_lag: metrics.gauge_vec(&RUNTIME_LAG),
+            alive_tasks: metrics.int_gauge(&RUNTIME_ALIVE_TASKS),
+        }
+    }
+}
 
 /// Most worker threads one process measures (actix's default is one per core).
 const MAX_WORKERS: usize = 256;
@@ -43,7 +101,7 @@ pub struct LoadMonitor {
     workers: Vec<WorkerSlot>,
     next_worker: AtomicUsize,
     started: Instant,
-    metrics: Metrics,
+    metrics: LoadMetrics,
     /// Callers waiting for a database connection right now.
     db_pool_waiters: Box<dyn Fn() -> i64 + Send + Sync>,
 }
@@ -76,7 +134,7 @@ impl LoadMonitor {
     /// there, as the handle sees each caller queue).
     pub fn new(
         settings: LoadSheddingSettings,
-        metrics: Metrics,
+        metrics: &Metrics,
         db_pool_waiters: impl Fn() -> i64 + Send + Sync + 'static,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -85,7 +143,7 @@ impl LoadMonitor {
             workers: (0..MAX_WORKERS).map(|_| WorkerSlot::default()).collect(),
             next_worker: AtomicUsize::new(0),
             started: Instant::now(),
-            metrics,
+            metrics: LoadMetrics::register(metrics),
             db_pool_waiters: Box::new(db_pool_waiters),
         })
     }
@@ -149,7 +207,7 @@ impl LoadMonitor {
                 .iter()
                 .map(|w| w.alive_tasks.load(Ordering::Relaxed))
                 .sum();
-            self.metrics.runtime_alive_tasks.set(total);
+            self.metrics.alive_tasks.set(total);
         }
     }
 
@@ -176,7 +234,7 @@ impl LoadMonitor {
     /// Counts a request in flight until the returned guard drops.
     fn enter(self: &Arc<Self>) -> InFlight {
         let now = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
-        self.metrics.http_requests_in_flight.set(now as i64);
+        self.metrics.in_flight.set(now as i64);
         InFlight(self.clone())
     }
 
@@ -190,7 +248,7 @@ impl LoadMonitor {
             return (in_flight, Ok(()));
         };
         self.metrics
-            .load_shed
+            .shed
             .with_label_values(&[reason.as_str()])
             .inc();
         tracing::warn!(reason = reason.as_str(), "request shed");
@@ -226,6 +284,6 @@ pub struct InFlight(Arc<LoadMonitor>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         let now = self.0.in_flight.fetch_sub(1, Ordering::AcqRel) - 1;
-        self.0.metrics.http_requests_in_flight.set(now as i64);
+        self.0.metrics.in_flight.set(now as i64);
     }
 }

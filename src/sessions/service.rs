@@ -120,7 +120,7 @@ pub async fn register(
     .await
     .map_err(map_email_taken)?;
     tx.commit().await?;
-    infra.metrics.auth_event("register", "success");
+    auth_state.events.count("register", "success");
     tracing::info!(tenant_id = %tenant.id(), user_id = %user.id, "tenant registered");
     Ok(RegisterResponse {
         user,
@@ -145,7 +145,7 @@ pub async fn login(
     let account = match account {
         Some(account) if verified && account.is_active => account,
         _ => {
-            infra.metrics.auth_event("login", "failure");
+            auth_state.events.count("login", "failure");
             return Err(invalid_credentials());
         }
     };
@@ -164,7 +164,7 @@ pub async fn login(
     )
     .await?;
     tx.commit().await?;
-    infra.metrics.auth_event("login", "success");
+    auth_state.events.count("login", "success");
     Ok(response)
 }
 
@@ -204,7 +204,7 @@ pub async fn refresh(
 ) -> Result<TokenResponse, ApiError> {
     let hash = crate::auth::tokens::hash_secret(refresh_token);
     let Some(row) = repository::find_refresh_token(&infra.db, &hash).await? else {
-        infra.metrics.auth_event("refresh", "failure");
+        auth_state.events.count("refresh", "failure");
         return Err(invalid_refresh_token());
     };
     let tenant = TenantCtx::new(row.tenant_id);
@@ -214,14 +214,14 @@ pub async fn refresh(
         if reused {
             repository::revoke_family(&tenant, &mut tx, row.family_id).await?;
             tx.commit().await?;
-            infra.metrics.auth_event("refresh", "reuse_detected");
+            auth_state.events.count("refresh", "reuse_detected");
             tracing::warn!(
                 user_id = %row.user_id,
                 family_id = %row.family_id,
                 "spent refresh token presented again; session revoked"
             );
         } else {
-            infra.metrics.auth_event("refresh", "failure");
+            auth_state.events.count("refresh", "failure");
         }
         return Err(invalid_refresh_token());
     }
@@ -245,7 +245,7 @@ pub async fn refresh(
     )
     .await?;
     tx.commit().await?;
-    infra.metrics.auth_event("refresh", "success");
+    auth_state.events.count("refresh", "success");
     Ok(response)
 }
 
@@ -277,6 +277,6 @@ pub async fn logout(
         .revocations
         .revoke_access_token(jti, expires_at)
         .await;
-    infra.metrics.auth_event("logout", "success");
+    auth_state.events.count("logout", "success");
     Ok(())
 }

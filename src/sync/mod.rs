@@ -4,6 +4,7 @@
 //! (`sync.completed`, `sync.failed`, `stock.low`) written in the same
 //! transactions as the changes they announce.
 
+pub mod metrics;
 pub mod model;
 pub mod repository;
 pub mod routes;

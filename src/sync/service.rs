@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use super::metrics::{SYNC_JOBS, SYNC_PRODUCTS};
 use super::model::{JobFilter, StartSync, SyncJob};
 use super::repository::{self, PageCounts, RunTotals};
 use crate::auth::{Auth, Member, TenantCtx, Viewer};
@@ -227,7 +228,7 @@ pub async fn run_sync(
                 repository::upsert_page(&tenant, &mut tx, connection_id, job.id, &page.listings)
                     .await?;
             tx.commit().await?;
-            let products = &ctx.metrics.sync_products;
+            let products = ctx.metrics.counter_vec(&SYNC_PRODUCTS);
             let unchanged = page.listings.len() as i32 - counts.created - counts.updated;
             for (outcome, count) in [
                 ("created", counts.created),
@@ -329,7 +330,7 @@ async fn finish(
     repository::finish_job(&tenant, &mut tx, job, totals, error).await?;
     tx.commit().await?;
     ctx.metrics
-        .sync_jobs
+        .counter_vec(&SYNC_JOBS)
         .with_label_values(&[
             marketplace,
             if error.is_some() {

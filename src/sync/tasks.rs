@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::service::{self, SyncError};
 use crate::auth::TenantCtx;
 use crate::broker::TaskQueue;
-use crate::infra::tasks::{backoff_secs, context, measured, task_span};
+use crate::infra::tasks::{WORKER_RETRIES, backoff_secs, context, measured, task_span};
 use crate::telemetry::traces;
 
 /// Hands a sync job to the workers.
@@ -83,7 +83,7 @@ pub async fn sync_tenant_products(
                 let delay = backoff_secs(&ctx.settings, attempt, retry_after);
                 tracing::warn!(%message, attempt, delay_secs = delay, "sync failed transiently; retrying");
                 ctx.metrics
-                    .worker_retries
+                    .counter_vec(&WORKER_RETRIES)
                     .with_label_values(&["sync_tenant_products"])
                     .inc();
                 ("retried", task.retry_with_countdown(delay))

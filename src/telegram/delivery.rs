@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use prometheus::IntCounterVec;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -18,8 +17,16 @@ use crate::broker::TaskQueue;
 use crate::infra::Infra;
 use crate::notifications::delivery::Tables;
 use crate::notifications::{self, Attempt, Channel, Claimed, Sent};
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::{MetricDef, Metrics};
 use crate::telemetry::outbound;
+
+pub const TELEGRAM_DELIVERIES: MetricDef = MetricDef::counter(
+    "stock_tracker_telegram_deliveries_total",
+    "Telegram message attempts by event type and outcome: delivered, retried or failed",
+    &["event", "outcome"],
+);
+
+pub const METRICS: &[MetricDef] = &[TELEGRAM_DELIVERIES];
 
 /// The message a chat reads for an event.
 pub fn message(event_type: &str, data: &Value) -> String {
@@ -105,8 +112,13 @@ impl Channel for Telegram {
         Box::pin(async move { Ok(post(ctx, claimed, timeout).await) })
     }
 
-    fn deliveries_counter<'m>(&self, metrics: &'m Metrics) -> &'m IntCounterVec {
-        &metrics.telegram_deliveries
+    fn deliveries_metric(&self) -> &'static MetricDef {
+        &TELEGRAM_DELIVERIES
+    }
+
+    fn register_metrics(&self, metrics: &Metrics) {
+        notifications::delivery::register_deliveries(metrics, &TELEGRAM_DELIVERIES);
+        outbound::register(metrics, "telegram", &["send_message"]);
     }
 
     fn disabled_reason(&self, _since: OffsetDateTime) -> String {

@@ -13,7 +13,83 @@ use std::time::{Duration, Instant};
 
 use tikv_jemalloc_ctl::{epoch, stats};
 
+use super::metrics::{MetricDef, Metrics};
 use crate::config::MetricsSettings;
+
+/// jemalloc's statistics, read at scrape time after advancing its epoch.
+pub const JEMALLOC_ALLOCATED: MetricDef = MetricDef::gauge(
+    "stock_tracker_jemalloc_allocated_bytes",
+    "Bytes allocated by the application through jemalloc",
+    &[],
+);
+
+pub const JEMALLOC_ACTIVE: MetricDef = MetricDef::gauge(
+    "stock_tracker_jemalloc_active_bytes",
+    "Bytes in jemalloc's active pages (allocated plus fragmentation within pages)",
+    &[],
+);
+
+pub const JEMALLOC_RESIDENT: MetricDef = MetricDef::gauge(
+    "stock_tracker_jemalloc_resident_bytes",
+    "Bytes in physically resident pages mapped by jemalloc (data and metadata)",
+    &[],
+);
+
+pub const JEMALLOC_RETAINED: MetricDef = MetricDef::gauge(
+    "stock_tracker_jemalloc_retained_bytes",
+    "Bytes of virtual memory jemalloc retained for reuse instead of returning it to the system",
+    &[],
+);
+
+pub const MEMORY_GROWTH: MetricDef = MetricDef::gauge(
+    "stock_tracker_memory_growth_bytes_per_second",
+    "Growth rate of the resident memory: the least-squares slope of RSS samples over metrics.memory_growth_window_secs",
+    &[],
+);
+
+pub const MEMORY_LIMIT: MetricDef = MetricDef::gauge(
+    "stock_tracker_memory_limit_bytes",
+    "The container's memory limit (cgroup memory.max); 0 when unlimited",
+    &[],
+);
+
+pub const CPU_LIMIT: MetricDef = MetricDef::gauge(
+    "stock_tracker_cpu_limit_cores",
+    "CPU cores the process may use: the cgroup quota (cpu.max), else the cores available",
+    &[],
+);
+
+pub const METRICS: &[MetricDef] = &[
+    JEMALLOC_ALLOCATED,
+    JEMALLOC_ACTIVE,
+    JEMALLOC_RESIDENT,
+    JEMALLOC_RETAINED,
+    MEMORY_GROWTH,
+    MEMORY_LIMIT,
+    CPU_LIMIT,
+];
+
+/// Reads jemalloc's statistics, the memory trend and the cgroup limits into
+/// their gauges (at registry creation and at every scrape).
+pub(super) fn observe(metrics: &Metrics, trend: &MemoryTrend) {
+    if let Some(stats) = jemalloc_stats() {
+        metrics
+            .int_gauge(&JEMALLOC_ALLOCATED)
+            .set(stats.allocated as i64);
+        metrics.int_gauge(&JEMALLOC_ACTIVE).set(stats.active as i64);
+        metrics
+            .int_gauge(&JEMALLOC_RESIDENT)
+            .set(stats.resident as i64);
+        metrics
+            .int_gauge(&JEMALLOC_RETAINED)
+            .set(stats.retained as i64);
+    }
+    metrics.gauge(&MEMORY_GROWTH).set(trend.bytes_per_second());
+    metrics
+        .int_gauge(&MEMORY_LIMIT)
+        .set(memory_limit_bytes().unwrap_or(0) as i64);
+    metrics.gauge(&CPU_LIMIT).set(cpu_limit_cores());
+}
 
 /// jemalloc's counters, in bytes.
 #[derive(Debug, Clone, Copy)]

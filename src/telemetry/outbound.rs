@@ -7,7 +7,36 @@
 
 use std::time::Instant;
 
-use super::metrics::Metrics;
+use super::metrics::{MetricDef, Metrics};
+
+pub const EXTERNAL_API_REQUESTS: MetricDef = MetricDef::counter(
+    "stock_tracker_external_api_requests_total",
+    "Outbound HTTP calls by service (wildberries, webhook, telegram), operation and status_code: the HTTP status, or timeout / error when no response came",
+    &["service", "operation", "status_code"],
+);
+
+pub const EXTERNAL_API_DURATION: MetricDef = MetricDef::histogram(
+    "stock_tracker_external_api_duration_seconds",
+    "Duration of outbound HTTP calls until the response headers (or the failure), by service and operation",
+    &["service", "operation"],
+    EXTERNAL_API_BUCKETS,
+);
+
+/// Buckets for outbound calls, in seconds (seed 004; alerts at p95 3 s and 10 s).
+pub const EXTERNAL_API_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// Seed 004's external API tracker.
+pub const METRICS: &[MetricDef] = &[EXTERNAL_API_REQUESTS, EXTERNAL_API_DURATION];
+
+/// Registers the outbound families with `service`'s operations, so their
+/// latency series exist before the first call.
+pub fn register(metrics: &Metrics, service: &str, operations: &[&str]) {
+    let duration = metrics.histogram_vec(&EXTERNAL_API_DURATION);
+    for operation in operations {
+        duration.with_label_values(&[service, operation]);
+    }
+    metrics.counter_vec(&EXTERNAL_API_REQUESTS);
+}
 
 /// Sends `request` as one call of `service`'s `operation`. The latency runs
 /// until the response's headers (or the failure); reading the body is the
@@ -31,7 +60,7 @@ pub async fn send(
     let started = Instant::now();
     let result = tracing::Instrument::instrument(request.send(), span.clone()).await;
     metrics
-        .external_api_duration
+        .histogram_vec(&EXTERNAL_API_DURATION)
         .with_label_values(&[service, operation])
         .observe(started.elapsed().as_secs_f64());
     let status = result.as_ref().ok().map(reqwest::Response::status);
@@ -50,7 +79,7 @@ pub async fn send(
         span.record("otel.status_code", "ERROR");
     }
     metrics
-        .external_api_requests
+        .counter_vec(&EXTERNAL_API_REQUESTS)
         .with_label_values(&[service, operation, status_code])
         .inc();
     result

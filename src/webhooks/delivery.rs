@@ -16,7 +16,6 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use futures_util::future::BoxFuture;
 use hmac::{Hmac, KeyInit, Mac};
-use prometheus::IntCounterVec;
 use serde_json::json;
 use sha2::Sha256;
 use time::OffsetDateTime;
@@ -28,8 +27,33 @@ use crate::broker::TaskQueue;
 use crate::infra::Infra;
 pub use crate::notifications::Attempt;
 use crate::notifications::{self, Channel, Claimed, Sent, delivery::Tables};
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::{CHECK_LATENCY_BUCKETS, MetricDef, Metrics};
 use crate::telemetry::outbound;
+
+pub const WEBHOOK_DELIVERIES: MetricDef = MetricDef::counter(
+    "stock_tracker_webhook_deliveries_total",
+    "Webhook delivery attempts by event type and outcome: delivered, retried (failed, another attempt scheduled) or failed (no attempts left)",
+    &["event", "outcome"],
+);
+
+pub const WEBHOOK_DELIVERY_DURATION: MetricDef = MetricDef::histogram(
+    "stock_tracker_webhook_delivery_duration_seconds",
+    "Duration of webhook requests to receivers",
+    &[],
+    CHECK_LATENCY_BUCKETS,
+);
+
+pub const WEBHOOK_SUBSCRIPTIONS_DISABLED: MetricDef = MetricDef::counter(
+    "stock_tracker_webhook_subscriptions_disabled_total",
+    "Webhook subscriptions disabled by the service after failing too long",
+    &[],
+);
+
+pub const METRICS: &[MetricDef] = &[
+    WEBHOOK_DELIVERIES,
+    WEBHOOK_DELIVERY_DURATION,
+    WEBHOOK_SUBSCRIPTIONS_DISABLED,
+];
 
 /// Signs a message the Standard Webhooks way: `v1,` + base64 of the
 /// HMAC-SHA256, keyed by the secret's decoded bytes, of `{id}.{timestamp}.{body}`.
@@ -115,8 +139,8 @@ impl Channel for Webhooks {
         })
     }
 
-    fn deliveries_counter<'m>(&self, metrics: &'m Metrics) -> &'m IntCounterVec {
-        &metrics.webhook_deliveries
+    fn deliveries_metric(&self) -> &'static MetricDef {
+        &WEBHOOK_DELIVERIES
     }
 
     fn disabled_reason(&self, since: OffsetDateTime) -> String {
@@ -128,8 +152,15 @@ impl Channel for Webhooks {
         )
     }
 
+    fn register_metrics(&self, metrics: &Metrics) {
+        notifications::delivery::register_deliveries(metrics, &WEBHOOK_DELIVERIES);
+        metrics.histogram_vec(&WEBHOOK_DELIVERY_DURATION);
+        metrics.counter(&WEBHOOK_SUBSCRIPTIONS_DISABLED);
+        outbound::register(metrics, "webhook", &["deliver"]);
+    }
+
     fn on_disabled(&self, metrics: &Metrics, subscription_id: Uuid) {
-        metrics.webhook_subscriptions_disabled.inc();
+        metrics.counter(&WEBHOOK_SUBSCRIPTIONS_DISABLED).inc();
         tracing::warn!(%subscription_id, "webhook subscription disabled after failing too long");
     }
 }
@@ -183,7 +214,7 @@ async fn post(
         .body(body.to_owned());
     let response = outbound::send(&ctx.metrics, "webhook", "deliver", request).await;
     ctx.metrics
-        .webhook_delivery_duration
+        .histogram_vec(&WEBHOOK_DELIVERY_DURATION)
         .with_label_values::<&str>(&[])
         .observe(started.elapsed().as_secs_f64());
     match response {

@@ -57,7 +57,7 @@ struct Health {
     heartbeat: Arc<Heartbeat>,
     timeout_ms: i64,
     metrics: Metrics,
-    pool: sqlx::PgPool,
+    db: Database,
 }
 
 async fn live(health: web::Data<Health>) -> HttpResponse {
@@ -77,7 +77,10 @@ async fn live(health: web::Data<Health>) -> HttpResponse {
 async fn metrics_route(health: web::Data<Health>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(health.metrics.scrape(&health.pool))
+        .body({
+            health.db.observe_pool();
+            health.metrics.scrape()
+        })
 }
 
 /// Serves `/health/live` and `/metrics` on `beat.port` until the process ends.
@@ -85,13 +88,13 @@ fn serve_health(
     settings: &Settings,
     heartbeat: Arc<Heartbeat>,
     metrics: Metrics,
-    pool: sqlx::PgPool,
+    db: Database,
 ) -> anyhow::Result<()> {
     let health = web::Data::new(Health {
         heartbeat,
         timeout_ms: (settings.beat.liveness_timeout_secs * 1000) as i64,
         metrics,
-        pool,
+        db,
     });
     let address = (settings.beat.host, settings.beat.port);
     let server = HttpServer::new(move || {
@@ -147,7 +150,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         &settings,
         heartbeat.clone(),
         infra.metrics.clone(),
-        infra.db.pool().clone(),
+        infra.db.clone(),
     )?;
     infra.metrics.start_memory_sampler(&settings.metrics);
     let (db, queue) = (&infra.db, &infra.queue);

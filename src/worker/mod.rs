@@ -10,9 +10,39 @@ pub mod queue_stats;
 pub mod runner;
 
 use crate::notifications::Channel;
+use crate::telemetry::metrics::MetricDef;
+use crate::telemetry::{self, memory, outbound};
+use crate::{db, infra, resilience, sync, telegram, webhooks};
+
+/// Every metric the worker exports: the process's and the infrastructure's
+/// it shares with the API, then its own, the tasks' and the channels'.
+pub fn metrics_catalog() -> Vec<MetricDef> {
+    [
+        telemetry::metrics::METRICS,
+        memory::METRICS,
+        db::METRICS,
+        resilience::breaker::METRICS,
+        infra::tasks::METRICS,
+        runner::METRICS,
+        sync::metrics::METRICS,
+        webhooks::delivery::METRICS,
+        telegram::delivery::METRICS,
+        outbound::METRICS,
+        queue_stats::METRICS,
+    ]
+    .concat()
+}
 
 /// The notification channels, in the order an event's deliveries are made.
 pub static CHANNELS: &[&dyn Channel] = &[
     &crate::webhooks::delivery::Webhooks,
     &crate::telegram::delivery::Telegram,
 ];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn catalog_names_are_unique_prefixed_and_unit_suffixed() {
+        crate::telemetry::metrics::check_catalog(&super::metrics_catalog());
+    }
+}

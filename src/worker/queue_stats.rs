@@ -14,7 +14,21 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
 use crate::config::Settings;
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::{MetricDef, Metrics};
+
+pub const QUEUE_DEPTH: MetricDef = MetricDef::gauge(
+    "stock_tracker_queue_depth",
+    "Messages ready for delivery in each broker queue, read with a passive queue declare at scrape time",
+    &["queue"],
+);
+
+pub const QUEUE_CONSUMERS: MetricDef = MetricDef::gauge(
+    "stock_tracker_queue_consumers",
+    "Consumers attached to each broker queue, read with a passive queue declare at scrape time (0: no worker consuming)",
+    &["queue"],
+);
+
+pub const METRICS: &[MetricDef] = &[QUEUE_DEPTH, QUEUE_CONSUMERS];
 
 pub struct QueueStats {
     url: SecretString,
@@ -40,16 +54,16 @@ impl QueueStats {
     /// Sets the depth and consumer gauges of every queue. When the broker
     /// cannot be read in time the gauges are removed rather than left stale.
     pub async fn observe(&self, metrics: &Metrics) {
+        let depth_gauge = metrics.int_gauge_vec(&QUEUE_DEPTH);
+        let consumers_gauge = metrics.int_gauge_vec(&QUEUE_CONSUMERS);
         let mut connection = self.connection.lock().await;
         match tokio::time::timeout(self.timeout, self.read(&mut connection)).await {
             Ok(Ok(counts)) => {
                 for (queue, (depth, consumers)) in self.queues.iter().zip(counts) {
-                    metrics
-                        .queue_depth
+                    depth_gauge
                         .with_label_values(&[queue])
                         .set(i64::from(depth));
-                    metrics
-                        .queue_consumers
+                    consumers_gauge
                         .with_label_values(&[queue])
                         .set(i64::from(consumers));
                 }
@@ -60,8 +74,8 @@ impl QueueStats {
                 }
                 *connection = None;
                 for queue in &self.queues {
-                    let _ = metrics.queue_depth.remove_label_values(&[queue]);
-                    let _ = metrics.queue_consumers.remove_label_values(&[queue]);
+                    let _ = depth_gauge.remove_label_values(&[queue]);
+                    let _ = consumers_gauge.remove_label_values(&[queue]);
                 }
             }
         }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
+use celery::task::Task;
 use serde_json::json;
 
 use super::queue_stats::QueueStats;
@@ -19,26 +20,57 @@ use crate::broker;
 use crate::config::Settings;
 use crate::db::observed;
 use crate::infra::{self, Infra};
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::{MetricDef, Metrics};
+use crate::{sync, telegram, webhooks};
+
+pub const WORKER_PREFETCH: MetricDef = MetricDef::gauge(
+    "stock_tracker_worker_prefetch_messages",
+    "Messages the worker may hold unacknowledged at once (broker.prefetch)",
+    &[],
+);
+
+pub const METRICS: &[MetricDef] = &[WORKER_PREFETCH];
+
+/// The tasks this worker runs, by name.
+const TASKS: [&str; 4] = [
+    <sync::tasks::sync_tenant_products as Task>::NAME,
+    <sync::tasks::sync_all_tenants as Task>::NAME,
+    <webhooks::tasks::deliver_webhook as Task>::NAME,
+    <telegram::tasks::deliver_telegram as Task>::NAME,
+];
+
+/// The worker's registry, its own families registered (the shared ones are
+/// registered as [`Infra::build`] builds their parts).
+fn metrics(settings: &Settings) -> Metrics {
+    let metrics = Metrics::new();
+    metrics
+        .int_gauge(&WORKER_PREFETCH)
+        .set(i64::from(settings.broker.prefetch));
+    infra::tasks::register_metrics(&metrics, &TASKS);
+    sync::metrics::register(&metrics);
+    for channel in super::CHANNELS {
+        channel.register_metrics(&metrics);
+    }
+    metrics.int_gauge_vec(&super::queue_stats::QUEUE_DEPTH);
+    metrics.int_gauge_vec(&super::queue_stats::QUEUE_CONSUMERS);
+    metrics
+}
 
 /// The worker's infrastructure (tests call tasks' bodies with it directly).
 pub async fn context(settings: &Settings) -> anyhow::Result<Arc<Infra>> {
-    let metrics = Metrics::for_worker(&crate::marketplaces::model::KINDS);
-    metrics
-        .worker_prefetch
-        .set(i64::from(settings.broker.prefetch));
-    Ok(Arc::new(Infra::build(settings, metrics).await?))
+    Ok(Arc::new(Infra::build(settings, metrics(settings)).await?))
 }
 
 async fn metrics_route(ctx: web::Data<Arc<Infra>>, queues: web::Data<QueueStats>) -> HttpResponse {
     queues.observe(&ctx.metrics).await;
+    ctx.db.observe_pool();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(ctx.metrics.scrape(ctx.db.pool()))
+        .body(ctx.metrics.scrape())
 }
 
 async fn catalog() -> HttpResponse {
-    HttpResponse::Ok().json(crate::telemetry::metrics::worker_catalog())
+    HttpResponse::Ok().json(super::metrics_catalog())
 }
 
 async fn live() -> HttpResponse {

@@ -161,7 +161,7 @@ async fn queue_depth_and_consumers_are_read_from_the_broker() {
             .await
             .unwrap();
     }
-    let metrics = Metrics::for_worker(&stock_tracker::marketplaces::model::KINDS);
+    let metrics = Metrics::new();
     let stats = QueueStats::new(&settings);
     stats.observe(&metrics).await;
     let text = metrics.render();

@@ -218,7 +218,7 @@ async fn refused_credentials_fail_the_job_at_once() {
 async fn every_call_is_counted_by_operation_and_status_with_its_latency() {
     let server = MockServer::start().await;
     mock_catalogue(&server).await;
-    let metrics = Metrics::for_worker(&stock_tracker::marketplaces::model::KINDS);
+    let metrics = Metrics::new();
     let wb = WildberriesClient::new(
         &settings(&server),
         SecretString::from(TOKEN),

@@ -358,6 +358,22 @@ async fn a_demo_sync_runs_end_to_end_and_a_second_one_records_only_changes() {
         );
         assert!(metrics.contains(&line), "no `{line}` in {metrics}");
     }
+    // Its catalogue lists exactly the families it exports.
+    let exported: std::collections::BTreeSet<&str> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let catalog: Vec<Value> =
+        reqwest::get(format!("http://127.0.0.1:{}/metrics/catalog", worker.port))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let catalogued: std::collections::BTreeSet<&str> =
+        catalog.iter().filter_map(|m| m["name"].as_str()).collect();
+    assert_eq!(exported, catalogued);
     // The queues as the broker sees them: this worker consumes both.
     for queue in [&queues.sync, &queues.notifications] {
         let consumers = format!("stock_tracker_queue_consumers{{queue=\"{queue}\"}} 1\n");

@@ -1,0 +1,123 @@
+//! `[auth]` and `[auth.argon2]`: token signing and lifetimes, the API-key
+//! cache, and password hashing.
+
+use garde::Validate;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use super::{ConfigError, invalid};
+
+/// Shortest JWT secret accepted in production: 256 bits, the HS256 key size.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// OWASP's minimum argon2id configuration (Password Storage Cheat Sheet).
+pub const ARGON2_MIN_MEMORY_KIB: u32 = 19_456;
+pub const ARGON2_MIN_ITERATIONS: u32 = 2;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum JwtAlgorithm {
+    HS256,
+    RS256,
+}
+
+#[derive(Debug, Clone, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    #[garde(skip)]
+    pub jwt_algorithm: JwtAlgorithm,
+    #[garde(skip)]
+    pub jwt_secret: SecretString,
+    #[garde(skip)]
+    pub jwt_private_key_pem: SecretString,
+    #[garde(skip)]
+    pub jwt_public_key_pem: String,
+    #[garde(length(min = 1))]
+    pub jwt_issuer: String,
+    #[garde(length(min = 1))]
+    pub jwt_audience: String,
+    /// Access tokens are meant to be short-lived.
+    #[garde(range(min = 60, max = 86_400))]
+    pub access_token_ttl_secs: u64,
+    #[garde(skip)]
+    pub refresh_token_ttl_secs: u64,
+    #[garde(range(max = 300))]
+    pub leeway_secs: u64,
+    #[garde(range(min = 1, max = 3600))]
+    pub api_key_cache_ttl_secs: u64,
+    #[garde(dive)]
+    pub argon2: Argon2Settings,
+}
+
+#[derive(Debug, Clone, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct Argon2Settings {
+    #[garde(range(min = ARGON2_MIN_MEMORY_KIB))]
+    pub memory_kib: u32,
+    #[garde(range(min = ARGON2_MIN_ITERATIONS))]
+    pub iterations: u32,
+    #[garde(range(min = 1, max = 16))]
+    pub parallelism: u32,
+    /// Hashes computed at once (each holds `memory_kib`); 0: one per core.
+    #[garde(skip)]
+    pub max_concurrent: usize,
+    /// A sign-in waits this long for a turn, then gets 503.
+    #[garde(skip)]
+    pub queue_timeout_ms: u64,
+}
+
+/// The development JWT secret shipped in the default file, which production refuses.
+pub(super) fn default_jwt_secret() -> String {
+    super::shipped_default("auth.jwt_secret")
+}
+
+impl AuthSettings {
+    /// The rules that depend on the algorithm, on another key or on the environment.
+    pub(super) fn check(&self, production: bool) -> Result<(), ConfigError> {
+        match self.jwt_algorithm {
+            JwtAlgorithm::HS256 => {
+                let secret = self.jwt_secret.expose_secret();
+                if secret.is_empty() {
+                    return invalid("auth.jwt_secret", "must not be empty");
+                }
+                if production && secret == default_jwt_secret() {
+                    return invalid(
+                        "auth.jwt_secret",
+                        "is the built-in development default; set STOCK_TRACKER__AUTH__JWT_SECRET to a random value of at least 32 bytes",
+                    );
+                }
+                if production && secret.len() < MIN_JWT_SECRET_BYTES {
+                    return invalid(
+                        "auth.jwt_secret",
+                        format!(
+                            "is {} bytes long; production requires at least {MIN_JWT_SECRET_BYTES}",
+                            secret.len()
+                        ),
+                    );
+                }
+            }
+            JwtAlgorithm::RS256 => {
+                let private = self.jwt_private_key_pem.expose_secret().as_bytes();
+                if jsonwebtoken::EncodingKey::from_rsa_pem(private).is_err() {
+                    return invalid(
+                        "auth.jwt_private_key_pem",
+                        "must be a PEM-encoded RSA private key when auth.jwt_algorithm is RS256",
+                    );
+                }
+                let public = self.jwt_public_key_pem.as_bytes();
+                if jsonwebtoken::DecodingKey::from_rsa_pem(public).is_err() {
+                    return invalid(
+                        "auth.jwt_public_key_pem",
+                        "must be a PEM-encoded RSA public key when auth.jwt_algorithm is RS256",
+                    );
+                }
+            }
+        }
+        if self.refresh_token_ttl_secs <= self.access_token_ttl_secs {
+            return invalid(
+                "auth.refresh_token_ttl_secs",
+                "must be longer than auth.access_token_ttl_secs",
+            );
+        }
+        Ok(())
+    }
+}
