@@ -159,9 +159,9 @@ pub trait Channel: Send + Sync {
 /// and panels read 0 rather than "no data" before the first event.
 pub fn register_deliveries(metrics: &Metrics, def: &MetricDef) {
     let deliveries = metrics.counter_vec(def);
-    for event in ["sync.completed", "sync.failed", "stock.low"] {
+    for event in super::events::EventType::ALL {
         for outcome in ["delivered", "retried", "failed"] {
-            deliveries.with_label_values(&[event, outcome]);
+            deliveries.with_label_values(&[event.as_str(), outcome]);
         }
     }
 }

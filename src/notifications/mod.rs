@@ -7,11 +7,13 @@
 //! - [`delivery`]: one attempt — claim, send through the channel, record the
 //!   outcome and the retry schedule (`notifications.retry_schedule_secs`, shared by
 //!   both channels), and disable a target that has failed for too long.
+//! - [`events`]: the event types targets subscribe to.
 //! - [`log`]: the delivery log, manual retries and test messages the API
 //!   offers for every channel.
 
 pub mod delivery;
 pub mod dispatch;
+pub mod events;
 pub mod log;
 
 pub use delivery::{Attempt, Channel, Claimed, Sent, attempt};

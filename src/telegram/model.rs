@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::http::validation::no_nul;
-use crate::webhooks::model::{EventType, unique_events};
+use crate::notifications::events::{EventType, unique_events};
 
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct TelegramChat {

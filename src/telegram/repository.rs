@@ -7,13 +7,9 @@ use uuid::Uuid;
 use super::model::{TelegramChat, UpdateChat};
 use crate::auth::TenantCtx;
 use crate::db::observed;
-use crate::webhooks::model::EventType;
+use crate::notifications::events::{EventType, names};
 
 const COLUMNS: &str = "id, chat_id, events, description, enabled, disabled_reason, created_at";
-
-fn names(events: &[EventType]) -> Vec<&'static str> {
-    events.iter().map(|e| e.as_str()).collect()
-}
 
 pub async fn insert(
     tenant: &TenantCtx,

@@ -7,36 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::http::validation::no_nul;
-
-/// The events a subscription can ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-pub enum EventType {
-    #[serde(rename = "sync.completed")]
-    SyncCompleted,
-    #[serde(rename = "sync.failed")]
-    SyncFailed,
-    #[serde(rename = "stock.low")]
-    StockLow,
-}
-
-impl EventType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::SyncCompleted => "sync.completed",
-            EventType::SyncFailed => "sync.failed",
-            EventType::StockLow => "stock.low",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "sync.completed" => Some(EventType::SyncCompleted),
-            "sync.failed" => Some(EventType::SyncFailed),
-            "stock.low" => Some(EventType::StockLow),
-            _ => None,
-        }
-    }
-}
+use crate::notifications::events::{EventType, unique_events};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Subscription {
@@ -63,16 +34,6 @@ pub struct SubscriptionWithSecret {
     /// `whsec_` + base64 of 32 random bytes; the HMAC key is the decoded bytes.
     #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
     pub secret: String,
-}
-
-/// Refuses an event listed twice (shared by webhooks and Telegram chats).
-pub(crate) fn unique_events(events: &[EventType], _: &()) -> garde::Result {
-    let mut seen = std::collections::HashSet::new();
-    if events.iter().all(|e| seen.insert(*e)) {
-        Ok(())
-    } else {
-        Err(garde::Error::new("lists an event twice"))
-    }
 }
 
 /// `POST /api/v1/webhooks`.

@@ -4,9 +4,10 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::model::{EventType, Subscription};
+use super::model::Subscription;
 use crate::auth::TenantCtx;
 use crate::db::observed;
+use crate::notifications::events::{EventType, names};
 
 const COLUMNS: &str =
     "id, url, events, description, enabled, disabled_reason, created_at, updated_at";
@@ -38,10 +39,6 @@ fn to_model(row: Row) -> Subscription {
         created_at: row.created_at,
         updated_at: row.updated_at,
     }
-}
-
-fn names(events: &[EventType]) -> Vec<&'static str> {
-    events.iter().map(|e| e.as_str()).collect()
 }
 
 pub async fn insert(

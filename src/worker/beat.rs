@@ -155,7 +155,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     infra.metrics.start_memory_sampler(&settings.metrics);
     let (db, queue) = (&infra.db, &infra.queue);
 
-    let stop = shutdown_signal();
+    let stop = super::shutdown_signal();
     tokio::pin!(stop);
     loop {
         let mut lock = tokio::select! {
@@ -228,18 +228,4 @@ async fn purge_expired(db: &Database, settings: &Settings) -> anyhow::Result<(i6
     .fetch_one(observed("auth.purge_expired", &mut *db.acquire().await?))
     .await?;
     Ok(purged)
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }

@@ -39,6 +39,21 @@ pub static CHANNELS: &[&dyn Channel] = &[
     &crate::telegram::delivery::Telegram,
 ];
 
+/// Resolves at the first SIGTERM or SIGINT (never, if they cannot be watched).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -171,16 +171,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 /// Resolves `grace` after the first SIGTERM or SIGINT (celery-rs handles
 /// the signal itself; this only bounds how long it may wait).
 async fn shutdown_deadline(grace: Duration) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    super::shutdown_signal().await;
     tokio::time::sleep(grace).await;
 }

@@ -358,7 +358,9 @@ async fn a_demo_sync_runs_end_to_end_and_a_second_one_records_only_changes() {
         );
         assert!(metrics.contains(&line), "no `{line}` in {metrics}");
     }
-    // Its catalogue lists exactly the families it exports.
+    // Its catalogue lists every family it exports (a labelled family whose
+    // first event has not happened yet, such as a failed statement, is not
+    // exported until then).
     let exported: std::collections::BTreeSet<&str> = metrics
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
@@ -373,7 +375,11 @@ async fn a_demo_sync_runs_end_to_end_and_a_second_one_records_only_changes() {
             .unwrap();
     let catalogued: std::collections::BTreeSet<&str> =
         catalog.iter().filter_map(|m| m["name"].as_str()).collect();
-    assert_eq!(exported, catalogued);
+    let uncatalogued: Vec<_> = exported.difference(&catalogued).collect();
+    assert!(
+        uncatalogued.is_empty(),
+        "not in the catalogue: {uncatalogued:?}"
+    );
     // The queues as the broker sees them: this worker consumes both.
     for queue in [&queues.sync, &queues.notifications] {
         let consumers = format!("stock_tracker_queue_consumers{{queue=\"{queue}\"}} 1\n");
