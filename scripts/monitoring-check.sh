@@ -30,8 +30,8 @@
 #   --e2e              only the end-to-end step
 # Environment:
 #   MONITORING_CATALOG  the app's metric catalogue (JSON of GET /metrics/catalog,
-#                       a Rust source or a text list); default
-#                       src/telemetry/metrics.rs
+#                       the Rust sources — a directory — or a text list); default
+#                       src (each module declares its families there)
 #   STOCK_TRACKER_BIN   the app binary of the end-to-end step; default
 #                       ${CARGO_TARGET_DIR:-~/.cache/stock-tracker/target}/debug/stock-tracker
 #                       (not built here: run `cargo build` first)
@@ -40,7 +40,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MON=monitoring
-CATALOG=${MONITORING_CATALOG:-src/telemetry/metrics.rs}
+CATALOG=${MONITORING_CATALOG:-src}
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 

@@ -202,8 +202,18 @@ def job_selectors(expr):
 
 def parse_catalog(path):
     """{name: (kind or None, labels or None)} from the app's catalogue: the JSON
-    of GET /metrics/catalog, the Rust source defining it, or a text list
+    of GET /metrics/catalog, the Rust sources defining it (a directory: every
+    `MetricDef::counter|gauge|histogram("name", "help", &[labels], ...)` under
+    it, where each module declares its families), or a text list
     ("name Type [labels] - help" lines)."""
+    if path.is_dir():
+        out = {}
+        definition = re.compile(
+            r'MetricDef::(counter|gauge|histogram)\(\s*"(stock_tracker_\w+)",\s*"(?:[^"\\]|\\.)*",\s*&\[([^\]]*)\]')
+        for source in sorted(path.rglob("*.rs")):
+            for m in definition.finditer(source.read_text()):
+                out[m.group(2)] = (m.group(1), set(re.findall(r'"(\w+)"', m.group(3))))
+        return out
     text = path.read_text()
     out = {}
     try:
@@ -699,8 +709,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("static")
-    s.add_argument("--catalog", default=str(REPO / "src" / "telemetry" / "metrics.rs"),
-                   help="the app's metric catalogue: JSON from GET /metrics/catalog, the Rust source, or a text list")
+    s.add_argument("--catalog", default=str(REPO / "src"),
+                   help="the app's metric catalogue: JSON from GET /metrics/catalog, the Rust sources (a directory), or a text list")
     s.add_argument("--verbose", action="store_true")
     r = sub.add_parser("routes")
     r.add_argument("--amtool", default="amtool")
