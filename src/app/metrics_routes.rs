@@ -7,8 +7,8 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::infra::Infra;
 use crate::rate_limit::{self, RateLimiter};
-use crate::telemetry::memory;
 use crate::telemetry::metrics::{self as process, MetricDef};
+use crate::telemetry::{logging, memory};
 use crate::{auth, cache, db, health, resilience};
 
 /// Requests by route pattern, method and status (recorded by actix-web-prom).
@@ -45,6 +45,7 @@ pub fn metrics_catalog() -> Vec<MetricDef> {
         resilience::load::METRICS,
         db::METRICS,
         memory::METRICS,
+        logging::METRICS,
         rate_limit::metrics::ACTIVITY_METRICS,
     ]
     .concat()

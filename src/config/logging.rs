@@ -18,6 +18,10 @@ pub struct LoggingSettings {
     /// A tracing filter directive, e.g. `info,sqlx=warn`.
     #[garde(custom(filter_directive))]
     pub level: String,
+    /// Lines queued for the log writer thread at most; beyond, lines are
+    /// dropped and counted rather than waited for.
+    #[garde(range(min = 1))]
+    pub buffer_lines: usize,
 }
 
 fn filter_directive(value: &str, _: &()) -> garde::Result {

@@ -26,6 +26,7 @@ use prometheus::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::logging;
 use super::memory::{self, MemoryTrend};
 
 /// Prefix of every metric name.
@@ -171,7 +172,8 @@ pub const PROCESS_THREADS: MetricDef = MetricDef::gauge(
 );
 
 /// What every process exports about itself: its version and the process
-/// collector's families (memory: [`super::memory::METRICS`]).
+/// collector's families (memory: [`super::memory::METRICS`], log writer:
+/// [`super::logging::METRICS`]).
 pub const METRICS: &[MetricDef] = &[
     BUILD_INFO,
     PROCESS_CPU,
@@ -217,6 +219,7 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         memory::observe(&metrics, &metrics.memory_trend);
+        logging::observe(&metrics);
         metrics
     }
 
@@ -292,6 +295,7 @@ impl Metrics {
     /// exposition of every registered family.
     pub fn scrape(&self) -> String {
         memory::observe(self, &self.memory_trend);
+        logging::observe(self);
         self.render()
     }
 

@@ -182,10 +182,12 @@ mod tests {
         ENABLED.store(true, Ordering::Relaxed);
         let provider = SdkTracerProvider::builder().build();
         let settings = crate::config::Settings::load(None).expect("default settings");
+        let (writer, _guard) = crate::telemetry::logging::non_blocking(std::io::sink(), 16);
         let subscriber = crate::telemetry::logging::subscriber(
             &settings.logging,
             true,
             Some(provider.tracer("test")),
+            writer,
         );
         tracing::subscriber::with_default(subscriber, || {
             let request = tracing::info_span!("request");

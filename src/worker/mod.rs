@@ -11,7 +11,7 @@ pub mod runner;
 
 use crate::notifications::Channel;
 use crate::telemetry::metrics::MetricDef;
-use crate::telemetry::{self, memory, outbound};
+use crate::telemetry::{self, logging, memory, outbound};
 use crate::{db, infra, resilience, sync, telegram, webhooks};
 
 /// Every metric the worker exports: the process's and the infrastructure's
@@ -20,6 +20,7 @@ pub fn metrics_catalog() -> Vec<MetricDef> {
     [
         telemetry::metrics::METRICS,
         memory::METRICS,
+        logging::METRICS,
         db::METRICS,
         resilience::breaker::METRICS,
         infra::tasks::METRICS,

@@ -28,7 +28,10 @@ fn init_tracing(settings: &Settings) {
     TRACING.call_once(|| {
         // Always installed (Sentry breadcrumbs come from it); printed with TEST_LOG=1.
         let quiet = std::env::var_os("TEST_LOG").is_none();
-        let _ = stock_tracker::telemetry::logging::init(&settings.logging, quiet);
+        // The writer runs for the whole test process: its guard is kept.
+        if let Ok(guard) = stock_tracker::telemetry::logging::init(&settings.logging, quiet) {
+            std::mem::forget(guard);
+        }
     });
 }
 
