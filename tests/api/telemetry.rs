@@ -189,6 +189,23 @@ async fn queue_depth_and_consumers_are_read_from_the_broker() {
     assert!(!metrics.render().contains("stock_tracker_queue_depth{"));
 }
 
+/// Waits for the access line of the request `request_id`: the last line a
+/// request logs, so every line before it is written too (lines are written
+/// by the log writer thread, after the response).
+async fn wait_for_access_line(role: &Role, request_id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !json_lines(&role.output()).iter().any(|line| {
+        line["message"] == "request completed" && line["span"]["request_id"] == request_id
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "no access line of {request_id} in:\n{}",
+            role.output()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Lines of a JSON log, parsed (others skipped).
 fn json_lines(log: &str) -> Vec<Value> {
     log.lines()
@@ -235,8 +252,7 @@ async fn slow_statements_are_logged_as_json_with_request_and_tenant_and_no_param
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    api.wait_for_log("slow-log-check", Duration::from_secs(5))
-        .await;
+    wait_for_access_line(&api, "slow-log-check").await;
     let lines = json_lines(&api.output());
     let slow: Vec<&Value> = lines
         .iter()
@@ -466,12 +482,12 @@ async fn without_an_endpoint_nothing_is_exported_and_logs_carry_no_trace_id() {
             "traceparent",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         )
+        .header("x-request-id", "untraced-check")
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    api.wait_for_log("request completed", Duration::from_secs(5))
-        .await;
+    wait_for_access_line(&api, "untraced-check").await;
     assert!(!api.output().contains("trace_id"));
     assert!(!api.output().contains("otel."), "{}", api.output());
 }
