@@ -69,8 +69,23 @@ pub const METRICS: &[MetricDef] = &[
     CPU_LIMIT,
 ];
 
+/// Registers the memory and CPU gauges (read at each scrape by [`observe`]).
+pub(super) fn register(metrics: &Metrics) {
+    for def in [
+        JEMALLOC_ALLOCATED,
+        JEMALLOC_ACTIVE,
+        JEMALLOC_RESIDENT,
+        JEMALLOC_RETAINED,
+        MEMORY_LIMIT,
+    ] {
+        metrics.int_gauge(&def);
+    }
+    metrics.gauge(&MEMORY_GROWTH);
+    metrics.gauge(&CPU_LIMIT);
+}
+
 /// Reads jemalloc's statistics, the memory trend and the cgroup limits into
-/// their gauges (at registry creation and at every scrape).
+/// their gauges (at every scrape).
 pub(super) fn observe(metrics: &Metrics, trend: &MemoryTrend) {
     if let Some(stats) = jemalloc_stats() {
         metrics

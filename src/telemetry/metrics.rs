@@ -218,7 +218,7 @@ impl Metrics {
             .int_gauge_vec(&BUILD_INFO)
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        memory::observe(&metrics, &metrics.memory_trend);
+        memory::register(&metrics);
         logging::observe(&metrics);
         metrics
     }
