@@ -2,7 +2,7 @@
 //! invalidated per tenant on writes and syncs (Redis reached through
 //! [`crate::redis_conn`], like the rate limiter and revocation).
 
-use crate::redis_conn::{Redis, RedisGuard};
+use crate::redis_conn::{Redis, RedisGuard, tag};
 use crate::telemetry::metrics::{CHECK_LATENCY_BUCKETS, MetricDef, Metrics};
 
 pub const CACHE_REQUESTS: MetricDef = MetricDef::counter(
@@ -23,28 +23,43 @@ pub const METRICS: &[MetricDef] = &[CACHE_REQUESTS, CACHE_LOOKUP_DURATION];
 /// Cached HTTP response bodies, per tenant.
 ///
 /// An entry lives at `{prefix}cache:{tenant}:{name}` and starts with the
-/// stamp `{epoch}:{generation}\n` it was computed under. Bumping a tenant's
+/// stamp `{generation}\n` it was computed under. Bumping a tenant's
 /// generation (one `INCR`) makes every entry of the tenant — each list page
 /// and detail — stale at once: its stamp no longer matches, so it is a miss,
-/// overwritten by the next store, and TTLs reclaim the rest. The global epoch
-/// does the same for all tenants: it is bumped when this process failed to
-/// bump a generation (Redis unreachable during a write), before Redis is
-/// trusted again, so no stale page outlives an outage.
+/// overwritten by the next store, and TTLs reclaim the rest. A tenant's keys
+/// share its hash tag, so a lookup runs on one Redis Cluster slot, and no
+/// key is read by every tenant's requests.
 ///
-/// A lookup is one round trip and no script: `MGET` of the epoch, the
-/// generation and the entry; a hit is the stored bytes after the stamp,
-/// sliced, not copied. (A Lua script returning the body cost Redis ~20 µs a
-/// call, against ~1.5 µs for the `MGET`.)
+/// An invalidation that fails (Redis unreachable during a write) is kept in
+/// process and made before this process trusts its next Redis answer, so
+/// no stale page outlives an outage; if too many pile up, every cached
+/// entry is deleted instead (a SCAN of each node).
+///
+/// A lookup is one round trip and no script: `MGET` of the generation and
+/// the entry; a hit is the stored bytes after the stamp, sliced, not copied.
+/// (A Lua script returning the body cost Redis ~20 µs a call, against
+/// ~1.5 µs for the `MGET`.)
 pub struct ResponseCache {
     redis: Redis,
     prefix: String,
-    epoch_key: String,
     ttl_secs: u64,
     guard: RedisGuard,
     requests: prometheus::IntCounterVec,
     lookup_duration: prometheus::HistogramVec,
-    epoch_bump_needed: std::sync::atomic::AtomicBool,
+    /// Tenants whose invalidation was lost, to bump once Redis answers.
+    lost: std::sync::Mutex<LostInvalidations>,
+    lost_any: std::sync::atomic::AtomicBool,
 }
+
+/// Invalidations to make again; past [`LOST_INVALIDATIONS_KEPT`] tenants,
+/// the whole cache is dropped instead.
+#[derive(Default)]
+struct LostInvalidations {
+    tenants: std::collections::HashSet<uuid::Uuid>,
+    drop_all: bool,
+}
+
+const LOST_INVALIDATIONS_KEPT: usize = 10_000;
 
 /// The outcome of a lookup.
 pub enum Lookup {
@@ -82,48 +97,38 @@ impl ResponseCache {
         Self {
             redis,
             prefix: format!("{}cache:", settings.redis.key_prefix),
-            epoch_key: format!("{}cache:epoch", settings.redis.key_prefix),
             ttl_secs: settings.cache.ttl_secs,
             guard,
             requests: metrics.counter_vec(&CACHE_REQUESTS),
             lookup_duration: metrics.histogram_vec(&CACHE_LOOKUP_DURATION),
-            epoch_bump_needed: std::sync::atomic::AtomicBool::new(false),
+            lost: std::sync::Mutex::new(LostInvalidations::default()),
+            lost_any: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
+    fn key(&self, tenant_id: uuid::Uuid, name: &str) -> String {
+        format!("{}{}:{name}", self.prefix, tag(tenant_id))
+    }
+
     fn generation_key(&self, tenant_id: uuid::Uuid) -> String {
-        format!("{}{tenant_id}:generation", self.prefix)
+        self.key(tenant_id, "generation")
     }
 
     /// Looks up `name` (e.g. `products:list:<hash>`) in a tenant's cache.
     pub async fn get(&self, cache: &'static str, tenant_id: uuid::Uuid, name: &str) -> Lookup {
-        use std::sync::atomic::Ordering;
         let started = std::time::Instant::now();
-        let key = format!("{}{tenant_id}:{name}", self.prefix);
+        let key = self.key(tenant_id, name);
         let outcome = self
             .guard
             .run("cache.lookup", async {
+                self.replay_lost_invalidations().await?;
                 let mut conn = self.redis.connection();
-                if self.epoch_bump_needed.load(Ordering::Acquire) {
-                    let _: i64 = redis::cmd("INCR")
-                        .arg(&self.epoch_key)
-                        .query_async(&mut conn)
-                        .await?;
-                    self.epoch_bump_needed.store(false, Ordering::Release);
-                    tracing::info!("cache epoch bumped after a lost invalidation");
-                }
-                let (epoch, generation, entry): (Option<String>, Option<String>, Option<Vec<u8>>) =
-                    redis::cmd("MGET")
-                        .arg(&self.epoch_key)
-                        .arg(self.generation_key(tenant_id))
-                        .arg(&key)
-                        .query_async(&mut conn)
-                        .await?;
-                let stamp = format!(
-                    "{}:{}\n",
-                    epoch.as_deref().unwrap_or("0"),
-                    generation.as_deref().unwrap_or("0")
-                );
+                let (generation, entry): (Option<String>, Option<Vec<u8>>) = redis::cmd("MGET")
+                    .arg(self.generation_key(tenant_id))
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await?;
+                let stamp = format!("{}\n", generation.as_deref().unwrap_or("0"));
                 Ok((stamp, entry))
             })
             .await;
@@ -149,6 +154,63 @@ impl ResponseCache {
         };
         self.requests.with_label_values(&[cache, result]).inc();
         lookup
+    }
+
+    /// Makes the invalidations lost while Redis was unreachable, before
+    /// anything is read from it. Fails (the lookup is bypassed) until done.
+    async fn replay_lost_invalidations(&self) -> anyhow::Result<()> {
+        use std::sync::atomic::Ordering;
+        if !self.lost_any.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let lost = std::mem::take(&mut *self.lost.lock().unwrap_or_else(|e| e.into_inner()));
+        let result = async {
+            if lost.drop_all {
+                let deleted = self
+                    .redis
+                    .delete_matching(&[format!("{}*", self.prefix)])
+                    .await?;
+                tracing::info!(keys = deleted, "cache dropped after lost invalidations");
+            } else {
+                let mut conn = self.redis.connection();
+                for tenant in &lost.tenants {
+                    let _: i64 = redis::cmd("INCR")
+                        .arg(self.generation_key(*tenant))
+                        .query_async(&mut conn)
+                        .await?;
+                }
+                tracing::info!(
+                    tenants = lost.tenants.len(),
+                    "lost cache invalidations made"
+                );
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        let mut pending = self.lost.lock().unwrap_or_else(|e| e.into_inner());
+        if result.is_err() {
+            // Put them back, with any lost meanwhile.
+            pending.drop_all |= lost.drop_all;
+            for tenant in lost.tenants {
+                self.note_lost(&mut pending, tenant);
+            }
+        }
+        self.lost_any.store(
+            pending.drop_all || !pending.tenants.is_empty(),
+            Ordering::Release,
+        );
+        result
+    }
+
+    fn note_lost(&self, lost: &mut LostInvalidations, tenant: uuid::Uuid) {
+        if lost.drop_all {
+            return;
+        }
+        lost.tenants.insert(tenant);
+        if lost.tenants.len() > LOST_INVALIDATIONS_KEPT {
+            lost.tenants.clear();
+            lost.drop_all = true;
+        }
     }
 
     /// Stores a response body as a miss told, stamped as it said.
@@ -186,8 +248,10 @@ impl ResponseCache {
             })
             .await;
         if let Err(err) = result {
-            tracing::warn!(error = %err, "cache invalidation lost; every tenant's cache will be dropped once Redis answers");
-            self.epoch_bump_needed
+            tracing::warn!(error = %err, "cache invalidation lost; it will be made once Redis answers");
+            let mut lost = self.lost.lock().unwrap_or_else(|e| e.into_inner());
+            self.note_lost(&mut lost, tenant_id);
+            self.lost_any
                 .store(true, std::sync::atomic::Ordering::Release);
         }
     }

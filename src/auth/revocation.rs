@@ -7,18 +7,25 @@
 //! are handled so that a revoked token is never accepted:
 //!
 //! - **Redis unreachable**: checks fall back to PostgreSQL (slower, exact).
-//! - **Redis lost data** (restart, flush, eviction) or a write to it failed:
-//!   a marker key, written after Redis has been filled from PostgreSQL, is
-//!   read with every check. Without it — or while this process knows one of
-//!   its writes was lost — checks go to PostgreSQL and a refill runs in the
-//!   background, after which Redis is trusted again.
+//! - **Redis lost data** (restart, flush, eviction, a cluster node's loss):
+//!   each tenant has a marker key, written after its state was copied from
+//!   PostgreSQL, read with every check. Without it, the tenant's checks go to
+//!   PostgreSQL and a refill of that tenant runs in the background, after
+//!   which Redis is trusted again for it.
+//! - **A write to Redis failed**: this process stops trusting Redis, and
+//!   once Redis answers it deletes every tenant's marker and every cached
+//!   API-key grant (a SCAN of each node), so every tenant refills from
+//!   PostgreSQL — which has the write — at its next check.
+//!
+//! A tenant's keys (marker, revoked token ids, users' marks) share its hash
+//! tag, so a check is one command or script on one Redis Cluster slot.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -27,10 +34,13 @@ use super::tokens::{AccessClaims, unix_now_ms};
 use crate::config::Settings;
 use crate::db::observed;
 use crate::db::{self, Database};
-use crate::redis_conn::{Redis, RedisGuard};
+use crate::redis_conn::{Connection, Redis, RedisGuard, tag};
 
-/// Least time between two background refills.
+/// Least time between two background refills of one tenant, or two resets.
 const RESYNC_MIN_INTERVAL_MS: i64 = 1_000;
+
+/// Most tenants whose last refill attempt is remembered (for the interval).
+const REFILL_ATTEMPTS_KEPT: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RevocationError {
@@ -59,10 +69,12 @@ pub struct RevocationStore {
     access_token_ttl_secs: u64,
     leeway_secs: u64,
     api_key_cache_ttl_secs: u64,
-    /// A write to Redis failed: until a refill succeeds, Redis may be missing state.
+    /// A write to Redis failed: until a reset succeeds, Redis may be missing state.
     stale: AtomicBool,
-    refill_running: AtomicBool,
-    last_refill_attempt_ms: AtomicI64,
+    reset_running: AtomicBool,
+    last_reset_attempt_ms: AtomicI64,
+    /// Per tenant: when its last refill started.
+    refills: Mutex<HashMap<Uuid, i64>>,
 }
 
 impl RevocationStore {
@@ -77,25 +89,32 @@ impl RevocationStore {
             leeway_secs: settings.auth.leeway_secs,
             api_key_cache_ttl_secs: settings.auth.api_key_cache_ttl_secs,
             stale: AtomicBool::new(false),
-            refill_running: AtomicBool::new(false),
-            last_refill_attempt_ms: AtomicI64::new(0),
+            reset_running: AtomicBool::new(false),
+            last_reset_attempt_ms: AtomicI64::new(0),
+            refills: Mutex::new(HashMap::new()),
         })
     }
 
-    fn marker_key(&self) -> String {
-        format!("{}synced", self.prefix)
+    /// Present once the tenant's revocations were copied from PostgreSQL.
+    fn marker_key(&self, tenant: Uuid) -> String {
+        format!("{}{}:synced", self.prefix, tag(tenant))
     }
 
-    fn jti_key(&self, jti: Uuid) -> String {
-        format!("{}revoked:{jti}", self.prefix)
+    fn sentinel_key(&self, tenant: Uuid) -> String {
+        format!("{}{}:refilling", self.prefix, tag(tenant))
     }
 
-    fn user_key(&self, user_id: Uuid) -> String {
-        format!("{}invalid_before:{user_id}", self.prefix)
+    fn jti_key(&self, tenant: Uuid, jti: Uuid) -> String {
+        format!("{}{}:revoked:{jti}", self.prefix, tag(tenant))
     }
 
+    fn user_key(&self, tenant: Uuid, user_id: Uuid) -> String {
+        format!("{}{}:invalid_before:{user_id}", self.prefix, tag(tenant))
+    }
+
+    /// Tagged by the key's own hash: it is looked up before its tenant is known.
     fn api_key_key(&self, hash: &[u8]) -> String {
-        format!("{}api_key:{}", self.prefix, hex::encode(hash))
+        format!("{}api_key:{}", self.prefix, tag(hex::encode(hash)))
     }
 
     /// How long a user's mark must live in Redis: until every token issued
@@ -104,15 +123,18 @@ impl RevocationStore {
         self.access_token_ttl_secs + self.leeway_secs
     }
 
-    /// Reads `keys` with the marker in one round trip. `None` means Redis
-    /// cannot be trusted right now and the caller must ask PostgreSQL.
-    async fn read_trusted(self: &Arc<Self>, keys: &[String]) -> Option<Vec<Option<String>>> {
-        if self.stale.load(Ordering::Acquire) {
-            self.schedule_refill();
+    /// Reads a tenant's `keys` with its marker in one round trip. `None`
+    /// means Redis cannot be trusted right now and the caller must ask PostgreSQL.
+    async fn read_trusted(
+        self: &Arc<Self>,
+        tenant: Uuid,
+        keys: &[String],
+    ) -> Option<Vec<Option<String>>> {
+        if !self.redis_trusted(tenant) {
             return None;
         }
         let mut all = Vec::with_capacity(keys.len() + 1);
-        all.push(self.marker_key());
+        all.push(self.marker_key(tenant));
         all.extend_from_slice(keys);
         let values: Vec<Option<String>> = self
             .redis_op("revocation.read", |mut conn| async move {
@@ -121,8 +143,8 @@ impl RevocationStore {
             .await
             .ok()?;
         if values.first().is_none_or(Option::is_none) {
-            // Redis lost its data (or never had it): refill before trusting it.
-            self.schedule_refill();
+            // Redis lost the tenant's data (or never had it): refill before trusting it.
+            self.schedule_refill(tenant);
             return None;
         }
         Some(values.into_iter().skip(1).collect())
@@ -130,7 +152,7 @@ impl RevocationStore {
 
     async fn redis_op<T, F, Fut>(&self, operation: &'static str, op: F) -> anyhow::Result<T>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = anyhow::Result<T>>,
     {
         self.guard
@@ -140,29 +162,31 @@ impl RevocationStore {
 
     /// The keys that hold an access token's revocation state, for a script
     /// that checks it in the same round trip as other work (the rate
-    /// limiter): the marker, the token's deny-list entry, its user's mark.
-    /// A user's mark holds Unix milliseconds; tokens issued before it are invalid.
+    /// limiter): the tenant's marker, the token's deny-list entry, its
+    /// user's mark — all in the tenant's hash slot. A user's mark holds Unix
+    /// milliseconds; tokens issued before it are invalid.
     pub fn revocation_keys(&self, claims: &AccessClaims) -> [String; 3] {
         [
-            self.marker_key(),
-            self.jti_key(claims.jti),
-            self.user_key(claims.sub),
+            self.marker_key(claims.tid),
+            self.jti_key(claims.tid, claims.jti),
+            self.user_key(claims.tid, claims.sub),
         ]
     }
 
-    /// Whether what Redis says about revocations can be believed right now
-    /// (no write of this process was lost). If not, a refill is on its way.
-    pub fn redis_trusted(self: &Arc<Self>) -> bool {
+    /// Whether what Redis says about a tenant's revocations can be believed
+    /// right now (no write of this process was lost). If not, a reset is on
+    /// its way.
+    pub fn redis_trusted(self: &Arc<Self>, _tenant: Uuid) -> bool {
         if self.stale.load(Ordering::Acquire) {
-            self.schedule_refill();
+            self.schedule_reset();
             return false;
         }
         true
     }
 
-    /// Called when a reader found the marker missing: Redis lost its data.
-    pub fn redis_lost_state(self: &Arc<Self>) {
-        self.schedule_refill();
+    /// Called when a reader found a tenant's marker missing: Redis lost its data.
+    pub fn redis_lost_state(self: &Arc<Self>, tenant: Uuid) {
+        self.schedule_refill(tenant);
     }
 
     /// Whether an access token may still be used.
@@ -170,8 +194,11 @@ impl RevocationStore {
         self: &Arc<Self>,
         claims: &AccessClaims,
     ) -> Result<(), RevocationError> {
-        let keys = [self.jti_key(claims.jti), self.user_key(claims.sub)];
-        if let Some(values) = self.read_trusted(&keys).await {
+        let keys = [
+            self.jti_key(claims.tid, claims.jti),
+            self.user_key(claims.tid, claims.sub),
+        ];
+        if let Some(values) = self.read_trusted(claims.tid, &keys).await {
             let revoked = values[0].is_some();
             let invalid_before = values[1].as_deref().and_then(|v| v.parse::<i64>().ok());
             return if revoked || invalid_before.is_some_and(|mark| claims.issued_at_ms() < mark) {
@@ -217,8 +244,8 @@ impl RevocationStore {
 
     /// Records in Redis that one access token, expiring at `expires_at`
     /// (Unix seconds), is revoked (PostgreSQL already has it).
-    pub async fn revoke_access_token(self: &Arc<Self>, jti: Uuid, expires_at: i64) {
-        let key = self.jti_key(jti);
+    pub async fn revoke_access_token(self: &Arc<Self>, tenant: Uuid, jti: Uuid, expires_at: i64) {
+        let key = self.jti_key(tenant, jti);
         let remaining = (expires_at - super::tokens::unix_now()).max(1) as u64;
         let ttl = remaining + self.leeway_secs;
         let result = self
@@ -230,8 +257,13 @@ impl RevocationStore {
     }
 
     /// Records in Redis that a user's tokens minted before `mark_ms` are invalid.
-    pub async fn invalidate_user_tokens(self: &Arc<Self>, user_id: Uuid, mark_ms: i64) {
-        let key = self.user_key(user_id);
+    pub async fn invalidate_user_tokens(
+        self: &Arc<Self>,
+        tenant: Uuid,
+        user_id: Uuid,
+        mark_ms: i64,
+    ) {
+        let key = self.user_key(tenant, user_id);
         let ttl = self.mark_ttl_secs();
         let result = self
             .redis_op("revocation.invalidate_before", |mut conn| async move {
@@ -242,11 +274,20 @@ impl RevocationStore {
     }
 
     /// The cached grant of an API key, if Redis is trustworthy and has it.
+    /// (A grant lost with Redis's data is only a miss: no marker is needed.)
     pub async fn cached_api_key(self: &Arc<Self>, hash: &[u8]) -> Option<ApiKeyGrant> {
-        let values = self.read_trusted(&[self.api_key_key(hash)]).await?;
-        values[0]
-            .as_deref()
-            .and_then(|json| serde_json::from_str(json).ok())
+        if self.stale.load(Ordering::Acquire) {
+            self.schedule_reset();
+            return None;
+        }
+        let key = self.api_key_key(hash);
+        let json: Option<String> = self
+            .redis_op("api_key.read", |mut conn| async move {
+                Ok(conn.get(key).await?)
+            })
+            .await
+            .ok()?;
+        json.and_then(|json| serde_json::from_str(&json).ok())
     }
 
     pub async fn cache_api_key(&self, hash: &[u8], grant: &ApiKeyGrant) {
@@ -271,7 +312,12 @@ impl RevocationStore {
         let keys: Vec<String> = hashes.iter().map(|h| self.api_key_key(h)).collect();
         let result = self
             .redis_op("api_key.forget", |mut conn| async move {
-                Ok(conn.del::<_, ()>(keys).await?)
+                // One command per key: each has its own hash slot.
+                let mut pipe = redis::pipe();
+                for key in keys {
+                    pipe.del(key).ignore();
+                }
+                Ok(pipe.query_async::<()>(&mut conn).await?)
             })
             .await;
         self.note_write(result, "dropping cached API keys");
@@ -284,46 +330,94 @@ impl RevocationStore {
                 "Redis unavailable while {what}; recorded in PostgreSQL only, Redis will be refilled"
             );
             self.stale.store(true, Ordering::Release);
-            self.schedule_refill();
+            self.schedule_reset();
         }
     }
 
-    fn schedule_refill(self: &Arc<Self>) {
+    /// Refills one tenant in the background, at most once per interval.
+    fn schedule_refill(self: &Arc<Self>, tenant: Uuid) {
         let now = unix_now_ms();
-        let last = self.last_refill_attempt_ms.load(Ordering::Acquire);
-        if now - last < RESYNC_MIN_INTERVAL_MS || self.refill_running.swap(true, Ordering::AcqRel) {
-            return;
+        {
+            let mut refills = self.refills.lock().unwrap_or_else(|e| e.into_inner());
+            if refills
+                .get(&tenant)
+                .is_some_and(|last| now - last < RESYNC_MIN_INTERVAL_MS)
+            {
+                return;
+            }
+            if refills.len() >= REFILL_ATTEMPTS_KEPT {
+                refills.retain(|_, last| now - *last < RESYNC_MIN_INTERVAL_MS);
+            }
+            refills.insert(tenant, now);
         }
-        self.last_refill_attempt_ms.store(now, Ordering::Release);
         let store = self.clone();
         tokio::spawn(async move {
-            match store.refill().await {
-                Ok(count) => {
-                    store.stale.store(false, Ordering::Release);
-                    tracing::info!(
-                        entries = count,
-                        "refilled Redis revocation state from PostgreSQL"
-                    );
-                }
+            match store.refill(tenant).await {
+                Ok(count) => tracing::info!(
+                    entries = count,
+                    tenant_id = %tenant,
+                    "refilled a tenant's Redis revocation state from PostgreSQL"
+                ),
                 Err(err) => {
-                    tracing::warn!(error = %format!("{err:#}"), "refilling Redis revocation state failed")
+                    tracing::warn!(error = %format!("{err:#}"), tenant_id = %tenant, "refilling a tenant's Redis revocation state failed")
                 }
             }
-            store.refill_running.store(false, Ordering::Release);
         });
     }
 
-    /// Copies every live revocation from PostgreSQL into Redis, drops every
-    /// cached API-key grant (any could be stale), then writes the marker.
+    /// After a lost write: drops every tenant's marker (and refill
+    /// sentinel) and every cached API-key grant, then trusts Redis again —
+    /// each tenant refills at its next check.
+    fn schedule_reset(self: &Arc<Self>) {
+        let now = unix_now_ms();
+        let last = self.last_reset_attempt_ms.load(Ordering::Acquire);
+        if now - last < RESYNC_MIN_INTERVAL_MS || self.reset_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.last_reset_attempt_ms.store(now, Ordering::Release);
+        let store = self.clone();
+        tokio::spawn(async move {
+            let patterns = [
+                format!("{}*:synced", store.prefix),
+                format!("{}*:refilling", store.prefix),
+                format!("{}api_key:*", store.prefix),
+            ];
+            let timeout = store.command_timeout * 20;
+            let result = store
+                .guard
+                .run_within(
+                    "revocation.reset",
+                    timeout,
+                    store.redis.delete_matching(&patterns),
+                )
+                .await;
+            match result {
+                Ok(deleted) => {
+                    store.stale.store(false, Ordering::Release);
+                    tracing::info!(
+                        keys = deleted,
+                        "Redis revocation state reset after a lost write; tenants refill from PostgreSQL"
+                    );
+                }
+                Err(err) => {
+                    tracing::warn!(error = %format!("{err:#}"), "resetting Redis revocation state failed")
+                }
+            }
+            store.reset_running.store(false, Ordering::Release);
+        });
+    }
+
+    /// Copies a tenant's live revocations from PostgreSQL into Redis, then
+    /// writes its marker.
     ///
-    /// Redis may lose its data again while this runs, after the PostgreSQL
-    /// snapshot was taken: a revocation made since then lives in Redis only
-    /// (its own write), and writing the snapshot and the marker would leave
-    /// it out for good. So a sentinel is set before the snapshot, and the
-    /// entries and the marker are written by one script only if the sentinel
-    /// is still there; otherwise the refill is abandoned and tried again.
-    pub async fn refill(&self) -> anyhow::Result<usize> {
-        let sentinel = format!("{}refilling", self.prefix);
+    /// Redis may lose the tenant's data again while this runs, after the
+    /// PostgreSQL snapshot was taken: a revocation made since then lives in
+    /// Redis only (its own write), and writing the snapshot and the marker
+    /// would leave it out for good. So a sentinel is set before the snapshot,
+    /// and the entries and the marker are written by one script only if the
+    /// sentinel is still there; otherwise the refill is abandoned and tried again.
+    pub async fn refill(&self, tenant: Uuid) -> anyhow::Result<usize> {
+        let sentinel = self.sentinel_key(tenant);
         let nonce = Uuid::new_v4().to_string();
         let timeout = self.command_timeout * 20;
         {
@@ -336,51 +430,52 @@ impl RevocationStore {
                 })
                 .await?;
         }
-        let rows: Vec<(String, Uuid, time::OffsetDateTime, time::OffsetDateTime)> =
-            sqlx::query_as("SELECT kind, subject, until, mark FROM auth_active_revocations($1)")
-                .bind(self.access_token_ttl_secs as i32)
-                .fetch_all(observed(
-                    "auth.revocation_refill",
-                    &mut *self.db.acquire().await?,
-                ))
-                .await?;
+        let rows: Vec<(String, Uuid, time::OffsetDateTime, time::OffsetDateTime)> = {
+            let mut tx = db::begin_tenant_tx(&self.db, tenant).await?;
+            let rows = sqlx::query_as(
+                "SELECT 'jti', r.jti, r.expires_at, r.revoked_at
+                 FROM revoked_access_tokens r
+                 WHERE r.expires_at > now()
+                 UNION ALL
+                 SELECT 'user', u.id,
+                        u.tokens_invalid_before + make_interval(secs => $1),
+                        u.tokens_invalid_before
+                 FROM users u
+                 WHERE u.tokens_invalid_before > now() - make_interval(secs => $1)",
+            )
+            .bind(self.access_token_ttl_secs as f64)
+            .fetch_all(observed("auth.revocation_refill", &mut *tx))
+            .await?;
+            let _ = tx.rollback().await;
+            rows
+        };
         let now_secs = time::OffsetDateTime::now_utc().unix_timestamp();
         let mut write = REFILL_SCRIPT.prepare_invoke();
-        write.key(&sentinel).key(self.marker_key()).arg(&nonce);
+        write
+            .key(&sentinel)
+            .key(self.marker_key(tenant))
+            .arg(&nonce);
         for (kind, subject, until, mark) in &rows {
             let ttl = (until.unix_timestamp() - now_secs).max(1) as u64 + self.leeway_secs;
             if kind == "jti" {
-                write.key(self.jti_key(*subject)).arg(1).arg(ttl);
+                write.key(self.jti_key(tenant, *subject)).arg(1).arg(ttl);
             } else {
                 write
-                    .key(self.user_key(*subject))
+                    .key(self.user_key(tenant, *subject))
                     .arg(timestamp_ms(*mark))
                     .arg(ttl);
             }
         }
-        let pattern = format!("{}api_key:*", self.prefix);
         let written: i64 = self
             .guard
             .run_within("revocation.refill", timeout, async {
                 let mut conn = self.redis.connection();
-                // Cached API-key grants may be stale: drop them before trusting Redis.
-                let cached: Vec<String> = {
-                    let mut iter = conn.scan_match::<_, String>(&pattern).await?;
-                    let mut keys = Vec::new();
-                    while let Some(key) = futures_util::StreamExt::next(&mut iter).await {
-                        keys.push(key?);
-                    }
-                    keys
-                };
-                if !cached.is_empty() {
-                    let _: () = conn.del(cached).await?;
-                }
                 Ok(write.invoke_async(&mut conn).await?)
             })
             .await?;
         anyhow::ensure!(
             written == 1,
-            "Redis lost its data during the refill; it will be tried again"
+            "Redis lost the tenant's data during the refill; it will be tried again"
         );
         Ok(rows.len())
     }

@@ -34,6 +34,11 @@ pub struct RateLimitSettings {
     /// One limit over every limited request this deployment serves.
     #[garde(dive)]
     pub global: WindowRule,
+    /// How long a replica may admit from one lease of the global budget
+    /// (see `rate_limit::global`): longer leases cost Redis less, and let R
+    /// replicas over-admit by up to `R × limit × lease_ms / window` per window.
+    #[garde(range(min = 1, max = 10_000))]
+    pub global_lease_ms: u64,
     /// Stricter limits for named routes, keyed by rule name.
     #[garde(dive)]
     pub rules: BTreeMap<String, EndpointRule>,

@@ -1,23 +1,34 @@
 //! The limiter: which windows a request is checked against ([`RateLimiter::plan`])
-//! and where they are counted ([`RateLimiter::decide`]): in Redis by one
-//! script call, or — while Redis fails — by the in-process fallback, which
-//! runs the same algorithm on a bounded LRU map shared by every worker thread.
-//! Redis failures open the Redis circuit breaker; while it is open the
-//! limiter counts locally without trying Redis, and its half-open probe
-//! brings the limiter back to Redis by itself.
+//! and where they are counted ([`RateLimiter::decide`]): in Redis, or — while
+//! Redis fails — by the in-process fallback, which runs the same algorithm on
+//! a bounded LRU map shared by every worker thread. Redis failures open the
+//! Redis circuit breaker; while it is open the limiter counts locally without
+//! trying Redis, and its half-open probe brings the limiter back to Redis by
+//! itself.
+//!
+//! In Redis, a request's windows live in its caller's hash slot: a tenant's
+//! (its windows, its users', its tenant and user rules, its revocation
+//! state) or a client IP's (anonymous windows and IP rules). One script call
+//! decides them. Only unusual requests make another: a token the script
+//! finds revoked (it then counts as anonymous, in its IP's slot) and an
+//! authenticated request matching an IP rule. Such calls run in order and
+//! stop at the first refusal, so a request refused by a later one may have
+//! been counted by an earlier one — the limiter errs towards refusing, never
+//! towards admitting. The global limit is taken from leases ([`GlobalBudget`]).
 
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use actix_web::http::Method;
 use lru::LruCache;
 use uuid::Uuid;
 
 use super::client_ip::ClientIpResolver;
+use super::global::{GlobalBudget, Verdict};
 use super::metrics::LimiterMetrics;
+use super::script::{Reply, WindowScript};
 use super::window::{Buckets, WindowSpec, WindowState};
 use crate::auth::extractor::{Principal, PrincipalKind};
 use crate::auth::revocation::{RevocationError, RevocationStore};
@@ -28,10 +39,8 @@ use crate::config::rate_limit::{
     RateLimitSettings, RuleKey, TierTable, WINDOW_NAMES, WindowTable, parse_route,
 };
 use crate::http::fallback::RouteTable;
-use crate::redis_conn::RedisGuard;
+use crate::redis_conn::{RedisGuard, tag};
 use crate::telemetry::metrics::Metrics;
-
-const SCRIPT: &str = include_str!("script.lua");
 
 /// What a limit counts by; the `scope` label of the decision metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,12 +66,23 @@ impl Scope {
 
 /// When a window applies, for callers whose token may turn out revoked: a
 /// revoked token is an anonymous call, so its IP windows replace its
-/// tenant's and user's. The script decides, knowing the revocation state.
+/// tenant's and user's. The script's answer decides which apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Group {
     Always = 0,
     IfValid = 1,
     IfRevoked = 2,
+}
+
+/// Which hash slot a window's key lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// The caller's: its tenant's, or its IP's when anonymous.
+    Caller,
+    /// The client IP's, for an authenticated caller.
+    Ip,
+    /// The global budget's.
+    Global,
 }
 
 /// One window of one scope that a request is checked against.
@@ -71,10 +91,12 @@ pub struct Check {
     /// Shown to clients, e.g. `tenant-minute`, `login`.
     pub policy: Arc<str>,
     pub scope: Scope,
+    /// The scope's key: every window of a scope is packed in one Redis value.
     pub key: String,
     pub window_secs: u64,
     pub spec: WindowSpec,
     pub group: Group,
+    pub slot: Slot,
 }
 
 /// Who is calling, as far as limits care.
@@ -186,11 +208,13 @@ pub struct RateLimiter {
     global_policy: Arc<str>,
     client_ip: ClientIpResolver,
     redis: crate::redis_conn::Redis,
-    script: redis::Script,
+    script: WindowScript,
+    global: GlobalBudget,
     prefix: String,
     guard: RedisGuard,
     metrics: LimiterMetrics,
-    fallback: Mutex<LruCache<String, Buckets>>,
+    /// The fallback's windows, by scope key and window length.
+    fallback: Mutex<LruCache<(String, u64), Buckets>>,
     fallback_active: AtomicBool,
     /// The tenants already sent to this minute's active-tenant HyperLogLog.
     tenants_seen: Mutex<(u64, HashSet<Uuid>)>,
@@ -236,8 +260,13 @@ impl RateLimiter {
             rules,
             window_policies: [names("tenant"), names("user"), names("ip")],
             global_policy: "global".into(),
+            script: WindowScript::new(redis.clone(), guard.clone(), limits.buckets_per_window),
+            global: GlobalBudget::new(
+                limits.global.limit,
+                limits.global.window_secs,
+                limits.global_lease_ms,
+            ),
             redis,
-            script: redis::Script::new(SCRIPT),
             prefix: format!("{}rl:", settings.redis.key_prefix),
             guard,
             metrics: LimiterMetrics::register(metrics),
@@ -249,8 +278,10 @@ impl RateLimiter {
         })
     }
 
+    /// One key per minute, all in one slot (PFCOUNT reads several at once);
+    /// written once per tenant, minute and replica, read at scrape time.
     fn activity_key(&self, minute: u64) -> String {
-        format!("{}active_tenants:{minute}", self.prefix)
+        format!("{}{{active_tenants}}:{minute}", self.prefix)
     }
 
     /// Reads the active-tenant estimate into its gauge (at scrape time; one
@@ -296,9 +327,7 @@ impl RateLimiter {
     /// Loads the script at startup so the first request needs no extra
     /// round trip. Best effort: `EVALSHA` reloads it whenever Redis lost it.
     pub async fn load_script(&self) {
-        let mut conn = self.redis.connection();
-        let load = async { Ok(self.script.prepare_invoke().load_async(&mut conn).await?) };
-        if let Err(err) = self.guard.run("rate_limit.load_script", load).await {
+        if let Err(err) = self.script.load().await {
             tracing::warn!(error = %err, "could not preload the rate-limit script; the first check will load it");
         }
     }
@@ -331,34 +360,41 @@ impl RateLimiter {
         WindowSpec::new(limit, window_secs * 1000, self.settings.buckets_per_window)
     }
 
-    /// The windows `table` of one scope (tenant, user or IP).
+    /// The windows `table` of one scope (tenant, user or IP), all packed in
+    /// one key of `slot_tag`'s slot. The key names the window lengths and the
+    /// sub-window count: a layout change starts new counters.
+    #[allow(clippy::too_many_arguments)]
     fn window_checks(
         &self,
         checks: &mut Vec<Check>,
         scope: Scope,
+        slot_tag: &str,
         id: &str,
         limits: [u64; 3],
         group: Group,
+        slot: Slot,
     ) {
         let (names, kind) = match scope {
             Scope::Tenant => (&self.window_policies[0], "tenant"),
             Scope::User => (&self.window_policies[1], "user"),
             _ => (&self.window_policies[2], "ip"),
         };
+        let [second, minute, hour] = self.settings.windows.values();
+        let key = format!(
+            "{}{slot_tag}:{kind}:{id}:{second}-{minute}-{hour}:{}",
+            self.prefix, self.settings.buckets_per_window
+        );
         for ((name, limit), window_secs) in
             names.iter().zip(limits).zip(self.settings.windows.values())
         {
-            let spec = self.spec(limit, window_secs);
             checks.push(Check {
                 policy: name.clone(),
                 scope,
-                key: format!(
-                    "{}{kind}:{id}:{window_secs}:{}",
-                    self.prefix, self.settings.buckets_per_window
-                ),
+                key: key.clone(),
                 window_secs,
-                spec,
+                spec: self.spec(limit, window_secs),
                 group,
+                slot,
             });
         }
     }
@@ -376,6 +412,7 @@ impl RateLimiter {
     ) -> Vec<Check> {
         let mut checks = Vec::with_capacity(10);
         let ip = self.client_ip.key(client_ip);
+        let ip_tag = tag(format_args!("ip:{ip}"));
         let anonymous = self.settings.anonymous.values();
         // (tenant, actor id, tier) of an authenticated caller.
         let identity: Option<(Uuid, String, Tier)> = match caller {
@@ -393,46 +430,78 @@ impl RateLimiter {
             Caller::Bearer(_) => Group::IfValid,
             _ => Group::Always,
         };
-        match &identity {
-            None => self.window_checks(&mut checks, Scope::Ip, &ip, anonymous, Group::Always),
-            Some((tenant, actor, tier)) => {
+        let tenant_tag = identity.as_ref().map(|(tenant, _, _)| tag(tenant));
+        match (&identity, &tenant_tag) {
+            (Some((_, actor, tier)), Some(tenant_tag)) => {
                 let tenant_limits = tier_limits(&self.settings.tiers, *tier).values();
                 let share = self.settings.user_share;
                 let user_limits = tenant_limits.map(|limit| user_limit(limit, share));
+                let caller = Slot::Caller;
                 self.window_checks(
                     &mut checks,
                     Scope::Tenant,
-                    &tenant.to_string(),
+                    tenant_tag,
+                    "",
                     tenant_limits,
                     group,
+                    caller,
                 );
-                self.window_checks(&mut checks, Scope::User, actor, user_limits, group);
+                self.window_checks(
+                    &mut checks,
+                    Scope::User,
+                    tenant_tag,
+                    actor,
+                    user_limits,
+                    group,
+                    caller,
+                );
                 if group == Group::IfValid {
-                    self.window_checks(&mut checks, Scope::Ip, &ip, anonymous, Group::IfRevoked);
+                    self.window_checks(
+                        &mut checks,
+                        Scope::Ip,
+                        &ip_tag,
+                        "",
+                        anonymous,
+                        Group::IfRevoked,
+                        Slot::Ip,
+                    );
                 }
             }
+            _ => self.window_checks(
+                &mut checks,
+                Scope::Ip,
+                &ip_tag,
+                "",
+                anonymous,
+                Group::Always,
+                Slot::Caller,
+            ),
         }
         for rule in &self.rules {
             let matches = route
                 .is_some_and(|route| rule.routes.iter().any(|(m, r)| m == method && r == route));
             if matches || mode == Mode::Peek {
-                let (id, rule_group) = match (rule.key, &identity) {
-                    (RuleKey::Ip, _) => (format!("ip:{ip}"), Group::Always),
-                    (RuleKey::Tenant, Some((tenant, _, _))) => (format!("tenant:{tenant}"), group),
-                    (RuleKey::User, Some((_, actor, _))) => (format!("user:{actor}"), group),
+                let (slot_tag, id, rule_group, slot) = match (rule.key, &identity, &tenant_tag) {
+                    (RuleKey::Ip, None, _) => (&ip_tag, "", Group::Always, Slot::Caller),
+                    (RuleKey::Ip, Some(_), _) => (&ip_tag, "", Group::Always, Slot::Ip),
+                    (RuleKey::Tenant, Some(_), Some(t)) => (t, "", group, Slot::Caller),
+                    (RuleKey::User, Some((_, actor, _)), Some(t)) => {
+                        (t, actor.as_str(), group, Slot::Caller)
+                    }
                     // Tenant and user rules say nothing about anonymous calls.
-                    (_, None) => continue,
+                    _ => continue,
                 };
                 checks.push(Check {
                     policy: rule.name.clone(),
                     scope: Scope::Endpoint,
                     key: format!(
-                        "{}rule:{}:{id}:{}:{}",
+                        "{}{slot_tag}:rule:{}:{id}:{}:{}",
                         self.prefix, rule.name, rule.window_secs, self.settings.buckets_per_window
                     ),
                     window_secs: rule.window_secs,
                     spec: self.spec(rule.limit, rule.window_secs),
                     group: rule_group,
+                    slot,
                 });
             }
         }
@@ -441,12 +510,13 @@ impl RateLimiter {
             policy: self.global_policy.clone(),
             scope: Scope::Global,
             key: format!(
-                "{}global:{}:{}",
+                "{}{{global}}:{}:{}",
                 self.prefix, global.window_secs, self.settings.buckets_per_window
             ),
             window_secs: global.window_secs,
             spec: self.spec(global.limit, global.window_secs),
             group: Group::Always,
+            slot: Slot::Global,
         });
         checks
     }
@@ -464,35 +534,37 @@ impl RateLimiter {
             Caller::Bearer(claims) => Some(*claims),
             _ => None,
         };
-        // While the Redis breaker is open the script call fails at once, and
-        // its half-open probe is how the limiter notices Redis is back.
-        // Revocation is read in the script only when Redis's copy is trustworthy.
-        let in_script = bearer.filter(|_| revocations.redis_trusted());
         let tenant = match caller {
             Caller::Anonymous => None,
             Caller::Bearer(claims) => Some(claims.tid),
             Caller::ApiKey(principal) => Some(principal.tenant.id()),
         };
+        if let Some(tenant) = tenant {
+            self.note_active(tenant).await;
+        }
+        // While the Redis breaker is open the script call fails at once, and
+        // its half-open probe is how the limiter notices Redis is back.
+        // Revocation is read in the script only when Redis's copy is trustworthy.
+        let in_script = bearer.filter(|claims| revocations.redis_trusted(claims.tid));
         match self
-            .run_script(checks, mode, in_script, tenant, revocations)
+            .decide_in_redis(checks, mode, in_script, revocations)
             .await
         {
-            Ok(reply) => {
+            Ok((mut decision, status)) => {
                 self.redis_answered();
-                let status = reply.first().copied().unwrap_or_default();
-                let revocation = match (bearer, in_script) {
+                decision.revocation = match (bearer, in_script) {
                     (None, _) => Revocation::NoToken,
                     (Some(claims), None) => check_in_postgres(revocations, claims).await,
                     (Some(claims), Some(_)) => match status {
                         0 => Revocation::Valid,
                         1 => Revocation::Revoked,
                         _ => {
-                            revocations.redis_lost_state();
+                            revocations.redis_lost_state(claims.tid);
                             check_in_postgres(revocations, claims).await
                         }
                     },
                 };
-                return self.decision_from_reply(checks, mode, &reply, revocation);
+                return decision;
             }
             Err(err) => self.redis_failed(&err),
         }
@@ -503,64 +575,124 @@ impl RateLimiter {
         self.decide_locally(checks, mode, revocation)
     }
 
-    async fn run_script(
+    /// The decision in Redis, with the revocation status the script read
+    /// (0 when no token was read): the global lease, then the caller's slot,
+    /// then — only if needed — the IP's.
+    async fn decide_in_redis(
         &self,
         checks: &[Check],
         mode: Mode,
         bearer: Option<&AccessClaims>,
-        tenant: Option<Uuid>,
         revocations: &RevocationStore,
-    ) -> anyhow::Result<Vec<i64>> {
-        let mut invocation = self.script.prepare_invoke();
-        if let Some(claims) = bearer {
-            for key in revocations.revocation_keys(claims) {
-                invocation.key(key);
-            }
+    ) -> anyhow::Result<(Decision, i64)> {
+        let duration = self.metrics.script_duration.with_label_values::<&str>(&[]);
+        let in_slot = |slot: Slot, group: Option<Group>| -> Vec<&Check> {
+            checks
+                .iter()
+                .filter(|c| c.slot == slot && group.is_none_or(|g| c.group == g))
+                .collect()
+        };
+        let mut admitted = true;
+        let global = checks.iter().find(|c| c.slot == Slot::Global);
+        let mut global_state = None;
+        if let Some(global) = global {
+            let verdict = match mode {
+                Mode::Record => self.global.take(global, &self.script, &duration).await?,
+                Mode::Peek => self.global.peek(),
+            };
+            global_state = Some(match verdict {
+                Verdict::Admit(state) => (state, mode == Mode::Record),
+                Verdict::Refuse(state) => {
+                    admitted = false;
+                    (state, false)
+                }
+            });
         }
+        let mut policies = Vec::with_capacity(checks.len());
+        let hits = u64::from(admitted && mode == Mode::Record);
+        let revocation =
+            bearer.map(|claims| (revocations.revocation_keys(claims), claims.issued_at_ms()));
+        let primary = in_slot(Slot::Caller, None);
+        let primary: Vec<&Check> = primary
+            .into_iter()
+            .filter(|c| c.group != Group::IfRevoked)
+            .collect();
+        let reply = self
+            .script
+            .run(&primary, hits, revocation, &duration)
+            .await?;
+        let (status, now_ms) = (reply.status, reply.now_ms);
+        let next = if status == 1 {
+            // Revoked: nothing was counted; the call is anonymous, from its IP.
+            in_slot(Slot::Ip, Some(Group::IfRevoked))
+        } else {
+            admitted &= self.collect(&primary, &reply, hits, &mut policies);
+            in_slot(Slot::Ip, Some(Group::Always))
+        };
+        if !next.is_empty() && (admitted || mode == Mode::Peek) {
+            let hits = u64::from(admitted && mode == Mode::Record);
+            let reply = self.script.run(&next, hits, None, &duration).await?;
+            admitted &= self.collect(&next, &reply, hits, &mut policies);
+        }
+        if let (Some(check), Some((state, granted))) = (global, global_state) {
+            policies.push(policy_state(check, state, granted, now_ms));
+        }
+        Ok((
+            Decision {
+                admitted,
+                backend: Backend::Redis,
+                now_ms,
+                policies,
+                revocation: Revocation::NoToken,
+            },
+            status,
+        ))
+    }
+
+    /// Adds the policies of one script reply; whether it admitted.
+    fn collect(
+        &self,
+        checks: &[&Check],
+        reply: &Reply,
+        hits: u64,
+        policies: &mut Vec<PolicyState>,
+    ) -> bool {
+        let admitted = reply.granted > 0;
+        let recorded = admitted && hits > 0;
+        for (check, state) in checks.iter().zip(&reply.windows) {
+            policies.push(policy_state(check, *state, recorded, reply.now_ms));
+        }
+        admitted
+    }
+
+    /// Reports `tenant` as active this minute, once per minute per replica
+    /// (one `PFADD`; a failure only loses an estimate).
+    async fn note_active(&self, tenant: Uuid) {
         let minute = unix_secs() / ACTIVITY_BUCKET_SECS;
-        let tenant = tenant.filter(|&tenant| self.first_sight_this_minute(tenant, minute));
-        if tenant.is_some() {
-            invocation.key(self.activity_key(minute));
+        if !self.first_sight_this_minute(tenant, minute) {
+            return;
         }
-        invocation
-            .arg(u8::from(mode == Mode::Record))
-            .arg(self.settings.buckets_per_window)
-            .arg(u8::from(bearer.is_some()))
-            .arg(bearer.map_or(0, AccessClaims::issued_at_ms))
-            // The id's 16 bytes: a HyperLogLog member needs no text form.
-            .arg(
-                tenant
-                    .as_ref()
-                    .map_or(&[][..], |id| id.as_bytes().as_slice()),
-            )
-            .arg((self.activity_window_secs + ACTIVITY_BUCKET_SECS) * 1000);
-        for check in checks {
-            invocation
-                .key(&check.key)
-                .arg(check.spec.limit)
-                .arg(check.spec.bucket_ms)
-                .arg(check.group as u8);
-        }
-        let started = Instant::now();
-        let mut conn = self.redis.connection();
-        let result = self
+        let key = self.activity_key(minute);
+        let ttl_ms = (self.activity_window_secs + ACTIVITY_BUCKET_SECS) * 1000;
+        let _ = self
             .guard
-            .run("rate_limit.decide", async {
-                Ok(invocation.invoke_async::<Vec<i64>>(&mut conn).await?)
+            .run("active_tenants.add", async {
+                let mut conn = self.redis.connection();
+                let _: () = redis::pipe()
+                    .cmd("PFADD")
+                    .arg(&key)
+                    // The id's 16 bytes: a HyperLogLog member needs no text form.
+                    .arg(tenant.as_bytes().as_slice())
+                    .ignore()
+                    .cmd("PEXPIRE")
+                    .arg(&key)
+                    .arg(ttl_ms)
+                    .ignore()
+                    .query_async(&mut conn)
+                    .await?;
+                Ok(())
             })
             .await;
-        self.metrics
-            .script_duration
-            .with_label_values::<&str>(&[])
-            .observe(started.elapsed().as_secs_f64());
-        let reply = result?;
-        anyhow::ensure!(
-            reply.len() == 3 + 3 * checks.len(),
-            "the rate-limit script answered {} values for {} windows",
-            reply.len(),
-            checks.len()
-        );
-        Ok(reply)
     }
 
     /// Whether this process has not yet reported `tenant` as active in
@@ -573,38 +705,6 @@ impl RateLimiter {
             *seen = (minute, HashSet::new());
         }
         seen.1.insert(tenant)
-    }
-
-    fn decision_from_reply(
-        &self,
-        checks: &[Check],
-        mode: Mode,
-        reply: &[i64],
-        revocation: Revocation,
-    ) -> Decision {
-        let admitted = reply[1] == 1;
-        let now_ms = reply[2];
-        let recorded = admitted && mode == Mode::Record;
-        let policies = checks
-            .iter()
-            .zip(reply[3..].chunks_exact(3))
-            .filter(|(_, values)| values[0] >= 0)
-            .map(|(check, values)| {
-                let state = WindowState {
-                    count: values[0] as u64,
-                    retry_ms: values[1].max(0) as u64,
-                    reset_ms: values[2].max(0) as u64,
-                };
-                policy_state(check, state, recorded, now_ms)
-            })
-            .collect();
-        Decision {
-            admitted,
-            backend: Backend::Redis,
-            now_ms,
-            policies,
-            revocation,
-        }
     }
 
     /// The same decision as the script's, on this process's own counters.
@@ -624,7 +724,7 @@ impl RateLimiter {
             .iter()
             .map(|check| {
                 windows
-                    .peek(&check.key)
+                    .peek(&(check.key.clone(), check.window_secs))
                     .map(|buckets| buckets.evaluate(&check.spec, now_ms))
                     .unwrap_or_default()
             })
@@ -637,7 +737,7 @@ impl RateLimiter {
         if recorded {
             for check in &applicable {
                 windows
-                    .get_or_insert_mut(check.key.clone(), Buckets::default)
+                    .get_or_insert_mut((check.key.clone(), check.window_secs), Buckets::default)
                     .record(&check.spec, now_ms);
             }
         }

@@ -275,7 +275,7 @@ pub async fn logout(
     tx.commit().await?;
     auth_state
         .revocations
-        .revoke_access_token(jti, expires_at)
+        .revoke_access_token(tenant.id(), jti, expires_at)
         .await;
     auth_state.events.count("logout", "success");
     Ok(())

@@ -86,7 +86,7 @@ pub async fn transfer_ownership(
     for user in [caller, target.id] {
         auth_state
             .revocations
-            .invalidate_user_tokens(user, mark_ms)
+            .invalidate_user_tokens(tenant.id(), user, mark_ms)
             .await;
     }
     tracing::info!(new_owner = %target.id, "tenant ownership transferred");

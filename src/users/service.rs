@@ -91,7 +91,7 @@ pub async fn update_me(
     if let Some(mark_ms) = mark {
         auth_state
             .revocations
-            .invalidate_user_tokens(user_id, mark_ms)
+            .invalidate_user_tokens(tenant.id(), user_id, mark_ms)
             .await;
         tracing::info!("password changed; every session ended");
     }
@@ -215,7 +215,7 @@ pub async fn update(
     if let Some(mark_ms) = mark {
         auth_state
             .revocations
-            .invalidate_user_tokens(id, mark_ms)
+            .invalidate_user_tokens(tenant.id(), id, mark_ms)
             .await;
     }
     auth_state
@@ -254,7 +254,7 @@ pub async fn deactivate(
     tx.commit().await?;
     auth_state
         .revocations
-        .invalidate_user_tokens(id, mark_ms)
+        .invalidate_user_tokens(tenant.id(), id, mark_ms)
         .await;
     auth_state.revocations.forget_api_keys(&keys).await;
     tracing::info!(target_user_id = %id, "user deactivated");

@@ -360,7 +360,7 @@ async fn revocations_survive_redis_losing_its_data() {
             401
         );
         let refilled: bool = redis::cmd("EXISTS")
-            .arg(format!("{prefix}auth:synced"))
+            .arg(format!("{prefix}auth:{{{}}}:synced", account.tenant_id))
             .query_async(&mut conn)
             .await
             .unwrap();

@@ -564,13 +564,13 @@ impl TestApp {
 }
 
 impl TestApp {
-    /// Waits until Redis holds the revocation state (a fresh key prefix has
-    /// none; the first token check fills it in the background).
-    pub async fn wait_for_revocation_sync(&self) {
+    /// Waits until Redis holds the revocation state of `tenant` (a fresh
+    /// key prefix has none; the tenant's first token check fills it in the
+    /// background).
+    pub async fn wait_for_revocation_sync(&self, tenant: Uuid) {
         let settings = &self.state.settings;
-        let marker = format!("{}auth:synced", settings.redis.key_prefix);
-        let client = redis::Client::open(settings.redis.url.expose_secret()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let marker = format!("{}auth:{{{tenant}}}:synced", settings.redis.key_prefix);
+        let mut conn = self.state.redis.connection();
         for _ in 0..200 {
             let exists: bool = redis::cmd("EXISTS")
                 .arg(&marker)

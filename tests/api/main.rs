@@ -20,6 +20,7 @@ mod openapi;
 mod products;
 mod query_plans;
 mod rate_limits;
+mod redis_cluster;
 mod request_id;
 mod resilience;
 mod roles_and_isolation;

@@ -1,5 +1,6 @@
 //! Real processes and connections tests control: a private `redis-server`
-//! (so server-wide statistics and `SCRIPT FLUSH` touch nobody else), a TCP
+//! (so server-wide statistics and `SCRIPT FLUSH` touch nobody else), a
+//! private three-master Redis Cluster (whose masters a test may kill), a TCP
 //! proxy that can cut a dependency off mid-test and bring it back, and a
 //! `MONITOR` client that records every command clients send.
 
@@ -17,6 +18,192 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A port whose cluster bus port (+10000) is free too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A Redis Cluster of the test's own: three masters on loopback, no
+/// replicas, nothing kept on disk (a restarted node comes back empty, with
+/// its slots). Killed on drop.
+pub struct RedisCluster {
+    dir: tempfile::TempDir,
+    nodes: Vec<(u16, Option<Child>)>,
+}
+
+impl RedisCluster {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            dir,
+        };
+        for _ in 0..3 {
+            let port = free_cluster_port();
+            let child = cluster.spawn(port);
+            cluster.nodes.push((port, Some(child)));
+        }
+        for (port, _) in &cluster.nodes {
+            wait_until_answering(*port).await;
+        }
+        let addresses: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|(port, _)| format!("127.0.0.1:{port}"))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli is installed with redis-server");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        cluster.wait_until_ok().await;
+        cluster
+    }
+
+    fn spawn(&self, port: u16) -> Child {
+        let dir = self.dir.path();
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--cluster-enabled", "yes"])
+            .arg("--cluster-config-file")
+            .arg(dir.join(format!("nodes-{port}.conf")))
+            .arg("--dir")
+            .arg(dir)
+            .args(["--save", "", "--appendonly", "no"])
+            // Answer for the slots that are up while a master is down.
+            .args(["--cluster-require-full-coverage", "no"])
+            .args(["--cluster-node-timeout", "2000"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/services.sh installs it)")
+    }
+
+    /// Every node sees every slot served.
+    async fn wait_until_ok(&self) {
+        for _ in 0..200 {
+            let mut ok = true;
+            for (port, _) in &self.nodes {
+                let info = node_connection(*port).await.ok();
+                let state = match info {
+                    Some(mut conn) => redis::cmd("CLUSTER")
+                        .arg("INFO")
+                        .query_async::<String>(&mut conn)
+                        .await
+                        .unwrap_or_default(),
+                    None => String::new(),
+                };
+                ok &= state.contains("cluster_state:ok");
+            }
+            if ok {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the Redis Cluster never reached cluster_state:ok");
+    }
+
+    /// The seed nodes, as `redis.cluster_nodes` takes them.
+    pub fn nodes(&self) -> Vec<secrecy::SecretString> {
+        self.nodes
+            .iter()
+            .map(|(port, _)| format!("redis://127.0.0.1:{port}").into())
+            .collect()
+    }
+
+    /// The port of the master serving `key`.
+    pub async fn master_of(&self, key: &str) -> u16 {
+        let mut conn = node_connection(self.nodes[0].0).await.unwrap();
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let ranges: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        // Each range: start, end, then its master as [host, port, id, ...].
+        let int = |value: &redis::Value| -> u16 {
+            redis::FromRedisValue::from_redis_value_ref(value).unwrap()
+        };
+        ranges
+            .iter()
+            .find(|range| (int(&range[0])..=int(&range[1])).contains(&slot))
+            .map(|range| match &range[2] {
+                redis::Value::Array(master) => int(&master[1]),
+                other => panic!("unexpected CLUSTER SLOTS entry {other:?}"),
+            })
+            .expect("every slot is served")
+    }
+
+    /// A connection to one node (not cluster-aware).
+    pub async fn node(&self, port: u16) -> redis::aio::MultiplexedConnection {
+        node_connection(port).await.unwrap()
+    }
+
+    /// Kills the master on `port`: its slots stop answering.
+    pub fn kill(&mut self, port: u16) {
+        let node = self.nodes.iter_mut().find(|(p, _)| *p == port).unwrap();
+        if let Some(mut child) = node.1.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the node on `port` again: it rejoins with its slots, empty.
+    pub async fn restart(&mut self, port: u16) {
+        self.kill(port);
+        let child = self.spawn(port);
+        self.nodes.iter_mut().find(|(p, _)| *p == port).unwrap().1 = Some(child);
+        wait_until_answering(port).await;
+        self.wait_until_ok().await;
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.nodes {
+            if let Some(child) = child {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+async fn node_connection(port: u16) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    redis::Client::open(format!("redis://127.0.0.1:{port}"))?
+        .get_multiplexed_async_connection()
+        .await
+}
+
+async fn wait_until_answering(port: u16) {
+    for _ in 0..100 {
+        if let Ok(mut conn) = node_connection(port).await
+            && redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("redis-server did not start on port {port}");
 }
 
 /// A `redis-server` of the test's own, killed on drop.
@@ -170,14 +357,37 @@ impl RedisMonitor {
 
     /// The command names sent by clients since the last call.
     pub fn take_commands(&self) -> Vec<String> {
-        self.lines
-            .lock()
-            .unwrap()
-            .drain(..)
-            .filter_map(|line| {
-                let command = line.split("] ").nth(1)?.split(' ').next()?;
-                Some(command.trim_matches('"').to_ascii_lowercase())
-            })
-            .collect()
+        command_names(&self.take_lines())
     }
+
+    /// The command names sent since the last call, split: leases of the
+    /// global rate-limit budget, and the rest (the tenant's active-minute
+    /// note, sent once a minute, left out).
+    pub fn take_split_at_global(&self) -> (Vec<String>, Vec<String>) {
+        let lines: Vec<String> = self
+            .take_lines()
+            .into_iter()
+            .filter(|line| !line.contains("active_tenants"))
+            .collect();
+        let (global, own): (Vec<String>, Vec<String>) = lines
+            .into_iter()
+            .partition(|line| line.contains("{global}"));
+        (command_names(&global), command_names(&own))
+    }
+
+    /// The lines (command and arguments) sent by clients since the last call.
+    pub fn take_lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().drain(..).collect()
+    }
+}
+
+/// The command name of each `MONITOR` line.
+fn command_names(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter_map(|line| {
+            let command = line.split("] ").nth(1)?.split(' ').next()?;
+            Some(command.trim_matches('"').to_ascii_lowercase())
+        })
+        .collect()
 }

@@ -181,7 +181,7 @@ async fn losing_postgres_fails_fast_behind_the_breaker_and_recovers_by_itself() 
         200
     );
     // Revocation state is in Redis from here on: tokens verify without PostgreSQL.
-    app.wait_for_revocation_sync().await;
+    app.wait_for_revocation_sync(owner.tenant_id).await;
 
     proxy.cut();
     let started = Instant::now();
@@ -262,7 +262,7 @@ async fn outage_under_load(restart_redis_empty: bool) {
         .await;
     // Never read before the outage, so never cached: every read needs PostgreSQL.
     let read = format!("/api/v1/products/{}", product["id"].as_str().unwrap());
-    app.wait_for_revocation_sync().await;
+    app.wait_for_revocation_sync(owner.tenant_id).await;
 
     proxy.cut();
     if restart_redis_empty {
