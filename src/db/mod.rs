@@ -42,6 +42,9 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 pub const APP_ROLE: &str = "stock_tracker_app";
 const SET_APP_ROLE: &str = "SET ROLE stock_tracker_app";
 
+/// A pooled connection idle this long is pinged before it is used.
+const CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 pub fn connect_options(settings: &DatabaseSettings) -> anyhow::Result<PgConnectOptions> {
     let options = PgConnectOptions::from_str(settings.url.expose_secret())
         .context("`database.url` is not a valid PostgreSQL URL")?;
@@ -66,6 +69,19 @@ pub fn connect_pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
         .max_connections(settings.max_connections)
         .min_connections(settings.min_connections)
         .acquire_timeout(settings.acquire_timeout())
+        // sqlx checks every connection it hands out with a round trip; only
+        // one that sat idle a while is checked here (PostgreSQL may have
+        // restarted meanwhile). A busy one that broke fails its statement,
+        // which the database breaker counts, and is discarded.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= CHECK_IDLE_AFTER {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .after_connect(|conn, _meta| {
             Box::pin(async move {
                 conn.execute(SET_APP_ROLE).await?;
@@ -287,6 +303,43 @@ pub async fn begin_tenant_tx(
         .execute(observed("db.set_tenant", &mut *tx))
         .await?;
     Ok(tx)
+}
+
+/// One tenant-scoped read in a single round trip: the role and the tenant
+/// are set for the transaction (`SET LOCAL`) and `statement` runs in it, all
+/// in one simple-protocol query string, which PostgreSQL runs as one
+/// implicit transaction. Row-level security is as strict as in
+/// [`begin_tenant_tx`], and nothing stays on the connection for its next
+/// user (or a transaction pooler's next client) to see — where a
+/// transaction costs four round trips (`BEGIN`, the setting, the
+/// statement, `COMMIT`).
+///
+/// The simple protocol binds no parameters, so `statement` may hold only
+/// values rendered by [`uuid_literal`]; rows come back in text format,
+/// which sqlx decodes like binary ones (it sets `TimeZone` and `DateStyle`
+/// on every connection).
+pub async fn read_in_one_trip<R>(
+    db: &Database,
+    tenant_id: Uuid,
+    operation: &'static str,
+    statement: &str,
+) -> Result<Vec<R>, sqlx::Error>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    let mut conn = db.acquire().await?;
+    let sql =
+        format!("SET LOCAL ROLE {APP_ROLE}; SET LOCAL app.tenant_id = '{tenant_id}'; {statement}");
+    let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .fetch_all(observed(operation, &mut *conn))
+        .await?;
+    rows.iter().map(R::from_row).collect()
+}
+
+/// A UUID as an SQL literal, for [`read_in_one_trip`]: its text form holds
+/// only hex digits and dashes, so it cannot break out of the quotes.
+pub fn uuid_literal(id: Uuid) -> String {
+    format!("'{id}'::uuid")
 }
 
 /// Whether `err` is a violation of the named unique constraint or index.

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::model::{Product, SortOrder, StockChange, StockFilter, StockSource};
 use super::money::Money;
 use crate::auth::TenantCtx;
-use crate::db::observed;
+use crate::db::{self, Database, observed, uuid_literal};
 
 /// Name of the unique constraint on (tenant, marketplace, SKU).
 pub const SKU_UNIQUE: &str = "products_sku_key";
@@ -223,6 +223,22 @@ pub async fn find(
     .fetch_optional(observed("products.find", conn))
     .await?;
     Ok(row.map(Product::from))
+}
+
+/// [`find`] outside a transaction, in one round trip (the uncached read path).
+pub async fn find_in_one_trip(
+    db: &Database,
+    tenant: &TenantCtx,
+    id: Uuid,
+) -> Result<Option<Product>, sqlx::Error> {
+    let statement = format!(
+        "SELECT {COLUMNS} FROM products WHERE tenant_id = {} AND id = {}",
+        uuid_literal(tenant.id()),
+        uuid_literal(id)
+    );
+    let rows: Vec<ProductRow> =
+        db::read_in_one_trip(db, tenant.id(), "products.find", &statement).await?;
+    Ok(rows.into_iter().next().map(Product::from))
 }
 
 pub async fn find_for_update(

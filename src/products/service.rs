@@ -173,8 +173,7 @@ pub async fn get(state: &Infra, auth: &Auth<Viewer>, id: Uuid) -> Result<CachedB
         tenant,
         format!("products:item:{id}"),
         || async {
-            let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
-            let product = repository::find(&tenant, &mut tx, id)
+            let product = repository::find_in_one_trip(&state.db, &tenant, id)
                 .await?
                 .ok_or_else(|| ApiError::not_found("Product"))?;
             to_json(&product)

@@ -7,7 +7,7 @@ use serde_json::json;
 use std::time::Duration;
 
 use crate::helpers::{spawn_app, spawn_app_with};
-use crate::processes::{RedisMonitor, RedisServer};
+use crate::processes::{PgRoundTrips, RedisMonitor, RedisServer};
 
 async fn read(app: &crate::helpers::TestApp, path: &str, bearer: &str) -> (String, Vec<u8>) {
     let response = app.get_as(path, bearer).await;
@@ -138,4 +138,51 @@ async fn a_cached_read_is_two_redis_round_trips_and_no_sql() {
         // At most one lease of the global budget (they last 100 ms).
         assert!(global.len() <= 1, "{global:?}");
     }
+}
+
+#[tokio::test]
+async fn an_uncached_read_is_at_most_two_postgresql_round_trips_under_row_level_security() {
+    use secrecy::ExposeSecret;
+    let proxy = PgRoundTrips::start("127.0.0.1:5432".into()).await;
+    let port = proxy.port;
+    let app = spawn_app_with(move |s| {
+        let mut url = url::Url::parse(s.database.url.expose_secret()).unwrap();
+        url.set_host(Some("127.0.0.1")).unwrap();
+        url.set_port(Some(port)).unwrap();
+        // In clear, so the proxy can read the messages.
+        url.query_pairs_mut().append_pair("sslmode", "disable");
+        s.database.url = url.to_string().into();
+    })
+    .await;
+    let owner = app.register("round-trips@example.com").await;
+    let other = app.register("round-trips-other@example.com").await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let product = app
+            .create_product(&owner, &format!("RT-{n}"), "Counted", "1", 1)
+            .await;
+        ids.push(product["id"].as_str().unwrap().to_owned());
+    }
+    let foreign = app.create_product(&other, "RT-X", "Foreign", "1", 1).await;
+    app.wait_for_revocation_sync(owner.tenant_id).await;
+    let bearer = owner.bearer();
+    // Warm: a connection is open and idle in the pool.
+    read(&app, &format!("/api/v1/products/{}", ids[0]), &bearer).await;
+    for id in &ids[1..] {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        proxy.take();
+        let (cache, body) = read(&app, &format!("/api/v1/products/{id}"), &bearer).await;
+        assert_eq!(cache, "MISS");
+        assert!(String::from_utf8_lossy(&body).contains(id.as_str()));
+        // The connection's return to the pool happens after the response.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let round_trips = proxy.take();
+        assert!(
+            round_trips <= 2,
+            "an uncached read took {round_trips} round trips"
+        );
+    }
+    // Row-level security as before: another tenant's product is not found.
+    let path = format!("/api/v1/products/{}", foreign["id"].as_str().unwrap());
+    assert_eq!(app.get_as(&path, &bearer).await.status(), 404);
 }

@@ -1,7 +1,8 @@
 //! Real processes and connections tests control: a private `redis-server`
 //! (so server-wide statistics and `SCRIPT FLUSH` touch nobody else), a
 //! private three-master Redis Cluster (whose masters a test may kill), a TCP
-//! proxy that can cut a dependency off mid-test and bring it back, and a
+//! proxy that can cut a dependency off mid-test and bring it back, a proxy
+//! that counts PostgreSQL round trips, and a
 //! `MONITOR` client that records every command clients send.
 
 use std::process::{Child, Command, Stdio};
@@ -323,6 +324,84 @@ impl TcpProxy {
 
     pub fn restore(&self) {
         self.up.send_replace(true);
+    }
+}
+
+/// A proxy in front of PostgreSQL that counts round trips: the client
+/// messages a server answers with `ReadyForQuery` — a simple `Query` ('Q')
+/// or the `Sync` ('S') that ends an extended-protocol batch. Messages sent
+/// together before one of them (a pipeline) are one round trip.
+pub struct PgRoundTrips {
+    pub port: u16,
+    count: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl PgRoundTrips {
+    pub async fn start(target: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = count.clone();
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let Ok(outbound) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let (client_read, mut client_write) = inbound.into_split();
+                    let (server_read, server_write) = outbound.into_split();
+                    let mut server_read = server_read;
+                    let to_client = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                    });
+                    let _ = count_client_messages(client_read, server_write, &counted).await;
+                    to_client.abort();
+                });
+            }
+        });
+        Self { port, count }
+    }
+
+    /// Round trips since the last call.
+    pub fn take(&self) -> usize {
+        self.count.swap(0, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Forwards a client's messages, counting `Query` and `Sync`. The first
+/// messages have no type byte: an optional `SSLRequest`, then the startup.
+async fn count_client_messages(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    counted: &std::sync::atomic::AtomicUsize,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    const SSL_REQUEST: u32 = 80_877_103;
+    let mut started = false;
+    loop {
+        let mut message = Vec::new();
+        let kind = if started {
+            let kind = from.read_u8().await?;
+            message.push(kind);
+            Some(kind)
+        } else {
+            None
+        };
+        let len = from.read_u32().await?;
+        message.extend_from_slice(&len.to_be_bytes());
+        let mut body = vec![0; (len as usize).saturating_sub(4)];
+        from.read_exact(&mut body).await?;
+        match kind {
+            None => started = body.get(..4) != Some(&SSL_REQUEST.to_be_bytes()[..]),
+            Some(b'Q' | b'S') => {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            Some(_) => {}
+        }
+        message.extend_from_slice(&body);
+        to.write_all(&message).await?;
     }
 }
 
