@@ -329,11 +329,13 @@ def metric_sum(samples: MetricSamples, name: str, **labels: str) -> float:
 class Server:
     """`stock-tracker serve` in its own process, on a free port."""
 
-    def __init__(self, binary: Path, log_path: Path, disabled_layers: tuple[str, ...] = ()):
+    def __init__(self, binary: Path, log_path: Path, disabled_layers: tuple[str, ...] = (),
+                 database_url: str = DATABASE_URL):
         self.log_path = log_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = service_env()
+        env["DATABASE_URL"] = database_url
         env["STOCK_TRACKER__SERVER__PORT"] = str(self.port)
         if disabled_layers:
             env["STOCK_TRACKER__SERVER__DISABLED_LAYERS"] = ",".join(disabled_layers)
@@ -392,9 +394,10 @@ class Server:
 
 
 @contextlib.contextmanager
-def running_server(binary: Path, log_path: Path, disabled_layers: tuple[str, ...] = ()):
+def running_server(binary: Path, log_path: Path, disabled_layers: tuple[str, ...] = (),
+                   database_url: str = DATABASE_URL):
     """A ready server, always stopped afterwards; on failure its log's tail is printed."""
-    server = Server(binary, log_path, disabled_layers)
+    server = Server(binary, log_path, disabled_layers, database_url)
     try:
         server.wait_until_ready()
         yield server
@@ -674,6 +677,82 @@ def layer_configs() -> list[tuple[str, tuple[str, ...]]]:
             + [("full stack (again)", ())])
 
 
+class PgRoundTrips:
+    """A loopback proxy in front of PostgreSQL that counts round trips: the
+    client messages the server answers with ReadyForQuery, a simple Query
+    ('Q') or the Sync ('S') ending an extended-protocol batch."""
+
+    SSL_REQUEST = 80877103
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def database_url(self) -> str:
+        # In clear, so the messages can be read.
+        return DATABASE_URL.replace("127.0.0.1:5432", f"127.0.0.1:{self.port}") + "?sslmode=disable"
+
+    def take(self) -> int:
+        with self._lock:
+            count, self.count = self.count, 0
+        return count
+
+    def _accept(self) -> None:
+        while True:
+            client, _ = self._listener.accept()
+            server = socket.create_connection(("127.0.0.1", 5432))
+            threading.Thread(target=self._copy, args=(server, client), daemon=True).start()
+            threading.Thread(target=self._count, args=(client, server), daemon=True).start()
+
+    @staticmethod
+    def _copy(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def _count(self, client: socket.socket, server: socket.socket) -> None:
+        stream = client.makefile("rb")
+        started = False
+        with contextlib.suppress(OSError, ValueError):
+            while True:
+                kind = stream.read(1) if started else b""
+                header = stream.read(4)
+                if len(header) < 4 or (started and not kind):
+                    break
+                body = stream.read(int.from_bytes(header, "big") - 4)
+                if not started:
+                    started = int.from_bytes(body[:4], "big") != self.SSL_REQUEST
+                elif kind in (b"Q", b"S"):
+                    with self._lock:
+                        self.count += 1
+                server.sendall(kind + header + body)
+        with contextlib.suppress(OSError):
+            server.shutdown(socket.SHUT_WR)
+
+
+def pg_round_trips(binary: Path, scenario: Scenario, logs_dir: Path) -> float | None:
+    """PostgreSQL round trips per request of `scenario`: one second of it on
+    one connection, through a counting proxy, on a server of its own (the
+    proxy slows it, so this run's speed is not reported). The cache is
+    dropped first, so every read misses."""
+    proxy = PgRoundTrips()
+    with running_server(binary, logs_dir / "pg-round-trips.log", (), proxy.database_url()) as server:
+        drop_cache()
+        proxy.take()
+        before = metric_sum(server.metrics(), "stock_tracker_http_requests_total")
+        run_wrk(server.url, scenario.requests, 1, 1)
+        served = metric_sum(server.metrics(), "stock_tracker_http_requests_total") - before
+        time.sleep(0.5)  # connections go back to the pool after the responses
+        sent = proxy.take()
+    # Less the scrape of /metrics between the two counts, which queries nothing.
+    return sent / (served - 1) if served > 1 else None
+
+
 def measure_layers(binary: Path, scenario: Scenario, plan: Plan, logs_dir: Path) -> dict:
     runs = []
     for label, disabled in layer_configs():
@@ -757,6 +836,8 @@ def evaluate_targets(rows: list[dict], layers: dict, idle_rss_mib: float) -> lis
         ("full stack, % of bare handlers' throughput", layers["throughput_ratio"] * 100, 60, True),
         ("uncached read, 64 connections: req/s", at("uncached_read", 64, "rps"), 9_000, True),
         ("uncached read, 64 connections: p99 ms", at("uncached_read", 64, "p99_ms"), 12, False),
+        ("uncached read: PostgreSQL round trips per request",
+         at("uncached_read", 1, "pg_round_trips_per_request"), 2, False),
         ("cached list: Redis round trips per request",
          at("cached_list", 1, "redis_round_trips_per_request"), 2, False),
         ("cached list, 64 connections: Redis CPU µs per request",
@@ -778,15 +859,16 @@ def fmt(value: float | None, digits: int = 1) -> str:
 def markdown_rows(rows: list[dict]) -> list[str]:
     lines = ["| scenario | conns | req/s | p50 ms | p90 ms | p99 ms | max ms | errors "
              "| CPU s / 1k req | peak RSS MiB | SQL / req | cache hit / miss "
-             "| Redis µs / req | script µs / req | Redis round trips / req |",
-             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+             "| Redis µs / req | script µs / req | Redis round trips / req | PG round trips / req |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in rows:
         lines.append(f"| {r['scenario']} | {r['concurrency']} | {fmt(r['rps'], 0)} | {fmt(r['p50_ms'], 2)} "
                      f"| {fmt(r['p90_ms'], 2)} | {fmt(r['p99_ms'], 2)} | {fmt(r['max_ms'], 2)} | {r['errors']} "
                      f"| {fmt(r['cpu_s_per_1k'], 3)} | {fmt(r['peak_rss_mib'])} | {fmt(r['sql_per_request'], 2)} "
                      f"| {r['cache_hits']:,} / {r['cache_misses']:,} "
                      f"| {fmt(r.get('redis_cpu_us_per_request'))} | {fmt(r.get('redis_script_us_per_request'))} "
-                     f"| {fmt(r.get('redis_round_trips_per_request'), 2)} |")
+                     f"| {fmt(r.get('redis_round_trips_per_request'), 2)} "
+                     f"| {fmt(r.get('pg_round_trips_per_request'), 2)} |")
     return lines
 
 
@@ -918,6 +1000,12 @@ def benchmark(args: argparse.Namespace, plan: Plan, results_dir: Path, work_dir:
         idle_rss_mib = server.rss_mib()
         log(f"seeded in {(datetime.datetime.now() - started).seconds} s; idle RSS {idle_rss_mib:.1f} MiB")
         rows = run_scenarios(server, scenarios, plan)
+    uncached = next(s for s in scenarios if s.name == "uncached_read")
+    pg_trips = pg_round_trips(args.binary, uncached, logs_dir)
+    log(f"uncached_read: {fmt(pg_trips, 2)} PostgreSQL round trips per request")
+    for row in rows:
+        row["pg_round_trips_per_request"] = (
+            pg_trips if (row["scenario"], row["concurrency"]) == ("uncached_read", 1) else None)
     cached_list = next(s for s in scenarios if s.name == "cached_list")
     layers = measure_layers(args.binary, cached_list, plan, logs_dir)
     report = {
