@@ -237,18 +237,7 @@ impl RedisServer {
     }
 
     async fn wait_until_answering(&self) {
-        for _ in 0..100 {
-            if let Ok(mut conn) = self.connection().await
-                && redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("redis-server did not start on port {}", self.port);
+        wait_until_answering(self.port).await;
     }
 
     /// Kills the server: its data is gone (it keeps nothing on disk).

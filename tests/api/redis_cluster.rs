@@ -49,15 +49,15 @@ async fn limits_hold_to_the_exact_request_and_two_replicas_share_them() {
     .await;
     let replica = app.spawn_replica().await;
     let owner = app.register("cluster-limits@example.com").await;
-    for n in 0..6 {
-        let base = if n % 2 == 0 { &app.address } else { &replica };
-        let response = app
-            .client
+    let me_from = |base: &str| {
+        app.client
             .get(format!("{base}{ME}"))
             .header("authorization", owner.bearer())
             .send()
-            .await
-            .unwrap();
+    };
+    for n in 0..6 {
+        let base = if n % 2 == 0 { &app.address } else { &replica };
+        let response = me_from(base).await.unwrap();
         assert_eq!(response.status(), 200, "request {n}");
         assert_eq!(
             header(&response, "x-ratelimit-remaining"),
@@ -65,13 +65,7 @@ async fn limits_hold_to_the_exact_request_and_two_replicas_share_them() {
         );
     }
     for base in [&app.address, &replica] {
-        let response = app
-            .client
-            .get(format!("{base}{ME}"))
-            .header("authorization", owner.bearer())
-            .send()
-            .await
-            .unwrap();
+        let response = me_from(base).await.unwrap();
         assert_eq!(response.status(), 429);
         assert!(header(&response, "ratelimit").starts_with("\"tenant-minute\";r=0;"));
     }
