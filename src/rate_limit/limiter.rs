@@ -28,7 +28,7 @@ use uuid::Uuid;
 use super::client_ip::ClientIpResolver;
 use super::global::{GlobalBudget, Verdict};
 use super::metrics::LimiterMetrics;
-use super::script::{Reply, WindowScript};
+use super::script::{LAYOUT, Reply, WindowScript};
 use super::window::{Buckets, WindowSpec, WindowState};
 use crate::auth::extractor::{Principal, PrincipalKind};
 use crate::auth::revocation::{RevocationError, RevocationStore};
@@ -381,7 +381,7 @@ impl RateLimiter {
         };
         let [second, minute, hour] = self.settings.windows.values();
         let key = format!(
-            "{}{slot_tag}:{kind}:{id}:{second}-{minute}-{hour}:{}",
+            "{}{slot_tag}:{kind}:{id}:{second}-{minute}-{hour}:{}:{LAYOUT}",
             self.prefix, self.settings.buckets_per_window
         );
         for ((name, limit), window_secs) in
@@ -495,7 +495,7 @@ impl RateLimiter {
                     policy: rule.name.clone(),
                     scope: Scope::Endpoint,
                     key: format!(
-                        "{}{slot_tag}:rule:{}:{id}:{}:{}",
+                        "{}{slot_tag}:rule:{}:{id}:{}:{}:{LAYOUT}",
                         self.prefix, rule.name, rule.window_secs, self.settings.buckets_per_window
                     ),
                     window_secs: rule.window_secs,
@@ -510,7 +510,7 @@ impl RateLimiter {
             policy: self.global_policy.clone(),
             scope: Scope::Global,
             key: format!(
-                "{}{{global}}:{}:{}",
+                "{}{{global}}:{}:{}:{LAYOUT}",
                 self.prefix, global.window_secs, self.settings.buckets_per_window
             ),
             window_secs: global.window_secs,

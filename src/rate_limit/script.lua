@@ -4,11 +4,15 @@
 -- (sub-window counters) is described in `window.rs`, which the in-process
 -- fallback runs; keep the two in step.
 --
--- It runs on every request, so it does as little as it can: one MGET reads
--- the revocation state and every scope, each scope's windows packed in one
--- string (per window: the newest sub-window's index, then n+1 counts,
--- newest first); one SET per scope writes it back. No hash, no per-field
--- command: Redis's work is two commands plus the arithmetic.
+-- It runs on every request, so its cost does not grow with the number of
+-- sub-windows: one MGET reads the revocation state and every scope, each
+-- scope's windows packed in one string; one SET per scope writes it back.
+-- A window is packed as its newest sub-window's index, the running total of
+-- its counted sub-windows, then a ring of n+1 counts (sub-window i at
+-- position i mod (n+1)). A request in the same sub-window as the previous
+-- one reads the total and rewrites two numbers; only when sub-windows have
+-- rotated out are their counts subtracted — at most once each — and only a
+-- full window walks the ring to say when it admits again.
 --
 -- KEYS: [revocation marker, revoked-jti key, user invalid-before key]
 --       when ARGV[3] == "1", then one key per scope.
@@ -50,12 +54,24 @@ if status == 1 then
   return {1, 0, now}
 end
 
--- A window packed: its newest sub-window's index, then n+1 counts.
-local window_format = '<d' .. string.rep('I4', n + 1)
-local window_size = 8 + 4 * (n + 1)
+local slots = n + 1
+local window_size = 12 + 4 * slots
+local ring_format = '<' .. string.rep('I4', slots)
+
+-- The count of sub-window `index` in a stored window (0 when new or aged out).
+local function count_of(raw, base, newest, current, index)
+  if base < 0 or index > newest or index < current - n then
+    return 0
+  end
+  return (struct.unpack('<I4', raw, base + 13 + 4 * (index % slots)))
+end
 
 local reply = {status, 0, now}
-local scopes = {}
+-- Eight values per window, flat (no table per window): its key's position
+-- in KEYS, the scope's string, the window's offset in it (-1: a fresh
+-- window), its stored newest sub-window, its count, the current sub-window,
+-- how many sub-windows it moved, and the sub-window width.
+local windows = {}
 local room = want
 if room < 1 then
   room = 1
@@ -68,61 +84,61 @@ for k = first, #KEYS do
   if raw and #raw ~= count_windows * window_size then
     raw = nil
   end
-  local windows = {}
   for w = 1, count_windows do
     local limit = tonumber(ARGV[arg])
     local width = tonumber(ARGV[arg + 1])
     arg = arg + 2
     local current = math.floor(now / width)
-    -- counts[j + 1] holds sub-window (current - j), for j = 0..n.
-    local counts = {}
+    local base, newest, total, shift = -1, current, 0, 0
     if raw then
-      local unpacked = {struct.unpack(window_format, raw, (w - 1) * window_size + 1)}
-      local shift = current - unpacked[1]
-      for j = 0, n do
-        local c = 0
-        if j >= shift and j - shift <= n then
-          c = unpacked[j - shift + 2]
+      base = (w - 1) * window_size
+      newest, total = struct.unpack('<dI4', raw, base + 1)
+      shift = current - newest
+      if shift > n then
+        -- Every stored sub-window has aged out.
+        base, newest, total, shift = -1, current, 0, 0
+      elseif shift < 0 then
+        -- Another node's clock (after a failover) is behind: keep counting
+        -- in the newest stored sub-window.
+        current, shift = newest, 0
+      else
+        -- Sub-windows newest-n .. current-n-1 leave the count now.
+        for i = newest - n, current - n - 1 do
+          total = total - struct.unpack('<I4', raw, base + 13 + 4 * (i % slots))
         end
-        counts[j + 1] = c
       end
-    else
-      for j = 0, n do
-        counts[j + 1] = 0
-      end
-    end
-    local count = 0
-    for j = 1, n + 1 do
-      count = count + counts[j]
     end
     local retry = 0
-    if count >= limit then
+    if total >= limit then
       -- Enough of the oldest hits must age out to leave room for one.
-      local need, freed = count - limit + 1, 0
+      local need, freed = total - limit + 1, 0
       for j = n, 0, -1 do
-        freed = freed + counts[j + 1]
+        freed = freed + count_of(raw, base, newest, current, current - j)
         if freed >= need then
-          retry = (current - j + n + 1) * width - now
+          retry = (current - j + slots) * width - now
           break
         end
       end
     end
     local reset = 0
-    for j = 0, n do
-      if counts[j + 1] > 0 then
-        reset = (current - j + n + 1) * width - now
-        break
+    if total > 0 then
+      for j = 0, n do
+        if count_of(raw, base, newest, current, current - j) > 0 then
+          reset = (current - j + slots) * width - now
+          break
+        end
       end
     end
-    if limit - count < room then
-      room = limit - count
+    if limit - total < room then
+      room = limit - total
     end
-    reply[#reply + 1] = count
+    reply[#reply + 1] = total
     reply[#reply + 1] = retry
     reply[#reply + 1] = reset
-    windows[w] = {current, width, counts}
+    local at = #windows
+    windows[at + 1], windows[at + 2], windows[at + 3], windows[at + 4] = k, raw, base, newest
+    windows[at + 5], windows[at + 6], windows[at + 7], windows[at + 8] = total, current, shift, width
   end
-  scopes[#scopes + 1] = {KEYS[k], windows}
 end
 
 if room < 1 then
@@ -132,17 +148,46 @@ reply[2] = room
 if want == 0 then
   return reply
 end
-for _, scope in ipairs(scopes) do
-  local parts, ttl = {}, 0
-  for w, window in ipairs(scope[2]) do
-    local current, width, counts = window[1], window[2], window[3]
-    counts[1] = counts[1] + room
-    parts[w] = struct.pack(window_format, current, unpack(counts))
-    -- The key outlives its newest hit's last window.
-    if (n + 2) * width > ttl then
-      ttl = (n + 2) * width
-    end
-  end
-  redis.call('SET', scope[1], table.concat(parts), 'PX', ttl)
+local parts, ttl, key = {}, 0, nil
+local function flush()
+  redis.call('SET', KEYS[key], table.concat(parts), 'PX', ttl)
+  parts, ttl = {}, 0
 end
+for at = 0, #windows - 1, 8 do
+  local k, raw, base, newest, total, current, shift, width = unpack(windows, at + 1, at + 8)
+  if key and k ~= key then
+    flush()
+  end
+  key = k
+  local position = current % slots
+  if base >= 0 and shift == 0 then
+    -- The common case: the same sub-window as the last request.
+    local offset = base + 13 + 4 * position
+    parts[#parts + 1] = struct.pack('<dI4', current, total + room)
+    parts[#parts + 1] = raw:sub(base + 13, offset - 1)
+    parts[#parts + 1] = struct.pack('<I4', struct.unpack('<I4', raw, offset) + room)
+    parts[#parts + 1] = raw:sub(offset + 4, base + window_size)
+  else
+    -- Sub-windows rotated: rebuild the ring, zeroing the ones now reused.
+    local ring = {}
+    if base >= 0 then
+      ring = {struct.unpack(ring_format, raw, base + 13)}
+      for i = newest + 1, current do
+        ring[i % slots + 1] = 0
+      end
+    else
+      for p = 1, slots do
+        ring[p] = 0
+      end
+    end
+    ring[position + 1] = ring[position + 1] + room
+    parts[#parts + 1] = struct.pack('<dI4', current, total + room)
+    parts[#parts + 1] = struct.pack(ring_format, unpack(ring, 1, slots))
+  end
+  -- The key outlives its newest hit's last window.
+  if (n + 2) * width > ttl then
+    ttl = (n + 2) * width
+  end
+end
+flush()
 return reply

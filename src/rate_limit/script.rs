@@ -10,6 +10,12 @@ use crate::redis_conn::{Redis, RedisGuard};
 
 const SOURCE: &str = include_str!("script.lua");
 
+/// The version of the packed window layout, the last part of every window
+/// key: during a rolling update, replicas of releases with different layouts
+/// count in different keys (for that while, a limit may admit up to twice)
+/// instead of overwriting each other's counts.
+pub const LAYOUT: &str = "v2";
+
 /// What the script said.
 #[derive(Debug, Clone)]
 pub struct Reply {
