@@ -10,15 +10,23 @@ run: services
 	cargo run --bin stock-tracker -- migrate
 	cargo run --bin stock-tracker -- serve
 
+# Every repository, row-level security, the workers: what a pooler can break.
+POOLER_SUITES = row_level_security:: auth_flows:: users_and_keys:: roles_and_isolation:: \
+	products:: marketplaces:: catalog_cache:: webhooks:: telegram:: notifications:: workers::
+
 ## Every test: unit and integration tests against the local PostgreSQL, Redis
 ## and RabbitMQ (then those of the benchmark's `bench-layers` build: the layer
-## switch and the list settings that name layers), then the relative links of README.md and docs/ (a second),
-## then the monitoring stack against the real Prometheus and Alertmanager,
+## switch and the list settings that name layers), then the database-backed
+## suites through a real PgBouncer in transaction mode, then the relative links
+## of README.md and docs/ (a second), then the monitoring stack against the real Prometheus and Alertmanager,
 ## then the Dockerfile, compose file and Kubernetes manifests with the real
 ## validators (both scripts install their tools when missing).
 test: services python-tools
 	cargo test --all-targets
 	cargo test --features bench-layers --lib --test api -- layer every_list_type
+	# The database-backed suites again, through a PgBouncer in transaction mode
+	# with fewer server connections than the service's pool (docs/testing.md).
+	scripts/pgbouncer.sh run 2 cargo test --test api -- $(POOLER_SUITES)
 	python3 scripts/check-doc-links.py
 	scripts/monitoring-check.sh
 	scripts/deploy-check.sh

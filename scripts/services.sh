@@ -87,4 +87,9 @@ ensure_rabbitmq
 if ! command -v redis-server >/dev/null 2>&1; then
   apt_install redis-server
 fi
+# Tests run the service behind a PgBouncer of their own (scripts/pgbouncer.sh);
+# the package's own service is left stopped.
+if ! command -v pgbouncer >/dev/null 2>&1; then
+  apt_install pgbouncer
+fi
 log "PostgreSQL, Redis and RabbitMQ are up"

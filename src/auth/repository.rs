@@ -24,10 +24,13 @@ pub struct LoginRow {
 
 /// The account for an email, across tenants (sign-in happens before the tenant is known).
 pub async fn find_login(db: &Database, email: &str) -> Result<Option<LoginRow>, sqlx::Error> {
-    sqlx::query_as("SELECT * FROM auth_find_login($1)")
+    let mut tx = db.begin().await?;
+    let row = sqlx::query_as("SELECT * FROM auth_find_login($1)")
         .bind(email)
-        .fetch_optional(observed("auth.find_login", &mut *db.acquire().await?))
-        .await
+        .fetch_optional(observed("auth.find_login", &mut *tx))
+        .await?;
+    tx.commit().await?;
+    Ok(row)
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -46,22 +49,24 @@ pub async fn find_refresh_token(
     db: &Database,
     hash: &[u8],
 ) -> Result<Option<RefreshRow>, sqlx::Error> {
-    sqlx::query_as("SELECT * FROM auth_find_refresh_token($1)")
+    let mut tx = db.begin().await?;
+    let row = sqlx::query_as("SELECT * FROM auth_find_refresh_token($1)")
         .bind(hash)
-        .fetch_optional(observed(
-            "auth.find_refresh_token",
-            &mut *db.acquire().await?,
-        ))
-        .await
+        .fetch_optional(observed("auth.find_refresh_token", &mut *tx))
+        .await?;
+    tx.commit().await?;
+    Ok(row)
 }
 
 /// Verifies an API key (recording its use) and returns what it grants.
 pub async fn use_api_key(db: &Database, hash: &[u8]) -> anyhow::Result<Option<ApiKeyGrant>> {
+    let mut tx = db.begin().await?;
     let row: Option<(Uuid, Uuid, Uuid, String, String)> =
         sqlx::query_as("SELECT id, tenant_id, user_id, role, tier FROM auth_use_api_key($1)")
             .bind(hash)
-            .fetch_optional(observed("auth.use_api_key", &mut *db.acquire().await?))
+            .fetch_optional(observed("auth.use_api_key", &mut *tx))
             .await?;
+    tx.commit().await?;
     row.map(|(key_id, tenant_id, user_id, role, tier)| {
         Ok(ApiKeyGrant {
             key_id,

@@ -49,7 +49,7 @@ pub use broker::BrokerSettings;
 pub use cache::CacheSettings;
 pub use circuit_breakers::{BreakerSettings, CircuitBreakerSettings};
 pub use cors::CorsSettings;
-pub use database::DatabaseSettings;
+pub use database::{DatabaseSettings, Pooler};
 pub use health::HealthSettings;
 pub use load_shedding::LoadSheddingSettings;
 pub use logging::{LogFormat, LoggingSettings};
@@ -229,12 +229,7 @@ impl Settings {
                 "must be empty in production (switching layers off is for benchmarks)",
             );
         }
-        if self.database.min_connections > self.database.max_connections {
-            return invalid(
-                "database.min_connections",
-                "must not exceed database.max_connections",
-            );
-        }
+        self.database.check()?;
         self.auth.check(production)?;
         self.secrets.check(production)?;
         self.cors.check()?;
@@ -547,6 +542,41 @@ mod tests {
                     && err.contains("broken.toml): must be at least worker.retry_base_secs"),
                 "{err}"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn a_transaction_pooler_needs_a_direct_url_and_only_then() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("STOCK_TRACKER__DATABASE__POOLER", "transaction");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(
+                err.contains("`database.direct_url`")
+                    && err.contains("is required when database.pooler is \"transaction\""),
+                "{err}"
+            );
+            jail.set_env(
+                "STOCK_TRACKER__DATABASE__DIRECT_URL",
+                "postgres://postgres@127.0.0.1:5432/stock_tracker",
+            );
+            let settings = Settings::load(None).expect("a pooler with a direct URL");
+            assert_eq!(settings.database.pooler, Pooler::Transaction);
+            assert_eq!(
+                settings.database.session_url().expose_secret(),
+                "postgres://postgres@127.0.0.1:5432/stock_tracker"
+            );
+            jail.set_env("STOCK_TRACKER__DATABASE__POOLER", "none");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(
+                err.contains("`database.direct_url`")
+                    && err.contains("is only used behind a pooler"),
+                "{err}"
+            );
+            jail.set_env("STOCK_TRACKER__DATABASE__POOLER", "session");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("database.pooler"), "{err}");
             Ok(())
         });
     }

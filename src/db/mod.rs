@@ -3,11 +3,15 @@
 //! query runs in.
 //!
 //! Two ways in, deliberately separate:
-//! - [`connect_pool`]: every pooled connection switches to the unprivileged
-//!   [`APP_ROLE`] as soon as it opens, so row-level security applies even when
-//!   `DATABASE_URL` names the tables' owner or a superuser.
+//! - [`connect_pool`] and [`Database`]: every transaction the service runs
+//!   starts as the unprivileged [`APP_ROLE`], with the tenant and the
+//!   statement timeout set for that transaction only (`SET LOCAL`, sent with
+//!   the `BEGIN` in one round trip), so row-level security applies even when
+//!   `DATABASE_URL` names the tables' owner or a superuser, and nothing is
+//!   left on a connection for a transaction pooler's next client. Without a
+//!   pooler, each connection also switches to the role when it opens.
 //! - [`migrate`]: a single connection as the URL's own role (the owner), which
-//!   creates the schema and the role.
+//!   creates the schema and the role; behind a pooler, through `direct_url`.
 //!
 //! Paths that run before a tenant is known (login by email, refresh-token and
 //! API-key lookup, the workers' cross-tenant scans) never switch RLS off: they
@@ -23,12 +27,11 @@ use std::time::Duration;
 use anyhow::Context;
 use secrecy::ExposeSecret;
 use sqlx::migrate::{MigrateDatabase, Migrator};
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Executor, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::config::DatabaseSettings;
+use crate::config::{DatabaseSettings, Pooler};
 use crate::resilience::breaker::CircuitBreaker;
 use crate::telemetry::metrics::{MetricDef, Metrics};
 
@@ -42,12 +45,41 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 pub const APP_ROLE: &str = "stock_tracker_app";
 const SET_APP_ROLE: &str = "SET ROLE stock_tracker_app";
 
+/// The statement that checks PostgreSQL answers, outside any transaction: a
+/// simple query, one message, so a transaction pooler runs it whole on one
+/// server connection. (A prepared statement takes two exchanges outside a
+/// transaction, and the pooler may send the second to another server
+/// connection, where its unnamed statement does not exist.)
+pub const PING: &str = "SELECT 1";
+
 /// A pooled connection idle this long is pinged before it is used.
 const CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
 
+/// Options for the pool's connections: through the pooler, if any.
 pub fn connect_options(settings: &DatabaseSettings) -> anyhow::Result<PgConnectOptions> {
-    let options = PgConnectOptions::from_str(settings.url.expose_secret())
-        .context("`database.url` is not a valid PostgreSQL URL")?;
+    let options = parse_url(&settings.url, "database.url")?;
+    Ok(match settings.pooler {
+        Pooler::None => options,
+        // A transaction pooler refuses startup parameters it does not track
+        // (sqlx sends `extra_float_digits`), and statements are unnamed
+        // (see `observe`): nothing to cache.
+        Pooler::Transaction => options.extra_float_digits(None).statement_cache_capacity(0),
+    })
+}
+
+/// Options for a connection that needs a session of its own (beat's
+/// leadership lock, migrations): PostgreSQL itself, never a pooler.
+pub fn session_options(settings: &DatabaseSettings) -> anyhow::Result<PgConnectOptions> {
+    let key = match settings.pooler {
+        Pooler::None => "database.url",
+        Pooler::Transaction => "database.direct_url",
+    };
+    parse_url(settings.session_url(), key)
+}
+
+fn parse_url(url: &secrecy::SecretString, key: &str) -> anyhow::Result<PgConnectOptions> {
+    let options = PgConnectOptions::from_str(url.expose_secret())
+        .with_context(|| format!("`{key}` is not a valid PostgreSQL URL"))?;
     // Statements are measured and slow ones logged by `observe`. sqlx's own
     // statement log would also ask `tracing::enabled!` after every statement,
     // which leaves per-layer filter state behind that disables the next span.
@@ -58,13 +90,9 @@ pub fn connect_options(settings: &DatabaseSettings) -> anyhow::Result<PgConnectO
 /// missing migration is reported at start rather than on the first request.
 pub fn connect_pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
     observe::set_slow_threshold(Duration::from_millis(settings.slow_query_threshold_ms));
-    let options = connect_options(settings)?
-        .application_name("stock-tracker")
-        // A server-side cap on each statement: a runaway query cannot hold a connection.
-        .options([(
-            "statement_timeout",
-            settings.statement_timeout_ms.to_string(),
-        )]);
+    observe::set_unnamed_statements(settings.pooler == Pooler::Transaction);
+    let options = connect_options(settings)?.application_name("stock-tracker");
+    let session_role = settings.pooler == Pooler::None;
     Ok(PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .min_connections(settings.min_connections)
@@ -82,9 +110,15 @@ pub fn connect_pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
                 Ok(true)
             })
         })
-        .after_connect(|conn, _meta| {
+        // Defence in depth where a connection has one client: a statement
+        // run outside the service's transactions still cannot bypass
+        // row-level security. Behind a pooler this would leak to whichever
+        // client the server connection serves next, so it is not set there.
+        .after_connect(move |conn, _meta| {
             Box::pin(async move {
-                conn.execute(SET_APP_ROLE).await?;
+                if session_role {
+                    conn.execute(SET_APP_ROLE).await?;
+                }
                 Ok(())
             })
         })
@@ -93,11 +127,10 @@ pub fn connect_pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
 
 /// Creates the database if it does not exist, then applies pending migrations.
 pub async fn migrate(settings: &DatabaseSettings) -> anyhow::Result<()> {
-    let url = settings.url.expose_secret();
-    if !Postgres::database_exists(url)
-        .await
-        .context("cannot reach PostgreSQL at `database.url`")?
-    {
+    let url = settings.session_url().expose_secret();
+    if !Postgres::database_exists(url).await.context(
+        "cannot reach PostgreSQL at `database.url` (`database.direct_url` behind a pooler)",
+    )? {
         Postgres::create_database(url)
             .await
             .context("creating the database")?;
@@ -111,11 +144,12 @@ pub async fn migrate(settings: &DatabaseSettings) -> anyhow::Result<()> {
 
 /// One connection as the URL's own role (the tables' owner), for operator
 /// commands that run outside any tenant: migrations and bootstrap tasks.
+/// Directly to PostgreSQL: the migrator holds a session advisory lock.
 pub async fn owner_pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(10))
-        .connect_with(connect_options(settings)?)
+        .connect_with(session_options(settings)?)
         .await
         .context("connecting to PostgreSQL")
 }
@@ -125,11 +159,19 @@ pub async fn owner_pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
 /// first and replace the old replicas afterwards.
 pub async fn check_schema(pool: &PgPool) -> anyhow::Result<()> {
     const HINT: &str = "run `stock-tracker migrate` against this database";
-    let applied: Vec<(i64, bool, Vec<u8>)> =
-        sqlx::query_as("SELECT version, success, checksum FROM _sqlx_migrations")
-            .fetch_all(observed("db.check_schema", pool))
-            .await
-            .with_context(|| format!("cannot read the migration history ({HINT})"))?;
+    // In a transaction, which keeps one server connection behind a pooler.
+    let read = async {
+        let mut tx = pool.begin().await?;
+        let applied: Vec<(i64, bool, Vec<u8>)> =
+            sqlx::query_as("SELECT version, success, checksum FROM _sqlx_migrations")
+                .fetch_all(observed("db.check_schema", &mut *tx))
+                .await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(applied)
+    };
+    let applied = read
+        .await
+        .with_context(|| format!("cannot read the migration history ({HINT})"))?;
     let mut missing = Vec::new();
     for migration in MIGRATOR.iter() {
         match applied.iter().find(|(v, _, _)| *v == migration.version) {
@@ -174,13 +216,16 @@ pub const METRICS: &[MetricDef] = &[
 
 /// The service's PostgreSQL handle: the pool behind the database circuit
 /// breaker, counting the callers that wait for a connection (a load-shedding
-/// signal). Request paths go through [`Database::acquire`] and
-/// [`begin_tenant_tx`]; with the breaker open they fail at once, answered
-/// as a pool with nothing to give (`PoolTimedOut`, a 503), instead of each
-/// waiting out the acquire timeout against a dead server.
+/// signal). Request paths go through [`Database::begin`],
+/// [`begin_tenant_tx`] and [`read_in_one_trip`]; with the breaker open they
+/// fail at once, answered as a pool with nothing to give (`PoolTimedOut`, a
+/// 503), instead of each waiting out the acquire timeout against a dead
+/// server.
 #[derive(Clone)]
 pub struct Database {
     pool: PgPool,
+    /// What every transaction sets for itself, right after `BEGIN`.
+    prelude: Arc<str>,
     breaker: Arc<CircuitBreaker>,
     waiters: Arc<AtomicI64>,
     waiters_gauge: prometheus::IntGauge,
@@ -188,10 +233,22 @@ pub struct Database {
 }
 
 impl Database {
-    pub fn new(pool: PgPool, breaker: Arc<CircuitBreaker>, metrics: &Metrics) -> Self {
+    pub fn new(
+        pool: PgPool,
+        settings: &DatabaseSettings,
+        breaker: Arc<CircuitBreaker>,
+        metrics: &Metrics,
+    ) -> Self {
         observe::register(metrics);
+        // A server-side cap on each statement: a runaway query cannot hold
+        // a connection.
+        let prelude = format!(
+            "SET LOCAL ROLE {APP_ROLE}; SET LOCAL statement_timeout = {}",
+            settings.statement_timeout_ms
+        );
         Self {
             pool,
+            prelude: prelude.into(),
             breaker,
             waiters: Arc::new(AtomicI64::new(0)),
             waiters_gauge: metrics.int_gauge(&DB_POOL_WAITERS),
@@ -229,7 +286,7 @@ impl Database {
         self.breaker.watch_recovery(move || {
             let pool = pool.clone();
             async move {
-                sqlx::query("SELECT 1")
+                sqlx::raw_sql(PING)
                     .execute(observed("breaker.probe", &pool))
                     .await
                     .is_ok()
@@ -242,10 +299,25 @@ impl Database {
         self.waiters.load(Ordering::Relaxed)
     }
 
-    /// One pooled connection, through the breaker.
-    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+    /// A transaction as the app role, with no tenant: for the `SECURITY
+    /// DEFINER` functions that run before a tenant is known and the
+    /// workers' cross-tenant scans. One round trip to begin.
+    pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.begin_with("db.begin", format!("BEGIN; {}", self.prelude))
+            .await
+    }
+
+    async fn begin_with(
+        &self,
+        kind: &'static str,
+        statement: String,
+    ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         let pool = self.pool.clone();
-        self.guarded(async move { pool.acquire().await }).await
+        // The statement holds only the settings and, for a tenant, a UUID's
+        // text form (hex digits and dashes). Measured like a statement run
+        // on the pool: the wait for a connection included.
+        let begin = pool.begin_with(sqlx::AssertSqlSafe(statement));
+        self.guarded(observe::measured(kind, begin)).await
     }
 
     async fn guarded<T>(
@@ -290,29 +362,32 @@ pub fn is_connection_failure(err: &sqlx::Error) -> bool {
 }
 
 /// Begins a transaction scoped to one tenant: row-level security lets it see
-/// and write that tenant's rows only. The setting is transaction-local and
-/// bound as a parameter.
+/// and write that tenant's rows only. The role, the statement timeout and
+/// the tenant are set for the transaction only, sent with the `BEGIN` in one
+/// round trip.
 pub async fn begin_tenant_tx(
     db: &Database,
     tenant_id: Uuid,
 ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    let pool = db.pool.clone();
-    let mut tx = db.guarded(async move { pool.begin().await }).await?;
-    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
-        .bind(tenant_id.to_string())
-        .execute(observed("db.set_tenant", &mut *tx))
-        .await?;
-    Ok(tx)
+    db.begin_with(
+        "db.begin_tenant",
+        format!(
+            "BEGIN; {}; SET LOCAL app.tenant_id = '{tenant_id}'",
+            db.prelude
+        ),
+    )
+    .await
 }
 
-/// One tenant-scoped read in a single round trip: the role and the tenant
-/// are set for the transaction (`SET LOCAL`) and `statement` runs in it, all
+/// One tenant-scoped read in a single round trip: the role, the statement
+/// timeout and the tenant are set for the transaction (`SET LOCAL`) and
+/// `statement` runs in it, all
 /// in one simple-protocol query string, which PostgreSQL runs as one
 /// implicit transaction. Row-level security is as strict as in
 /// [`begin_tenant_tx`], and nothing stays on the connection for its next
 /// user (or a transaction pooler's next client) to see — where a
-/// transaction costs four round trips (`BEGIN`, the setting, the
-/// statement, `COMMIT`).
+/// transaction costs three (`BEGIN` with the settings, the statement,
+/// `COMMIT`).
 ///
 /// The simple protocol binds no parameters, so `statement` may hold only
 /// values rendered by [`uuid_literal`]; rows come back in text format,
@@ -327,9 +402,12 @@ pub async fn read_in_one_trip<R>(
 where
     R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
 {
-    let mut conn = db.acquire().await?;
-    let sql =
-        format!("SET LOCAL ROLE {APP_ROLE}; SET LOCAL app.tenant_id = '{tenant_id}'; {statement}");
+    let pool = db.pool.clone();
+    let mut conn = db.guarded(async move { pool.acquire().await }).await?;
+    let sql = format!(
+        "{}; SET LOCAL app.tenant_id = '{tenant_id}'; {statement}",
+        db.prelude
+    );
     let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
         .fetch_all(observed(operation, &mut *conn))
         .await?;

@@ -8,13 +8,20 @@
 //! (`<area>.<operation>`), so the label set is bounded by the code, not by
 //! the data. Nothing of the statement's parameters is recorded anywhere.
 //!
+//! Behind a transaction pooler the wrapper also makes every statement
+//! unnamed: a named prepared statement lives on the server connection, which
+//! the pooler hands to another client after the transaction, where the next
+//! statement of the same name would collide (PgBouncer before 1.21 does not
+//! track them). One switch here covers every call site.
+//!
 //! The collectors are process-wide ([`QUERY_METRICS`], adopted by every
 //! registry): a connection does not know which application it serves, and one
 //! process runs one service role.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::LazyLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
@@ -22,7 +29,7 @@ use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt};
 use prometheus::{HistogramVec, IntCounterVec};
 use sqlx::Either;
-use sqlx::postgres::{PgQueryResult, PgRow, PgStatement, PgTypeInfo};
+use sqlx::postgres::{PgArguments, PgQueryResult, PgRow, PgStatement, PgTypeInfo};
 use sqlx::{Execute, Executor, Postgres};
 
 use crate::telemetry::metrics::{MetricDef, Metrics};
@@ -80,6 +87,34 @@ pub fn set_slow_threshold(threshold: Duration) {
     SLOW_THRESHOLD_MS.store(threshold.as_millis() as u64, Ordering::Relaxed);
 }
 
+/// Whether statements are sent unnamed (set once, from `database.pooler`).
+static UNNAMED_STATEMENTS: AtomicBool = AtomicBool::new(false);
+
+pub fn set_unnamed_statements(unnamed: bool) {
+    UNNAMED_STATEMENTS.store(unnamed, Ordering::Relaxed);
+}
+
+/// A statement that is prepared unnamed when [`UNNAMED_STATEMENTS`] says so.
+struct Statement<Q>(Q);
+
+impl<'q, Q: Execute<'q, Postgres>> Execute<'q, Postgres> for Statement<Q> {
+    fn sql(self) -> sqlx::SqlStr {
+        self.0.sql()
+    }
+
+    fn statement(&self) -> Option<&PgStatement> {
+        self.0.statement()
+    }
+
+    fn take_arguments(&mut self) -> Result<Option<PgArguments>, sqlx::error::BoxDynError> {
+        self.0.take_arguments()
+    }
+
+    fn persistent(&self) -> bool {
+        self.0.persistent() && !UNNAMED_STATEMENTS.load(Ordering::Relaxed)
+    }
+}
+
 /// Wraps an executor (a connection, a transaction's connection, or the pool)
 /// so the statement run through it is measured under `kind`.
 pub fn observed<'c, E>(kind: &'static str, inner: E) -> Observed<E>
@@ -119,7 +154,7 @@ where
     {
         let mut probe = Probe::start(self.kind);
         self.inner
-            .fetch_many(query)
+            .fetch_many(Statement(query))
             // The closure owns the probe: it drops, and records, with the stream.
             .inspect(move |step| {
                 if step.is_err() {
@@ -138,7 +173,7 @@ where
         Q: 'q + Execute<'q, Postgres>,
     {
         let mut probe = Probe::start(self.kind);
-        let running = self.inner.fetch_optional(query);
+        let running = self.inner.fetch_optional(Statement(query));
         async move {
             let result = running.await;
             if result.is_err() {
@@ -169,6 +204,20 @@ where
     {
         self.inner.describe(sql)
     }
+}
+
+/// Measures `work` — a statement that does not go through an executor, such
+/// as a transaction's `BEGIN` — under `kind`, like an observed statement.
+pub async fn measured<T>(
+    kind: &'static str,
+    work: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, sqlx::Error> {
+    let mut probe = Probe::start(kind);
+    let result = work.await;
+    if result.is_err() {
+        probe.fail();
+    }
+    result
 }
 
 /// Measures one statement from its start until its result (or stream) is

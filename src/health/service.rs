@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::db::observed;
+use crate::db::{self, observed};
 use crate::infra::Infra;
 use crate::resilience::breaker::CircuitBreaker;
 use crate::telemetry::metrics::{CHECK_LATENCY_BUCKETS, MetricDef, Metrics};
@@ -178,7 +178,7 @@ impl ComponentHealth {
 }
 
 async fn check_database(state: &Infra) -> Result<(), &'static str> {
-    sqlx::query("SELECT 1")
+    sqlx::raw_sql(db::PING)
         .execute(observed("health.ping", state.db.pool()))
         .await
         .map(|_| ())

@@ -54,7 +54,7 @@ impl Infra {
         db::check_schema(&pool).await?;
         let db_breaker =
             CircuitBreaker::new("database", &settings.circuit_breakers.database, &metrics);
-        let db = Database::new(pool, Arc::new(db_breaker), &metrics);
+        let db = Database::new(pool, &settings.database, Arc::new(db_breaker), &metrics);
         let redis = Redis::new(&settings.redis)?;
         let redis_breaker =
             CircuitBreaker::new("redis", &settings.circuit_breakers.redis, &metrics);

@@ -23,14 +23,13 @@ pub async fn dispatch(
     channels: &[&dyn Channel],
     limit: i32,
 ) -> anyhow::Result<Vec<(Uuid, Uuid)>> {
+    let mut tx = ctx.db.begin().await?;
     let events: Vec<(Uuid, Uuid)> =
         sqlx::query_as("SELECT tenant_id, event_id FROM webhook_undispatched_events($1)")
             .bind(limit)
-            .fetch_all(observed(
-                "webhooks.undispatched_events",
-                &mut *ctx.db.acquire().await?,
-            ))
+            .fetch_all(observed("webhooks.undispatched_events", &mut *tx))
             .await?;
+    tx.commit().await?;
     let mut created = Vec::new();
     for (tenant_id, event_id) in events {
         let mut tx = db::begin_tenant_tx(&ctx.db, tenant_id).await?;
@@ -113,16 +112,15 @@ pub async fn dispatch_and_hand_over(ctx: &Infra, channels: &[&dyn Channel]) -> a
     dispatch(ctx, channels, ROUND).await?;
     for channel in channels {
         let tables = channel.tables();
+        let mut tx = ctx.db.begin().await?;
         let due: Vec<(Uuid, Uuid)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT tenant_id, delivery_id FROM {}($1, interval '60 seconds')",
             tables.take_due_function
         )))
         .bind(ROUND)
-        .fetch_all(observed(
-            tables.take_due_kind,
-            &mut *ctx.db.acquire().await?,
-        ))
+        .fetch_all(observed(tables.take_due_kind, &mut *tx))
         .await?;
+        tx.commit().await?;
         for (tenant_id, delivery_id) in due {
             channel
                 .hand_over(&ctx.queue, tenant_id, delivery_id)

@@ -346,13 +346,12 @@ async fn finish(
 /// Beat's periodic task: a job for every connection of every tenant that
 /// has none queued or running, found through a narrow definer function.
 pub async fn sync_all_tenants(ctx: &Arc<Infra>) -> anyhow::Result<usize> {
+    let mut tx = ctx.db.begin().await?;
     let idle: Vec<(Uuid, Uuid)> =
         sqlx::query_as("SELECT tenant_id, connection_id FROM sync_idle_connections()")
-            .fetch_all(observed(
-                "sync.idle_connections",
-                &mut *ctx.db.acquire().await?,
-            ))
+            .fetch_all(observed("sync.idle_connections", &mut *tx))
             .await?;
+    tx.commit().await?;
     let mut started = 0;
     for (tenant_id, connection_id) in idle {
         let tenant = TenantCtx::for_system_task(tenant_id);
@@ -372,12 +371,14 @@ pub async fn sweep_stale_jobs(
     queue: &TaskQueue,
     stale_after: Duration,
 ) -> anyhow::Result<usize> {
+    let mut tx = db.begin().await?;
     let rows: Vec<(Uuid, Uuid, Uuid)> = sqlx::query_as(
         "SELECT tenant_id, connection_id, job_id FROM sync_stale_queued_jobs(make_interval(secs => $1))",
     )
     .bind(stale_after.as_secs_f64())
-    .fetch_all(observed("sync.sweep_stale_jobs", &mut *db.acquire().await?))
+    .fetch_all(observed("sync.sweep_stale_jobs", &mut *tx))
     .await?;
+    tx.commit().await?;
     let mut resent = 0;
     for (tenant_id, connection_id, job_id) in rows {
         let tenant = TenantCtx::for_system_task(tenant_id);

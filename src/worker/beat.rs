@@ -4,8 +4,10 @@
 //! deletes expired credential state every `beat.purge_interval_secs`.
 //!
 //! Exactly one beat schedules: it holds a PostgreSQL advisory lock on a
-//! dedicated connection (not a pooled one, which could be recycled and drop
-//! the lock). A second beat started by mistake stands by, retrying every
+//! dedicated connection straight to PostgreSQL (not a pooled one, which could
+//! be recycled and drop the lock; never through a transaction pooler, which
+//! does not keep a session: `database.direct_url` then). A second beat
+//! started by mistake stands by, retrying every
 //! `beat.standby_retry_secs`, and takes over if the first one dies.
 //!
 //! Beat serves `/health/live` and `/metrics` on `beat.port`. Liveness is a
@@ -118,7 +120,7 @@ fn serve_health(
 }
 
 async fn acquire_lock(settings: &Settings, heartbeat: &Heartbeat) -> anyhow::Result<PgConnection> {
-    let options = db::connect_options(&settings.database)?.application_name("stock-tracker-beat");
+    let options = db::session_options(&settings.database)?.application_name("stock-tracker-beat");
     let retry = Duration::from_secs(settings.beat.standby_retry_secs.max(1));
     let mut announced = false;
     loop {
@@ -219,13 +221,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 /// Deletes revocations of tokens that have expired (plus the leeway) and
 /// refresh tokens expired for longer than the configured keep.
 async fn purge_expired(db: &Database, settings: &Settings) -> anyhow::Result<(i64, i64)> {
+    let mut tx = db.begin().await?;
     let purged: (i64, i64) = sqlx::query_as(
         "SELECT revocations, refresh_tokens FROM auth_purge_expired(
              make_interval(secs => $1), make_interval(secs => $2))",
     )
     .bind(settings.auth.leeway_secs as f64)
     .bind(settings.beat.keep_expired_refresh_tokens_secs as f64)
-    .fetch_one(observed("auth.purge_expired", &mut *db.acquire().await?))
+    .fetch_one(observed("auth.purge_expired", &mut *tx))
     .await?;
+    tx.commit().await?;
     Ok(purged)
 }

@@ -18,7 +18,7 @@ use serde_json::json;
 use super::queue_stats::QueueStats;
 use crate::broker;
 use crate::config::Settings;
-use crate::db::observed;
+use crate::db::{self, observed};
 use crate::infra::{self, Infra};
 use crate::telemetry::metrics::{MetricDef, Metrics};
 use crate::{sync, telegram, webhooks};
@@ -80,7 +80,7 @@ async fn live() -> HttpResponse {
 async fn ready(ctx: web::Data<Arc<Infra>>) -> HttpResponse {
     let database = tokio::time::timeout(
         ctx.settings.health.check_timeout(),
-        sqlx::query("SELECT 1").execute(observed("health.ping", ctx.db.pool())),
+        sqlx::raw_sql(db::PING).execute(observed("health.ping", ctx.db.pool())),
     )
     .await
     .is_ok_and(|r| r.is_ok());

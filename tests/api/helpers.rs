@@ -16,11 +16,13 @@ use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 use stock_tracker::app::Application;
-use stock_tracker::config::Settings;
+use stock_tracker::config::{Pooler, Settings};
 use stock_tracker::db::{MIGRATOR, observed};
 use stock_tracker::http::extractors::ValidatedJson;
 use stock_tracker::infra::Infra;
 use uuid::Uuid;
+
+use crate::processes::through_pgbouncer;
 
 static TRACING: Once = Once::new();
 
@@ -260,6 +262,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     init_tracing(&settings);
     let database = TestDatabase::migrated(&settings).await;
     settings.database.url = SecretString::from(url_for_database(&settings, &database.name));
+    through_pooler(&mut settings);
     customize(&mut settings);
     let app = Application::build_with(settings, probe_routes)
         .await
@@ -283,7 +286,25 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
 pub fn settings_for(database: &TestDatabase) -> Settings {
     let mut settings = base_settings();
     settings.database.url = SecretString::from(url_for_database(&settings, &database.name));
+    through_pooler(&mut settings);
     settings
+}
+
+/// In `make test`'s pass through a transaction pooler (a PgBouncer started
+/// by `scripts/pgbouncer.sh run`, its port in
+/// `STOCK_TRACKER_TEST_PGBOUNCER_PORT`), the service reaches its database
+/// through it, as production behind PgBouncer does.
+fn through_pooler(settings: &mut Settings) {
+    let Ok(port) = std::env::var("STOCK_TRACKER_TEST_PGBOUNCER_PORT") else {
+        return;
+    };
+    let port = port
+        .parse()
+        .expect("STOCK_TRACKER_TEST_PGBOUNCER_PORT is a port");
+    let direct = settings.database.url.expose_secret().to_owned();
+    settings.database.url = through_pgbouncer(&direct, port).into();
+    settings.database.pooler = Pooler::Transaction;
+    settings.database.direct_url = Some(direct.into());
 }
 
 /// Handlers mounted only in tests, under the full middleware stack, to
@@ -333,7 +354,7 @@ async fn block_worker() -> HttpResponse {
 
 /// Holds a PostgreSQL connection for 800 ms.
 async fn hold_db(state: web::Data<Infra>) -> HttpResponse {
-    let _conn = state.db.acquire().await.expect("a connection");
+    let _tx = state.db.begin().await.expect("a connection");
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     HttpResponse::Ok().finish()
 }

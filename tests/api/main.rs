@@ -17,6 +17,7 @@ mod marketplaces;
 mod metrics;
 mod notifications;
 mod openapi;
+mod pooler;
 mod products;
 mod query_plans;
 mod rate_limits;

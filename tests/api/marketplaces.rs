@@ -319,7 +319,9 @@ async fn credentials_are_encrypted_at_rest_and_keys_rotate() {
         secrecy::ExposeSecret::expose_secret(&new),
         secrecy::ExposeSecret::expose_secret(&old)
     );
-    let url = secrecy::ExposeSecret::expose_secret(&app.state.settings.database.url).to_owned();
+    // An operator command: PostgreSQL itself, never a pooler.
+    let url =
+        secrecy::ExposeSecret::expose_secret(app.state.settings.database.session_url()).to_owned();
     let rotate = |keys: String, url: String| {
         tokio::task::spawn_blocking(move || {
             std::process::Command::new(env!("CARGO_BIN_EXE_stock-tracker"))

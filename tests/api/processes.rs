@@ -2,8 +2,8 @@
 //! (so server-wide statistics and `SCRIPT FLUSH` touch nobody else), a
 //! private three-master Redis Cluster (whose masters a test may kill), a TCP
 //! proxy that can cut a dependency off mid-test and bring it back, a proxy
-//! that counts PostgreSQL round trips, and a
-//! `MONITOR` client that records every command clients send.
+//! that counts PostgreSQL round trips, a PgBouncer in transaction mode, and
+//! a `MONITOR` client that records every command clients send.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -458,4 +458,53 @@ fn command_names(lines: &[String]) -> Vec<String> {
             Some(command.trim_matches('"').to_ascii_lowercase())
         })
         .collect()
+}
+
+/// A PgBouncer of the test's own (`scripts/pgbouncer.sh`), in transaction
+/// mode, in front of the PostgreSQL of a URL: any database, `pool_size`
+/// server connections per database and user. Stopped on drop.
+pub struct PgBouncer {
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl PgBouncer {
+    pub fn start(postgres_url: &str, pool_size: u32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("scripts/pgbouncer.sh")
+            .arg("start")
+            .arg(dir.path())
+            .arg(pool_size.to_string())
+            .arg(postgres_url)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("scripts/pgbouncer.sh runs");
+        assert!(out.status.success(), "pgbouncer did not start");
+        let port = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        Self { dir, port }
+    }
+
+    /// `postgres_url` with PgBouncer's address in place of PostgreSQL's.
+    pub fn url(&self, postgres_url: &str) -> String {
+        through_pgbouncer(postgres_url, self.port)
+    }
+}
+
+/// `postgres_url` through the PgBouncer listening on `port`.
+pub fn through_pgbouncer(postgres_url: &str, port: u16) -> String {
+    let mut url = url::Url::parse(postgres_url).unwrap();
+    url.set_host(Some("127.0.0.1")).unwrap();
+    url.set_port(Some(port)).unwrap();
+    // PgBouncer speaks TLS only when configured to.
+    url.query_pairs_mut().append_pair("sslmode", "disable");
+    url.to_string()
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        let _ = Command::new("scripts/pgbouncer.sh")
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
+    }
 }

@@ -401,8 +401,9 @@ async fn a_platform_admin_changes_tiers() {
     let app = spawn_app().await;
     let operator = app.register("operator@example.com").await;
     let seller = app.register("seller@example.com").await;
+    // An operator command: PostgreSQL itself, never a pooler.
     let database_url =
-        secrecy::ExposeSecret::expose_secret(&app.state.settings.database.url).to_owned();
+        secrecy::ExposeSecret::expose_secret(app.state.settings.database.session_url()).to_owned();
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_stock-tracker"))
             .args(["grant-platform-admin", "operator@example.com"])

@@ -1,6 +1,7 @@
 //! Row-level security holds for the service's own connections, not only in theory.
 
-use stock_tracker::db::{Database, begin_tenant_tx};
+use stock_tracker::config::Pooler;
+use stock_tracker::db::{Database, begin_tenant_tx, observed};
 use uuid::Uuid;
 
 use crate::helpers::{spawn_app, spawn_app_with};
@@ -11,7 +12,7 @@ async fn create_tenant_with_user(pool: &Database, name: &str) -> Uuid {
     sqlx::query("INSERT INTO tenants (id, name) VALUES ($1, $2)")
         .bind(tenant_id)
         .bind(name)
-        .execute(&mut *tx)
+        .execute(observed("test", &mut *tx))
         .await
         .unwrap();
     sqlx::query(
@@ -19,24 +20,18 @@ async fn create_tenant_with_user(pool: &Database, name: &str) -> Uuid {
     )
     .bind(tenant_id)
     .bind(format!("owner@{name}.example"))
-    .execute(&mut *tx)
+    .execute(observed("test", &mut *tx))
     .await
     .unwrap();
     tx.commit().await.unwrap();
     tenant_id
 }
 
-#[tokio::test]
-async fn pooled_connections_run_as_a_role_that_cannot_bypass_rls() {
-    let app = spawn_app().await;
-    let (user, is_super, bypasses, owns_tables): (String, bool, bool, bool) = sqlx::query_as(
-        "SELECT current_user::text, r.rolsuper, r.rolbypassrls,
-                EXISTS (SELECT 1 FROM pg_tables WHERE tableowner = current_user)
-         FROM pg_roles r WHERE r.rolname = current_user",
-    )
-    .fetch_one(app.state.db.pool())
-    .await
-    .unwrap();
+const WHO_AM_I: &str = "SELECT current_user::text, r.rolsuper, r.rolbypassrls,
+            EXISTS (SELECT 1 FROM pg_tables WHERE tableowner = current_user)
+     FROM pg_roles r WHERE r.rolname = current_user";
+
+fn assert_cannot_bypass_rls((user, is_super, bypasses, owns_tables): (String, bool, bool, bool)) {
     assert_eq!(user, "stock_tracker_app");
     assert!(!is_super, "the service's role is a superuser");
     assert!(!bypasses, "the service's role has BYPASSRLS");
@@ -44,6 +39,33 @@ async fn pooled_connections_run_as_a_role_that_cannot_bypass_rls() {
         !owns_tables,
         "the service's role owns tables (owners bypass RLS)"
     );
+}
+
+#[tokio::test]
+async fn the_service_transactions_run_as_a_role_that_cannot_bypass_rls() {
+    let app = spawn_app().await;
+    let db = &app.state.db;
+    let mut tx = db.begin().await.unwrap();
+    let who = sqlx::query_as(WHO_AM_I)
+        .fetch_one(observed("test", &mut *tx))
+        .await
+        .unwrap();
+    assert_cannot_bypass_rls(who);
+    tx.commit().await.unwrap();
+    let mut tx = begin_tenant_tx(db, Uuid::now_v7()).await.unwrap();
+    let who = sqlx::query_as(WHO_AM_I)
+        .fetch_one(observed("test", &mut *tx))
+        .await
+        .unwrap();
+    assert_cannot_bypass_rls(who);
+    // Without a pooler each connection also runs as the role outside them.
+    if app.state.settings.database.pooler == Pooler::None {
+        let who = sqlx::query_as(WHO_AM_I)
+            .fetch_one(observed("test", db.pool()))
+            .await
+            .unwrap();
+        assert_cannot_bypass_rls(who);
+    }
 }
 
 #[tokio::test]
@@ -55,32 +77,32 @@ async fn a_tenant_sees_only_its_own_rows() {
 
     let mut tx = begin_tenant_tx(pool, tenant_a).await.unwrap();
     let tenants: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM tenants")
-        .fetch_all(&mut *tx)
+        .fetch_all(observed("test", &mut *tx))
         .await
         .unwrap();
     assert_eq!(tenants, vec![tenant_a]);
     let emails: Vec<String> = sqlx::query_scalar("SELECT email FROM users")
-        .fetch_all(&mut *tx)
+        .fetch_all(observed("test", &mut *tx))
         .await
         .unwrap();
     assert_eq!(emails, vec!["owner@alpha.example"]);
     // Even asking for B's row by id finds nothing.
     let found: Option<Uuid> = sqlx::query_scalar("SELECT id FROM tenants WHERE id = $1")
         .bind(tenant_b)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(observed("test", &mut *tx))
         .await
         .unwrap();
     assert_eq!(found, None);
     // Updates and deletes cannot reach B's rows either.
     let updated = sqlx::query("UPDATE users SET full_name = 'pwned' WHERE tenant_id = $1")
         .bind(tenant_b)
-        .execute(&mut *tx)
+        .execute(observed("test", &mut *tx))
         .await
         .unwrap();
     assert_eq!(updated.rows_affected(), 0);
     let deleted = sqlx::query("DELETE FROM tenants WHERE id = $1")
         .bind(tenant_b)
-        .execute(&mut *tx)
+        .execute(observed("test", &mut *tx))
         .await
         .unwrap();
     assert_eq!(deleted.rows_affected(), 0);
@@ -98,7 +120,7 @@ async fn a_tenant_cannot_write_rows_for_another_tenant() {
         "INSERT INTO users (tenant_id, email, password_hash, role) VALUES ($1, 'intruder@x.example', 'x', 'owner')",
     )
     .bind(tenant_b)
-    .execute(&mut *tx)
+    .execute(observed("test", &mut *tx))
     .await
     .unwrap_err();
     assert!(err.to_string().contains("row-level security"), "{err}");
@@ -109,12 +131,13 @@ async fn with_no_tenant_set_nothing_is_visible() {
     let app = spawn_app().await;
     let pool = &app.state.db;
     create_tenant_with_user(pool, "alpha").await;
+    let mut tx = pool.begin().await.unwrap();
     let tenants: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
-        .fetch_one(pool.pool())
+        .fetch_one(observed("test", &mut *tx))
         .await
         .unwrap();
     let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
-        .fetch_one(pool.pool())
+        .fetch_one(observed("test", &mut *tx))
         .await
         .unwrap();
     assert_eq!((tenants, users), (0, 0));
@@ -132,13 +155,14 @@ async fn the_tenant_setting_does_not_outlive_its_transaction() {
     let tenant = create_tenant_with_user(pool, "alpha").await;
     let mut tx = begin_tenant_tx(pool, tenant).await.unwrap();
     let visible: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
-        .fetch_one(&mut *tx)
+        .fetch_one(observed("test", &mut *tx))
         .await
         .unwrap();
     assert_eq!(visible, 1);
     tx.commit().await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
     let after: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
-        .fetch_one(pool.pool())
+        .fetch_one(observed("test", &mut *tx))
         .await
         .unwrap();
     assert_eq!(

@@ -39,9 +39,10 @@ async fn statements_are_timed_by_kind_and_failures_and_slow_ones_counted() {
     let after = app.metrics_text().await;
 
     let duration = "stock_tracker_db_query_duration_seconds_count";
-    // The kinds named at the call sites: the tenant's transaction setup and the list.
+    // The kinds named at the call sites: the tenant's transaction (its
+    // `BEGIN` with the settings) and the list.
     for kind in [
-        "db.set_tenant",
+        "db.begin_tenant",
         "products.list",
         "probe.sleep",
         "probe.fail",

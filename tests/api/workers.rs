@@ -130,6 +130,15 @@ impl Role {
             .env("STOCK_TRACKER__WORKER__RETRY_MAX_SECS", "2")
             .env("STOCK_TRACKER__WORKER__SHUTDOWN_TIMEOUT_SECS", "5")
             .env("STOCK_TRACKER__BEAT__STANDBY_RETRY_SECS", "1");
+        if let Some(direct) = &settings.database.direct_url {
+            // Behind the pooler, as the test's application is.
+            command
+                .env("STOCK_TRACKER__DATABASE__POOLER", "transaction")
+                .env(
+                    "STOCK_TRACKER__DATABASE__DIRECT_URL",
+                    direct.expose_secret(),
+                );
+        }
         for (key, value) in extra {
             command.env(key, value);
         }
