@@ -9,7 +9,8 @@
 # Steps (all run; the summary lists the failures):
 #   shell scripts     shellcheck of the deployment's shell scripts
 #   yaml              yamllint of docker-compose.yml, k8s/, .yamllint (config: .yamllint)
-#   dockerfile        hadolint (any finding fails unless ignored inline with a reason)
+#   dockerfile        hadolint of Dockerfile and deploy/pgbouncer/Dockerfile (any
+#                     finding fails unless ignored inline with a reason)
 #   dockerfile-rust   the builder's Rust is at least Cargo.toml's rust-version
 #   compose-config    `docker-compose config -q` (docker-compose 1.29, no engine)
 #                     with .env.example; with no .env at all it must resolve to the
@@ -21,6 +22,9 @@
 #                     --strict, against Kubernetes 1.30 and 1.37 (vendored schemas;
 #                     CRDs such as ServiceMonitor only warn)
 #   prometheusrule    k8s/base/prometheusrule.yaml matches monitoring/prometheus/rules
+#   connection-budget scripts/connection-budget.py: each overlay's worst case (every
+#                     Deployment at its maximum plus surge, pools full) fits in
+#                     the PostgreSQL (or pooler) limits of its database-budget.env
 #   probes            scripts/deploy-probe-check.py: static consistency, then the
 #                     debug binary started as serve/worker/beat with each source's
 #                     settings, every probe path requested (needs `cargo build`
@@ -131,7 +135,7 @@ compose() {
 }
 
 step_shellcheck() {
-  local scripts=(scripts/deploy-check.sh scripts/bench.sh)
+  local scripts=(scripts/deploy-check.sh scripts/bench.sh scripts/pgbouncer.sh)
   local sh_scripts=(monitoring/alertmanager/entrypoint.sh)
   local file
   while IFS= read -r -d '' file; do sh_scripts+=("$file"); done \
@@ -144,7 +148,7 @@ step_yamllint() {
 }
 
 step_hadolint() {
-  "$VENV/bin/hadolint" Dockerfile
+  "$VENV/bin/hadolint" Dockerfile deploy/pgbouncer/Dockerfile
 }
 
 step_dockerfile_rust() {
@@ -238,6 +242,13 @@ step_prometheusrule() {
   "$VENV/bin/python" scripts/gen-prometheusrule.py --check
 }
 
+step_connection_budget() {
+  local args=() name
+  for name in "${OVERLAYS[@]}"; do args+=("$name=$WORK/k8s/$name.yaml"); done
+  [ "${#args[@]}" -gt 0 ] || { echo "nothing rendered (kustomize failed)"; return 1; }
+  "$VENV/bin/python" scripts/connection-budget.py "${args[@]}"
+}
+
 step_probes() {
   local args=(--binary "$BINARY" --compose-config "$WORK/compose.yml")
   local name
@@ -267,6 +278,7 @@ run_step compose-schema step_compose_schema
 run_step kustomize step_kustomize
 run_step kubernetes-validate step_kubernetes_validate
 run_step prometheusrule step_prometheusrule
+run_step connection-budget step_connection_budget
 run_step probes step_probes
 
 echo

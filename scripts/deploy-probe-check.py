@@ -197,6 +197,16 @@ def dockerfile_facts(path: Path) -> tuple[dict[str, str], list[str] | None, list
 # --------------------------------------------------------------------------- compose
 
 
+def builds_app(svc: dict) -> bool:
+    """Whether a compose service builds the app's image (from this checkout's
+    root); other services may build their own (deploy/pgbouncer)."""
+    build = svc.get("build")
+    if build is None:
+        return False
+    context = build.get("context", ".") if isinstance(build, dict) else build
+    return (ROOT / context).resolve() == ROOT
+
+
 def collect_compose(compose_path: Path, dockerfile: Path, prometheus: Path) -> Source:
     print("compose (resolved docker-compose.yml), Dockerfile, prometheus.yml", flush=True)
     config = yaml.safe_load(compose_path.read_text(encoding="utf-8"))
@@ -212,7 +222,7 @@ def collect_compose(compose_path: Path, dockerfile: Path, prometheus: Path) -> S
         where = f"compose service {name}"
         image = svc.get("image", "")
         # The app's image is built from this checkout (`build:`), any tag will do.
-        if "build" not in svc and not image_pinned(image):
+        if not builds_app(svc) and not image_pinned(image):
             FAIL.add(where, f"image {image!r} is not pinned to a version tag or digest")
         for port in svc.get("ports") or []:
             target = int(port["target"]) if isinstance(port, dict) else int(str(port).rsplit(":", 1)[-1].split("/")[0])
@@ -222,7 +232,7 @@ def collect_compose(compose_path: Path, dockerfile: Path, prometheus: Path) -> S
             condition = spec.get("condition") if isinstance(spec, dict) else None
             if condition == "service_healthy" and healthcheck_disabled(services.get(dep, {})):
                 FAIL.add(where, f"waits for {dep} to be healthy, but {dep} has no health check")
-        is_app = image_name(image) == APP_IMAGE or "build" in svc
+        is_app = image_name(image) == APP_IMAGE or builds_app(svc)
         hc = svc.get("healthcheck") or {}
         if is_app:
             command = svc.get("command") or image_cmd
@@ -308,7 +318,7 @@ def collect_compose(compose_path: Path, dockerfile: Path, prometheus: Path) -> S
                 if svc is None:
                     FAIL.add(where, f"no compose service named {host!r}")
                     continue
-                if image_name(svc.get("image", "")) != APP_IMAGE and "build" not in svc:
+                if image_name(svc.get("image", "")) != APP_IMAGE and not builds_app(svc):
                     ok(f"{where}: compose service exists")
                     continue
                 command = svc.get("command") or image_cmd
@@ -594,6 +604,7 @@ class Local:
         self.admin_url = args.postgres_admin_url
         self.database_url = f"{args.postgres_admin_url.rsplit('/', 1)[0]}/{self.database}"
         self.processes: list[subprocess.Popen] = []
+        self.pgbouncer_port: int | None = None
 
     def psql(self, sql: str) -> None:
         subprocess.run(["psql", self.admin_url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql], check=True, capture_output=True, text=True)
@@ -607,12 +618,32 @@ class Local:
         except subprocess.CalledProcessError as err:
             print(f"  note: could not drop {self.database}: {err.stderr.strip()}", flush=True)
 
+    def pooled_url(self) -> str:
+        """The database through a local PgBouncer in transaction mode
+        (scripts/pgbouncer.sh), started on first use."""
+        if self.pgbouncer_port is None:
+            out = subprocess.run(
+                [str(ROOT / "scripts" / "pgbouncer.sh"), "start", str(self.workdir / "pgbouncer"), "4", self.admin_url],
+                check=True, capture_output=True, text=True,
+            )
+            self.pgbouncer_port = int(out.stdout.strip())
+        url = urllib.parse.urlsplit(self.database_url)
+        netloc = f"{url.netloc.rsplit('@', 1)[0]}@127.0.0.1:{self.pgbouncer_port}"
+        return urllib.parse.urlunsplit(url._replace(netloc=netloc, query="sslmode=disable"))
+
     def env_for(self, settings: dict[str, str], ports: dict[str, int]) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ", "TMPDIR")}
         env.update(settings)
+        if settings.get("STOCK_TRACKER__DATABASE__POOLER") == "transaction":
+            # As the source runs it: through a transaction pooler, with what
+            # needs a session going to PostgreSQL itself.
+            env["STOCK_TRACKER__DATABASE__DIRECT_URL"] = self.database_url
+            database_url = self.pooled_url()
+        else:
+            database_url = self.database_url
         env.update(
             {
-                "DATABASE_URL": self.database_url,
+                "DATABASE_URL": database_url,
                 "REDIS_URL": self.args.redis_url,
                 "STOCK_TRACKER__BROKER__URL": self.args.broker_url,
                 "STOCK_TRACKER__SERVER__HOST": "127.0.0.1",
@@ -654,6 +685,9 @@ class Local:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+        if self.pgbouncer_port is not None:
+            subprocess.run([str(ROOT / "scripts" / "pgbouncer.sh"), "stop", str(self.workdir / "pgbouncer")], check=False)
+            self.pgbouncer_port = None
 
 
 def tail(log: Path, lines: int = 15) -> str:
@@ -692,6 +726,9 @@ def run_live(source: Source, local: Local, binary: Path) -> None:
         FAIL.add(source.name, f"`stock-tracker migrate` with these settings failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
         return
     ok(f"{source.name}: `migrate` accepts the settings")
+    if settings.get("STOCK_TRACKER__DATABASE__POOLER") == "transaction":
+        ok(f"{source.name}: api, worker and beat run behind a local PgBouncer in transaction mode, "
+           f"as the source runs them (port {local.pgbouncer_port}; beat's lock and migrate go direct)")
 
     started: dict[str, tuple[subprocess.Popen, Path, dict[str, str]]] = {}
     for role in sorted(source.env):

@@ -4,8 +4,8 @@
 # beat connect as, so that they never hold the tables' owner's or a
 # superuser's credentials (docs/operations.md, "Database roles"):
 #
-#   stock_tracker_app  NOLOGIN: what every query runs as (`SET ROLE` on each
-#                      pooled connection); the first migration grants it its
+#   stock_tracker_app  NOLOGIN: what every query runs as (`SET LOCAL ROLE` in
+#                      each transaction); the first migration grants it its
 #                      privileges and creates it only when missing.
 #   stock_tracker_api  LOGIN, member of stock_tracker_app: DATABASE_URL of
 #                      api, worker and beat ($APP_DB_PASSWORD).
