@@ -10,6 +10,9 @@ run: services
 	cargo run --bin stock-tracker -- migrate
 	cargo run --bin stock-tracker -- serve
 
+# The plan test that seeds a tenant of 1,000,000 products.
+SEEDS_A_MILLION = query_plans::a_small_tenant_reads_a_bounded_number_of_buffers_next_to_a_million_products
+
 # Every repository, row-level security, the workers: what a pooler can break.
 POOLER_SUITES = row_level_security:: auth_flows:: users_and_keys:: roles_and_isolation:: \
 	products:: marketplaces:: catalog_cache:: webhooks:: telegram:: notifications:: workers::
@@ -22,7 +25,9 @@ POOLER_SUITES = row_level_security:: auth_flows:: users_and_keys:: roles_and_iso
 ## then the Dockerfile, compose file and Kubernetes manifests with the real
 ## validators (both scripts install their tools when missing).
 test: services python-tools
-	cargo test --all-targets
+	cargo test --all-targets -- --skip $(SEEDS_A_MILLION)
+	# Alone: its seeding loads PostgreSQL for minutes, which would slow the timed tests.
+	cargo test --test api -- $(SEEDS_A_MILLION)
 	cargo test --features bench-layers --lib --test api -- layer every_list_type
 	# The database-backed suites again, through a PgBouncer in transaction mode
 	# with fewer server connections than the service's pool (docs/testing.md).

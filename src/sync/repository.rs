@@ -155,9 +155,11 @@ pub async fn upsert_page(
              SELECT COALESCE((settings->>'low_stock_threshold')::int, 10) AS value
              FROM tenants WHERE id = $1
          ),
+         -- One probe of the unique key per listing: the page's cost stays
+         -- that of the page, however many products the connection has.
          existing AS (
-             SELECT p.id, p.sku, p.stock FROM products p JOIN input i ON p.sku = i.sku
-             WHERE p.tenant_id = $1 AND p.marketplace_id = $2
+             SELECT p.id, p.sku, p.stock FROM products p
+             WHERE p.tenant_id = $1 AND p.marketplace_id = $2 AND p.sku = ANY($3::text[])
          ),
          upserted AS (
              INSERT INTO products AS p (id, tenant_id, marketplace_id, sku, name, price, stock)
