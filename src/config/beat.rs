@@ -29,11 +29,9 @@ pub struct BeatSettings {
     pub stale_job_secs: u64,
     #[garde(skip)]
     pub standby_retry_secs: u64,
-    #[garde(skip)]
+    /// How often retention runs (`[retention]`).
+    #[garde(range(min = 1))]
     pub purge_interval_secs: u64,
-    /// How long expired refresh tokens are kept (for reuse detection).
-    #[garde(skip)]
-    pub keep_expired_refresh_tokens_secs: u64,
 }
 
 impl BeatSettings {

@@ -30,6 +30,7 @@ mod metrics;
 mod notifications;
 pub mod rate_limit;
 mod redis;
+mod retention;
 mod rules;
 mod secrets;
 mod sentry;
@@ -57,6 +58,7 @@ pub use metrics::MetricsSettings;
 pub use notifications::NotificationSettings;
 pub use rate_limit::RateLimitSettings;
 pub use redis::RedisSettings;
+pub use retention::RetentionSettings;
 pub use secrets::SecretsSettings;
 pub use sentry::SentrySettings;
 pub use server::{Layer, ServerSettings};
@@ -118,6 +120,8 @@ pub struct Settings {
     pub worker: WorkerSettings,
     #[garde(dive)]
     pub beat: BeatSettings,
+    #[garde(dive)]
+    pub retention: RetentionSettings,
     #[garde(dive)]
     pub wildberries: WildberriesSettings,
     #[garde(dive)]

@@ -346,6 +346,18 @@ pub async fn record_stock(
     Ok(())
 }
 
+/// The history page statement: `id < cursor` spelt out only when there is
+/// a cursor, so PostgreSQL prunes the months (partitions, by id) after it —
+/// `$3 IS NULL OR id < $3` would keep every month in a generic plan.
+pub const STOCK_HISTORY_FIRST_PAGE: &str =
+    "SELECT id, previous_stock, stock, source, recorded_at FROM product_stock_history
+     WHERE tenant_id = $1 AND product_id = $2
+     ORDER BY id DESC LIMIT $3";
+pub const STOCK_HISTORY_NEXT_PAGE: &str =
+    "SELECT id, previous_stock, stock, source, recorded_at FROM product_stock_history
+     WHERE tenant_id = $1 AND product_id = $2 AND id < $4
+     ORDER BY id DESC LIMIT $3";
+
 /// A product's stock changes, newest first.
 pub async fn stock_history(
     tenant: &TenantCtx,
@@ -354,17 +366,20 @@ pub async fn stock_history(
     before: Option<Uuid>,
     limit: u32,
 ) -> Result<Vec<StockChange>, sqlx::Error> {
-    let rows: Vec<(Uuid, Option<i32>, i32, String, OffsetDateTime)> = sqlx::query_as(
-        "SELECT id, previous_stock, stock, source, recorded_at FROM product_stock_history
-         WHERE tenant_id = $1 AND product_id = $2 AND ($3::uuid IS NULL OR id < $3)
-         ORDER BY id DESC LIMIT $4",
-    )
+    let query = sqlx::query_as(match before {
+        None => STOCK_HISTORY_FIRST_PAGE,
+        Some(_) => STOCK_HISTORY_NEXT_PAGE,
+    })
     .bind(tenant.id())
     .bind(product_id)
-    .bind(before)
-    .bind(i64::from(limit) + 1)
-    .fetch_all(observed("products.stock_history", conn))
-    .await?;
+    .bind(i64::from(limit) + 1);
+    let query = match before {
+        None => query,
+        Some(before) => query.bind(before),
+    };
+    let rows: Vec<(Uuid, Option<i32>, i32, String, OffsetDateTime)> = query
+        .fetch_all(observed("products.stock_history", conn))
+        .await?;
     Ok(rows
         .into_iter()
         .map(

@@ -32,6 +32,8 @@ use crate::notifications;
 use crate::sync::service;
 use crate::telemetry::metrics::Metrics;
 
+use super::retention;
+
 /// The advisory lock's key: any constant unique to this purpose.
 const BEAT_LOCK: i64 = 0x5354_4245_4154; // "STBEAT"
 
@@ -156,6 +158,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     )?;
     infra.metrics.start_memory_sampler(&settings.metrics);
     let (db, queue) = (&infra.db, &infra.queue);
+    let purged = retention::register(&infra.metrics);
 
     let stop = super::shutdown_signal();
     tokio::pin!(stop);
@@ -196,10 +199,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 _ = dispatch.tick() => if let Err(err) = notifications::dispatch_and_hand_over(&infra, super::CHANNELS).await {
                     tracing::warn!(error = %format!("{err:#}"), "dispatching notifications failed");
                 },
-                _ = purge.tick() => match purge_expired(db, &settings).await {
-                    Ok((0, 0)) => {}
-                    Ok((revocations, refresh_tokens)) => tracing::info!(revocations, refresh_tokens, "purged expired credentials"),
-                    Err(err) => tracing::warn!(error = %format!("{err:#}"), "purging expired credentials failed"),
+                _ = purge.tick() => match retention::run(db, &settings, &purged, time::OffsetDateTime::now_utc()).await {
+                    Ok(report) => tracing::info!(
+                        rows = report.total(),
+                        partitions_created = report.partitions_created,
+                        purged = ?report.purged,
+                        "retention ran"
+                    ),
+                    Err(err) => tracing::warn!(error = %format!("{err:#}"), "retention failed"),
                 },
                 _ = keepalive.tick() => {
                     if lock.ping().await.is_err() {
@@ -216,20 +223,4 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             }
         }
     }
-}
-
-/// Deletes revocations of tokens that have expired (plus the leeway) and
-/// refresh tokens expired for longer than the configured keep.
-async fn purge_expired(db: &Database, settings: &Settings) -> anyhow::Result<(i64, i64)> {
-    let mut tx = db.begin().await?;
-    let purged: (i64, i64) = sqlx::query_as(
-        "SELECT revocations, refresh_tokens FROM auth_purge_expired(
-             make_interval(secs => $1), make_interval(secs => $2))",
-    )
-    .bind(settings.auth.leeway_secs as f64)
-    .bind(settings.beat.keep_expired_refresh_tokens_secs as f64)
-    .fetch_one(observed("auth.purge_expired", &mut *tx))
-    .await?;
-    tx.commit().await?;
-    Ok(purged)
 }

@@ -2,11 +2,12 @@
 //! consumes the queues and runs the tasks the domains declare
 //! (`sync::tasks`, `webhooks::tasks`, `telegram::tasks`), and
 //! `stock-tracker beat` ([`beat`]), which schedules. Both build the same
-//! [`crate::infra::Infra`] as the API. The worker's `/metrics` adds the
+//! [`crate::infra::Infra`] as the API; beat also runs [`retention`]. The worker's `/metrics` adds the
 //! broker's queue depths ([`queue_stats`]).
 
 pub mod beat;
 pub mod queue_stats;
+pub mod retention;
 pub mod runner;
 
 use crate::notifications::Channel;
@@ -30,6 +31,7 @@ pub fn metrics_catalog() -> Vec<MetricDef> {
         telegram::delivery::METRICS,
         outbound::METRICS,
         queue_stats::METRICS,
+        retention::METRICS,
     ]
     .concat()
 }

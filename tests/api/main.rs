@@ -24,6 +24,7 @@ mod rate_limits;
 mod redis_cluster;
 mod request_id;
 mod resilience;
+mod retention;
 mod roles_and_isolation;
 mod row_level_security;
 mod telegram;

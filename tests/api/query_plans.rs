@@ -237,7 +237,7 @@ async fn small_tenant_buffers(
     let mut owner = admin.begin().await.unwrap();
     let (plan,): (Value,) = sqlx::query_as(
         "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)
-         DELETE FROM ONLY product_stock_history WHERE product_id = $1",
+         DELETE FROM product_stock_history WHERE product_id = $1",
     )
     .bind(product)
     .fetch_one(&mut *owner)
@@ -254,7 +254,8 @@ async fn a_small_tenant_reads_a_bounded_number_of_buffers_next_to_a_million_prod
     let small = app.register("small@example.com").await;
     let big = app.register("big@example.com").await;
     let mut admin = app.database.owner_connection().await;
-    // Each product with one stock record, like a synced catalogue.
+    // Each product with one stock record, like a synced catalogue (ids
+    // UUID v7 of the last seconds, so they land in this month's partition).
     let seed = |tenant: Uuid, count: i32| {
         sqlx::query(
             "WITH new AS (
@@ -263,7 +264,11 @@ async fn a_small_tenant_reads_a_bounded_number_of_buffers_next_to_a_million_prod
                  FROM generate_series(1, $2) AS i
                  RETURNING id, tenant_id, stock)
              INSERT INTO product_stock_history (id, tenant_id, product_id, stock, source)
-             SELECT gen_random_uuid(), tenant_id, id, stock, 'sync' FROM new",
+             SELECT encode(overlay(uuid_send(gen_random_uuid())
+                        PLACING substring(uuid_send(uuid_v7_floor(now() - n * interval '1 ms')) FROM 1 FOR 6)
+                        FROM 1 FOR 6), 'hex')::uuid,
+                    tenant_id, id, stock, 'sync'
+             FROM (SELECT *, row_number() OVER () AS n FROM new) AS numbered",
         )
         .bind(tenant)
         .bind(count)
@@ -292,7 +297,9 @@ async fn a_small_tenant_reads_a_bounded_number_of_buffers_next_to_a_million_prod
     // pattern's posting trees — whatever the neighbour's size.
     const BOUND: u64 = 200;
     let pages: i64 = sqlx::query_scalar(
-        "SELECT (pg_relation_size('products') + pg_relation_size('product_stock_history')) / 8192",
+        "SELECT (pg_relation_size('products')
+                 + (SELECT sum(pg_relation_size(relid)) FROM pg_partition_tree('product_stock_history')))::bigint
+                / 8192",
     )
     .fetch_one(&mut admin)
     .await

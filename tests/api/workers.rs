@@ -781,7 +781,7 @@ async fn beat_purges_expired_revocations_and_refresh_tokens() {
         &app.state.settings,
         &[("STOCK_TRACKER__BEAT__PURGE_INTERVAL_SECS", "1".into())],
     );
-    beat.wait_for_log("purged expired credentials", Duration::from_secs(20))
+    beat.wait_for_log("retention ran", Duration::from_secs(20))
         .await;
     let revocations: i64 = sqlx::query_scalar("SELECT count(*) FROM revoked_access_tokens")
         .fetch_one(&mut db)
