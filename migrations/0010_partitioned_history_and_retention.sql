@@ -182,6 +182,26 @@ $$;
 -- Replaced by retention_purge (its two kinds of credentials).
 DROP FUNCTION auth_purge_expired(interval, interval);
 
+-- Idle connections a page at a time (keyset on the connection id), so
+-- scheduling every tenant's sync never holds one unbounded result; the
+-- active-job check is a probe of sync_jobs by connection.
+DROP FUNCTION sync_idle_connections();
+CREATE FUNCTION sync_idle_connections(p_after uuid, p_limit integer)
+RETURNS TABLE (tenant_id uuid, connection_id uuid)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public
+AS $$
+    SELECT c.tenant_id, c.id FROM marketplace_connections c
+    WHERE c.id > COALESCE(p_after, '00000000-0000-0000-0000-000000000000')
+      AND NOT EXISTS (
+        SELECT 1 FROM sync_jobs j
+        WHERE j.connection_id = c.id AND j.status IN ('queued', 'running')
+    )
+    ORDER BY c.id
+    LIMIT p_limit
+$$;
+REVOKE ALL ON FUNCTION sync_idle_connections(uuid, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sync_idle_connections(uuid, integer) TO stock_tracker_app;
+
 REVOKE ALL ON FUNCTION stock_history_add_partitions(timestamptz, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION stock_history_drop_partitions(timestamptz, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retention_purge(text, timestamptz, integer) FROM PUBLIC;

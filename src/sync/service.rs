@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use uuid::Uuid;
 
 use super::metrics::{SYNC_JOBS, SYNC_PRODUCTS};
@@ -346,22 +347,52 @@ async fn finish(
 /// Beat's periodic task: a job for every connection of every tenant that
 /// has none queued or running, found through a narrow definer function.
 pub async fn sync_all_tenants(ctx: &Arc<Infra>) -> anyhow::Result<usize> {
-    let mut tx = ctx.db.begin().await?;
-    let idle: Vec<(Uuid, Uuid)> =
-        sqlx::query_as("SELECT tenant_id, connection_id FROM sync_idle_connections()")
-            .fetch_all(observed("sync.idle_connections", &mut *tx))
-            .await?;
-    tx.commit().await?;
+    schedule_idle_connections(ctx, IDLE_PAGE).await
+}
+
+/// Idle connections read per page.
+const IDLE_PAGE: u32 = 500;
+/// Jobs started at once: each is a short transaction and a publish.
+const SCHEDULING_CONCURRENCY: usize = 4;
+
+/// [`sync_all_tenants`], `page` connections at a time: the read is a keyset
+/// page (never the whole table), and each page's jobs start a few at once.
+pub async fn schedule_idle_connections(ctx: &Arc<Infra>, page: u32) -> anyhow::Result<usize> {
     let mut started = 0;
-    for (tenant_id, connection_id) in idle {
-        let tenant = TenantCtx::for_system_task(tenant_id);
-        match start_one(&ctx.db, &ctx.queue, tenant, connection_id).await {
-            Ok(Started::New(_)) => started += 1,
-            Ok(Started::Existing(_)) => {}
-            Err(err) => tracing::warn!(error = %err, %connection_id, "could not schedule a sync"),
+    let mut after: Option<Uuid> = None;
+    loop {
+        let mut tx = ctx.db.begin().await?;
+        let idle: Vec<(Uuid, Uuid)> =
+            sqlx::query_as("SELECT tenant_id, connection_id FROM sync_idle_connections($1, $2)")
+                .bind(after)
+                .bind(page as i32)
+                .fetch_all(observed("sync.idle_connections", &mut *tx))
+                .await?;
+        tx.commit().await?;
+        let Some(&(_, last)) = idle.last() else {
+            return Ok(started);
+        };
+        let full = idle.len() == page as usize;
+        started += futures_util::stream::iter(idle)
+            .map(|(tenant_id, connection_id)| async move {
+                let tenant = TenantCtx::for_system_task(tenant_id);
+                match start_one(&ctx.db, &ctx.queue, tenant, connection_id).await {
+                    Ok(Started::New(_)) => 1,
+                    Ok(Started::Existing(_)) => 0,
+                    Err(err) => {
+                        tracing::warn!(error = %err, %connection_id, "could not schedule a sync");
+                        0
+                    }
+                }
+            })
+            .buffer_unordered(SCHEDULING_CONCURRENCY)
+            .fold(0, |sum, n| async move { sum + n })
+            .await;
+        if !full {
+            return Ok(started);
         }
+        after = Some(last);
     }
-    Ok(started)
 }
 
 /// Beat's sweeper: jobs still queued long after they were (or should have

@@ -750,6 +750,41 @@ async fn beat_schedules_a_sync_of_every_idle_connection() {
 }
 
 #[tokio::test]
+async fn idle_connections_are_scheduled_a_page_at_a_time_each_once() {
+    let queues = TestQueues::new();
+    let app = spawn_app_with(|s| queues.apply(s)).await;
+    let first = app.register("pages-a@example.com").await;
+    let second = app.register("pages-b@example.com").await;
+    for owner in [&first, &first, &first, &second, &second] {
+        demo_connection(&app, owner).await;
+    }
+    // One more, already syncing: it is not idle.
+    let busy = demo_connection(&app, &second).await;
+    assert_eq!(start_sync(&app, &second, &busy).await.status(), 202);
+
+    // Pages of two: three pages, five new jobs, the busy one untouched.
+    let ctx = app.state.clone().into_inner();
+    let started = stock_tracker::sync::service::schedule_idle_connections(&ctx, 2)
+        .await
+        .unwrap();
+    assert_eq!(started, 5);
+    let mut db = app.database.owner_connection().await;
+    let per_connection: Vec<i64> = sqlx::query_scalar(
+        "SELECT count(j.id) FROM marketplace_connections c
+         LEFT JOIN sync_jobs j ON j.connection_id = c.id GROUP BY c.id",
+    )
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(per_connection, [1; 6], "one job per connection");
+    // Nothing is idle now.
+    let again = stock_tracker::sync::service::schedule_idle_connections(&ctx, 2)
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+}
+
+#[tokio::test]
 async fn beat_purges_expired_revocations_and_refresh_tokens() {
     let queues = TestQueues::new();
     let app = spawn_app_with(|s| queues.apply(s)).await;
