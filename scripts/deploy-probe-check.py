@@ -728,7 +728,7 @@ def run_live(source: Source, local: Local, binary: Path) -> None:
     ok(f"{source.name}: `migrate` accepts the settings")
     if settings.get("STOCK_TRACKER__DATABASE__POOLER") == "transaction":
         ok(f"{source.name}: api, worker and beat run behind a local PgBouncer in transaction mode, "
-           f"as the source runs them (port {local.pgbouncer_port}; beat's lock and migrate go direct)")
+           f"as the source runs them (port {local.pgbouncer_port}; migrate goes direct)")
 
     started: dict[str, tuple[subprocess.Popen, Path, dict[str, str]]] = {}
     for role in sorted(source.env):
@@ -797,7 +797,7 @@ def beat_role(body: str) -> str | None:
 
 
 def check_beat_leads(source: Source, process: subprocess.Popen, log: Path, port: int) -> None:
-    """Beat takes the schedule: the advisory lock is per database, the check's own."""
+    """Beat takes the schedule: the lead is a row of the database, the check's own."""
     deadline = time.monotonic() + 60
     role = None
     while time.monotonic() < deadline and process.poll() is None:

@@ -7,6 +7,7 @@ VENV="${STOCK_TRACKER_VENV:-$HOME/.cache/stock-tracker/venv}"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c "import celery" >/dev/null 2>&1; then
-  "$VENV/bin/pip" install -q "celery>=5.4,<6"
+# 5.6 or later: `task_create_missing_queue_type`, for the quorum queues.
+if ! "$VENV/bin/python" -c "import celery, sys; sys.exit(tuple(map(int, celery.__version__.split('.')[:2])) < (5, 6))" >/dev/null 2>&1; then
+  "$VENV/bin/pip" install -q "celery>=5.6,<6"
 fi

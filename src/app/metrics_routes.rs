@@ -9,7 +9,7 @@ use crate::infra::Infra;
 use crate::rate_limit::{self, RateLimiter};
 use crate::telemetry::metrics::{self as process, MetricDef};
 use crate::telemetry::{logging, memory};
-use crate::{auth, cache, db, health, resilience};
+use crate::{auth, broker, cache, db, health, resilience};
 
 /// Requests by route pattern, method and status (recorded by actix-web-prom).
 pub const HTTP_REQUESTS_TOTAL: MetricDef = MetricDef::counter(
@@ -43,6 +43,7 @@ pub fn metrics_catalog() -> Vec<MetricDef> {
         rate_limit::metrics::METRICS,
         resilience::breaker::METRICS,
         resilience::load::METRICS,
+        broker::METRICS,
         db::METRICS,
         memory::METRICS,
         logging::METRICS,

@@ -21,6 +21,11 @@ pub struct BrokerSettings {
     #[garde(skip)]
     pub send_timeout_ms: u64,
     /// Messages a worker holds unacknowledged at once.
+    /// Sync tasks one worker runs at once (each holds a database connection
+    /// for its pages).
     #[garde(range(min = 1))]
-    pub prefetch: u16,
+    pub sync_prefetch: u16,
+    /// Webhook and Telegram deliveries one worker runs at once.
+    #[garde(range(min = 1))]
+    pub notifications_prefetch: u16,
 }

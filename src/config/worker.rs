@@ -29,6 +29,10 @@ pub struct WorkerSettings {
     pub page_size: u32,
     #[garde(skip)]
     pub demo_products: u32,
+    /// A running sync job is the worker's for this long, renewed every
+    /// third of it; past it, beat's reaper hands the job to another worker.
+    #[garde(range(min = 3))]
+    pub job_lease_secs: u64,
 }
 
 impl WorkerSettings {

@@ -67,8 +67,8 @@ pub fn connect_options(settings: &DatabaseSettings) -> anyhow::Result<PgConnectO
     })
 }
 
-/// Options for a connection that needs a session of its own (beat's
-/// leadership lock, migrations): PostgreSQL itself, never a pooler.
+/// Options for a connection that needs a session of its own (migrations,
+/// with their session lock): PostgreSQL itself, never a pooler.
 pub fn session_options(settings: &DatabaseSettings) -> anyhow::Result<PgConnectOptions> {
     let key = match settings.pooler {
         Pooler::None => "database.url",
@@ -241,9 +241,12 @@ impl Database {
     ) -> Self {
         observe::register(metrics);
         // A server-side cap on each statement: a runaway query cannot hold
-        // a connection.
+        // a connection. The same cap on a transaction left idle: a client
+        // frozen mid-transaction (SIGSTOP, a partition) cannot hold its row
+        // locks — a job's, say, that beat's reaper must update.
         let prelude = format!(
-            "SET LOCAL ROLE {APP_ROLE}; SET LOCAL statement_timeout = {}",
+            "SET LOCAL ROLE {APP_ROLE}; SET LOCAL statement_timeout = {0}; \
+             SET LOCAL idle_in_transaction_session_timeout = {0}",
             settings.statement_timeout_ms
         );
         Self {

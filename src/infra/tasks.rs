@@ -1,34 +1,14 @@
-//! What Celery tasks run with. celery-rs tasks are plain functions, so the
-//! worker installs its [`Infra`] once ([`install`]) and each task takes it
-//! from here ([`context`]). Also the parts every task shares: its span (and
-//! trace), its metrics, and the retry backoff.
+//! What every task shares: its span (and trace), its metrics, and the
+//! retry backoff. The worker hands each task the [`super::Infra`] it runs with.
 
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use celery::prelude::*;
 use rand::Rng;
 use uuid::Uuid;
 
-use super::Infra;
 use crate::config::Settings;
 use crate::telemetry::metrics::{MetricDef, Metrics};
 use crate::telemetry::traces;
-
-static CONTEXT: OnceLock<Arc<Infra>> = OnceLock::new();
-
-/// Makes `infra` what tasks run with (once per process: the worker's).
-pub fn install(infra: Arc<Infra>) {
-    let _ = CONTEXT.set(infra);
-}
-
-/// The worker's infrastructure, for a task.
-pub fn context() -> TaskResult<Arc<Infra>> {
-    CONTEXT
-        .get()
-        .cloned()
-        .ok_or_else(|| TaskError::UnexpectedError("the worker context is not installed".into()))
-}
 
 /// The span a task runs in: its fields are on every log line of the task,
 /// and, when traced, it continues the trace of the request that queued it.
@@ -57,7 +37,7 @@ pub fn task_span(task: &'static str, tenant_id: Uuid, traceparent: Option<&str>)
 
 pub const WORKER_TASKS: MetricDef = MetricDef::counter(
     "stock_tracker_worker_tasks_total",
-    "Tasks run by the worker, by task and status: succeeded, failed, retried, skipped (a duplicate delivery of a finished job)",
+    "Tasks run by the worker, by task and status: succeeded, failed, retried, skipped (a duplicate or early delivery: nothing to run), lease_lost (another worker took the job over)",
     &["task", "status"],
 );
 
@@ -106,17 +86,13 @@ pub fn register_metrics(metrics: &Metrics, tasks: &[&str]) {
 }
 
 /// Runs a task body with its metrics: in progress, duration and outcome.
-pub async fn measured<T>(
-    metrics: &Metrics,
-    task: &str,
-    body: impl Future<Output = (&'static str, TaskResult<T>)>,
-) -> TaskResult<T> {
+pub async fn measured(metrics: &Metrics, task: &str, body: impl Future<Output = &'static str>) {
     let in_progress = metrics
         .int_gauge_vec(&WORKER_TASKS_IN_PROGRESS)
         .with_label_values(&[task]);
     in_progress.inc();
     let started = Instant::now();
-    let (status, result) = body.await;
+    let status = body.await;
     in_progress.dec();
     metrics
         .histogram_vec(&WORKER_TASK_DURATION)
@@ -126,7 +102,6 @@ pub async fn measured<T>(
         .counter_vec(&WORKER_TASKS)
         .with_label_values(&[task, status])
         .inc();
-    result
 }
 
 /// Exponential backoff with jitter: base·2^attempt seconds, capped, then

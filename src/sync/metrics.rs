@@ -16,7 +16,21 @@ pub const SYNC_PRODUCTS: MetricDef = MetricDef::counter(
     &["marketplace", "outcome"],
 );
 
-pub const METRICS: &[MetricDef] = &[SYNC_JOBS, SYNC_PRODUCTS];
+pub const SYNC_LEASES_EXPIRED: MetricDef = MetricDef::counter(
+    "stock_tracker_sync_leases_expired_total",
+    "Running sync jobs whose worker stopped renewing the lease (frozen, cut off or dead), reaped by beat, by outcome: requeued, or failed once retries were used up",
+    &["outcome"],
+);
+
+pub const METRICS: &[MetricDef] = &[SYNC_JOBS, SYNC_PRODUCTS, SYNC_LEASES_EXPIRED];
+
+/// Registers the reaper's family (beat's) with both outcomes.
+pub fn register_reaper(metrics: &Metrics) {
+    let expired = metrics.counter_vec(&SYNC_LEASES_EXPIRED);
+    for outcome in ["requeued", "failed"] {
+        expired.with_label_values(&[outcome]);
+    }
+}
 
 /// Registers the sync families with every marketplace kind and outcome (and
 /// the marketplace API calls a sync makes), so they read 0 before the first job.

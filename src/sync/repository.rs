@@ -86,12 +86,16 @@ pub async fn list_jobs(
     .await
 }
 
+/// Records that the broker confirmed the job's message (the sweeper sends
+/// it again only after a lease has passed since).
 pub async fn mark_enqueued(
     tenant: &TenantCtx,
     conn: &mut PgConnection,
     id: Uuid,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE sync_jobs SET enqueued_at = now() WHERE tenant_id = $1 AND id = $2")
+    sqlx::query(
+        "UPDATE sync_jobs SET enqueued_at = now() WHERE tenant_id = $1 AND id = $2 AND status = 'queued'",
+    )
         .bind(tenant.id())
         .bind(id)
         .execute(observed("sync.mark_enqueued", conn))
@@ -99,23 +103,92 @@ pub async fn mark_enqueued(
     Ok(())
 }
 
-/// Moves a queued (or, after a redelivery, running) job to running. `None`:
-/// the job is finished or gone — a duplicate delivery, nothing to do.
-pub async fn start_job(
+/// A worker's hold on a running job: every write of the run names the
+/// token it was claimed under, and does nothing once another holds it.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease {
+    pub token: Uuid,
+    /// The reaper's writes: only while the lease is still expired (a worker
+    /// that renewed it meanwhile keeps its job).
+    pub expired_only: bool,
+}
+
+/// Claims a job for a run under a new lease of `lease_secs`: a queued job
+/// that is due, or a running one whose lease expired (its worker is gone).
+/// `None`: finished, not due, or running under a live lease — a duplicate
+/// delivery, nothing to do.
+pub async fn claim_job(
     tenant: &TenantCtx,
     conn: &mut PgConnection,
     id: Uuid,
+    token: Uuid,
+    lease_secs: u64,
 ) -> Result<Option<SyncJob>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE sync_jobs
-         SET status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, now())
-         WHERE tenant_id = $1 AND id = $2 AND status IN ('queued', 'running')
+         SET status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, now()),
+             lease_token = $3, lease_expires_at = now() + make_interval(secs => $4)
+         WHERE tenant_id = $1 AND id = $2
+           AND ((status = 'queued' AND run_after <= now())
+             OR (status = 'running' AND COALESCE(lease_expires_at, '-infinity') < now()))
          RETURNING {JOB_COLUMNS}"
     )))
     .bind(tenant.id())
     .bind(id)
-    .fetch_optional(observed("sync.start_job", conn))
+    .bind(token)
+    .bind(lease_secs as f64)
+    .fetch_optional(observed("sync.claim_job", conn))
     .await
+}
+
+/// Extends the lease; false once the job is no longer this lease's (reaped
+/// and claimed by another worker, or finished).
+pub async fn renew_lease(
+    tenant: &TenantCtx,
+    conn: &mut PgConnection,
+    id: Uuid,
+    token: Uuid,
+    lease_secs: u64,
+) -> Result<bool, sqlx::Error> {
+    let renewed = sqlx::query(
+        "UPDATE sync_jobs SET lease_expires_at = now() + make_interval(secs => $4)
+         WHERE tenant_id = $1 AND id = $2 AND lease_token = $3 AND status = 'running'",
+    )
+    .bind(tenant.id())
+    .bind(id)
+    .bind(token)
+    .bind(lease_secs as f64)
+    .execute(observed("sync.renew_lease", conn))
+    .await?;
+    Ok(renewed.rows_affected() == 1)
+}
+
+/// Puts a running job back in the queue, due in `delay_secs`, with why;
+/// false when the lease was no longer `lease`'s.
+pub async fn requeue_job(
+    tenant: &TenantCtx,
+    conn: &mut PgConnection,
+    id: Uuid,
+    lease: Lease,
+    delay_secs: u32,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
+    let requeued = sqlx::query(
+        "UPDATE sync_jobs
+         SET status = 'queued', run_after = now() + make_interval(secs => $5), error = $6,
+             lease_token = NULL, lease_expires_at = NULL, enqueued_at = NULL
+         WHERE tenant_id = $1 AND id = $2 AND lease_token = $3 AND status = 'running'
+           AND (NOT $4 OR COALESCE(lease_expires_at, '-infinity') < now())",
+    )
+    .bind(tenant.id())
+    .bind(id)
+    .bind(lease.token)
+    .bind(lease.expired_only)
+    .bind(f64::from(delay_secs))
+    .bind(reason)
+    .execute(observed("sync.requeue_job", conn))
+    .await?;
+    Ok(requeued.rows_affected() == 1)
 }
 
 /// What one page changed.
@@ -225,25 +298,29 @@ pub struct RunTotals {
 }
 
 /// The job's final state and its `sync.completed` / `sync.failed` event, in
-/// the caller's transaction.
+/// the caller's transaction; false (nothing written) when the job is no
+/// longer `lease`'s.
 pub async fn finish_job(
     tenant: &TenantCtx,
     conn: &mut PgConnection,
     job: &SyncJob,
+    lease: Lease,
     totals: RunTotals,
     error: Option<&str>,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     let status = if error.is_some() {
         "failed"
     } else {
         "succeeded"
     };
-    let finished: (OffsetDateTime, Option<i32>) = sqlx::query_as(
+    let finished: Option<(OffsetDateTime, Option<i32>)> = sqlx::query_as(
         "UPDATE sync_jobs SET status = $3, error = $4, products_seen = $5, products_created = $6,
              products_updated = $7, stock_changes = $8, low_stock_products = $9,
              finished_at = now(),
-             duration_ms = (extract(epoch FROM now() - COALESCE(started_at, now())) * 1000)::int
-         WHERE tenant_id = $1 AND id = $2
+             duration_ms = (extract(epoch FROM now() - COALESCE(started_at, now())) * 1000)::int,
+             lease_token = NULL, lease_expires_at = NULL
+         WHERE tenant_id = $1 AND id = $2 AND lease_token = $10 AND status = 'running'
+           AND (NOT $11 OR COALESCE(lease_expires_at, '-infinity') < now())
          RETURNING finished_at, duration_ms",
     )
     .bind(tenant.id())
@@ -255,8 +332,13 @@ pub async fn finish_job(
     .bind(totals.pages.updated)
     .bind(totals.pages.stock_changes)
     .bind(totals.pages.low_stock)
-    .fetch_one(observed("sync.finish_job", &mut *conn))
+    .bind(lease.token)
+    .bind(lease.expired_only)
+    .fetch_optional(observed("sync.finish_job", &mut *conn))
     .await?;
+    let Some(finished) = finished else {
+        return Ok(false);
+    };
     if error.is_none() {
         sqlx::query("UPDATE marketplace_connections SET last_synced_at = now() WHERE tenant_id = $1 AND id = $2")
             .bind(tenant.id())
@@ -290,7 +372,7 @@ pub async fn finish_job(
     .bind(payload)
     .execute(observed("sync.insert_outcome_event", conn))
     .await?;
-    Ok(())
+    Ok(true)
 }
 
 /// How many syncs of a connection have succeeded (the demo marketplace's round).

@@ -6,9 +6,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use uuid::Uuid;
 
-use super::metrics::{SYNC_JOBS, SYNC_PRODUCTS};
-use super::model::{JobFilter, StartSync, SyncJob};
-use super::repository::{self, PageCounts, RunTotals};
+use super::metrics::{SYNC_JOBS, SYNC_LEASES_EXPIRED, SYNC_PRODUCTS};
+use super::model::{JobFilter, JobStatus, StartSync, SyncJob};
+use super::repository::{self, Lease, PageCounts, RunTotals};
 use crate::auth::{Auth, Member, TenantCtx, Viewer};
 use crate::broker::TaskQueue;
 use crate::db::observed;
@@ -144,9 +144,7 @@ pub async fn get(state: &Infra, auth: &Auth<Viewer>, id: Uuid) -> Result<SyncJob
 /// Why a run did not succeed.
 #[derive(Debug)]
 pub enum SyncError {
-    /// The job is already finished (a duplicate delivery): nothing to do.
-    AlreadyFinished,
-    /// Worth retrying; the job stays running.
+    /// Worth retrying.
     Transient {
         message: String,
         retry_after: Option<u32>,
@@ -155,6 +153,9 @@ pub enum SyncError {
     Failed(String),
     /// Our own failure (database, ...); retried.
     Internal(anyhow::Error),
+    /// The job's lease passed to another worker (this one was frozen or cut
+    /// off past it): the run stopped and wrote nothing more.
+    LeaseLost,
 }
 
 impl From<sqlx::Error> for SyncError {
@@ -173,26 +174,104 @@ impl From<sqlx::Error> for SyncError {
     }
 }
 
-/// Runs one sync job: pages from the adapter, one upsert statement per page
-/// in its own transaction (a crash keeps what was committed; re-running
-/// changes nothing already applied), then the job's final state with its
-/// event. `final_attempt`: a transient failure now fails the job.
-pub async fn run_sync(
-    ctx: &Infra,
-    tenant: TenantCtx,
-    connection_id: Uuid,
-    job_id: Uuid,
-    final_attempt: bool,
-) -> Result<(), SyncError> {
-    let (job, connection, round) = {
-        let mut tx = db::begin_tenant_tx(&ctx.db, tenant.id()).await?;
-        let Some(job) = repository::start_job(&tenant, &mut tx, job_id).await? else {
-            return Err(SyncError::AlreadyFinished);
+/// A job claimed by this worker: its writes are fenced by the lease.
+pub struct Run {
+    pub tenant: TenantCtx,
+    pub job: SyncJob,
+    pub lease: Lease,
+    /// A transient failure now fails the job.
+    pub final_attempt: bool,
+}
+
+/// What a delivery of a job's message found.
+pub enum Claim {
+    /// Ours to run.
+    Claimed(Run),
+    /// Nothing to do (a duplicate or early delivery), and why: the job is
+    /// `finished`, `running` under another worker's live lease, `not_due`
+    /// (waiting for a retry) or `gone`.
+    Dropped(&'static str),
+}
+
+/// Claims a job for this worker under a fresh lease.
+pub async fn claim(ctx: &Infra, tenant: TenantCtx, job_id: Uuid) -> Result<Claim, sqlx::Error> {
+    let token = Uuid::new_v4();
+    let lease_secs = ctx.settings.worker.job_lease_secs;
+    let mut tx = db::begin_tenant_tx(&ctx.db, tenant.id()).await?;
+    let claimed = repository::claim_job(&tenant, &mut tx, job_id, token, lease_secs).await?;
+    let Some(job) = claimed else {
+        let state = match repository::find_job(&tenant, &mut tx, job_id).await? {
+            None => "gone",
+            Some(job) => match job.status {
+                JobStatus::Running => "running",
+                JobStatus::Queued => "not_due",
+                JobStatus::Succeeded | JobStatus::Failed => "finished",
+            },
         };
+        return Ok(Claim::Dropped(state));
+    };
+    tx.commit().await?;
+    let final_attempt = job.attempts > ctx.settings.worker.max_retries as i32;
+    Ok(Claim::Claimed(Run {
+        tenant,
+        job,
+        lease: Lease {
+            token,
+            expired_only: false,
+        },
+        final_attempt,
+    }))
+}
+
+/// Runs a claimed job while keeping its lease: renewed every third of
+/// `worker.job_lease_secs`; once another worker holds it, the run stops
+/// where it is (every write is fenced by the lease anyway).
+pub async fn run_leased(ctx: &Infra, run: &Run) -> Result<(), SyncError> {
+    let lease_secs = ctx.settings.worker.job_lease_secs;
+    let keeper = async {
+        let period = Duration::from_secs(lease_secs).div_f64(3.0);
+        loop {
+            tokio::time::sleep(period).await;
+            let renewed = async {
+                let mut tx = db::begin_tenant_tx(&ctx.db, run.tenant.id()).await?;
+                let renewed = repository::renew_lease(
+                    &run.tenant,
+                    &mut tx,
+                    run.job.id,
+                    run.lease.token,
+                    lease_secs,
+                )
+                .await?;
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>(renewed)
+            };
+            match renewed.await {
+                Ok(true) => {}
+                Ok(false) => return,
+                // The next renewal or page write tries again.
+                Err(err) => tracing::warn!(error = %err, "could not renew the job's lease"),
+            }
+        }
+    };
+    tokio::select! {
+        ran = run_sync(ctx, run) => ran,
+        () = keeper => Err(SyncError::LeaseLost),
+    }
+}
+
+/// Runs one sync job: pages from the adapter, one upsert statement per page
+/// in its own transaction that first renews the lease (a crash keeps what
+/// was committed; re-running changes nothing already applied; a lost lease
+/// writes nothing), then the job's final state with its event.
+async fn run_sync(ctx: &Infra, run: &Run) -> Result<(), SyncError> {
+    let (tenant, job) = (run.tenant, &run.job);
+    let connection_id = job.connection_id;
+    let (connection, round) = {
+        let mut tx = db::begin_tenant_tx(&ctx.db, tenant.id()).await?;
         let connection = repository::connection_for_sync(&tenant, &mut tx, connection_id).await?;
         let round = repository::succeeded_syncs(&tenant, &mut tx, connection_id).await?;
         tx.commit().await?;
-        (job, connection, round)
+        (connection, round)
     };
     // A label value from a fixed set, whatever the database holds.
     let marketplace = connection
@@ -202,19 +281,12 @@ pub async fn run_sync(
     let adapter = match adapter_for(ctx, connection_id, connection, round) {
         Ok(adapter) => adapter,
         Err(message) => {
-            finish(
-                ctx,
-                tenant,
-                &job,
-                marketplace,
-                RunTotals::default(),
-                Some(&message),
-            )
-            .await?;
+            finish(ctx, run, marketplace, RunTotals::default(), Some(&message)).await?;
             return Err(SyncError::Failed(message));
         }
     };
 
+    let lease_secs = ctx.settings.worker.job_lease_secs;
     let mut totals = RunTotals::default();
     let mut cursor: Option<String> = None;
     let outcome = loop {
@@ -225,6 +297,11 @@ pub async fn run_sync(
         totals.seen += page.listings.len() as i32;
         if !page.listings.is_empty() {
             let mut tx = db::begin_tenant_tx(&ctx.db, tenant.id()).await?;
+            if !repository::renew_lease(&tenant, &mut tx, job.id, run.lease.token, lease_secs)
+                .await?
+            {
+                return Err(SyncError::LeaseLost);
+            }
             let counts =
                 repository::upsert_page(&tenant, &mut tx, connection_id, job.id, &page.listings)
                     .await?;
@@ -250,11 +327,8 @@ pub async fn run_sync(
     // Whatever was committed is visible now.
     ctx.cache.invalidate_tenant(tenant.id()).await;
     match outcome {
-        Ok(()) => {
-            finish(ctx, tenant, &job, marketplace, totals, None).await?;
-            Ok(())
-        }
-        Err(err) if err.is_transient() && !final_attempt => {
+        Ok(()) => finish(ctx, run, marketplace, totals, None).await,
+        Err(err) if err.is_transient() => {
             let retry_after = match &err {
                 AdapterError::Transient { retry_after, .. } => {
                     retry_after.map(|d: Duration| d.as_secs() as u32)
@@ -268,10 +342,50 @@ pub async fn run_sync(
         }
         Err(err) => {
             let message = err.to_string();
-            finish(ctx, tenant, &job, marketplace, totals, Some(&message)).await?;
+            finish(ctx, run, marketplace, totals, Some(&message)).await?;
             Err(SyncError::Failed(message))
         }
     }
+}
+
+/// What became of a run that failed transiently or on our side: retried
+/// after a backoff (the job queued again, due later; beat's sweeper hands it
+/// over then), or, on the final attempt, failed for good with its event.
+pub async fn settle_failure(
+    ctx: &Infra,
+    run: &Run,
+    message: &str,
+    retry_after: Option<u32>,
+) -> Result<&'static str, SyncError> {
+    if run.final_attempt {
+        let marketplace = marketplace_of(ctx, run.tenant, run.job.connection_id).await?;
+        finish(ctx, run, marketplace, RunTotals::default(), Some(message)).await?;
+        return Ok("failed");
+    }
+    let attempt = (run.job.attempts - 1).max(0) as u32;
+    let delay = crate::infra::tasks::backoff_secs(&ctx.settings, attempt, retry_after);
+    let mut tx = db::begin_tenant_tx(&ctx.db, run.tenant.id()).await?;
+    let reason = format!("retrying in {delay} s after: {message}");
+    if !repository::requeue_job(&run.tenant, &mut tx, run.job.id, run.lease, delay, &reason).await?
+    {
+        return Err(SyncError::LeaseLost);
+    }
+    tx.commit().await?;
+    tracing::warn!(%message, attempt = run.job.attempts, delay_secs = delay, "sync failed transiently; retrying");
+    Ok("retried")
+}
+
+async fn marketplace_of(
+    ctx: &Infra,
+    tenant: TenantCtx,
+    connection_id: Uuid,
+) -> Result<&'static str, sqlx::Error> {
+    let mut tx = db::begin_tenant_tx(&ctx.db, tenant.id()).await?;
+    let kind = repository::connection_kind(&tenant, &mut tx, connection_id).await?;
+    Ok(kind
+        .as_deref()
+        .and_then(MarketplaceKind::from_name)
+        .map_or("unknown", MarketplaceKind::as_str))
 }
 
 /// The adapter of a connection, or why there is none (a permanent failure).
@@ -319,16 +433,18 @@ fn add(a: PageCounts, b: PageCounts) -> PageCounts {
     }
 }
 
+/// The job's final state, fenced by the run's lease.
 async fn finish(
     ctx: &Infra,
-    tenant: TenantCtx,
-    job: &SyncJob,
+    run: &Run,
     marketplace: &str,
     totals: RunTotals,
     error: Option<&str>,
 ) -> Result<(), SyncError> {
-    let mut tx = db::begin_tenant_tx(&ctx.db, tenant.id()).await?;
-    repository::finish_job(&tenant, &mut tx, job, totals, error).await?;
+    let mut tx = db::begin_tenant_tx(&ctx.db, run.tenant.id()).await?;
+    if !repository::finish_job(&run.tenant, &mut tx, &run.job, run.lease, totals, error).await? {
+        return Err(SyncError::LeaseLost);
+    }
     tx.commit().await?;
     ctx.metrics
         .counter_vec(&SYNC_JOBS)
@@ -395,29 +511,104 @@ pub async fn schedule_idle_connections(ctx: &Arc<Infra>, page: u32) -> anyhow::R
     }
 }
 
-/// Beat's sweeper: jobs still queued long after they were (or should have
-/// been) handed to the broker are handed over again.
-pub async fn sweep_stale_jobs(
-    db: &Database,
-    queue: &TaskQueue,
-    stale_after: Duration,
-) -> anyhow::Result<usize> {
-    let mut tx = db.begin().await?;
+/// Beat's sweeper: due queued jobs whose message is missing — never
+/// confirmed by the broker (down when the job was created or retried) or
+/// confirmed a lease ago and still not taken (lost) — are handed over again,
+/// so each gets at most one more message per lease.
+pub async fn send_due_jobs(ctx: &Infra) -> anyhow::Result<usize> {
+    let unsent_grace =
+        Duration::from_millis(ctx.settings.broker.send_timeout_ms) + Duration::from_secs(1);
+    let resend_after = Duration::from_secs(ctx.settings.worker.job_lease_secs);
+    let mut tx = ctx.db.begin().await?;
     let rows: Vec<(Uuid, Uuid, Uuid)> = sqlx::query_as(
-        "SELECT tenant_id, connection_id, job_id FROM sync_stale_queued_jobs(make_interval(secs => $1))",
+        "SELECT tenant_id, connection_id, job_id
+         FROM sync_due_jobs(make_interval(secs => $1), make_interval(secs => $2), $3)",
     )
-    .bind(stale_after.as_secs_f64())
-    .fetch_all(observed("sync.sweep_stale_jobs", &mut *tx))
+    .bind(unsent_grace.as_secs_f64())
+    .bind(resend_after.as_secs_f64())
+    .bind(SWEEP_BATCH)
+    .fetch_all(observed("sync.due_jobs", &mut *tx))
     .await?;
     tx.commit().await?;
-    let mut resent = 0;
+    let mut sent = 0;
     for (tenant_id, connection_id, job_id) in rows {
         let tenant = TenantCtx::for_system_task(tenant_id);
-        super::tasks::send_sync(queue, tenant_id, connection_id, job_id).await?;
-        let mut tx = db::begin_tenant_tx(db, tenant.id()).await?;
+        // The broker refusing one means it refuses the rest: stop here.
+        super::tasks::send_sync(&ctx.queue, tenant_id, connection_id, job_id).await?;
+        let mut tx = db::begin_tenant_tx(&ctx.db, tenant.id()).await?;
         repository::mark_enqueued(&tenant, &mut tx, job_id).await?;
         tx.commit().await?;
-        resent += 1;
+        sent += 1;
     }
-    Ok(resent)
+    Ok(sent)
+}
+
+/// Jobs the sweeper and the reaper handle per turn.
+const SWEEP_BATCH: i32 = 500;
+
+/// What the reaper did with expired leases.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reaped {
+    pub requeued: usize,
+    pub failed: usize,
+}
+
+/// Beat's reaper: running jobs whose lease expired (the worker stopped
+/// renewing it: frozen, cut off or dead) go back to the queue, due at once,
+/// or fail with the reason once their retries are used up. Each write is
+/// conditional on the lease still being expired and unchanged.
+pub async fn reap_expired_leases(ctx: &Infra) -> anyhow::Result<Reaped> {
+    let mut tx = ctx.db.begin().await?;
+    let rows: Vec<(Uuid, Uuid, Option<Uuid>)> =
+        sqlx::query_as("SELECT tenant_id, job_id, lease_token FROM sync_expired_leases($1)")
+            .bind(SWEEP_BATCH)
+            .fetch_all(observed("sync.expired_leases", &mut *tx))
+            .await?;
+    tx.commit().await?;
+    let mut reaped = Reaped::default();
+    let expired = ctx.metrics.counter_vec(&SYNC_LEASES_EXPIRED);
+    for (tenant_id, job_id, token) in rows {
+        let tenant = TenantCtx::for_system_task(tenant_id);
+        let job = {
+            let mut tx = db::begin_tenant_tx(&ctx.db, tenant.id()).await?;
+            repository::find_job(&tenant, &mut tx, job_id).await?
+        };
+        let Some(job) = job else { continue };
+        let run = Run {
+            tenant,
+            final_attempt: job.attempts > ctx.settings.worker.max_retries as i32,
+            job,
+            lease: Lease {
+                // A job left running by a release without leases has none.
+                token: token.unwrap_or_else(Uuid::nil),
+                expired_only: true,
+            },
+        };
+        let reason =
+            "the worker running it stopped renewing its lease (frozen, cut off or stopped)";
+        let outcome = if run.final_attempt {
+            let marketplace = marketplace_of(ctx, tenant, run.job.connection_id).await?;
+            let message = format!("{reason}, and its retries are used up");
+            match finish(ctx, &run, marketplace, RunTotals::default(), Some(&message)).await {
+                Ok(()) => Some("failed"),
+                Err(SyncError::LeaseLost) => None,
+                Err(err) => anyhow::bail!("reaping job {job_id}: {err:?}"),
+            }
+        } else {
+            let mut tx = db::begin_tenant_tx(&ctx.db, tenant.id()).await?;
+            let requeued =
+                repository::requeue_job(&tenant, &mut tx, job_id, run.lease, 0, reason).await?;
+            tx.commit().await?;
+            requeued.then_some("requeued")
+        };
+        let Some(outcome) = outcome else { continue };
+        if outcome == "failed" {
+            reaped.failed += 1;
+        } else {
+            reaped.requeued += 1;
+        }
+        expired.with_label_values(&[outcome]).inc();
+        tracing::warn!(%job_id, %tenant_id, outcome, "a sync job's lease expired");
+    }
+    Ok(reaped)
 }

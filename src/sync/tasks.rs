@@ -4,18 +4,26 @@
 //! - `sync_tenant_products(tenant_id, connection_id, job_id, traceparent=None)`
 //!   (`traceparent`: the W3C trace context of the request that queued it)
 //! - `sync_all_tenants()`
+//!
+//! A message only says "look at this job": the job row decides. A delivery
+//! claims the job under a lease ([`service::claim`]); a duplicate, early or
+//! late delivery finds nothing to claim and is dropped.
 
 use std::sync::Arc;
 
-use celery::prelude::*;
+use serde_json::{Map, Value, json};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::service::{self, SyncError};
+use super::service::{self, Claim, SyncError};
 use crate::auth::TenantCtx;
-use crate::broker::TaskQueue;
-use crate::infra::tasks::{WORKER_RETRIES, backoff_secs, context, measured, task_span};
+use crate::broker::{BadMessage, TaskMessage, TaskQueue};
+use crate::infra::Infra;
+use crate::infra::tasks::{WORKER_RETRIES, measured, task_span};
 use crate::telemetry::traces;
+
+pub const SYNC_TENANT_PRODUCTS: &str = "sync_tenant_products";
+pub const SYNC_ALL_TENANTS: &str = "sync_all_tenants";
 
 /// Hands a sync job to the workers.
 pub async fn send_sync(
@@ -32,92 +40,124 @@ pub async fn send_sync(
         otel.kind = "producer",
         messaging.destination.name = queue.sync_queue(),
     );
-    let traceparent = traces::traceparent(&span);
-    let signature = sync_tenant_products::new(tenant_id, connection_id, job_id, traceparent)
-        .with_queue(queue.sync_queue());
-    queue.send(signature).instrument(span).await
+    let mut kwargs = Map::new();
+    if let Some(traceparent) = traces::traceparent(&span) {
+        kwargs.insert("traceparent".into(), Value::String(traceparent));
+    }
+    let message = TaskMessage::new(
+        SYNC_TENANT_PRODUCTS,
+        vec![json!(tenant_id), json!(connection_id), json!(job_id)],
+        kwargs,
+    );
+    queue
+        .send(queue.sync_queue(), message)
+        .instrument(span)
+        .await
 }
 
 /// Asks a worker to schedule a sync of every idle connection.
 pub async fn send_sync_all(queue: &TaskQueue) -> anyhow::Result<()> {
-    queue
-        .send(sync_all_tenants::new().with_queue(queue.sync_queue()))
-        .await
+    let message = TaskMessage::new(SYNC_ALL_TENANTS, vec![], Map::new());
+    queue.send(queue.sync_queue(), message).await
 }
 
-#[celery::task(name = "sync_tenant_products", bind = true)]
-pub async fn sync_tenant_products(
-    task: &Self,
-    tenant_id: Uuid,
-    connection_id: Uuid,
-    job_id: Uuid,
-    traceparent: Option<String>,
-) -> TaskResult<()> {
-    let ctx = context()?;
-    let attempt = task.request().retries;
-    let final_attempt = attempt >= ctx.settings.worker.max_retries;
-    let span = task_span("sync_tenant_products", tenant_id, traceparent.as_deref());
-    span.record("task_id", task.request().id.as_str());
+pub async fn sync_tenant_products(ctx: Arc<Infra>, message: TaskMessage) -> Result<(), BadMessage> {
+    let tenant_id: Uuid = message.arg(0, "tenant_id")?;
+    let _connection_id: Uuid = message.arg(1, "connection_id")?;
+    let job_id: Uuid = message.arg(2, "job_id")?;
+    let traceparent: Option<String> = message.optional_arg(3, "traceparent")?;
+    let span = task_span(SYNC_TENANT_PRODUCTS, tenant_id, traceparent.as_deref());
+    span.record("task_id", message.id.as_str());
     span.record("job_id", tracing::field::display(job_id));
     let tenant = TenantCtx::for_system_task(tenant_id);
     // A hub per task: its reports carry the tenant and job (the hub of the
     // task's tokio task, not the thread's).
     let hub = Arc::new(sentry::Hub::new_from_top(sentry::Hub::current()));
     hub.configure_scope(|scope| {
-        scope.set_tag("task", "sync_tenant_products");
+        scope.set_tag("task", SYNC_TENANT_PRODUCTS);
         scope.set_tag("tenant_id", tenant_id);
         scope.set_tag("job_id", job_id);
     });
-    let body = measured(&ctx.metrics, "sync_tenant_products", async {
-        tracing::info!(attempt, "sync started");
-        match service::run_sync(&ctx, tenant, connection_id, job_id, final_attempt).await {
+    let body = measured(&ctx.metrics, SYNC_TENANT_PRODUCTS, async {
+        let run = match service::claim(&ctx, tenant, job_id).await {
+            Ok(Claim::Claimed(run)) => run,
+            Ok(Claim::Dropped(state)) => {
+                tracing::info!(
+                    state,
+                    "nothing to run: a duplicate or early delivery, dropped"
+                );
+                return "skipped";
+            }
+            Err(err) => {
+                // The job stays queued; beat's sweeper hands it over again.
+                tracing::warn!(error = %err, "could not claim the job");
+                return "failed";
+            }
+        };
+        tracing::info!(attempt = run.job.attempts, "sync started");
+        let failure = match service::run_leased(&ctx, &run).await {
             Ok(()) => {
                 tracing::info!("sync succeeded");
-                ("succeeded", Ok(()))
-            }
-            Err(SyncError::AlreadyFinished) => ("skipped", Ok(())),
-            Err(SyncError::Transient {
-                message,
-                retry_after,
-            }) => {
-                let delay = backoff_secs(&ctx.settings, attempt, retry_after);
-                tracing::warn!(%message, attempt, delay_secs = delay, "sync failed transiently; retrying");
-                ctx.metrics
-                    .counter_vec(&WORKER_RETRIES)
-                    .with_label_values(&["sync_tenant_products"])
-                    .inc();
-                ("retried", task.retry_with_countdown(delay))
+                return "succeeded";
             }
             Err(SyncError::Failed(message)) => {
                 tracing::warn!(%message, "sync failed");
-                ("failed", Ok(()))
+                return "failed";
             }
+            Err(SyncError::LeaseLost) => return lease_lost(),
+            Err(SyncError::Transient {
+                message,
+                retry_after,
+            }) => (message, retry_after),
             Err(SyncError::Internal(err)) => {
                 tracing::error!(error = %format!("{err:#}"), "sync task error");
                 sentry::integrations::anyhow::capture_anyhow(&err);
-                let delay = backoff_secs(&ctx.settings, attempt, None);
-                ("retried", task.retry_with_countdown(delay))
+                (format!("{err:#}"), None)
+            }
+        };
+        match service::settle_failure(&ctx, &run, &failure.0, failure.1).await {
+            Ok("retried") => {
+                ctx.metrics
+                    .counter_vec(&WORKER_RETRIES)
+                    .with_label_values(&[SYNC_TENANT_PRODUCTS])
+                    .inc();
+                "retried"
+            }
+            Ok(status) => {
+                tracing::warn!(message = %failure.0, "sync failed on its final attempt");
+                status
+            }
+            Err(SyncError::LeaseLost) => lease_lost(),
+            Err(err) => {
+                // The lease runs out and beat's reaper settles the job.
+                tracing::error!(error = ?err, "could not record the sync's failure");
+                "failed"
             }
         }
     });
-    sentry::SentryFutureExt::bind_hub(tracing::Instrument::instrument(body, span), hub).await
+    sentry::SentryFutureExt::bind_hub(tracing::Instrument::instrument(body, span), hub).await;
+    Ok(())
 }
 
-#[celery::task(name = "sync_all_tenants")]
-pub async fn sync_all_tenants() -> TaskResult<()> {
-    let ctx = context()?;
-    measured(&ctx.metrics, "sync_all_tenants", async {
+fn lease_lost() -> &'static str {
+    tracing::warn!("the job's lease passed to another worker; stopped without writing more");
+    "lease_lost"
+}
+
+pub async fn sync_all_tenants(ctx: Arc<Infra>, _message: TaskMessage) -> Result<(), BadMessage> {
+    measured(&ctx.metrics, SYNC_ALL_TENANTS, async {
         match service::sync_all_tenants(&ctx).await {
             Ok(count) => {
                 tracing::info!(jobs = count, "scheduled a sync of every idle connection");
-                ("succeeded", Ok(()))
+                "succeeded"
             }
             Err(err) => {
                 tracing::error!(error = %format!("{err:#}"), "sync_all_tenants failed");
                 sentry::integrations::anyhow::capture_anyhow(&err);
-                ("failed", Err(TaskError::ExpectedError(format!("{err:#}"))))
+                "failed"
             }
         }
     })
-    .await
+    .await;
+    Ok(())
 }

@@ -1,11 +1,16 @@
 //! `deliver_telegram(tenant_id, delivery_id)` on queue `notifications` (a
 //! contract with any Celery client: keep name and arguments).
 
-use celery::prelude::*;
+use std::sync::Arc;
+
+use serde_json::{Map, json};
 use uuid::Uuid;
 
-use crate::broker::TaskQueue;
-use crate::infra::tasks::{context, measured, task_span};
+use crate::broker::{BadMessage, TaskMessage, TaskQueue};
+use crate::infra::Infra;
+use crate::infra::tasks::{measured, task_span};
+
+pub const DELIVER_TELEGRAM: &str = "deliver_telegram";
 
 /// Hands a due message to the workers.
 pub async fn send_telegram(
@@ -13,32 +18,35 @@ pub async fn send_telegram(
     tenant_id: Uuid,
     delivery_id: Uuid,
 ) -> anyhow::Result<()> {
-    queue
-        .send(deliver_telegram::new(tenant_id, delivery_id).with_queue(queue.notifications_queue()))
-        .await
+    let message = TaskMessage::new(
+        DELIVER_TELEGRAM,
+        vec![json!(tenant_id), json!(delivery_id)],
+        Map::new(),
+    );
+    queue.send(queue.notifications_queue(), message).await
 }
 
-#[celery::task(name = "deliver_telegram")]
-pub async fn deliver_telegram(tenant_id: Uuid, delivery_id: Uuid) -> TaskResult<()> {
-    let ctx = context()?;
-    let span = task_span("deliver_telegram", tenant_id, None);
+/// Attempts one message; a failure leaves it due, and beat hands it over again.
+pub async fn deliver_telegram(ctx: Arc<Infra>, message: TaskMessage) -> Result<(), BadMessage> {
+    let tenant_id: Uuid = message.arg(0, "tenant_id")?;
+    let delivery_id: Uuid = message.arg(1, "delivery_id")?;
+    let span = task_span(DELIVER_TELEGRAM, tenant_id, None);
+    span.record("task_id", message.id.as_str());
     span.record("delivery_id", tracing::field::display(delivery_id));
-    let body = measured(&ctx.metrics, "deliver_telegram", async {
+    let body = measured(&ctx.metrics, DELIVER_TELEGRAM, async {
         let now = time::OffsetDateTime::now_utc();
         match super::delivery::attempt(&ctx, tenant_id, delivery_id, now).await {
             Ok(outcome) => {
                 tracing::info!(?outcome, "telegram message attempted");
-                ("succeeded", Ok(()))
+                "succeeded"
             }
             Err(err) => {
                 tracing::error!(error = %format!("{err:#}"), "telegram task error");
                 sentry::integrations::anyhow::capture_anyhow(&err);
-                (
-                    "failed",
-                    Err(TaskError::UnexpectedError(format!("{err:#}"))),
-                )
+                "failed"
             }
         }
     });
-    tracing::Instrument::instrument(body, span).await
+    tracing::Instrument::instrument(body, span).await;
+    Ok(())
 }

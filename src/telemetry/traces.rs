@@ -9,9 +9,9 @@
 //! - `db.query` ([`crate::db::observe`]), `redis` ([`crate::redis_conn::RedisGuard`])
 //!   and `http.client` ([`super::outbound`]) (client);
 //! - `queue.publish` (producer) and `task` (consumer): a task continues the
-//!   trace of whoever queued it. celery-rs keeps only the Celery protocol's
-//!   own message headers, so the context travels in the task's `traceparent`
-//!   keyword argument (optional: other clients may leave it out).
+//!   trace of whoever queued it. The context travels in the task's
+//!   `traceparent` keyword argument, which any Celery client can set
+//!   (optional: other clients may leave it out).
 //!
 //! The trace id is recorded on the request and task spans, so every JSON
 //! log line inside them carries it, and tagged on Sentry events.

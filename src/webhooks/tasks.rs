@@ -3,11 +3,14 @@
 
 use std::sync::Arc;
 
-use celery::prelude::*;
+use serde_json::{Map, json};
 use uuid::Uuid;
 
-use crate::broker::TaskQueue;
-use crate::infra::tasks::{context, measured, task_span};
+use crate::broker::{BadMessage, TaskMessage, TaskQueue};
+use crate::infra::Infra;
+use crate::infra::tasks::{measured, task_span};
+
+pub const DELIVER_WEBHOOK: &str = "deliver_webhook";
 
 /// Hands a due delivery to the workers.
 pub async fn send_delivery(
@@ -15,38 +18,40 @@ pub async fn send_delivery(
     tenant_id: Uuid,
     delivery_id: Uuid,
 ) -> anyhow::Result<()> {
-    queue
-        .send(deliver_webhook::new(tenant_id, delivery_id).with_queue(queue.notifications_queue()))
-        .await
+    let message = TaskMessage::new(
+        DELIVER_WEBHOOK,
+        vec![json!(tenant_id), json!(delivery_id)],
+        Map::new(),
+    );
+    queue.send(queue.notifications_queue(), message).await
 }
 
-#[celery::task(name = "deliver_webhook")]
-pub async fn deliver_webhook(tenant_id: Uuid, delivery_id: Uuid) -> TaskResult<()> {
-    let ctx = context()?;
+/// Attempts one delivery; a failure leaves it due, and beat hands it over again.
+pub async fn deliver_webhook(ctx: Arc<Infra>, message: TaskMessage) -> Result<(), BadMessage> {
+    let tenant_id: Uuid = message.arg(0, "tenant_id")?;
+    let delivery_id: Uuid = message.arg(1, "delivery_id")?;
     let hub = Arc::new(sentry::Hub::new_from_top(sentry::Hub::current()));
     hub.configure_scope(|scope| {
-        scope.set_tag("task", "deliver_webhook");
+        scope.set_tag("task", DELIVER_WEBHOOK);
         scope.set_tag("tenant_id", tenant_id);
     });
-    let span = task_span("deliver_webhook", tenant_id, None);
+    let span = task_span(DELIVER_WEBHOOK, tenant_id, None);
+    span.record("task_id", message.id.as_str());
     span.record("delivery_id", tracing::field::display(delivery_id));
-    let body = measured(&ctx.metrics, "deliver_webhook", async {
+    let body = measured(&ctx.metrics, DELIVER_WEBHOOK, async {
         let now = time::OffsetDateTime::now_utc();
         match super::delivery::attempt(&ctx, tenant_id, delivery_id, now).await {
             Ok(outcome) => {
                 tracing::info!(?outcome, "webhook delivery attempted");
-                ("succeeded", Ok(()))
+                "succeeded"
             }
             Err(err) => {
-                // The delivery stays due; beat hands it over again.
                 tracing::error!(error = %format!("{err:#}"), "webhook delivery task error");
                 sentry::integrations::anyhow::capture_anyhow(&err);
-                (
-                    "failed",
-                    Err(TaskError::UnexpectedError(format!("{err:#}"))),
-                )
+                "failed"
             }
         }
     });
-    sentry::SentryFutureExt::bind_hub(tracing::Instrument::instrument(body, span), hub).await
+    sentry::SentryFutureExt::bind_hub(tracing::Instrument::instrument(body, span), hub).await;
+    Ok(())
 }

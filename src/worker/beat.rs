@@ -1,19 +1,21 @@
 //! The `beat` role: schedules `sync_all_tenants` every
-//! `beat.sync_interval_secs`, sweeps jobs left queued (broker down when they
-//! were created, or their message lost) every `beat.sweep_interval_secs`, and
-//! deletes expired credential state every `beat.purge_interval_secs`.
+//! `beat.sync_interval_secs`; every `beat.sweep_interval_secs` reaps sync
+//! jobs whose lease expired and hands due jobs whose message is missing to
+//! the broker; turns events into notifications every
+//! `notifications.dispatch_interval_secs`; runs retention every
+//! `beat.purge_interval_secs`.
 //!
-//! Exactly one beat schedules: it holds a PostgreSQL advisory lock on a
-//! dedicated connection straight to PostgreSQL (not a pooled one, which could
-//! be recycled and drop the lock; never through a transaction pooler, which
-//! does not keep a session: `database.direct_url` then). A second beat
-//! started by mistake stands by, retrying every
-//! `beat.standby_retry_secs`, and takes over if the first one dies.
+//! Exactly one beat schedules: the one holding the lead ([`leadership`]), a
+//! lease of `beat.leader_lease_secs` renewed every third of it. Other beats
+//! stand by, trying every `beat.standby_retry_secs`; a leader that stops
+//! renewing (frozen, partitioned, dead) is replaced within the lease plus
+//! that retry, and, fenced by its token, writes nothing once replaced. The
+//! schedule's last runs live in PostgreSQL, so a new leader continues it.
 //!
 //! Beat serves `/health/live` and `/metrics` on `beat.port`. Liveness is a
-//! heartbeat: every turn of the leader's loop (at least every 5 s, the lock
-//! keepalive) or of a standby's retries stamps it, and the probe fails once
-//! it is older than `beat.liveness_timeout_secs` — a hung beat is restarted.
+//! heartbeat: every turn of the leader's loop (at least every second) or of
+//! a standby's retries stamps it, and the probe fails once it is older than
+//! `beat.liveness_timeout_secs` — a hung beat is restarted.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -22,20 +24,19 @@ use std::time::Duration;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use serde_json::json;
-use sqlx::{Connection, PgConnection};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use uuid::Uuid;
 
 use crate::config::Settings;
-use crate::db::observed;
-use crate::db::{self, Database};
+use crate::db::Database;
 use crate::infra::Infra;
 use crate::notifications;
-use crate::sync::service;
+use crate::sync;
 use crate::telemetry::metrics::Metrics;
 
+use super::leadership::{self, Claimed, Fence};
 use super::retention;
-
-/// The advisory lock's key: any constant unique to this purpose.
-const BEAT_LOCK: i64 = 0x5354_4245_4154; // "STBEAT"
 
 /// When beat's loop last came round, and whether it holds the schedule.
 #[derive(Default)]
@@ -121,31 +122,177 @@ fn serve_health(
     Ok(())
 }
 
-async fn acquire_lock(settings: &Settings, heartbeat: &Heartbeat) -> anyhow::Result<PgConnection> {
-    let options = db::session_options(&settings.database)?.application_name("stock-tracker-beat");
-    let retry = Duration::from_secs(settings.beat.standby_retry_secs.max(1));
+/// Stands by until this beat takes the lead: its fencing token.
+async fn take_lead(infra: &Infra, holder: &str, heartbeat: &Heartbeat) -> i64 {
+    let settings = &infra.settings;
+    let lease = Duration::from_secs(settings.beat.leader_lease_secs);
+    let retry = Duration::from_secs(settings.beat.standby_retry_secs);
     let mut announced = false;
     loop {
         heartbeat.beat(false);
-        if let Ok(mut conn) = PgConnection::connect_with(&options).await {
-            let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                .bind(BEAT_LOCK)
-                .fetch_one(observed("beat.advisory_lock", &mut conn))
-                .await?;
-            if locked {
-                return Ok(conn);
-            }
-            if !announced {
+        match leadership::acquire(&infra.db, holder, lease).await {
+            Ok(Some(token)) => return token,
+            Ok(None) if !announced => {
                 tracing::info!("another beat holds the schedule; standing by");
                 announced = true;
             }
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %format!("{err:#}"), "could not try for the lead"),
         }
         tokio::time::sleep(retry).await;
     }
 }
 
+/// Renews the lead every third of the lease, publishing until when it is
+/// held (`None` once another beat holds it).
+async fn keep_lead(infra: &Infra, holder: &str, token: i64, held: watch::Sender<Option<Instant>>) {
+    let lease = Duration::from_secs(infra.settings.beat.leader_lease_secs);
+    loop {
+        tokio::time::sleep(lease / 3).await;
+        let asked = Instant::now();
+        match leadership::renew(&infra.db, holder, token, lease).await {
+            Ok(true) => {
+                let _ = held.send(Some(asked + lease));
+            }
+            Ok(false) => {
+                let _ = held.send(None);
+                return;
+            }
+            // Retried at the next third; the lease lapses if it keeps failing.
+            Err(err) => tracing::warn!(error = %format!("{err:#}"), "could not renew the lead"),
+        }
+    }
+}
+
+/// The scheduled tasks: name (in `beat_schedule`) and interval.
+fn schedule(settings: &Settings) -> [(&'static str, Duration); 4] {
+    let secs = Duration::from_secs;
+    [
+        ("sync_all_tenants", secs(settings.beat.sync_interval_secs)),
+        ("sync_jobs", secs(settings.beat.sweep_interval_secs)),
+        (
+            "notifications",
+            secs(settings.notifications.dispatch_interval_secs.max(1)),
+        ),
+        ("retention", secs(settings.beat.purge_interval_secs)),
+    ]
+}
+
+/// Runs one scheduled task (claimed for this leader).
+async fn run_task(infra: &Infra, task: &str, token: i64, purged: &prometheus::IntCounterVec) {
+    match task {
+        "sync_all_tenants" => {
+            if let Err(err) = sync::tasks::send_sync_all(&infra.queue).await {
+                tracing::warn!(error = %format!("{err:#}"), "could not schedule sync_all_tenants");
+            }
+        }
+        "sync_jobs" => {
+            match sync::service::reap_expired_leases(infra).await {
+                Ok(reaped) if reaped == sync::service::Reaped::default() => {}
+                Ok(reaped) => tracing::warn!(
+                    requeued = reaped.requeued,
+                    failed = reaped.failed,
+                    "reaped sync jobs whose lease expired"
+                ),
+                Err(err) => tracing::warn!(error = %format!("{err:#}"), "reaping sync jobs failed"),
+            }
+            match sync::service::send_due_jobs(infra).await {
+                Ok(0) => {}
+                Ok(sent) => tracing::info!(jobs = sent, "handed due sync jobs to the broker"),
+                Err(err) => {
+                    tracing::warn!(error = %format!("{err:#}"), "handing due sync jobs over failed")
+                }
+            }
+        }
+        "notifications" => {
+            if let Err(err) = notifications::dispatch_and_hand_over(infra, super::CHANNELS).await {
+                tracing::warn!(error = %format!("{err:#}"), "dispatching notifications failed");
+            }
+        }
+        "retention" => {
+            let now = time::OffsetDateTime::now_utc();
+            match retention::run(&infra.db, &infra.settings, purged, now, Some(Fence(token))).await
+            {
+                Ok(report) => tracing::info!(
+                    rows = report.total(),
+                    partitions_created = report.partitions_created,
+                    purged = ?report.purged,
+                    "retention ran"
+                ),
+                Err(err) => tracing::warn!(error = %format!("{err:#}"), "retention failed"),
+            }
+        }
+        other => unreachable!("unscheduled task {other}"),
+    }
+}
+
+/// Why the leader's loop ended.
+enum Ended {
+    /// Replaced, or the lease lapsed: back to standing by.
+    LostLead,
+    /// SIGTERM or SIGINT.
+    Stopped,
+}
+
+/// Leads until the lead is lost or the process is asked to stop. Each task
+/// is claimed with the token before it runs; a claim refused by the fence
+/// ends the lead without writing.
+async fn lead(
+    infra: &Infra,
+    holder: &str,
+    token: i64,
+    heartbeat: &Heartbeat,
+    purged: &prometheus::IntCounterVec,
+    stop: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Ended {
+    let lease = Duration::from_secs(infra.settings.beat.leader_lease_secs);
+    let (held_tx, held) = watch::channel(Some(Instant::now() + lease));
+    let keeper = keep_lead(infra, holder, token, held_tx);
+    tokio::pin!(keeper);
+    let tasks = schedule(&infra.settings);
+    let mut due = [Instant::now(); 4];
+    loop {
+        heartbeat.beat(true);
+        let leading = (*held.borrow()).is_some_and(|until| Instant::now() < until);
+        if !leading {
+            tracing::warn!(fencing_token = token, "lost the lead; standing by");
+            return Ended::LostLead;
+        }
+        for (i, (task, interval)) in tasks.iter().enumerate() {
+            if Instant::now() < due[i] {
+                continue;
+            }
+            match leadership::claim_run(&infra.db, token, task, *interval).await {
+                Ok(Claimed::Run) => {
+                    due[i] = Instant::now() + *interval;
+                    run_task(infra, task, token, purged).await;
+                }
+                Ok(Claimed::NotDue(wait)) => due[i] = Instant::now() + wait,
+                Ok(Claimed::Fenced) => {
+                    tracing::warn!(
+                        fencing_token = token,
+                        "another beat leads now; standing down without writing"
+                    );
+                    return Ended::LostLead;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %format!("{err:#}"), task, "could not claim a scheduled run");
+                    due[i] = Instant::now() + Duration::from_secs(1);
+                }
+            }
+        }
+        let next = due.iter().min().copied().unwrap_or_else(Instant::now);
+        let wake = next.min(Instant::now() + Duration::from_secs(1));
+        tokio::select! {
+            () = tokio::time::sleep_until(wake) => {}
+            () = &mut keeper => {}
+            () = stop.as_mut() => return Ended::Stopped,
+        }
+    }
+}
+
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    // One pool (plus the lock's own connection), one registry.
+    // One pool, one registry: the lead is a row, not a session.
     let infra = Infra::build(&settings, Metrics::new()).await?;
     let settings = infra.settings.clone();
     let heartbeat = Arc::new(Heartbeat::default());
@@ -157,70 +304,30 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         infra.db.clone(),
     )?;
     infra.metrics.start_memory_sampler(&settings.metrics);
-    let (db, queue) = (&infra.db, &infra.queue);
     let purged = retention::register(&infra.metrics);
+    sync::metrics::register_reaper(&infra.metrics);
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    let holder = format!("{host}/{}/{}", std::process::id(), Uuid::new_v4());
 
     let stop = super::shutdown_signal();
     tokio::pin!(stop);
     loop {
-        let mut lock = tokio::select! {
-            lock = acquire_lock(&settings, &heartbeat) => lock?,
-            () = &mut stop => {
-                infra.close().await;
-                return Ok(());
-            }
+        let token = tokio::select! {
+            token = take_lead(&infra, &holder, &heartbeat) => token,
+            () = &mut stop => break,
         };
-        tracing::info!("beat holds the schedule");
-        let mut sync_all =
-            tokio::time::interval(Duration::from_secs(settings.beat.sync_interval_secs));
-        let mut sweep =
-            tokio::time::interval(Duration::from_secs(settings.beat.sweep_interval_secs));
-        let mut dispatch = tokio::time::interval(Duration::from_secs(
-            settings.notifications.dispatch_interval_secs.max(1),
-        ));
-        let mut purge = tokio::time::interval(Duration::from_secs(
-            settings.beat.purge_interval_secs.max(1),
-        ));
-        let mut keepalive = tokio::time::interval(Duration::from_secs(5));
-        let stale = Duration::from_secs(settings.beat.stale_job_secs);
-        loop {
-            heartbeat.beat(true);
-            tokio::select! {
-                _ = sync_all.tick() => {
-                    if let Err(err) = crate::sync::tasks::send_sync_all(queue).await {
-                        tracing::warn!(error = %format!("{err:#}"), "could not schedule sync_all_tenants");
-                    }
+        tracing::info!(fencing_token = token, "beat holds the schedule");
+        match lead(&infra, &holder, token, &heartbeat, &purged, &mut stop).await {
+            Ended::LostLead => continue,
+            Ended::Stopped => {
+                if let Err(err) = leadership::release(&infra.db, &holder, token).await {
+                    tracing::warn!(error = %format!("{err:#}"), "could not give the lead up; it lapses with its lease");
                 }
-                _ = sweep.tick() => match service::sweep_stale_jobs(db, queue, stale).await {
-                    Ok(0) => {}
-                    Ok(resent) => tracing::info!(jobs = resent, "handed stale queued jobs to the broker again"),
-                    Err(err) => tracing::warn!(error = %format!("{err:#}"), "sweeping queued jobs failed"),
-                },
-                _ = dispatch.tick() => if let Err(err) = notifications::dispatch_and_hand_over(&infra, super::CHANNELS).await {
-                    tracing::warn!(error = %format!("{err:#}"), "dispatching notifications failed");
-                },
-                _ = purge.tick() => match retention::run(db, &settings, &purged, time::OffsetDateTime::now_utc()).await {
-                    Ok(report) => tracing::info!(
-                        rows = report.total(),
-                        partitions_created = report.partitions_created,
-                        purged = ?report.purged,
-                        "retention ran"
-                    ),
-                    Err(err) => tracing::warn!(error = %format!("{err:#}"), "retention failed"),
-                },
-                _ = keepalive.tick() => {
-                    if lock.ping().await.is_err() {
-                        tracing::warn!("lost the beat lock's connection; standing by");
-                        break;
-                    }
-                }
-                () = &mut stop => {
-                    tracing::info!("beat stopped");
-                    let _ = lock.close().await;
-                    infra.close().await;
-                    return Ok(());
-                }
+                break;
             }
         }
     }
+    tracing::info!("beat stopped");
+    infra.close().await;
+    Ok(())
 }

@@ -6,6 +6,7 @@
 //! broker's queue depths ([`queue_stats`]).
 
 pub mod beat;
+pub mod leadership;
 pub mod queue_stats;
 pub mod retention;
 pub mod runner;
@@ -13,7 +14,7 @@ pub mod runner;
 use crate::notifications::Channel;
 use crate::telemetry::metrics::MetricDef;
 use crate::telemetry::{self, logging, memory, outbound};
-use crate::{db, infra, resilience, sync, telegram, webhooks};
+use crate::{broker, db, infra, resilience, sync, telegram, webhooks};
 
 /// Every metric the worker exports: the process's and the infrastructure's
 /// it shares with the API, then its own, the tasks' and the channels'.
@@ -25,6 +26,8 @@ pub fn metrics_catalog() -> Vec<MetricDef> {
         db::METRICS,
         resilience::breaker::METRICS,
         infra::tasks::METRICS,
+        broker::METRICS,
+        broker::consumer::METRICS,
         runner::METRICS,
         sync::metrics::METRICS,
         webhooks::delivery::METRICS,

@@ -7,9 +7,9 @@
 
 use std::time::Duration;
 
+use lapin::Connection;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
-use lapin::{Connection, ConnectionProperties};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
@@ -92,8 +92,11 @@ impl QueueStats {
         let open = match connection.take() {
             Some(open) if open.status().connected() => open,
             _ => {
-                Connection::connect(self.url.expose_secret(), ConnectionProperties::default())
-                    .await?
+                Connection::connect(
+                    self.url.expose_secret(),
+                    crate::broker::connection_properties("stock-tracker queue stats"),
+                )
+                .await?
             }
         };
         let open = connection.insert(open);

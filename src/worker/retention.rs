@@ -21,6 +21,8 @@ use crate::config::Settings;
 use crate::db::{Database, observed};
 use crate::telemetry::metrics::{MetricDef, Metrics};
 
+use super::leadership::{Fence, NoLongerLeading};
+
 pub const ROWS_PURGED: MetricDef = MetricDef::counter(
     "stock_tracker_retention_rows_purged_total",
     "Rows deleted by retention, by kind: stock_history, outbox_events, webhook_deliveries, telegram_deliveries, sync_jobs, revoked_access_tokens, refresh_tokens",
@@ -101,12 +103,14 @@ fn cutoffs(settings: &Settings, now: OffsetDateTime) -> [(&'static str, OffsetDa
 }
 
 /// One run at `now`. A kind that fails is logged and skipped; the others
-/// still run.
+/// still run. With a `fence` (beat's), every statement first checks that
+/// this beat still leads, and the run stops once it does not.
 pub async fn run(
     db: &Database,
     settings: &Settings,
     purged: &IntCounterVec,
     now: OffsetDateTime,
+    fence: Option<Fence>,
 ) -> anyhow::Result<Report> {
     let retention = &settings.retention;
     let mut report = Report::default();
@@ -114,6 +118,7 @@ pub async fn run(
     let ahead = now + days(31 * retention.history_months_ahead);
     report.partitions_created = one(
         db,
+        fence,
         "retention.add_partitions",
         sqlx::query_scalar("SELECT stock_history_add_partitions($1, $2)")
             .bind(now)
@@ -123,6 +128,7 @@ pub async fn run(
     let batch = retention.batch_size as i32;
     let history: i64 = one(
         db,
+        fence,
         "retention.drop_partitions",
         sqlx::query_scalar("SELECT stock_history_drop_partitions($1, $2)")
             .bind(now - days(retention.stock_history_days))
@@ -138,8 +144,9 @@ pub async fn run(
                 .bind(kind)
                 .bind(before)
                 .bind(batch);
-            let deleted: i64 = match one(db, "retention.purge", query).await {
+            let deleted: i64 = match one(db, fence, "retention.purge", query).await {
                 Ok(deleted) => deleted,
+                Err(err) if err.is::<NoLongerLeading>() => return Err(err),
                 Err(err) => {
                     tracing::warn!(kind, error = %format!("{err:#}"), "retention could not purge");
                     break;
@@ -163,6 +170,7 @@ fn record(report: &mut Report, purged: &IntCounterVec, kind: &'static str, remov
 /// One statement in its own transaction (as beat's role, no tenant).
 async fn one<'q, T>(
     db: &Database,
+    fence: Option<Fence>,
     kind: &'static str,
     query: sqlx::query::QueryScalar<'q, Postgres, T, PgArguments>,
 ) -> anyhow::Result<T>
@@ -171,6 +179,9 @@ where
     (T,): for<'r> sqlx::FromRow<'r, PgRow>,
 {
     let mut tx = db.begin().await?;
+    if let Some(fence) = fence {
+        fence.check(&mut tx).await?;
+    }
     let value = query.fetch_one(observed(kind, &mut *tx)).await?;
     tx.commit().await?;
     Ok(value)

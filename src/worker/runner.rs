@@ -2,21 +2,27 @@
 //! `/metrics`, `/metrics/catalog`, `/health/live` and `/health/ready` on
 //! `worker.port`.
 //!
-//! Shutdown on SIGTERM or SIGINT: celery-rs stops consuming and waits for
+//! Each queue is consumed on its own channel with its own prefetch
+//! (`broker.sync_prefetch`, `broker.notifications_prefetch`): that many of
+//! its tasks run at once, so long syncs never hold deliveries back.
+//!
+//! Shutdown on SIGTERM or SIGINT: the worker stops consuming and waits for
 //! running tasks; after `worker.shutdown_timeout_secs` the process exits
 //! anyway, and the messages it still held — unacknowledged, since tasks
 //! acknowledge late — are redelivered by RabbitMQ to another worker.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
-use celery::task::Task;
+use futures_util::FutureExt;
 use serde_json::json;
 
 use super::queue_stats::QueueStats;
-use crate::broker;
+use crate::broker::consumer::{self, Consumer, Handler, Subscription};
+use crate::broker::{self, BadMessage, TaskMessage};
 use crate::config::Settings;
 use crate::db::{self, observed};
 use crate::infra::{self, Infra};
@@ -25,27 +31,77 @@ use crate::{sync, telegram, webhooks};
 
 pub const WORKER_PREFETCH: MetricDef = MetricDef::gauge(
     "stock_tracker_worker_prefetch_messages",
-    "Messages the worker may hold unacknowledged at once (broker.prefetch)",
-    &[],
+    "Messages of each queue the worker may hold unacknowledged, and so run, at once (broker.sync_prefetch, broker.notifications_prefetch)",
+    &["queue"],
 );
 
 pub const METRICS: &[MetricDef] = &[WORKER_PREFETCH];
 
 /// The tasks this worker runs, by name.
 const TASKS: [&str; 4] = [
-    <sync::tasks::sync_tenant_products as Task>::NAME,
-    <sync::tasks::sync_all_tenants as Task>::NAME,
-    <webhooks::tasks::deliver_webhook as Task>::NAME,
-    <telegram::tasks::deliver_telegram as Task>::NAME,
+    sync::tasks::SYNC_TENANT_PRODUCTS,
+    sync::tasks::SYNC_ALL_TENANTS,
+    webhooks::tasks::DELIVER_WEBHOOK,
+    telegram::tasks::DELIVER_TELEGRAM,
 ];
+
+/// Each task's body, with the infrastructure it runs with.
+fn handlers(ctx: &Arc<Infra>) -> HashMap<&'static str, Handler> {
+    fn handler<F, Fut>(ctx: &Arc<Infra>, body: F) -> Handler
+    where
+        F: Fn(Arc<Infra>, TaskMessage) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BadMessage>> + Send + 'static,
+    {
+        let ctx = ctx.clone();
+        Arc::new(move |message| body(ctx.clone(), message).boxed())
+    }
+    HashMap::from([
+        (
+            sync::tasks::SYNC_TENANT_PRODUCTS,
+            handler(ctx, sync::tasks::sync_tenant_products),
+        ),
+        (
+            sync::tasks::SYNC_ALL_TENANTS,
+            handler(ctx, sync::tasks::sync_all_tenants),
+        ),
+        (
+            webhooks::tasks::DELIVER_WEBHOOK,
+            handler(ctx, webhooks::tasks::deliver_webhook),
+        ),
+        (
+            telegram::tasks::DELIVER_TELEGRAM,
+            handler(ctx, telegram::tasks::deliver_telegram),
+        ),
+    ])
+}
+
+/// The queues and how many of each queue's tasks run at once.
+fn subscriptions(settings: &Settings) -> [Subscription; 2] {
+    let broker = &settings.broker;
+    [
+        Subscription {
+            queue: broker.sync_queue.clone(),
+            prefetch: broker.sync_prefetch,
+        },
+        Subscription {
+            queue: broker.notifications_queue.clone(),
+            prefetch: broker.notifications_prefetch,
+        },
+    ]
+}
 
 /// The worker's registry, its own families registered (the shared ones are
 /// registered as [`Infra::build`] builds their parts).
 fn metrics(settings: &Settings) -> Metrics {
     let metrics = Metrics::new();
-    metrics
-        .int_gauge(&WORKER_PREFETCH)
-        .set(i64::from(settings.broker.prefetch));
+    let prefetch = metrics.int_gauge_vec(&WORKER_PREFETCH);
+    let rejected = metrics.counter_vec(&consumer::MESSAGES_REJECTED);
+    for subscription in subscriptions(settings) {
+        prefetch
+            .with_label_values(&[subscription.queue.as_str()])
+            .set(i64::from(subscription.prefetch));
+        rejected.with_label_values(&[subscription.queue.as_str()]);
+    }
     infra::tasks::register_metrics(&metrics, &TASKS);
     sync::metrics::register(&metrics);
     for channel in super::CHANNELS {
@@ -101,7 +157,6 @@ async fn ready(ctx: web::Data<Arc<Infra>>) -> HttpResponse {
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let ctx = context(&settings).await?;
-    infra::tasks::install(ctx.clone());
 
     ctx.metrics.start_memory_sampler(&settings.metrics);
     let data = web::Data::new(ctx.clone());
@@ -130,47 +185,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let server_handle = server.handle();
     tokio::spawn(server);
 
-    let app = broker::connect(&settings, 30).await?;
-    app.register_task::<crate::sync::tasks::sync_tenant_products>()
-        .await
-        .map_err(|err| anyhow::anyhow!("{err}"))?;
-    app.register_task::<crate::sync::tasks::sync_all_tenants>()
-        .await
-        .map_err(|err| anyhow::anyhow!("{err}"))?;
-    app.register_task::<crate::webhooks::tasks::deliver_webhook>()
-        .await
-        .map_err(|err| anyhow::anyhow!("{err}"))?;
-    app.register_task::<crate::telegram::tasks::deliver_telegram>()
-        .await
-        .map_err(|err| anyhow::anyhow!("{err}"))?;
-    ctx.queue.adopt(app.clone()).await;
-    let queues = [
-        settings.broker.sync_queue.as_str(),
-        settings.broker.notifications_queue.as_str(),
-    ];
-    tracing::info!(queues = ?queues, port = settings.worker.port, "worker consuming");
-
     let grace = Duration::from_secs(settings.worker.shutdown_timeout_secs);
-    let consumed = tokio::select! {
-        consumed = app.consume_from(&queues) => consumed.map_err(|err| anyhow::anyhow!("consuming: {err}")),
-        () = shutdown_deadline(grace) => {
-            tracing::warn!(
-                grace_secs = grace.as_secs(),
-                "tasks still running after the shutdown timeout; they stay unacknowledged for redelivery"
-            );
-            Ok(())
-        }
+    let consumer = Consumer {
+        settings: ctx.settings.clone(),
+        handlers: handlers(&ctx),
+        rejected: ctx.metrics.counter_vec(&consumer::MESSAGES_REJECTED),
     };
+    let consumed = consumer
+        .run(&subscriptions(&settings), super::shutdown_signal(), grace)
+        .await;
     server_handle.stop(true).await;
     queue_stats.close().await;
     ctx.close().await;
     tracing::info!("worker stopped");
     consumed
-}
-
-/// Resolves `grace` after the first SIGTERM or SIGINT (celery-rs handles
-/// the signal itself; this only bounds how long it may wait).
-async fn shutdown_deadline(grace: Duration) {
-    super::shutdown_signal().await;
-    tokio::time::sleep(grace).await;
 }

@@ -9,6 +9,7 @@ mod auth_flows;
 mod catalog_cache;
 mod cli;
 mod cors_and_compression;
+mod durability;
 mod error_reporting;
 mod errors;
 mod health;

@@ -273,10 +273,13 @@ impl Drop for RedisServer {
 
 /// Forwards a local port to a target; [`TcpProxy::cut`] closes every
 /// connection and refuses new ones (accepted, then closed at once) until
-/// [`TcpProxy::restore`].
+/// [`TcpProxy::restore`]; [`TcpProxy::hold_replies`] lets requests through
+/// but holds back what the target answers (a publish reaches the broker,
+/// its confirm does not come back) until [`TcpProxy::release_replies`].
 pub struct TcpProxy {
     pub port: u16,
     up: watch::Sender<bool>,
+    replies: watch::Sender<bool>,
 }
 
 impl TcpProxy {
@@ -284,27 +287,47 @@ impl TcpProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (up, _) = watch::channel(true);
+        let (replies, _) = watch::channel(true);
         let state = up.clone();
+        let flow = replies.clone();
         tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
                 if !*state.borrow() {
                     drop(inbound);
                     continue;
                 }
                 let target = target.clone();
                 let mut down = state.subscribe();
+                let mut flowing = flow.subscribe();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(&target).await else {
+                    let Ok(outbound) = TcpStream::connect(&target).await else {
                         return;
                     };
+                    let (mut client_read, mut client_write) = inbound.into_split();
+                    let (mut server_read, mut server_write) = outbound.into_split();
+                    let requests = tokio::io::copy(&mut client_read, &mut server_write);
+                    let answers = async {
+                        use tokio::io::AsyncReadExt;
+                        let mut buffer = vec![0u8; 16 * 1024];
+                        loop {
+                            let read = server_read.read(&mut buffer).await?;
+                            if read == 0 {
+                                return Ok::<_, std::io::Error>(());
+                            }
+                            // Held here while replies are held.
+                            let _ = flowing.wait_for(|flowing| *flowing).await;
+                            client_write.write_all(&buffer[..read]).await?;
+                        }
+                    };
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = requests => {}
+                        _ = answers => {}
                         _ = down.wait_for(|up| !*up) => {}
                     }
                 });
             }
         });
-        Self { port, up }
+        Self { port, up, replies }
     }
 
     pub fn cut(&self) {
@@ -313,6 +336,14 @@ impl TcpProxy {
 
     pub fn restore(&self) {
         self.up.send_replace(true);
+    }
+
+    pub fn hold_replies(&self) {
+        self.replies.send_replace(false);
+    }
+
+    pub fn release_replies(&self) {
+        self.replies.send_replace(true);
     }
 }
 

@@ -91,7 +91,11 @@ async fn each_kind_is_purged_past_its_age_in_bounded_batches() {
     let run = |at: OffsetDateTime| {
         let purged = purged.clone();
         let db = app.state.db.clone();
-        async move { retention::run(&db, settings, &purged, at).await.unwrap() }
+        async move {
+            retention::run(&db, settings, &purged, at, None)
+                .await
+                .unwrap()
+        }
     };
 
     // A day later: only the revocation, whose token has expired.

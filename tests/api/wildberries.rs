@@ -188,6 +188,8 @@ async fn a_transient_marketplace_failure_is_retried_and_the_sync_succeeds() {
     let owner = app.register("wb-retry@example.com").await;
     let connection = wildberries_connection(&app, &owner).await;
     let _worker = Role::start("worker", &app.state.settings, &worker_env(&server));
+    // The retry waits in PostgreSQL; beat hands it over once due.
+    let _beat = Role::start("beat", &app.state.settings, &[]);
     let job = crate::workers::start_and_wait(&app, &owner, &connection, "succeeded").await;
     assert_eq!(job["attempts"], 2, "{job}");
     assert_eq!(job["products_created"], 3);

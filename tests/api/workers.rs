@@ -129,6 +129,11 @@ impl Role {
             .env("STOCK_TRACKER__WORKER__RETRY_BASE_SECS", "1")
             .env("STOCK_TRACKER__WORKER__RETRY_MAX_SECS", "2")
             .env("STOCK_TRACKER__WORKER__SHUTDOWN_TIMEOUT_SECS", "5")
+            // Short leases: a frozen or dead worker's job, or a frozen
+            // beat's lead, passes on within seconds.
+            .env("STOCK_TRACKER__WORKER__JOB_LEASE_SECS", "3")
+            .env("STOCK_TRACKER__BEAT__SWEEP_INTERVAL_SECS", "1")
+            .env("STOCK_TRACKER__BEAT__LEADER_LEASE_SECS", "3")
             .env("STOCK_TRACKER__BEAT__STANDBY_RETRY_SECS", "1");
         if let Some(direct) = &settings.database.direct_url {
             // Behind the pooler, as the test's application is.
@@ -187,6 +192,24 @@ impl Role {
         let _ = self.child.wait();
     }
 
+    /// Freezes the process (SIGSTOP): alive, holding its connections, doing nothing.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen process go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -197,6 +220,10 @@ impl Role {
 
 impl Drop for Role {
     fn drop(&mut self) {
+        // A frozen process must run again to die of SIGKILL's cleanup.
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
         self.kill();
     }
 }
@@ -214,7 +241,7 @@ pub async fn demo_connection(app: &TestApp, owner: &Account) -> String {
     body["id"].as_str().unwrap().to_owned()
 }
 
-async fn start_sync(app: &TestApp, owner: &Account, connection: &str) -> reqwest::Response {
+pub async fn start_sync(app: &TestApp, owner: &Account, connection: &str) -> reqwest::Response {
     app.send(
         Method::POST,
         "/api/v1/sync",
@@ -251,7 +278,7 @@ pub async fn wait_for_job(
     }
 }
 
-async fn count(app: &TestApp, sql: &str, tenant: Uuid) -> i64 {
+pub async fn count(app: &TestApp, sql: &str, tenant: Uuid) -> i64 {
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
         .bind(tenant)
         .fetch_one(&mut app.database.owner_connection().await)
@@ -479,18 +506,12 @@ async fn jobs_created_while_the_broker_is_down_are_swept_to_it_later() {
     let mut settings = (*app.state.settings).clone();
     settings.broker.url = BROKER.to_owned().into();
     let _worker = Role::start("worker", &settings, &[]);
-    let beat = Role::start(
-        "beat",
-        &settings,
-        &[
-            ("STOCK_TRACKER__BEAT__STALE_JOB_SECS", "1".into()),
-            ("STOCK_TRACKER__BEAT__SWEEP_INTERVAL_SECS", "1".into()),
-        ],
-    );
+    let beat = Role::start("beat", &settings, &[]);
     wait_for_job(&app, &owner, &job_id, "succeeded", Duration::from_secs(30)).await;
     assert!(
+        beat.output().contains("handed due sync jobs to the broker"),
+        "{}",
         beat.output()
-            .contains("handed stale queued jobs to the broker again")
     );
 }
 
@@ -559,7 +580,11 @@ async fn a_worker_killed_mid_sync_is_replaced_and_the_sync_completes_once_in_eff
     .await;
     assert!(partial < 30_000, "killed too late: {partial}");
 
+    // The redelivered message finds the job under the dead worker's lease
+    // and is dropped; once the lease runs out, beat's reaper queues the job
+    // again and its sweeper hands it over.
     let _second = Role::start("worker", &app.state.settings, &big);
+    let _beat = Role::start("beat", &app.state.settings, &[]);
     let done = wait_for_job(&app, &owner, &job_id, "succeeded", Duration::from_secs(120)).await;
     assert_eq!(done["attempts"], 2);
     let tenant = owner.tenant_id;
@@ -634,23 +659,32 @@ async fn beat_role(beat: &Role) -> String {
 }
 
 #[tokio::test]
-async fn a_python_celery_client_can_enqueue_a_sync() {
+async fn a_python_celery_client_can_enqueue_a_sync_with_or_without_naming_the_queue() {
     let queues = TestQueues::new();
-    // The API cannot reach the broker: the job is recorded, queued, not sent.
+    // The API cannot reach the broker: the jobs are recorded, queued, not sent.
     let app = spawn_app_with(|_| {}).await;
     let owner = app.register("python@example.com").await;
-    let connection = demo_connection(&app, &owner).await;
-    let job: Value = start_sync(&app, &owner, &connection)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let job_id = job["job_id"].as_str().unwrap().to_owned();
+    let mut jobs = Vec::new();
+    for _ in 0..2 {
+        let connection = demo_connection(&app, &owner).await;
+        let job: Value = start_sync(&app, &owner, &connection)
+            .await
+            .json()
+            .await
+            .unwrap();
+        jobs.push((connection, job["job_id"].as_str().unwrap().to_owned()));
+    }
 
     let mut settings = (*app.state.settings).clone();
     queues.apply(&mut settings);
-    let _worker = Role::start("worker", &settings, &[]);
-    // Exactly what docs/api.md shows a Python client doing.
+    let worker = Role::start("worker", &settings, &[]);
+    // The worker declares its quorum queues first.
+    worker
+        .wait_for_log("worker consuming", Duration::from_secs(30))
+        .await;
+    // Exactly what docs/api.md shows a Python client doing: the queue type
+    // and the routing of the service's task names, then `send_task` with an
+    // explicit queue, and without one (routed by name).
     let venv = std::env::var("STOCK_TRACKER_VENV").unwrap_or_else(|_| {
         format!(
             "{}/.cache/stock-tracker/venv",
@@ -661,18 +695,28 @@ async fn a_python_celery_client_can_enqueue_a_sync() {
         r#"
 from celery import Celery
 app = Celery(broker="{BROKER}")
-app.send_task("sync_tenant_products", args=["{tenant}", "{connection}", "{job_id}"], queue="{queue}")
+app.conf.task_create_missing_queue_type = "quorum"
+app.conf.task_routes = {{"sync_*": {{"queue": "{sync}"}}, "deliver_*": {{"queue": "{notifications}"}}}}
+app.send_task("sync_tenant_products", args=["{tenant}", "{c1}", "{j1}"], queue="{sync}")
+app.send_task("sync_tenant_products", args=["{tenant}", "{c2}", "{j2}"])
 "#,
         tenant = owner.tenant_id,
-        queue = queues.sync,
+        sync = queues.sync,
+        notifications = queues.notifications,
+        c1 = jobs[0].0,
+        j1 = jobs[0].1,
+        c2 = jobs[1].0,
+        j2 = jobs[1].1,
     );
     let status = Command::new(format!("{venv}/bin/python"))
         .args(["-c", &script])
         .status()
         .expect("the Python venv exists (make python-tools)");
     assert!(status.success());
-    let done = wait_for_job(&app, &owner, &job_id, "succeeded", Duration::from_secs(30)).await;
-    assert_eq!(done["attempts"], 1);
+    for (_, job_id) in &jobs {
+        let done = wait_for_job(&app, &owner, job_id, "succeeded", Duration::from_secs(30)).await;
+        assert_eq!(done["attempts"], 1);
+    }
 }
 
 #[tokio::test]
@@ -874,6 +918,7 @@ async fn a_task_still_running_at_the_shutdown_timeout_is_redelivered() {
     assert_eq!(unfinished["status"], "running");
 
     let _second = Role::start("worker", &app.state.settings, &env);
+    let _beat = Role::start("beat", &app.state.settings, &[]);
     let done = wait_for_job(&app, &owner, &job_id, "succeeded", Duration::from_secs(120)).await;
     assert_eq!(done["attempts"], 2);
     assert_eq!(done["products_seen"], 60_000);
