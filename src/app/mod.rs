@@ -39,6 +39,7 @@ pub mod metrics_routes;
 pub mod openapi;
 
 use std::net::TcpListener;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::{Compress, Condition, from_fn};
@@ -129,15 +130,18 @@ impl Application {
         let openapi_json = web::Data::new(OpenApiJson(
             serde_json::to_string(&document).context("serializing the OpenAPI document")?,
         ));
+        let revocations = RevocationStore::new(
+            &settings,
+            infra.redis.clone(),
+            infra.redis_guard.clone(),
+            infra.db.clone(),
+        );
+        revocations
+            .replay_invalidations(Duration::from_millis(settings.auth.invalidation_replay_ms));
         let auth = web::Data::new(AuthState {
             tokens: TokenKeys::from_settings(&settings.auth).context("loading the JWT keys")?,
             passwords: PasswordHasher::new(&settings.auth.argon2)?,
-            revocations: RevocationStore::new(
-                &settings,
-                infra.redis.clone(),
-                infra.redis_guard.clone(),
-                infra.db.clone(),
-            ),
+            revocations,
             refresh_token_ttl_secs: settings.auth.refresh_token_ttl_secs,
             events: AuthEvents::register(&metrics),
         });

@@ -155,13 +155,14 @@ async fn resolve_api_key(
     key: &str,
 ) -> Authentication {
     let hash = hash_secret(key);
-    let grant = match revocations.cached_api_key(&hash).await {
+    let lookup = revocations.cached_api_key(&hash).await;
+    let grant = match lookup.grant {
         Some(grant) => grant,
         // Boxed: the statement's large future would otherwise be copied with
         // this layer's on every request (see `products::service::cached`).
         None => match Box::pin(repository::use_api_key(&infra.db, &hash)).await {
             Ok(Some(grant)) => {
-                revocations.cache_api_key(&hash, &grant).await;
+                revocations.cache_api_key(&hash, &grant, lookup.stamp).await;
                 grant
             }
             Ok(None) => return Authentication::Rejected(AuthRejection::InvalidApiKey),

@@ -16,6 +16,20 @@
 //!   once Redis answers it deletes every tenant's marker and every cached
 //!   API-key grant (a SCAN of each node), so every tenant refills from
 //!   PostgreSQL — which has the write — at its next check.
+//! - **Other processes** never see this one's failed write, nor one it did
+//!   not get to make (it died between the commit and Redis): the commit
+//!   itself recorded the invalidation in `auth_invalidations` (triggers on
+//!   the revocation tables), and every API process applies the records to
+//!   Redis every `auth.invalidation_replay_ms` ([`RevocationStore::apply_invalidations`]):
+//!   the same entries the direct write makes (applying one twice changes
+//!   nothing), and the cached grants of the keys concerned dropped. A
+//!   revocation therefore holds on every replica within that interval of
+//!   Redis answering.
+//!
+//! A cached API-key grant is stamped: a lookup that missed reads the key's
+//! generation, and its grant is stored only if no revocation bumped the
+//! generation meanwhile, so a concurrent miss cannot re-store a key that was
+//! just revoked.
 //!
 //! A tenant's keys (marker, revoked token ids, users' marks) share its hash
 //! tag, so a check is one command or script on one Redis Cluster slot.
@@ -49,6 +63,21 @@ pub enum RevocationError {
     /// Neither Redis nor PostgreSQL could answer.
     Unavailable,
 }
+
+/// What the cache knew of an API key: its grant, and the stamp a miss must
+/// present to store one (`None`: Redis did not answer, so nothing is stored).
+#[derive(Debug, Default)]
+pub struct ApiKeyLookup {
+    pub grant: Option<ApiKeyGrant>,
+    pub stamp: Option<String>,
+}
+
+/// Invalidations applied per round.
+const INVALIDATIONS_PER_ROUND: i32 = 500;
+
+/// How long a key's generation outlives its last bump: far longer than any
+/// lookup between its miss and its store.
+const API_KEY_GENERATION_TTL_SECS: u64 = 86_400;
 
 /// What a verified API key grants, as cached.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,6 +144,15 @@ impl RevocationStore {
     /// Tagged by the key's own hash: it is looked up before its tenant is known.
     fn api_key_key(&self, hash: &[u8]) -> String {
         format!("{}api_key:{}", self.prefix, tag(hex::encode(hash)))
+    }
+
+    /// Bumped by every revocation of the key; in the grant's hash slot.
+    fn api_key_generation_key(&self, hash: &[u8]) -> String {
+        format!(
+            "{}api_key_generation:{}",
+            self.prefix,
+            tag(hex::encode(hash))
+        )
     }
 
     /// How long a user's mark must live in Redis: until every token issued
@@ -273,54 +311,175 @@ impl RevocationStore {
         self.note_write(result, "invalidating a user's tokens");
     }
 
-    /// The cached grant of an API key, if Redis is trustworthy and has it.
+    /// The cached grant of an API key, if Redis is trustworthy and has it,
+    /// with the key's stamp, in one round trip.
     /// (A grant lost with Redis's data is only a miss: no marker is needed.)
-    pub async fn cached_api_key(self: &Arc<Self>, hash: &[u8]) -> Option<ApiKeyGrant> {
+    pub async fn cached_api_key(self: &Arc<Self>, hash: &[u8]) -> ApiKeyLookup {
         if self.stale.load(Ordering::Acquire) {
             self.schedule_reset();
-            return None;
+            return ApiKeyLookup::default();
         }
-        let key = self.api_key_key(hash);
-        let json: Option<String> = self
+        let keys = [self.api_key_key(hash), self.api_key_generation_key(hash)];
+        let read: Option<(Option<String>, Option<String>)> = self
             .redis_op("api_key.read", |mut conn| async move {
-                Ok(conn.get(key).await?)
+                Ok(conn.mget(&keys).await?)
             })
             .await
-            .ok()?;
-        json.and_then(|json| serde_json::from_str(&json).ok())
+            .ok();
+        let Some((json, generation)) = read else {
+            return ApiKeyLookup::default();
+        };
+        ApiKeyLookup {
+            grant: json.and_then(|json| serde_json::from_str(&json).ok()),
+            stamp: Some(generation.unwrap_or_default()),
+        }
     }
 
-    pub async fn cache_api_key(&self, hash: &[u8], grant: &ApiKeyGrant) {
-        let key = self.api_key_key(hash);
-        let ttl = self.api_key_cache_ttl_secs;
+    /// Caches a grant read from PostgreSQL after a miss, unless the key was
+    /// revoked since the miss read `stamp` (or Redis did not answer then).
+    pub async fn cache_api_key(&self, hash: &[u8], grant: &ApiKeyGrant, stamp: Option<String>) {
+        let Some(stamp) = stamp else { return };
         let Ok(json) = serde_json::to_string(grant) else {
             return;
         };
+        let mut store = STORE_UNLESS_REVOKED.prepare_invoke();
+        store
+            .key(self.api_key_key(hash))
+            .key(self.api_key_generation_key(hash))
+            .arg(json)
+            .arg(self.api_key_cache_ttl_secs)
+            .arg(stamp);
         // A failed cache write loses nothing: the next use asks PostgreSQL.
         let _ = self
             .redis_op("api_key.cache", |mut conn| async move {
-                Ok(conn.set_ex::<_, _, ()>(key, json, ttl).await?)
+                Ok(store.invoke_async::<i64>(&mut conn).await.map(|_| ())?)
             })
             .await;
     }
 
-    /// Drops cached API-key grants (revocation, user deactivation).
+    /// Drops cached API-key grants and bumps their generations (revocation,
+    /// user deactivation).
     pub async fn forget_api_keys(self: &Arc<Self>, hashes: &[Vec<u8>]) {
         if hashes.is_empty() {
             return;
         }
-        let keys: Vec<String> = hashes.iter().map(|h| self.api_key_key(h)).collect();
+        let mut pipe = redis::pipe();
+        for hash in hashes {
+            self.forget_api_key(&mut pipe, hash);
+        }
         let result = self
             .redis_op("api_key.forget", |mut conn| async move {
-                // One command per key: each has its own hash slot.
-                let mut pipe = redis::pipe();
-                for key in keys {
-                    pipe.del(key).ignore();
-                }
                 Ok(pipe.query_async::<()>(&mut conn).await?)
             })
             .await;
         self.note_write(result, "dropping cached API keys");
+    }
+
+    /// One command per key: each key has its own hash slot.
+    fn forget_api_key(&self, pipe: &mut redis::Pipeline, hash: &[u8]) {
+        let generation = self.api_key_generation_key(hash);
+        pipe.del(self.api_key_key(hash)).ignore();
+        pipe.incr(&generation, 1).ignore();
+        pipe.expire(&generation, API_KEY_GENERATION_TTL_SECS as i64)
+            .ignore();
+    }
+
+    /// Applies the invalidations recorded in PostgreSQL to Redis — the
+    /// entries a direct write makes (a revoked token, a user's mark, a key's
+    /// grant dropped and generation bumped), plus the tenant's refill
+    /// sentinel dropped (an in-flight refill, whose snapshot may predate the
+    /// revocation, is abandoned) — then deletes the records, in one
+    /// transaction that holds them so no other process applies them too.
+    pub async fn apply_invalidations(&self) -> anyhow::Result<usize> {
+        type Row = (
+            i64,
+            Uuid,
+            String,
+            Option<Uuid>,
+            Option<time::OffsetDateTime>,
+            Option<Vec<u8>>,
+        );
+        let mut tx = self.db.begin().await?;
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, tenant_id, kind, subject, until, api_key_hash
+             FROM auth_invalidations_pending($1)",
+        )
+        .bind(INVALIDATIONS_PER_ROUND)
+        .fetch_all(observed("auth.invalidations_pending", &mut *tx))
+        .await?;
+        if rows.is_empty() {
+            tx.commit().await?;
+            return Ok(0);
+        }
+        let now_secs = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut pipe = redis::pipe();
+        let mut tenants = std::collections::HashSet::new();
+        for (_, tenant, kind, subject, until, hash) in &rows {
+            if tenants.insert(*tenant) {
+                pipe.del(self.sentinel_key(*tenant)).ignore();
+            }
+            match (kind.as_str(), subject, until, hash) {
+                ("access_token", Some(jti), Some(expires), _) => {
+                    let remaining = (expires.unix_timestamp() - now_secs).max(1) as u64;
+                    pipe.set_ex(self.jti_key(*tenant, *jti), 1, remaining + self.leeway_secs)
+                        .ignore();
+                }
+                ("user", Some(user), Some(mark), _) => {
+                    pipe.set_ex(
+                        self.user_key(*tenant, *user),
+                        timestamp_ms(*mark),
+                        self.mark_ttl_secs(),
+                    )
+                    .ignore();
+                }
+                ("api_key", _, _, Some(hash)) => self.forget_api_key(&mut pipe, hash),
+                _ => {}
+            }
+        }
+        self.redis_op("revocation.apply_invalidations", |mut conn| async move {
+            Ok(pipe.query_async::<()>(&mut conn).await?)
+        })
+        .await?;
+        let ids: Vec<i64> = rows.iter().map(|row| row.0).collect();
+        sqlx::query("SELECT auth_invalidations_applied($1)")
+            .bind(&ids)
+            .execute(observed("auth.invalidations_applied", &mut *tx))
+            .await?;
+        tx.commit().await?;
+        Ok(rows.len())
+    }
+
+    /// Applies recorded invalidations every `every`, for the life of the
+    /// process (logging when it starts failing and when it recovers).
+    pub fn replay_invalidations(self: &Arc<Self>, every: Duration) {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut failing = false;
+            loop {
+                tick.tick().await;
+                match store.apply_invalidations().await {
+                    Ok(applied) => {
+                        if failing {
+                            tracing::info!("applying recorded invalidations to Redis works again");
+                            failing = false;
+                        }
+                        if applied > 0 {
+                            tracing::debug!(applied, "applied recorded invalidations to Redis");
+                        }
+                    }
+                    Err(err) if !failing => {
+                        tracing::warn!(
+                            error = %format!("{err:#}"),
+                            "cannot apply recorded invalidations to Redis; retrying"
+                        );
+                        failing = true;
+                    }
+                    Err(_) => {}
+                }
+            }
+        });
     }
 
     fn note_write(self: &Arc<Self>, result: anyhow::Result<()>, what: &str) {
@@ -496,6 +655,22 @@ for i = 3, #KEYS do
 end
 redis.call('SET', KEYS[2], 1)
 redis.call('DEL', KEYS[1])
+return 1
+",
+    )
+});
+
+/// Stores a grant (KEYS[1], ARGV[1], TTL ARGV[2]) only if the key's
+/// generation (KEYS[2]) is still the stamp the miss read (ARGV[3]; empty:
+/// no generation yet).
+static STORE_UNLESS_REVOKED: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local generation = redis.call('GET', KEYS[2]) or ''
+if generation ~= ARGV[3] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 ",
     )

@@ -44,6 +44,11 @@ pub struct AuthSettings {
     pub leeway_secs: u64,
     #[garde(range(min = 1, max = 3600))]
     pub api_key_cache_ttl_secs: u64,
+    /// How often each API process applies the invalidations recorded in
+    /// PostgreSQL to Redis: the bound on a revocation reaching every
+    /// replica when the Redis write that followed it was lost.
+    #[garde(range(min = 100, max = 60_000))]
+    pub invalidation_replay_ms: u64,
     #[garde(dive)]
     pub argon2: Argon2Settings,
 }

@@ -23,6 +23,7 @@ mod products;
 mod query_plans;
 mod rate_limits;
 mod redis_cluster;
+mod replicas;
 mod request_id;
 mod resilience;
 mod retention;

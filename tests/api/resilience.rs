@@ -118,6 +118,8 @@ async fn callers_queueing_for_the_database_shed_new_requests() {
         s.database.max_connections = 1;
         s.database.min_connections = 0;
         s.load_shedding.max_db_pool_waiters = 0;
+        // Only the requests below compete for the one connection.
+        s.auth.invalidation_replay_ms = 60_000;
     })
     .await;
     let owner = app.register("queue@example.com").await;
