@@ -13,10 +13,11 @@ run: services
 # The plan test that seeds a tenant of 1,000,000 products.
 SEEDS_A_MILLION = query_plans::a_small_tenant_reads_a_bounded_number_of_buffers_next_to_a_million_products
 
-# Every repository, row-level security, the workers: what a pooler can break.
+# Every repository, row-level security, the workers, job leases, beat's lead
+# and revocations across replicas: what a pooler can break.
 POOLER_SUITES = row_level_security:: auth_flows:: users_and_keys:: roles_and_isolation:: \
 	products:: marketplaces:: catalog_cache:: webhooks:: telegram:: notifications:: workers:: \
-	retention::
+	retention:: durability:: replicas::
 
 ## Every test: unit and integration tests against the local PostgreSQL, Redis
 ## and RabbitMQ (then those of the benchmark's `bench-layers` build: the layer
