@@ -482,3 +482,73 @@ async fn a_frozen_beat_is_replaced_within_its_lease_and_stands_down_without_writ
         .unwrap();
     assert_eq!(live["role"], "standby");
 }
+
+#[tokio::test]
+async fn a_job_past_its_lease_is_queued_again_or_failed_with_the_reason_once_retries_are_used_up() {
+    let app = spawn_app_with(|_| {}).await;
+    let owner = app.register("reaper@example.com").await;
+    let fresh = demo_connection(&app, &owner).await;
+    let exhausted = demo_connection(&app, &owner).await;
+    let max_retries = app.state.settings.worker.max_retries as i32;
+    // Two jobs left running by workers that stopped renewing their leases:
+    // one on its first attempt, one on its last.
+    let mut db = app.database.owner_connection().await;
+    for (connection, attempts) in [(&fresh, 1), (&exhausted, max_retries + 1)] {
+        sqlx::query(
+            "INSERT INTO sync_jobs (id, tenant_id, connection_id, status, attempts, started_at,
+                                    lease_token, lease_expires_at)
+             VALUES ($1, $2, $3::uuid, 'running', $4, now() - interval '1 minute',
+                     $5, now() - interval '1 second')",
+        )
+        .bind(Uuid::now_v7())
+        .bind(owner.tenant_id)
+        .bind(connection)
+        .bind(attempts)
+        .bind(Uuid::new_v4())
+        .execute(&mut db)
+        .await
+        .unwrap();
+    }
+    let reaped = stock_tracker::sync::service::reap_expired_leases(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(reaped.requeued, 1);
+    assert_eq!(reaped.failed, 1);
+
+    let state = |connection: &str| {
+        format!(
+            "SELECT status || ' | ' || coalesce(error, '') || ' | ' || (run_after <= now())::text
+             FROM sync_jobs WHERE connection_id = '{connection}'"
+        )
+    };
+    let requeued: String = sqlx::query_scalar(sqlx::AssertSqlSafe(state(&fresh)))
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert!(
+        requeued.starts_with("queued | the worker running it stopped renewing its lease"),
+        "{requeued}"
+    );
+    assert!(requeued.ends_with("| true"), "due at once: {requeued}");
+    let failed: String = sqlx::query_scalar(sqlx::AssertSqlSafe(state(&exhausted)))
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert!(
+        failed.starts_with("failed | the worker running it stopped renewing its lease"),
+        "{failed}"
+    );
+    assert!(failed.contains("retries are used up"), "{failed}");
+    let events = count(
+        &app,
+        "SELECT count(*) FROM outbox_events WHERE tenant_id = $1 AND event_type = 'sync.failed'",
+        owner.tenant_id,
+    )
+    .await;
+    assert_eq!(events, 1, "the failed job tells its subscribers");
+    // Reaping again finds nothing: the requeued job is queued, the failed one finished.
+    let again = stock_tracker::sync::service::reap_expired_leases(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(again, stock_tracker::sync::service::Reaped::default());
+}
