@@ -605,6 +605,10 @@ class Local:
         self.database_url = f"{args.postgres_admin_url.rsplit('/', 1)[0]}/{self.database}"
         self.processes: list[subprocess.Popen] = []
         self.pgbouncer_port: int | None = None
+        # Quorum queues of this run's own, deleted at the end: a queue keeps
+        # its type, so a name reused across runs (or releases) would pin it.
+        suffix = secrets.token_hex(4)
+        self.queues = (f"stock_tracker_deploy_check_{suffix}_sync", f"stock_tracker_deploy_check_{suffix}_notifications")
 
     def psql(self, sql: str) -> None:
         subprocess.run(["psql", self.admin_url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql], check=True, capture_output=True, text=True)
@@ -617,6 +621,12 @@ class Local:
             self.psql(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
         except subprocess.CalledProcessError as err:
             print(f"  note: could not drop {self.database}: {err.stderr.strip()}", flush=True)
+
+    def delete_queues(self) -> None:
+        if shutil.which("rabbitmqctl") is None:
+            return
+        for queue in self.queues:
+            subprocess.run(["rabbitmqctl", "-q", "delete_queue", queue], capture_output=True, timeout=60)
 
     def pooled_url(self) -> str:
         """The database through a local PgBouncer in transaction mode
@@ -654,8 +664,8 @@ class Local:
                 "STOCK_TRACKER__BEAT__PORT": str(ports["beat"]),
                 # Keep out of the way of anything else using these servers.
                 "STOCK_TRACKER__REDIS__KEY_PREFIX": "stock_tracker_deploy_check:",
-                "STOCK_TRACKER__BROKER__SYNC_QUEUE": "stock_tracker_deploy_check_sync",
-                "STOCK_TRACKER__BROKER__NOTIFICATIONS_QUEUE": "stock_tracker_deploy_check_notifications",
+                "STOCK_TRACKER__BROKER__SYNC_QUEUE": self.queues[0],
+                "STOCK_TRACKER__BROKER__NOTIFICATIONS_QUEUE": self.queues[1],
                 "STOCK_TRACKER__TRACING__OTLP_ENDPOINT": "",
                 "STOCK_TRACKER__SENTRY__DSN": "",
             }
@@ -872,6 +882,7 @@ def main() -> int:
             finally:
                 local.stop_all()
                 local.drop_database()
+                local.delete_queues()
                 shutil.rmtree(workdir, ignore_errors=True)
 
     total = sum(len(s.probes) for s in sources)

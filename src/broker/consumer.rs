@@ -102,25 +102,29 @@ impl Consumer {
             }
             connected_once = true;
             failed_attempts = 0;
+            // Each consumer's deliveries, then `None` when it ends: one queue
+            // no longer consumed (the broker cancelled it) reconnects them all.
             let mut deliveries = stream::select_all(channels.iter().map(|(queue, _, consumer)| {
                 let queue = queue.clone();
                 consumer
                     .clone()
+                    .map(Some)
+                    .chain(stream::iter([None]))
                     .map(move |delivery| (queue.clone(), delivery))
             }));
             let stopped = loop {
                 tokio::select! {
-                    next = deliveries.next() => match next {
-                        Some((queue, Ok(delivery))) => {
+                    Some((queue, next)) = deliveries.next() => match next {
+                        Some(Ok(delivery)) => {
                             let this = this.clone();
                             running.spawn(async move { this.handle(&queue, delivery).await });
                         }
-                        Some((_, Err(err))) => {
-                            tracing::warn!(error = %err, "the broker connection failed; reconnecting");
+                        Some(Err(err)) => {
+                            tracing::warn!(error = %err, %queue, "the broker connection failed; reconnecting");
                             break false;
                         }
                         None => {
-                            tracing::warn!("the broker cancelled consumption; reconnecting");
+                            tracing::warn!(%queue, "the broker cancelled consumption; reconnecting");
                             break false;
                         }
                     },

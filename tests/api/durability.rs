@@ -552,3 +552,29 @@ async fn a_job_past_its_lease_is_queued_again_or_failed_with_the_reason_once_ret
         .unwrap();
     assert_eq!(again, stock_tracker::sync::service::Reaped::default());
 }
+
+#[tokio::test]
+async fn a_queue_deleted_under_the_worker_is_declared_again_and_consumed() {
+    let queues = TestQueues::new();
+    let app = spawn_app_with(|s| queues.apply(s)).await;
+    let owner = app.register("redeclared@example.com").await;
+    let connection = demo_connection(&app, &owner).await;
+    let worker = Role::start("worker", &app.state.settings, &[]);
+    worker
+        .wait_for_log("worker consuming", Duration::from_secs(30))
+        .await;
+    // The broker cancels the worker's consumer of the deleted queue.
+    rabbitmqctl(&["delete_queue", &queues.sync]);
+    worker
+        .wait_for_log("worker consuming again", Duration::from_secs(30))
+        .await;
+    let listed = rabbitmqctl(&["list_queues", "name", "type"]);
+    assert!(
+        listed
+            .lines()
+            .any(|line| line.split_whitespace().eq([queues.sync.as_str(), "quorum"])),
+        "{listed}"
+    );
+    let job = job_of(start_sync(&app, &owner, &connection).await).await;
+    wait_for_job(&app, &owner, &job, "succeeded", Duration::from_secs(30)).await;
+}
