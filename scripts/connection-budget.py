@@ -8,8 +8,8 @@ Run by scripts/deploy-check.sh on each rendered overlay; usable alone:
 The worst case is counted, not the usual one: every Deployment of the app at
 its autoscaler's maximum (or its replicas) plus its rolling update's surge,
 each pod with a full pool (`STOCK_TRACKER__DATABASE__MAX_CONNECTIONS` as the
-container gets it, else config/default.toml's), beat's leadership-lock
-connection on top of its pool, the migrate Job's one connection, and what
+container gets it, else config/default.toml's; beat's lead is a row, so beat
+has no connection beyond its pool), the migrate Job's one connection, and what
 the ConfigMap `stock-tracker-database-budget` states about the database:
 
     postgres_max_connections        PostgreSQL's max_connections
@@ -22,8 +22,8 @@ the ConfigMap `stock-tracker-database-budget` states about the database:
 
 Without a pooler, the app's connections + other + reserved must fit in
 max_connections. Behind a pooler, the pools must fit in the pooler's client
-limit, and the pooler's server connections + the direct ones (beat's lock,
-migrations) + other + reserved in max_connections.
+limit, and the pooler's server connections + the direct one (migrations) +
+other + reserved in max_connections.
 """
 
 from __future__ import annotations
@@ -106,13 +106,10 @@ def check(name: str, rendered: Path) -> list[str]:
             pool = int(env.get(POOL_SIZE, default_pool_size()))
             pods = max_pods.get(workload, int(doc["spec"].get("replicas", 1)))
             extra = surge(doc, pods)
-            lock = 1 if role == "beat" else 0
             pooled += (pods + extra) * pool
-            direct += (pods + extra) * lock
-            lock_note = " + 1 leadership lock" if lock else ""
             lines.append(
-                f"  {workload}: ({pods} pods + {extra} surge) x ({pool} pool{lock_note})"
-                f" = {(pods + extra) * (pool + lock)}"
+                f"  {workload}: ({pods} pods + {extra} surge) x ({pool} pool)"
+                f" = {(pods + extra) * pool}"
             )
 
     maximum = budget["postgres_max_connections"]
