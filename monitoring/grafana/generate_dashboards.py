@@ -508,7 +508,20 @@ def workers():
            description="QueueDepthHigh: > 1,000 for 10m."),
         ts("Consumers by queue", target("max by (queue) (stock_tracker_queue_consumers)", "{{queue}}"), below=True,
            warn=1, min_=0, description="NoWorkerConsuming: 0 for 5m."),
-        stat("Prefetch per worker", target("stock_tracker_worker_prefetch_messages", "{{instance}}"), w=12),
+        stat("Prefetch per worker", target("stock_tracker_worker_prefetch_messages", "{{instance}} {{queue}}"), w=12,
+             description="Tasks of each queue one worker runs at once: broker.sync_prefetch, broker.notifications_prefetch."),
+        ts("Publishes / min by queue and outcome", target(
+            "sum by (queue, outcome) (rate(stock_tracker_broker_publishes_total[5m])) * 60", "{{queue}} {{outcome}}"),
+            stack=True, min_=0,
+            description="Task messages handed to the broker by the API, workers and beat, by publisher-confirm outcome. "
+                        "Anything but confirmed waits for beat's sweeper."),
+        ts("Unconfirmed publishes (10 min)", target(
+            "job_queue:stock_tracker_broker_publishes_unconfirmed:ratio_rate10m", "{{job}} {{queue}}"),
+            unit="percentunit", warn=0.05, min_=0,
+            description="BrokerPublishesFailing: > 5 % for 10m, or any nacked or returned for 10m."),
+        ts("Rejected messages / 15 min by queue", target(
+            "sum by (queue) (increase(stock_tracker_worker_messages_rejected_total[15m]))", "{{queue}}"),
+            warn=1, min_=0, description="WorkerRejectingMessages: any in 15 minutes (not protocol 2, unknown task, bad arguments)."),
         row("Marketplace sync"),
         ts("Sync jobs / h by outcome", target(
             "sum by (marketplace, outcome) (increase(stock_tracker_sync_jobs_total[1h]))", "{{marketplace}} {{outcome}}"),
@@ -516,6 +529,15 @@ def workers():
         ts("Products synced / s by outcome", target(
             "sum by (marketplace, outcome) (rate(stock_tracker_sync_products_total[5m]))", "{{marketplace}} {{outcome}}"),
             unit="ops", stack=True),
+        ts("Sync leases expired / h by outcome", target(
+            "sum by (outcome) (increase(stock_tracker_sync_leases_expired_total[1h]))", "{{outcome}}"),
+            stack=True, min_=0,
+            description="Running jobs whose worker stopped renewing the lease, reaped by beat: requeued, or failed once retries "
+                        "were used up. SyncLeasesExpiring: > 3 in 30 minutes, in both halves."),
+        ts("Sync runs stopped by a lost lease / h", target(
+            'sum by (instance) (increase(stock_tracker_worker_tasks_total{task="sync_tenant_products", status="lease_lost"}[1h]))',
+            "{{instance}}"), min_=0,
+            description="The worker came back to find its job taken over by another: it was alive but did not renew in time."),
         row("Notifications"),
         ts("Webhook attempts / s by outcome", target(
             "sum by (outcome) (rate(stock_tracker_webhook_deliveries_total[5m]))", "{{outcome}}"), unit="ops", stack=True),
