@@ -3,7 +3,7 @@
 CARGO_TARGET_DIR ?= $(HOME)/.cache/stock-tracker/target
 export CARGO_TARGET_DIR
 
-.PHONY: run test lint services python-tools migrate openapi schemathesis worker beat monitoring-check deploy-check bench bench-smoke
+.PHONY: run test lint services python-tools migrate openapi schemathesis worker beat monitoring-check scale-check deploy-check bench bench-smoke
 
 ## Install/start PostgreSQL, Redis and RabbitMQ if needed, migrate, and serve on 127.0.0.1:8000.
 run: services
@@ -24,8 +24,9 @@ POOLER_SUITES = row_level_security:: auth_flows:: users_and_keys:: roles_and_iso
 ## switch and the list settings that name layers), then the database-backed
 ## suites through a real PgBouncer in transaction mode, then the relative links
 ## of README.md and docs/ (a second), then the monitoring stack against the real Prometheus and Alertmanager,
-## then the Dockerfile, compose file and Kubernetes manifests with the real
-## validators (both scripts install their tools when missing).
+## then the multi-replica check (replicas behind HAProxy, one of each role
+## killed under load), then the Dockerfile, compose file and Kubernetes
+## manifests with the real validators (the scripts install their tools when missing).
 test: services python-tools
 	cargo test --all-targets -- --skip $(SEEDS_A_MILLION)
 	# Alone: its seeding loads PostgreSQL for minutes, which would slow the timed tests.
@@ -36,6 +37,7 @@ test: services python-tools
 	scripts/pgbouncer.sh run 2 cargo test --test api -- $(POOLER_SUITES)
 	python3 scripts/check-doc-links.py
 	scripts/monitoring-check.sh
+	scripts/scale-check.sh
 	scripts/deploy-check.sh
 
 ## Formatting and lints, as CI runs them; first the dependency guard
@@ -72,6 +74,10 @@ openapi:
 ## The monitoring checks alone (after a build: the end-to-end step runs the binary).
 monitoring-check:
 	scripts/monitoring-check.sh
+
+## The multi-replica check alone, ~2 min (after a build: it runs the binary).
+scale-check:
+	scripts/scale-check.sh
 
 ## The deployment checks alone (after a build: the probe check runs the binary).
 deploy-check:

@@ -144,13 +144,19 @@ async fn take_lead(infra: &Infra, holder: &str, heartbeat: &Heartbeat) -> i64 {
 }
 
 /// Renews the lead every third of the lease, publishing until when it is
-/// held (`None` once another beat holds it).
-async fn keep_lead(infra: &Infra, holder: &str, token: i64, held: watch::Sender<Option<Instant>>) {
-    let lease = Duration::from_secs(infra.settings.beat.leader_lease_secs);
+/// held (`None` once another beat holds it). Its own task: a long scheduled
+/// run must not hold the renewal back.
+async fn keep_lead(
+    db: Database,
+    holder: String,
+    token: i64,
+    lease: Duration,
+    held: watch::Sender<Option<Instant>>,
+) {
     loop {
         tokio::time::sleep(lease / 3).await;
         let asked = Instant::now();
-        match leadership::renew(&infra.db, holder, token, lease).await {
+        match leadership::renew(&db, &holder, token, lease).await {
             Ok(true) => {
                 let _ = held.send(Some(asked + lease));
             }
@@ -161,6 +167,15 @@ async fn keep_lead(infra: &Infra, holder: &str, token: i64, held: watch::Sender<
             // Retried at the next third; the lease lapses if it keeps failing.
             Err(err) => tracing::warn!(error = %format!("{err:#}"), "could not renew the lead"),
         }
+    }
+}
+
+/// Stops the renewal when the lead ends, however `lead` returns.
+struct Keeper(tokio::task::JoinHandle<()>);
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -246,9 +261,14 @@ async fn lead(
     stop: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
 ) -> Ended {
     let lease = Duration::from_secs(infra.settings.beat.leader_lease_secs);
-    let (held_tx, held) = watch::channel(Some(Instant::now() + lease));
-    let keeper = keep_lead(infra, holder, token, held_tx);
-    tokio::pin!(keeper);
+    let (held_tx, mut held) = watch::channel(Some(Instant::now() + lease));
+    let _keeper = Keeper(tokio::spawn(keep_lead(
+        infra.db.clone(),
+        holder.to_owned(),
+        token,
+        lease,
+        held_tx,
+    )));
     let tasks = schedule(&infra.settings);
     let mut due = [Instant::now(); 4];
     loop {
@@ -285,7 +305,7 @@ async fn lead(
         let wake = next.min(Instant::now() + Duration::from_secs(1));
         tokio::select! {
             () = tokio::time::sleep_until(wake) => {}
-            () = &mut keeper => {}
+            _ = held.changed() => {}
             () = stop.as_mut() => return Ended::Stopped,
         }
     }
