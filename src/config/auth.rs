@@ -76,6 +76,12 @@ pub(super) fn default_jwt_secret() -> String {
 }
 
 impl AuthSettings {
+    /// Signs with the development secret shipped in the default file.
+    pub(super) fn uses_built_in_secret(&self) -> bool {
+        self.jwt_algorithm == JwtAlgorithm::HS256
+            && self.jwt_secret.expose_secret() == default_jwt_secret()
+    }
+
     /// The rules that depend on the algorithm, on another key or on the environment.
     pub(super) fn check(&self, production: bool) -> Result<(), ConfigError> {
         match self.jwt_algorithm {

@@ -55,7 +55,7 @@ pub use health::HealthSettings;
 pub use load_shedding::LoadSheddingSettings;
 pub use logging::{LogFormat, LoggingSettings};
 pub use metrics::MetricsSettings;
-pub use notifications::NotificationSettings;
+pub use notifications::{NotificationSettings, TargetCaps, TargetCapsByTier};
 pub use rate_limit::RateLimitSettings;
 pub use redis::RedisSettings;
 pub use retention::RetentionSettings;
@@ -86,6 +86,9 @@ pub enum Environment {
 pub struct Settings {
     #[garde(skip)]
     pub environment: Environment,
+    /// Accept the built-in development secrets on a listener beyond loopback.
+    #[garde(skip)]
+    pub allow_insecure_dev_secrets: bool,
     #[garde(dive)]
     pub server: ServerSettings,
     #[garde(dive)]
@@ -236,6 +239,7 @@ impl Settings {
         self.database.check()?;
         self.auth.check(production)?;
         self.secrets.check(production)?;
+        self.check_development_secrets()?;
         self.cors.check()?;
         self.load_shedding.check()?;
         self.worker.check()?;
@@ -247,6 +251,42 @@ impl Settings {
 
     pub fn is_production(&self) -> bool {
         self.environment == Environment::Production
+    }
+
+    /// The built-in development secrets are in every copy of this file:
+    /// with them anyone can mint tokens and decrypt stored credentials. They
+    /// are accepted only while no listener is reachable beyond loopback (an
+    /// environment that forgot `environment = "production"` must not serve
+    /// them), or when `allow_insecure_dev_secrets` says so.
+    fn check_development_secrets(&self) -> Result<(), ConfigError> {
+        if self.allow_insecure_dev_secrets {
+            return Ok(());
+        }
+        let listeners = [
+            ("server.host", self.server.host),
+            ("worker.host", self.worker.host),
+            ("beat.host", self.beat.host),
+        ];
+        let Some((listener, host)) = listeners.into_iter().find(|(_, host)| !host.is_loopback())
+        else {
+            return Ok(());
+        };
+        let built_in = if self.auth.uses_built_in_secret() {
+            "auth.jwt_secret"
+        } else if self.secrets.uses_built_in_key() {
+            "secrets.fernet_keys"
+        } else {
+            return Ok(());
+        };
+        invalid(
+            built_in,
+            format!(
+                "is the built-in development value, which anyone can read, and `{listener}` \
+                 ({host}) is reachable beyond loopback; set STOCK_TRACKER__AUTH__JWT_SECRET and \
+                 STOCK_TRACKER__SECRETS__FERNET_KEYS to values of your own, listen on 127.0.0.1, \
+                 or set STOCK_TRACKER__ALLOW_INSECURE_DEV_SECRETS=true"
+            ),
+        )
     }
 }
 
@@ -358,6 +398,40 @@ mod tests {
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("`auth.jwt_secret`"), "{err}");
         assert!(err.contains("development default"), "{err}");
+    }
+
+    #[test]
+    fn the_built_in_secrets_are_refused_on_a_listener_beyond_loopback() {
+        let mut s = defaults();
+        s.server.host = "0.0.0.0".parse().unwrap();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("`auth.jwt_secret`") && err.contains("`server.host` (0.0.0.0)"),
+            "{err}"
+        );
+        assert!(err.contains("STOCK_TRACKER__AUTH__JWT_SECRET"), "{err}");
+        s.auth.jwt_secret = SecretString::from("a-development-secret-of-our-own");
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("`secrets.fernet_keys`"), "{err}");
+        s.secrets.fernet_keys = vec![SecretString::from(
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )];
+        s.validate()
+            .expect("secrets of its own are accepted anywhere");
+
+        // Any public listener counts; loopback ones (IPv4 or IPv6) do not.
+        let mut s = defaults();
+        s.worker.host = "::".parse().unwrap();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("`worker.host` (::)"), "{err}");
+        s.worker.host = "::1".parse().unwrap();
+        s.validate()
+            .expect("loopback listeners may use the built-in secrets");
+
+        let mut s = defaults();
+        s.beat.host = "10.1.2.3".parse().unwrap();
+        s.allow_insecure_dev_secrets = true;
+        s.validate().expect("allowed explicitly");
     }
 
     #[test]

@@ -21,4 +21,30 @@ pub struct NotificationSettings {
     /// How often beat turns new events into deliveries and re-sends due ones.
     #[garde(skip)]
     pub dispatch_interval_secs: u64,
+    /// Notification targets one tenant may have, by tier.
+    #[garde(dive)]
+    pub max_targets: TargetCapsByTier,
+}
+
+/// Webhook subscriptions and Telegram chats one tenant may have.
+#[derive(Debug, Clone, Copy, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct TargetCaps {
+    #[garde(range(min = 1))]
+    pub webhook_subscriptions: u32,
+    #[garde(range(min = 1))]
+    pub telegram_chats: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct TargetCapsByTier {
+    #[garde(dive)]
+    pub free: TargetCaps,
+    #[garde(dive)]
+    pub premium: TargetCaps,
+    #[garde(dive)]
+    pub enterprise: TargetCaps,
+    #[garde(dive)]
+    pub internal: TargetCaps,
 }

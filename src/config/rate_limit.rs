@@ -31,9 +31,14 @@ pub struct RateLimitSettings {
     /// Share of the tenant's limits one user (or API key) may use, 0 < share ≤ 1.
     #[garde(custom(share))]
     pub user_share: f64,
-    /// One limit over every limited request this deployment serves.
+    /// One limit over every limited request of authenticated callers this
+    /// deployment serves.
     #[garde(dive)]
     pub global: WindowRule,
+    /// One limit over every anonymous request (its own budget, so anonymous
+    /// traffic from many addresses cannot lock the tenants out).
+    #[garde(dive)]
+    pub anonymous_global: WindowRule,
     /// How long a replica may admit from one lease of the global budget
     /// (see `rate_limit::global`): longer leases cost Redis less, and let R
     /// replicas over-admit by up to `R × limit × lease_ms / window` per window.
@@ -244,6 +249,13 @@ mod tests {
         assert_eq!(
             (limits.global.limit, limits.global.window_secs),
             (1_000, 60)
+        );
+        assert_eq!(
+            (
+                limits.anonymous_global.limit,
+                limits.anonymous_global.window_secs
+            ),
+            (500, 60)
         );
         let rule = |name: &str| {
             let rule = &limits.rules[name];

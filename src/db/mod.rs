@@ -138,7 +138,42 @@ pub async fn migrate(settings: &DatabaseSettings) -> anyhow::Result<()> {
     }
     let pool = owner_pool(settings).await?;
     MIGRATOR.run(&pool).await.context("applying migrations")?;
+    revoke_temporary_from_public(&pool).await?;
     pool.close().await;
+    Ok(())
+}
+
+/// No role but the owner may create temporary objects in the database: they
+/// are the way to shadow a table for a function that runs as its owner
+/// (migration 0013 has the definer functions search them last as well).
+/// A grant on the database itself, which `CREATE DATABASE … TEMPLATE` does
+/// not copy, so it is applied on every run rather than by a migration; a
+/// migrator that does not own the database cannot revoke it and is told
+/// what to ask of its DBA.
+async fn revoke_temporary_from_public(pool: &PgPool) -> anyhow::Result<()> {
+    let mut conn = pool.acquire().await?;
+    // REVOKE takes no bind parameter for the database's name: format() quotes it.
+    conn.execute(
+        "DO $$ BEGIN
+             EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC', current_database());
+         END $$",
+    )
+    .await
+    .context("revoking TEMPORARY on the database from PUBLIC")?;
+    let (database, app_may_create_temp): (String, bool) = sqlx::query_as(
+        "SELECT current_database()::text,
+                has_database_privilege('stock_tracker_app', current_database(), 'TEMPORARY')",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if app_may_create_temp {
+        tracing::warn!(
+            database,
+            "the app role may still create temporary objects: the migrating role does not own \
+             the database; have its owner run `REVOKE TEMPORARY ON DATABASE \"{database}\" \
+             FROM PUBLIC` (docs/operations.md, \"Database roles\")"
+        );
+    }
     Ok(())
 }
 

@@ -10,11 +10,13 @@
 //! - [`events`]: the event types targets subscribe to.
 //! - [`log`]: the delivery log, manual retries and test messages the API
 //!   offers for every channel.
+//! - [`targets`]: how many targets (subscriptions, chats) a tenant may have.
 
 pub mod delivery;
 pub mod dispatch;
 pub mod events;
 pub mod log;
+pub mod targets;
 
 pub use delivery::{Attempt, Channel, Claimed, Sent, attempt};
 pub use dispatch::{dispatch, dispatch_and_hand_over};

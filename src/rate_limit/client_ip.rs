@@ -5,8 +5,9 @@
 //! address it received the request from), skipping entries that are trusted
 //! proxies themselves; the first other entry is the client. Entries to its
 //! left were written by the client and prove nothing. An entry that does not
-//! parse ends the walk at the last address that was verified. From an
-//! untrusted peer the header is ignored entirely.
+//! parse (not an address, or bytes that are not text) ends the walk at the
+//! last address that was verified; it never spoils the entries to its right.
+//! From an untrusted peer the header is ignored entirely.
 
 use std::net::IpAddr;
 
@@ -39,15 +40,16 @@ impl ClientIpResolver {
         if !self.is_trusted(client) {
             return Some(client);
         }
-        let mut entries = Vec::new();
-        for value in headers.get_all(X_FORWARDED_FOR) {
-            let Ok(value) = value.to_str() else {
-                return Some(client);
-            };
-            entries.extend(value.split(','));
-        }
+        // Split as bytes: a byte that is not visible ASCII (which the client
+        // may write to the left of what the proxies append) spoils only its
+        // own entry, never the verified ones to its right.
+        let entries: Vec<&[u8]> = headers
+            .get_all(X_FORWARDED_FOR)
+            .flat_map(|value| value.as_bytes().split(|byte| *byte == b','))
+            .collect();
         for entry in entries.iter().rev() {
-            match parse_forwarded(entry.trim()) {
+            let entry = std::str::from_utf8(entry).ok().map(str::trim);
+            match entry.and_then(parse_forwarded) {
                 Some(ip) => {
                     client = ip;
                     if !self.is_trusted(ip) {
@@ -154,6 +156,34 @@ mod tests {
         assert_eq!(got, ip("203.0.113.7"));
         let got = resolver().resolve(ip("10.0.0.2"), &headers(&["nonsense, 10.0.0.9"]));
         assert_eq!(got, ip("10.0.0.9"));
+    }
+
+    #[test]
+    fn a_non_ascii_byte_left_of_the_client_does_not_make_the_proxy_the_client() {
+        let mut map = HeaderMap::new();
+        map.append(
+            HeaderName::from_static(X_FORWARDED_FOR),
+            HeaderValue::from_bytes(b"\xff\xfe, 203.0.113.7, 10.0.0.5").unwrap(),
+        );
+        assert_eq!(resolver().resolve(ip("10.0.0.2"), &map), ip("203.0.113.7"));
+        // On a header line of its own, too.
+        let mut map = HeaderMap::new();
+        map.append(
+            HeaderName::from_static(X_FORWARDED_FOR),
+            HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap(),
+        );
+        map.append(
+            HeaderName::from_static(X_FORWARDED_FOR),
+            HeaderValue::from_static("203.0.113.8"),
+        );
+        assert_eq!(resolver().resolve(ip("10.0.0.2"), &map), ip("203.0.113.8"));
+        // A malformed entry right of every address still ends at the proxy.
+        let mut map = HeaderMap::new();
+        map.append(
+            HeaderName::from_static(X_FORWARDED_FOR),
+            HeaderValue::from_bytes(b"203.0.113.7, \xff").unwrap(),
+        );
+        assert_eq!(resolver().resolve(ip("10.0.0.2"), &map), ip("10.0.0.2"));
     }
 
     #[test]

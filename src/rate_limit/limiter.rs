@@ -81,8 +81,11 @@ pub enum Slot {
     Caller,
     /// The client IP's, for an authenticated caller.
     Ip,
-    /// The global budget's.
+    /// The global budget's (authenticated callers).
     Global,
+    /// The anonymous global budget's: anonymous traffic cannot spend what
+    /// tenants need.
+    AnonymousGlobal,
 }
 
 /// One window of one scope that a request is checked against.
@@ -206,10 +209,12 @@ pub struct RateLimiter {
     rules: Vec<Rule>,
     window_policies: [[Arc<str>; 3]; 3],
     global_policy: Arc<str>,
+    anonymous_global_policy: Arc<str>,
     client_ip: ClientIpResolver,
     redis: crate::redis_conn::Redis,
     script: WindowScript,
     global: GlobalBudget,
+    anonymous_global: GlobalBudget,
     prefix: String,
     guard: RedisGuard,
     metrics: LimiterMetrics,
@@ -260,10 +265,16 @@ impl RateLimiter {
             rules,
             window_policies: [names("tenant"), names("user"), names("ip")],
             global_policy: "global".into(),
+            anonymous_global_policy: "global-anonymous".into(),
             script: WindowScript::new(redis.clone(), guard.clone(), limits.buckets_per_window),
             global: GlobalBudget::new(
                 limits.global.limit,
                 limits.global.window_secs,
+                limits.global_lease_ms,
+            ),
+            anonymous_global: GlobalBudget::new(
+                limits.anonymous_global.limit,
+                limits.anonymous_global.window_secs,
                 limits.global_lease_ms,
             ),
             redis,
@@ -505,18 +516,35 @@ impl RateLimiter {
                 });
             }
         }
-        let global = self.settings.global;
+        // Anonymous calls draw on a budget of their own: however many
+        // addresses they come from, they cannot use up the tenants' one. (A
+        // bearer token that turns out revoked has already drawn on the
+        // tenants': it is checked in the same script call as its windows.)
+        let (global, policy, name, slot) = match identity {
+            Some(_) => (
+                self.settings.global,
+                &self.global_policy,
+                "global",
+                Slot::Global,
+            ),
+            None => (
+                self.settings.anonymous_global,
+                &self.anonymous_global_policy,
+                "global_anonymous",
+                Slot::AnonymousGlobal,
+            ),
+        };
         checks.push(Check {
-            policy: self.global_policy.clone(),
+            policy: policy.clone(),
             scope: Scope::Global,
             key: format!(
-                "{}{{global}}:{}:{}:{LAYOUT}",
+                "{}{{{name}}}:{}:{}:{LAYOUT}",
                 self.prefix, global.window_secs, self.settings.buckets_per_window
             ),
             window_secs: global.window_secs,
             spec: self.spec(global.limit, global.window_secs),
             group: Group::Always,
-            slot: Slot::Global,
+            slot,
         });
         checks
     }
@@ -593,12 +621,18 @@ impl RateLimiter {
                 .collect()
         };
         let mut admitted = true;
-        let global = checks.iter().find(|c| c.slot == Slot::Global);
+        let global = checks
+            .iter()
+            .find(|c| matches!(c.slot, Slot::Global | Slot::AnonymousGlobal));
         let mut global_state = None;
         if let Some(global) = global {
+            let budget = match global.slot {
+                Slot::AnonymousGlobal => &self.anonymous_global,
+                _ => &self.global,
+            };
             let verdict = match mode {
-                Mode::Record => self.global.take(global, &self.script, &duration).await?,
-                Mode::Peek => self.global.peek(),
+                Mode::Record => budget.take(global, &self.script, &duration).await?,
+                Mode::Peek => budget.peek(),
             };
             global_state = Some(match verdict {
                 Verdict::Admit(state) => (state, mode == Mode::Record),

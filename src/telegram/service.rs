@@ -12,6 +12,7 @@ use crate::db;
 use crate::http::error::ApiError;
 use crate::http::pagination::{Page, PageRequest};
 use crate::infra::Infra;
+use crate::notifications::targets::{self, TargetKind};
 
 fn not_found() -> ApiError {
     ApiError::not_found("Telegram chat")
@@ -27,6 +28,13 @@ pub async fn create(
         .encrypt(request.bot_token.expose_secret().as_bytes());
     let tenant = auth.tenant();
     let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    targets::ensure_room(
+        &mut tx,
+        &state.settings.notifications.max_targets,
+        auth.principal.tier,
+        TargetKind::TelegramChat,
+    )
+    .await?;
     let chat = repository::insert(
         &tenant,
         &mut tx,

@@ -15,10 +15,16 @@
 //! become breadcrumbs. Credentials are scrubbed from every event before it
 //! leaves: `Authorization`, `X-API-Key`, cookies, and any header, query
 //! parameter, body or extra field whose name says password, secret, token,
-//! credential or key.
+//! credential or key; and wherever text goes (exception and log messages,
+//! breadcrumbs, URLs, bodies, tags, extra values), every token-shaped value:
+//! JWTs, API keys (`stk_`), refresh tokens (`rt_`), webhook secrets
+//! (`whsec_`) and Telegram bot tokens, whatever their field is called.
 
-use std::sync::Arc;
+use std::borrow::Cow;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
+
+use regex::Regex;
 
 use secrecy::ExposeSecret;
 use sentry::TransportOptions;
@@ -108,6 +114,32 @@ pub fn is_sensitive(name: &str) -> bool {
 
 const FILTERED: &str = "[Filtered]";
 
+/// Credentials recognisable by their shape, wherever they appear in text.
+static TOKEN_SHAPED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        // A JWT: three base64url parts, the header starting `{"`.
+        r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*",
+        // API keys and refresh tokens (src/auth/tokens.rs).
+        r"|\b(?:stk|rt)_[A-Za-z0-9_-]+",
+        // Webhook signing secrets: `whsec_` + standard base64.
+        r"|\bwhsec_[A-Za-z0-9+/=]+",
+        // Telegram bot tokens: `<bot id>:<secret>`, as BotFather issues them.
+        r"|[0-9]{3,}:[A-Za-z0-9_-]{20,}",
+    ))
+    .expect("the token pattern compiles")
+});
+
+/// `text` with every token-shaped value replaced by `[Filtered]`.
+pub fn scrub_text(text: &str) -> Cow<'_, str> {
+    TOKEN_SHAPED.replace_all(text, FILTERED)
+}
+
+fn scrub_string(text: &mut String) {
+    if let Cow::Owned(scrubbed) = scrub_text(text) {
+        *text = scrubbed;
+    }
+}
+
 fn scrub_map(map: &mut Map<String, Value>) {
     for (key, value) in map.iter_mut() {
         if is_sensitive(key) {
@@ -130,6 +162,7 @@ fn scrub_value(value: &mut Value) {
             }
         }
         Value::Array(items) => items.iter_mut().for_each(scrub_value),
+        Value::String(text) => scrub_string(text),
         _ => {}
     }
 }
@@ -155,10 +188,19 @@ pub fn scrub_event(mut event: Event<'static>) -> Event<'static> {
         if let Some(query) = request.query_string.as_mut() {
             *query = scrub_query(query);
         }
-        if let Some(url) = request.url.as_mut()
-            && let Some(query) = url.query().map(scrub_query)
-        {
-            url.set_query(Some(&query));
+        if let Some(url) = request.url.as_mut() {
+            if let Some(query) = url.query().map(scrub_query) {
+                url.set_query(Some(&query));
+            }
+            // A token in the path (or a query parameter of any name).
+            if let Cow::Owned(scrubbed) = scrub_text(url.as_str())
+                && let Ok(scrubbed) = scrubbed.parse()
+            {
+                *url = scrubbed;
+            }
+        }
+        if let Some(query) = request.query_string.as_mut() {
+            scrub_string(query);
         }
         if let Some(data) = request.data.as_mut() {
             match serde_json::from_str::<Value>(data) {
@@ -170,16 +212,40 @@ pub fn scrub_event(mut event: Event<'static>) -> Event<'static> {
             }
         }
         request.env.retain(|name, _| !is_sensitive(name));
+        request.headers.values_mut().for_each(scrub_string);
     }
     scrub_map(&mut event.extra);
+    event.tags.values_mut().for_each(scrub_string);
+    if let Some(message) = event.message.as_mut() {
+        scrub_string(message);
+    }
+    if let Some(entry) = event.logentry.as_mut() {
+        scrub_string(&mut entry.message);
+        entry.params.iter_mut().for_each(scrub_value);
+    }
+    for exception in event.exception.values.iter_mut() {
+        if let Some(value) = exception.value.as_mut() {
+            scrub_string(value);
+        }
+    }
+    if let Some(transaction) = event.transaction.as_mut() {
+        scrub_string(transaction);
+    }
     for breadcrumb in event.breadcrumbs.values.iter_mut() {
-        scrub_map(&mut breadcrumb.data);
+        scrub_breadcrumb_in_place(breadcrumb);
     }
     event
 }
 
-fn scrub_breadcrumb(mut breadcrumb: Breadcrumb) -> Breadcrumb {
+fn scrub_breadcrumb_in_place(breadcrumb: &mut Breadcrumb) {
     scrub_map(&mut breadcrumb.data);
+    if let Some(message) = breadcrumb.message.as_mut() {
+        scrub_string(message);
+    }
+}
+
+fn scrub_breadcrumb(mut breadcrumb: Breadcrumb) -> Breadcrumb {
+    scrub_breadcrumb_in_place(&mut breadcrumb);
     breadcrumb
 }
 
@@ -225,5 +291,60 @@ mod tests {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
         }
         assert!(text.contains("application/json") && text.contains("page=2"));
+    }
+
+    const JWT: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLWJ5dGVz";
+    const API_KEY: &str = "stk_a1b2c3d4_Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eA";
+    const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw+/Q=";
+    const BOT_TOKEN: &str = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw";
+    const REFRESH_TOKEN: &str = "rt_Q2FuIHlvdSByZWFkIHRoaXM_IE5pY2Uu";
+
+    #[test]
+    fn token_shaped_values_are_scrubbed_whatever_field_holds_them() {
+        let mut event = Event::new();
+        event.message = Some(format!("sending with {WEBHOOK_SECRET} failed"));
+        event.exception.values.push(sentry::protocol::Exception {
+            ty: "panic".into(),
+            value: Some(format!("bearer {JWT} and key {API_KEY}")),
+            ..Default::default()
+        });
+        event.request = Some(Request {
+            url: format!("http://api/bot{BOT_TOKEN}/send?next={JWT}")
+                .parse()
+                .ok(),
+            query_string: Some(format!("next={REFRESH_TOKEN}")),
+            ..Default::default()
+        });
+        event.tags.insert("note".into(), API_KEY.into());
+        event.extra.insert(
+            "body".into(),
+            format!("{{\"k\":\"{REFRESH_TOKEN}\"}}").into(),
+        );
+        event.breadcrumbs.values.push(Breadcrumb {
+            message: Some(format!(
+                "POST https://api.telegram.org/bot{BOT_TOKEN}/sendMessage"
+            )),
+            ..Default::default()
+        });
+        let text = serde_json::to_string(&scrub_event(event)).unwrap();
+        for secret in [JWT, API_KEY, WEBHOOK_SECRET, BOT_TOKEN, REFRESH_TOKEN] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        assert!(text.contains("sending with [Filtered] failed"), "{text}");
+        assert!(
+            text.contains("api.telegram.org/bot[Filtered]/sendMessage"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn ordinary_text_is_left_alone() {
+        for text in [
+            "connection refused at 127.0.0.1:5432 after 12:30:45",
+            "product 0191b2c3-d4e5-7f00-8000-000000000000 not found",
+            "stock_tracker_app may not read tenants",
+        ] {
+            assert_eq!(scrub_text(text), text);
+        }
     }
 }

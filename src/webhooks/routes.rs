@@ -35,7 +35,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     responses(
         (status = 201, description = "Subscribed; `secret` shown once", body = SubscriptionWithSecret),
         (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "Invalid input, or a URL that is not https or not public", body = ValidationErrorBody),
+        (status = 422, description = "Invalid input, a URL that is not https or not public, or the tier's cap of subscriptions reached (`limit_reached`)", body = ValidationErrorBody),
     )
 )]
 #[post("/webhooks")]

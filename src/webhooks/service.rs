@@ -13,6 +13,7 @@ use crate::db;
 use crate::http::error::ApiError;
 use crate::http::pagination::{Page, PageRequest};
 use crate::infra::Infra;
+use crate::notifications::targets::{self, TargetKind};
 use serde_json::json;
 
 /// Random bytes in a signing secret (the Standard Webhooks minimum is 24).
@@ -42,6 +43,13 @@ pub async fn create(
     let encrypted = state.secrets.encrypt(secret.as_bytes());
     let tenant = auth.tenant();
     let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
+    targets::ensure_room(
+        &mut tx,
+        &state.settings.notifications.max_targets,
+        auth.principal.tier,
+        TargetKind::WebhookSubscription,
+    )
+    .await?;
     let subscription = repository::insert(
         &tenant,
         &mut tx,

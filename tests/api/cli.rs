@@ -33,6 +33,25 @@ fn production_refuses_the_default_jwt_secret() {
     assert!(stderr.contains("`auth.jwt_secret`"), "{stderr}");
 }
 
+/// `environment` left at its default on a public listener: the built-in
+/// development secrets would let anyone mint tokens.
+#[test]
+fn the_built_in_development_secrets_are_refused_on_a_public_listener() {
+    let output = stock_tracker()
+        .arg("serve")
+        .env("STOCK_TRACKER__SERVER__HOST", "0.0.0.0")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`auth.jwt_secret`")
+            && stderr.contains("`server.host` (0.0.0.0)")
+            && stderr.contains("STOCK_TRACKER__SECRETS__FERNET_KEYS"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn production_refuses_a_short_jwt_secret() {
     let output = stock_tracker()

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{base_settings, spawn_app_with};
+use crate::helpers::{PROBE_TOKENS, base_settings, spawn_app_with};
 
 /// Envelopes received, as text.
 type Received = Arc<Mutex<Vec<String>>>;
@@ -146,6 +146,41 @@ async fn a_panic_reaches_sentry_with_tenant_and_user_and_without_secrets() {
     for secret in [token.as_str(), "p4ssw0rd-in-query", "cookie-value-123"] {
         assert!(!text.contains(secret), "{secret} leaked: {text}");
     }
+}
+
+/// Credentials whose field name says nothing: in the panic message, a log
+/// line before it (a breadcrumb), the URL's path and an innocuous parameter.
+#[tokio::test]
+async fn token_shaped_values_never_reach_sentry_in_messages_breadcrumbs_or_urls() {
+    let received = sentry_capture();
+    let app = spawn_app_with(|_| {}).await;
+    let request_id = "sentry-tokens-0001";
+    let [jwt, _, _, bot_token] = PROBE_TOKENS;
+    let response = app
+        .client
+        .get(app.url(&format!(
+            "/__probe/panic-with-tokens/{bot_token}?next={jwt}"
+        )))
+        .header("x-request-id", request_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 500);
+
+    let events = events_for(&received, request_id).await;
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let text = events[0].to_string();
+    for secret in PROBE_TOKENS {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+    assert!(
+        text.contains("delivery signed with [Filtered] failed"),
+        "the message is reported, scrubbed: {text}"
+    );
+    assert!(
+        text.contains("api.telegram.org/bot[Filtered]/sendMessage"),
+        "the breadcrumb is reported, scrubbed: {text}"
+    );
 }
 
 #[tokio::test]

@@ -79,6 +79,7 @@ pub fn limits_out_of_reach(settings: &mut Settings) {
         table.hour = HIGH;
     }
     limits.global.limit = HIGH;
+    limits.anonymous_global.limit = HIGH;
     for rule in limits.rules.values_mut() {
         rule.limit = HIGH;
     }
@@ -150,7 +151,15 @@ impl TestDatabase {
     /// A migrated database cloned from the template.
     pub async fn migrated(settings: &Settings) -> Self {
         let template = ensure_template(settings).await;
-        Self::create(settings, Some(&template)).await
+        let database = Self::create(settings, Some(&template)).await;
+        // As deployed: `migrate` also sets what the clone did not copy from
+        // the template (the database's own grants).
+        let mut clone_settings = settings.database.clone();
+        clone_settings.url = SecretString::from(url_for_database(settings, &database.name));
+        stock_tracker::db::migrate(&clone_settings)
+            .await
+            .expect("migrating the test database");
+        database
     }
 
     /// An empty database, as before `stock-tracker migrate`.
@@ -311,6 +320,10 @@ fn through_pooler(settings: &mut Settings) {
 /// exercise what no production route does on purpose.
 pub fn probe_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/__probe/panic", web::get().to(panicking))
+        .route(
+            "/__probe/panic-with-tokens/{token}",
+            web::get().to(panicking_with_tokens),
+        )
         .route("/__probe/echo", web::post().to(echo))
         .route("/__probe/items/{id}", web::get().to(item))
         .route("/__probe/slow", web::get().to(slow))
@@ -362,6 +375,24 @@ async fn hold_db(state: web::Data<Infra>) -> HttpResponse {
 async fn panicking() -> HttpResponse {
     tracing::info!("probe handler about to panic");
     panic!("database password is hunter2 and this SQL failed: SELECT secret FROM vault");
+}
+
+/// Credentials in free text: a log line, the panic message, the path.
+/// `PROBE_TOKENS`: a JWT, an API key, a webhook secret, a bot token.
+pub const PROBE_TOKENS: [&str; 4] = [
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJwcm9iZSJ9.cHJvYmUtc2lnbmF0dXJl",
+    "stk_probe123_cHJvYmUta2V5LXNlY3JldC1ieXRlcy1oZXJl",
+    "whsec_cHJvYmUtd2ViaG9vay1zZWNyZXQ=",
+    "987654321:AAProbeBotTokenSecretPart_0123456789",
+];
+
+async fn panicking_with_tokens(path: web::Path<String>) -> HttpResponse {
+    let [jwt, api_key, webhook_secret, bot_token] = PROBE_TOKENS;
+    tracing::info!("calling https://api.telegram.org/bot{bot_token}/sendMessage");
+    panic!(
+        "delivery signed with {webhook_secret} failed for {jwt} (key {api_key}, path {})",
+        path.into_inner()
+    );
 }
 
 #[derive(Debug, Serialize, Deserialize, garde::Validate)]

@@ -631,3 +631,88 @@ async fn the_delivery_log_shows_each_attempt_and_a_delivery_can_be_retried_or_te
         assert_eq!(response.status(), 404, "{path}");
     }
 }
+
+async fn add_webhook(app: &TestApp, bearer: &str) -> reqwest::Response {
+    app.post_json(
+        "/api/v1/webhooks",
+        Some(bearer),
+        &json!({"url": "https://93.184.216.34/hooks", "events": ["stock.low"]}),
+    )
+    .await
+}
+
+async fn add_chat(app: &TestApp, bearer: &str) -> reqwest::Response {
+    app.post_json(
+        "/api/v1/telegram/chats",
+        Some(bearer),
+        &json!({"bot_token": "123456:ABC-token", "chat_id": "-100", "events": ["stock.low"]}),
+    )
+    .await
+}
+
+async fn assert_limit_reached(response: reqwest::Response, what: &str) {
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["detail"][0]["type"], "limit_reached", "{body}");
+    let msg = body["detail"][0]["msg"].as_str().unwrap();
+    assert!(msg.contains(what), "{msg}");
+}
+
+/// Every target receives every event it subscribes to: a tenant's targets
+/// are capped by its tier, concurrent creations included.
+#[tokio::test]
+async fn a_tenant_cannot_fan_out_past_its_tiers_cap_of_subscriptions_and_chats() {
+    let app = spawn_app_with(|s| {
+        s.notifications.max_targets.free.webhook_subscriptions = 2;
+        s.notifications.max_targets.free.telegram_chats = 1;
+        s.notifications.max_targets.premium.webhook_subscriptions = 3;
+    })
+    .await;
+    let owner = app.register("fanout@example.com").await;
+    let bearer = owner.bearer();
+    let first = add_webhook(&app, &bearer).await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(add_webhook(&app, &bearer).await.status(), 201);
+    assert_limit_reached(
+        add_webhook(&app, &bearer).await,
+        "2 webhook subscriptions, the most its free tier allows",
+    )
+    .await;
+    assert_eq!(add_chat(&app, &bearer).await.status(), 201);
+    assert_limit_reached(add_chat(&app, &bearer).await, "1 Telegram chats").await;
+
+    // Deleting one makes room again.
+    let path = format!("/api/v1/webhooks/{}", first["id"].as_str().unwrap());
+    let deleted = app
+        .send(reqwest::Method::DELETE, &path, Some(&bearer), None)
+        .await;
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(add_webhook(&app, &bearer).await.status(), 201);
+
+    // The cap follows the tier (read from a token minted after the change).
+    sqlx::query("UPDATE tenants SET tier = 'premium' WHERE id = $1")
+        .bind(owner.tenant_id)
+        .execute(&mut app.database.owner_connection().await)
+        .await
+        .unwrap();
+    let premium = app
+        .login("fanout@example.com", crate::helpers::PASSWORD)
+        .await;
+    let premium = format!("Bearer {}", premium.access_token);
+    assert_eq!(add_webhook(&app, &premium).await.status(), 201);
+    assert_limit_reached(add_webhook(&app, &premium).await, "premium tier").await;
+
+    // Another tenant's concurrent creations take exactly the free places.
+    let other = app.register("fanout-race@example.com").await.bearer();
+    let attempts = futures_util::future::join_all((0..6).map(|_| add_webhook(&app, &other))).await;
+    let mut created = 0;
+    for response in attempts {
+        match response.status().as_u16() {
+            201 => created += 1,
+            422 => assert_limit_reached(response, "free tier").await,
+            status => panic!("unexpected {status}"),
+        }
+    }
+    assert_eq!(created, 2);
+}

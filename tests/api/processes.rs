@@ -460,17 +460,16 @@ impl RedisMonitor {
     }
 
     /// The command names sent since the last call, split: leases of the
-    /// global rate-limit budget, and the rest (the tenant's active-minute
-    /// note, sent once a minute, left out).
+    /// global rate-limit budgets (`{global}`, `{global_anonymous}`), and the
+    /// rest (the tenant's active-minute note, sent once a minute, left out).
     pub fn take_split_at_global(&self) -> (Vec<String>, Vec<String>) {
         let lines: Vec<String> = self
             .take_lines()
             .into_iter()
             .filter(|line| !line.contains("active_tenants"))
             .collect();
-        let (global, own): (Vec<String>, Vec<String>) = lines
-            .into_iter()
-            .partition(|line| line.contains("{global}"));
+        let (global, own): (Vec<String>, Vec<String>) =
+            lines.into_iter().partition(|line| line.contains("{global"));
         (command_names(&global), command_names(&own))
     }
 

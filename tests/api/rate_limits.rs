@@ -346,32 +346,67 @@ async fn sync_is_limited_to_five_per_five_minutes_per_tenant() {
 }
 
 #[tokio::test]
-async fn the_global_limit_caps_everyone_together() {
+async fn the_global_limit_caps_every_tenant_together() {
     let app = spawn_app_with(|s| {
         s.rate_limit.global.limit = 4;
-        s.rate_limit.trusted_proxies = vec!["127.0.0.1".into()];
     })
     .await;
+    let first = app.register("global-1@example.com").await;
+    let second = app.register("global-2@example.com").await;
     for n in 0..4 {
-        let response = app
-            .client
-            .get(app.url("/api/v1/products"))
-            .header("x-forwarded-for", format!("198.51.100.{n}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 401);
+        let owner = if n % 2 == 0 { &first } else { &second };
+        let response = app.get_as(ME, &owner.bearer()).await;
+        assert_eq!(response.status(), 200);
         // The global policy describes the service, not the caller: not shown until it refuses.
         assert!(!header(&response, "ratelimit-policy").contains("global"));
     }
+    assert_limited(app.get_as(ME, &first.bearer()).await, "global").await;
+}
+
+/// Anonymous traffic has a global budget of its own: ten addresses each at
+/// their own limit, together at that budget, leave tenants unaffected.
+#[tokio::test]
+async fn anonymous_addresses_at_their_limits_leave_tenants_unaffected() {
+    let app = spawn_app_with(|s| {
+        s.rate_limit.trusted_proxies = vec!["127.0.0.1".into()];
+        s.rate_limit.anonymous.minute = 5;
+        s.rate_limit.global.limit = 50;
+        s.rate_limit.anonymous_global.limit = 50;
+    })
+    .await;
+    let owner = app.register("unaffected@example.com").await;
+    // Registering was anonymous: 1 of the 50.
+    let mut refused_by_ip = 0;
+    for n in 0..10 {
+        for _ in 0..6 {
+            let response = app
+                .client
+                .get(app.url("/api/v1/products"))
+                .header("x-forwarded-for", format!("198.51.100.{n}"))
+                .send()
+                .await
+                .unwrap();
+            if response.status() == 429 {
+                refused_by_ip += 1;
+            } else {
+                assert_eq!(response.status(), 401);
+            }
+        }
+    }
+    assert!(refused_by_ip >= 10, "each address went past its own limit");
+    // The anonymous budget is spent: an eleventh address is refused by it…
     let response = app
         .client
         .get(app.url("/api/v1/products"))
-        .header("x-forwarded-for", "198.51.100.99")
+        .header("x-forwarded-for", "203.0.113.99")
         .send()
         .await
         .unwrap();
-    assert_limited(response, "global").await;
+    assert_limited(response, "global-anonymous").await;
+    // …while the tenant is served as if nothing happened.
+    for _ in 0..5 {
+        assert_eq!(app.get_as(ME, &owner.bearer()).await.status(), 200);
+    }
 }
 
 #[tokio::test]

@@ -80,7 +80,7 @@ async fn limits_hold_to_the_exact_request_and_two_replicas_share_them() {
 async fn anonymous_limits_and_the_global_budget_work_per_slot() {
     let (_cluster, app) = on_cluster(|s| {
         s.rate_limit.anonymous.minute = 3;
-        s.rate_limit.global.limit = 8;
+        s.rate_limit.anonymous_global.limit = 8;
         s.rate_limit.trusted_proxies = vec!["127.0.0.1".into()];
     })
     .await;
@@ -93,7 +93,7 @@ async fn anonymous_limits_and_the_global_budget_work_per_slot() {
         assert_eq!(from("198.51.100.1").send().await.unwrap().status(), 401);
     }
     assert_eq!(from("198.51.100.1").send().await.unwrap().status(), 429);
-    // Other addresses until the global budget of 8 is spent (4 used so far,
+    // Other addresses until the anonymous global budget of 8 is spent (4 used so far,
     // the refused one included: it was admitted by the global limit).
     let mut admitted = 0;
     for n in 2..10 {

@@ -1,5 +1,6 @@
 //! Row-level security holds for the service's own connections, not only in theory.
 
+use sqlx::{AssertSqlSafe, Executor};
 use stock_tracker::config::Pooler;
 use stock_tracker::db::{Database, begin_tenant_tx, observed};
 use uuid::Uuid;
@@ -169,4 +170,110 @@ async fn the_tenant_setting_does_not_outlive_its_transaction() {
         after, 0,
         "app.tenant_id leaked to the next user of the connection"
     );
+}
+
+async fn create_product(pool: &Database, tenant_id: Uuid, sku: &str) -> Uuid {
+    let id = Uuid::now_v7();
+    let mut tx = begin_tenant_tx(pool, tenant_id).await.unwrap();
+    sqlx::query(
+        "INSERT INTO products (id, tenant_id, sku, name, price, stock) VALUES ($1, $2, $3, 'Widget', 1, 1)",
+    )
+    .bind(id)
+    .bind(tenant_id)
+    .bind(sku)
+    .execute(observed("test", &mut *tx))
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    id
+}
+
+#[tokio::test]
+async fn definer_functions_search_temporary_objects_last() {
+    let app = spawn_app().await;
+    let mut owner = app.database.owner_connection().await;
+    let wrong: Vec<(String, Option<Vec<String>>)> = sqlx::query_as(
+        "SELECT p.oid::regprocedure::text, p.proconfig FROM pg_proc p
+         WHERE p.pronamespace = 'public'::regnamespace AND p.prosecdef
+           AND NOT coalesce('search_path=pg_catalog, public, pg_temp' = ANY (p.proconfig), false)",
+    )
+    .fetch_all(&mut owner)
+    .await
+    .unwrap();
+    assert_eq!(
+        wrong,
+        vec![],
+        "SECURITY DEFINER functions without `SET search_path = pg_catalog, public, pg_temp`"
+    );
+    let definers: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_proc WHERE pronamespace = 'public'::regnamespace AND prosecdef",
+    )
+    .fetch_one(&mut owner)
+    .await
+    .unwrap();
+    assert!(definers >= 20, "only {definers} definer functions found");
+}
+
+/// The attack: a session running SQL as the app role shadows `products`
+/// with a temporary view over a temporary function. Inside a SECURITY
+/// DEFINER function both would run as the schema's owner, to whom row-level
+/// security does not apply.
+#[tokio::test]
+async fn a_temporary_view_cannot_show_another_tenants_rows_through_a_definer_function() {
+    let app = spawn_app().await;
+    let pool = &app.state.db;
+    let tenant_a = create_tenant_with_user(pool, "alpha").await;
+    let tenant_b = create_tenant_with_user(pool, "bravo").await;
+    let own = create_product(pool, tenant_a, "A-1").await;
+    create_product(pool, tenant_b, "B-1").await;
+
+    let mut owner = app.database.owner_connection().await;
+    owner.execute("SET ROLE stock_tracker_app").await.unwrap();
+    // `migrate` revoked TEMPORARY from PUBLIC: the app role cannot even try.
+    let refused = owner
+        .execute("CREATE TEMP VIEW products AS SELECT 1")
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("permission denied"),
+        "{refused}"
+    );
+
+    // Where the migrating role could not revoke it (it does not own the
+    // database), the definer functions still do not look there first.
+    owner.execute("RESET ROLE").await.unwrap();
+    owner
+        .execute(AssertSqlSafe(format!(
+            r#"GRANT TEMPORARY ON DATABASE "{}" TO PUBLIC"#,
+            app.database.name
+        )))
+        .await
+        .unwrap();
+    owner.execute("SET ROLE stock_tracker_app").await.unwrap();
+    owner
+        .execute(
+            "CREATE FUNCTION pg_temp.every_product() RETURNS SETOF public.products
+             LANGUAGE sql AS 'SELECT * FROM public.products'",
+        )
+        .await
+        .unwrap();
+    owner
+        .execute(
+            "CREATE TEMP VIEW products AS
+             SELECT id, app_current_tenant_id() AS tenant_id, name, sku FROM pg_temp.every_product()",
+        )
+        .await
+        .unwrap();
+    owner.execute("BEGIN").await.unwrap();
+    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+        .bind(tenant_a.to_string())
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    let found: Vec<Uuid> = sqlx::query_scalar("SELECT product_search('%')")
+        .fetch_all(&mut owner)
+        .await
+        .unwrap();
+    owner.execute("ROLLBACK").await.unwrap();
+    assert_eq!(found, vec![own], "the search read another tenant's rows");
 }
