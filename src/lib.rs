@@ -18,7 +18,8 @@
 //!   it needs: [`auth`] (identity, tokens, the `Auth<R>` extractor),
 //!   [`sessions`] (register, sign in, refresh, sign out), [`users`], [`api_keys`], [`tenants`], [`marketplaces`], [`products`],
 //!   [`sync`], [`webhooks`], [`telegram`], [`notifications`] (what the two
-//!   channels share), [`rate_limit`] and [`health`]. Tasks are declared by
+//!   channels share), [`rate_limit`], [`health`] and [`key_rotation`] (every
+//!   stored secret under the current key). Tasks are declared by
 //!   the domain that owns them (`sync::tasks`, ...).
 //! - **Entry points**: [`app`] (the API builder: middleware order, routes,
 //!   OpenAPI) and [`worker`] (the worker and beat roles); `main.rs` is the CLI.
@@ -34,6 +35,7 @@ pub mod db;
 pub mod health;
 pub mod http;
 pub mod infra;
+pub mod key_rotation;
 pub mod marketplaces;
 pub mod notifications;
 pub mod products;

@@ -51,9 +51,10 @@ enum Command {
     },
     /// Print the OpenAPI document as JSON.
     Openapi,
-    /// Re-encrypt stored marketplace credentials with the first key of
+    /// Re-encrypt every stored secret (marketplace credentials, webhook
+    /// signing secrets, Telegram bot tokens) with the first key of
     /// `secrets.fernet_keys` (run after adding a new first key; then the old
-    /// keys can be dropped).
+    /// keys can be dropped). Safe to interrupt and to run again.
     RotateKeys,
     /// Make an existing user a platform administrator (may change any
     /// tenant's tier); their tenant moves to the `internal` tier.
@@ -131,11 +132,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = Settings::load(cli.config.as_deref())?;
             let _logs = telemetry::logging::init(&settings.logging, false).ok();
             install_crypto_provider();
-            let (rotated, current) =
-                stock_tracker::marketplaces::service::rotate_keys(&settings).await?;
-            println!(
-                "re-encrypted {rotated} credential(s); {current} already under the current key"
-            );
+            for column in stock_tracker::key_rotation::rotate_keys(&settings).await? {
+                println!(
+                    "{}: {} re-encrypted, {} already under the current key",
+                    column.column.holds, column.rotated, column.current
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::GrantPlatformAdmin { email } => {

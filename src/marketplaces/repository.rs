@@ -1,7 +1,7 @@
 //! SQL for marketplace connections, scoped to the tenant. The credentials
 //! column holds a Fernet token; this module never sees plaintext.
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -114,45 +114,4 @@ pub async fn delete(
             .execute(observed("marketplaces.delete", conn))
             .await?;
     Ok(deleted.rows_affected() == 1)
-}
-
-/// Operator key rotation: every connection of every tenant, as the table
-/// owner (outside row-level security), one locked row at a time.
-pub async fn rotate_all(
-    pool: &PgPool,
-    reencrypt: impl Fn(&str) -> anyhow::Result<Option<String>>,
-) -> anyhow::Result<(usize, usize)> {
-    let ids: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM marketplace_connections WHERE credentials_encrypted IS NOT NULL ORDER BY id",
-    )
-        .fetch_all(observed("marketplaces.rotate_list", pool))
-        .await?;
-    let (mut rotated, mut current) = (0, 0);
-    for id in ids {
-        let mut tx = pool.begin().await?;
-        let token: Option<String> = sqlx::query_scalar(
-            "SELECT credentials_encrypted FROM marketplace_connections
-             WHERE id = $1 AND credentials_encrypted IS NOT NULL FOR UPDATE",
-        )
-        .bind(id)
-        .fetch_optional(observed("marketplaces.rotate_lock", &mut *tx))
-        .await?;
-        let Some(token) = token else { continue };
-        match reencrypt(&token)? {
-            Some(new_token) => {
-                sqlx::query(
-                    "UPDATE marketplace_connections SET credentials_encrypted = $2, updated_at = now()
-                     WHERE id = $1",
-                )
-                .bind(id)
-                .bind(new_token)
-                .execute(observed("marketplaces.rotate_update", &mut *tx))
-                .await?;
-                rotated += 1;
-            }
-            None => current += 1,
-        }
-        tx.commit().await?;
-    }
-    Ok((rotated, current))
 }

@@ -1,13 +1,10 @@
 //! Connecting marketplaces, and rotating the keys that protect their credentials.
 
-use anyhow::Context;
 use uuid::Uuid;
 
 use super::model::{Connection, CreateConnection, Credentials, MarketplaceKind};
 use super::repository;
 use crate::auth::{Admin, Auth, Viewer};
-use crate::config::Settings;
-use crate::crypto::SecretBox;
 use crate::db;
 use crate::http::error::ApiError;
 use crate::http::pagination::{Page, PageRequest};
@@ -75,25 +72,4 @@ pub async fn delete(state: &Infra, auth: &Auth<Admin>, id: Uuid) -> Result<(), A
     // Its synced products went with it.
     state.cache.invalidate_tenant(tenant.id()).await;
     Ok(())
-}
-
-/// `stock-tracker rotate-keys`: re-encrypts every stored credential with the
-/// first configured key. Rows already under it are left alone, so the
-/// command can be re-run (or interrupted) safely. Returns (re-encrypted,
-/// already current).
-pub async fn rotate_keys(settings: &Settings) -> anyhow::Result<(usize, usize)> {
-    let secrets = SecretBox::new(&settings.secrets.fernet_keys)?;
-    let pool = db::owner_pool(&settings.database).await?;
-    let counts = repository::rotate_all(&pool, |token| {
-        if secrets.is_current(token) {
-            return Ok(None);
-        }
-        let plaintext = secrets
-            .decrypt(token)
-            .context("a stored credential cannot be decrypted with any configured key; keep the old key in `secrets.fernet_keys` until rotation completes")?;
-        Ok(Some(secrets.encrypt(&plaintext)))
-    })
-    .await?;
-    pool.close().await;
-    Ok(counts)
 }

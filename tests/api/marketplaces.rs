@@ -5,6 +5,7 @@ use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use stock_tracker::crypto::SecretBox;
+use stock_tracker::key_rotation::ENCRYPTED_COLUMNS;
 use uuid::Uuid;
 
 use crate::helpers::spawn_app;
@@ -281,37 +282,98 @@ fn key() -> SecretString {
     SecretString::from(fernet::Fernet::generate_key())
 }
 
-async fn raw_credentials(app: &crate::helpers::TestApp) -> String {
-    sqlx::query_scalar("SELECT credentials_encrypted FROM marketplace_connections")
-        .fetch_one(&mut app.database.owner_connection().await)
+/// Every (table, column) whose values are Fernet tokens (`gAAAAA…`: the
+/// version byte and a timestamp's high bytes, base64url).
+async fn columns_holding_fernet_tokens(app: &crate::helpers::TestApp) -> Vec<(String, String)> {
+    let mut owner = app.database.owner_connection().await;
+    let columns: Vec<(String, String)> = sqlx::query_as(
+        "SELECT c.table_name::text, c.column_name::text FROM information_schema.columns c
+         JOIN pg_class t ON t.relname = c.table_name AND t.relnamespace = 'public'::regnamespace
+         WHERE c.table_schema = 'public' AND c.data_type IN ('text', 'character varying')
+           AND NOT t.relispartition
+         ORDER BY 1, 2",
+    )
+    .fetch_all(&mut owner)
+    .await
+    .unwrap();
+    let mut holding = Vec::new();
+    for (table, column) in columns {
+        let found: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            r#"SELECT EXISTS (SELECT 1 FROM "{table}" WHERE "{column}" LIKE 'gAAAAA%')"#
+        )))
+        .fetch_one(&mut owner)
         .await
-        .unwrap()
+        .unwrap();
+        if found {
+            holding.push((table, column));
+        }
+    }
+    holding
 }
 
+async fn stored_tokens(app: &crate::helpers::TestApp) -> Vec<String> {
+    let mut owner = app.database.owner_connection().await;
+    let mut tokens = Vec::new();
+    for column in ENCRYPTED_COLUMNS {
+        let token: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM {}",
+            column.column, column.table
+        )))
+        .fetch_one(&mut owner)
+        .await
+        .unwrap();
+        tokens.push(token);
+    }
+    tokens
+}
+
+/// After `rotate-keys` the old key can be dropped: every stored secret —
+/// whichever column holds it — is under the new key.
 #[tokio::test]
-async fn credentials_are_encrypted_at_rest_and_keys_rotate() {
+async fn rotation_moves_every_stored_secret_to_the_new_key() {
     let (old, new) = (key(), key());
     let old_for_app = old.clone();
     let app =
         crate::helpers::spawn_app_with(move |s| s.secrets.fernet_keys = vec![old_for_app]).await;
     let owner = app.register("rotate@example.com").await;
-    app.post_json(
-        "/api/v1/marketplaces",
-        Some(&owner.bearer()),
-        &json!({"kind": "wildberries", "name": "WB", "credentials": {"api_token": TOKEN}}),
-    )
-    .await;
+    for (path, body) in [
+        (
+            "/api/v1/marketplaces",
+            json!({"kind": "wildberries", "name": "WB", "credentials": {"api_token": TOKEN}}),
+        ),
+        (
+            "/api/v1/webhooks",
+            json!({"url": "https://93.184.216.34/hooks", "events": ["stock.low"]}),
+        ),
+        (
+            "/api/v1/telegram/chats",
+            json!({"bot_token": "123456:ABC-token", "chat_id": "-100", "events": ["stock.low"]}),
+        ),
+    ] {
+        let created = app.post_json(path, Some(&owner.bearer()), &body).await;
+        assert_eq!(created.status(), 201, "{path}");
+    }
 
-    let stored = raw_credentials(&app).await;
-    assert!(!stored.contains(TOKEN), "the column holds plaintext");
-    let plaintext = SecretBox::new(std::slice::from_ref(&old))
-        .unwrap()
-        .decrypt(&stored)
-        .unwrap();
-    assert_eq!(
-        serde_json::from_slice::<Value>(&plaintext).unwrap(),
-        json!({"api_token": TOKEN})
-    );
+    // The list is complete: no other column holds a Fernet token.
+    let mut expected: Vec<(String, String)> = ENCRYPTED_COLUMNS
+        .iter()
+        .map(|c| (c.table.to_owned(), c.column.to_owned()))
+        .collect();
+    expected.sort();
+    assert_eq!(columns_holding_fernet_tokens(&app).await, expected);
+
+    let stored = stored_tokens(&app).await;
+    let plaintexts: Vec<Vec<u8>> = stored
+        .iter()
+        .map(|token| {
+            SecretBox::new(std::slice::from_ref(&old))
+                .unwrap()
+                .decrypt(token)
+                .unwrap()
+        })
+        .collect();
+    assert!(String::from_utf8_lossy(&plaintexts[0]).contains(TOKEN));
+    assert!(!stored[0].contains(TOKEN), "the column holds plaintext");
 
     // The operator puts a new key first and rotates.
     let keys = format!(
@@ -338,20 +400,38 @@ async fn credentials_are_encrypted_at_rest_and_keys_rotate() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("re-encrypted 1"));
+    let report = String::from_utf8_lossy(&output.stdout);
+    for column in ENCRYPTED_COLUMNS {
+        let line = format!(
+            "{}: 1 re-encrypted, 0 already under the current key",
+            column.holds
+        );
+        assert!(report.contains(&line), "{report}");
+    }
 
-    // The old key can now be dropped: the new one alone decrypts, the old one no longer does.
-    let rotated = raw_credentials(&app).await;
-    assert_ne!(rotated, stored);
-    assert_eq!(
-        SecretBox::new(&[new]).unwrap().decrypt(&rotated).unwrap(),
-        plaintext
-    );
-    assert!(SecretBox::new(&[old]).unwrap().decrypt(&rotated).is_err());
+    // The new key alone decrypts each of them; the old one none.
+    let rotated = stored_tokens(&app).await;
+    for ((token, before), plaintext) in rotated.iter().zip(&stored).zip(&plaintexts) {
+        assert_ne!(token, before);
+        assert_eq!(
+            &SecretBox::new(std::slice::from_ref(&new))
+                .unwrap()
+                .decrypt(token)
+                .unwrap(),
+            plaintext
+        );
+        assert!(
+            SecretBox::new(std::slice::from_ref(&old))
+                .unwrap()
+                .decrypt(token)
+                .is_err()
+        );
+    }
     // Running it again changes nothing.
     let again = rotate(keys, url).await.unwrap();
-    assert!(String::from_utf8_lossy(&again.stdout).contains("re-encrypted 0"));
-    assert_eq!(raw_credentials(&app).await, rotated);
+    let report = String::from_utf8_lossy(&again.stdout);
+    assert_eq!(report.matches("0 re-encrypted, 1 already").count(), 3, "{report}");
+    assert_eq!(stored_tokens(&app).await, rotated);
 }
 
 #[tokio::test]
