@@ -72,7 +72,11 @@ async fn rotate_column(
     secrets: &SecretBox,
     column: EncryptedColumn,
 ) -> anyhow::Result<Rotated> {
-    let EncryptedColumn { table, column: name, holds } = column;
+    let EncryptedColumn {
+        table,
+        column: name,
+        holds,
+    } = column;
     // Names from the constant list above, never from input.
     let select = format!(
         "SELECT id, {name} FROM {table} WHERE {name} IS NOT NULL AND ($1::uuid IS NULL OR id > $1)

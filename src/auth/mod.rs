@@ -3,7 +3,7 @@
 //! - [`roles`]: the role ladder `viewer < member < admin < owner` and tiers.
 //! - [`tokens`]: JWT access tokens, opaque refresh tokens, API keys.
 //! - [`password`]: argon2id hashing and the password policy.
-//! - [`revocation`]: the deny-list and per-user "invalid before" marks, in
+//! - [`revocation`]: revoked sessions and per-user "invalid before" marks, in
 //!   Redis with PostgreSQL as the record and fallback.
 //! - [`middleware`]: authentication — resolves credentials into a
 //!   [`Principal`] once per request, before rate limiting.

@@ -121,18 +121,34 @@ pub async fn spend_refresh_token(
     Ok(spent.rows_affected() == 1)
 }
 
-pub async fn revoke_family(
+/// Ends a session: its refresh-token family, and (through its row in
+/// `revoked_sessions`, until `expires_at`) every access token it minted.
+pub async fn revoke_session(
     tenant: &TenantCtx,
     conn: &mut PgConnection,
-    family_id: Uuid,
+    user_id: Uuid,
+    session_id: Uuid,
+    expires_at: OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE refresh_tokens SET revoked_at = now()
          WHERE tenant_id = $1 AND family_id = $2 AND revoked_at IS NULL",
     )
     .bind(tenant.id())
-    .bind(family_id)
-    .execute(observed("auth.revoke_family", conn))
+    .bind(session_id)
+    .execute(observed("auth.revoke_family", &mut *conn))
+    .await?;
+    // A session revoked twice (a reuse after logout) keeps its first row:
+    // it has minted nothing since.
+    sqlx::query(
+        "INSERT INTO revoked_sessions (session_id, tenant_id, user_id, expires_at)
+         VALUES ($1, $2, $3, $4) ON CONFLICT (session_id) DO NOTHING",
+    )
+    .bind(session_id)
+    .bind(tenant.id())
+    .bind(user_id)
+    .bind(expires_at)
+    .execute(observed("auth.revoke_session", conn))
     .await?;
     Ok(())
 }
@@ -170,26 +186,6 @@ pub async fn session_user(
     .await?;
     row.map(|(role, active, tier)| Ok((role.parse()?, active, tier.parse()?)))
         .transpose()
-}
-
-pub async fn insert_revoked_access_token(
-    tenant: &TenantCtx,
-    conn: &mut PgConnection,
-    jti: Uuid,
-    user_id: Uuid,
-    expires_at: OffsetDateTime,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO revoked_access_tokens (jti, tenant_id, user_id, expires_at)
-         VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING",
-    )
-    .bind(jti)
-    .bind(tenant.id())
-    .bind(user_id)
-    .bind(expires_at)
-    .execute(observed("auth.insert_revoked_access_token", conn))
-    .await?;
-    Ok(())
 }
 
 /// Marks a user's access tokens minted before `mark` as invalid.

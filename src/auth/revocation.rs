@@ -1,5 +1,6 @@
-//! Revocation state: revoked access-token ids (logout) and per-user "tokens
-//! issued before T are invalid" marks (deactivation, password or role
+//! Revocation state: revoked sessions (logout, a refresh token reused: every
+//! access token whose `sid` names the session ends at once) and per-user
+//! "tokens issued before T are invalid" marks (deactivation, password or role
 //! change), plus the short-lived cache of verified API keys.
 //!
 //! PostgreSQL is the record; Redis answers on the hot path, so verifying a
@@ -31,7 +32,7 @@
 //! generation meanwhile, so a concurrent miss cannot re-store a key that was
 //! just revoked.
 //!
-//! A tenant's keys (marker, revoked token ids, users' marks) share its hash
+//! A tenant's keys (marker, revoked sessions, users' marks) share its hash
 //! tag, so a check is one command or script on one Redis Cluster slot.
 
 use std::collections::HashMap;
@@ -133,8 +134,8 @@ impl RevocationStore {
         format!("{}{}:refilling", self.prefix, tag(tenant))
     }
 
-    fn jti_key(&self, tenant: Uuid, jti: Uuid) -> String {
-        format!("{}{}:revoked:{jti}", self.prefix, tag(tenant))
+    fn session_key(&self, tenant: Uuid, session: Uuid) -> String {
+        format!("{}{}:revoked_session:{session}", self.prefix, tag(tenant))
     }
 
     fn user_key(&self, tenant: Uuid, user_id: Uuid) -> String {
@@ -200,13 +201,13 @@ impl RevocationStore {
 
     /// The keys that hold an access token's revocation state, for a script
     /// that checks it in the same round trip as other work (the rate
-    /// limiter): the tenant's marker, the token's deny-list entry, its
+    /// limiter): the tenant's marker, the token's session's revocation, its
     /// user's mark — all in the tenant's hash slot. A user's mark holds Unix
     /// milliseconds; tokens issued before it are invalid.
     pub fn revocation_keys(&self, claims: &AccessClaims) -> [String; 3] {
         [
             self.marker_key(claims.tid),
-            self.jti_key(claims.tid, claims.jti),
+            self.session_key(claims.tid, claims.sid),
             self.user_key(claims.tid, claims.sub),
         ]
     }
@@ -233,7 +234,7 @@ impl RevocationStore {
         claims: &AccessClaims,
     ) -> Result<(), RevocationError> {
         let keys = [
-            self.jti_key(claims.tid, claims.jti),
+            self.session_key(claims.tid, claims.sid),
             self.user_key(claims.tid, claims.sub),
         ];
         if let Some(values) = self.read_trusted(claims.tid, &keys).await {
@@ -260,11 +261,11 @@ impl RevocationStore {
             .await
             .map_err(unavailable)?;
         let row: Option<(bool, bool, Option<time::OffsetDateTime>)> = sqlx::query_as(
-            "SELECT EXISTS (SELECT 1 FROM revoked_access_tokens WHERE jti = $1),
+            "SELECT EXISTS (SELECT 1 FROM revoked_sessions WHERE session_id = $1),
                     u.is_active, u.tokens_invalid_before
              FROM users u WHERE u.id = $2",
         )
-        .bind(claims.jti)
+        .bind(claims.sid)
         .bind(claims.sub)
         .fetch_optional(observed("auth.revocation_check", &mut *tx))
         .await
@@ -280,18 +281,30 @@ impl RevocationStore {
         }
     }
 
-    /// Records in Redis that one access token, expiring at `expires_at`
-    /// (Unix seconds), is revoked (PostgreSQL already has it).
-    pub async fn revoke_access_token(self: &Arc<Self>, tenant: Uuid, jti: Uuid, expires_at: i64) {
-        let key = self.jti_key(tenant, jti);
-        let remaining = (expires_at - super::tokens::unix_now()).max(1) as u64;
+    /// When a session revoked now has no live access token left: the
+    /// last one minted before the revocation expires by then.
+    pub fn session_revocation_expiry(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc() + time::Duration::seconds(self.access_token_ttl_secs as i64)
+    }
+
+    /// Records in Redis that a session is revoked until `expires_at` (its
+    /// row in PostgreSQL, written first): every access token it minted is
+    /// refused from the next request on.
+    pub async fn revoke_session(
+        self: &Arc<Self>,
+        tenant: Uuid,
+        session: Uuid,
+        expires_at: time::OffsetDateTime,
+    ) {
+        let key = self.session_key(tenant, session);
+        let remaining = (expires_at.unix_timestamp() - super::tokens::unix_now()).max(1) as u64;
         let ttl = remaining + self.leeway_secs;
         let result = self
-            .redis_op("revocation.deny", |mut conn| async move {
+            .redis_op("revocation.session", |mut conn| async move {
                 Ok(conn.set_ex::<_, _, ()>(key, 1, ttl).await?)
             })
             .await;
-        self.note_write(result, "revoking an access token");
+        self.note_write(result, "revoking a session");
     }
 
     /// Records in Redis that a user's tokens minted before `mark_ms` are invalid.
@@ -419,10 +432,14 @@ impl RevocationStore {
                 pipe.del(self.sentinel_key(*tenant)).ignore();
             }
             match (kind.as_str(), subject, until, hash) {
-                ("access_token", Some(jti), Some(expires), _) => {
+                ("session", Some(session), Some(expires), _) => {
                     let remaining = (expires.unix_timestamp() - now_secs).max(1) as u64;
-                    pipe.set_ex(self.jti_key(*tenant, *jti), 1, remaining + self.leeway_secs)
-                        .ignore();
+                    pipe.set_ex(
+                        self.session_key(*tenant, *session),
+                        1,
+                        remaining + self.leeway_secs,
+                    )
+                    .ignore();
                 }
                 ("user", Some(user), Some(mark), _) => {
                     pipe.set_ex(
@@ -592,8 +609,8 @@ impl RevocationStore {
         let rows: Vec<(String, Uuid, time::OffsetDateTime, time::OffsetDateTime)> = {
             let mut tx = db::begin_tenant_tx(&self.db, tenant).await?;
             let rows = sqlx::query_as(
-                "SELECT 'jti', r.jti, r.expires_at, r.revoked_at
-                 FROM revoked_access_tokens r
+                "SELECT 'session', r.session_id, r.expires_at, r.revoked_at
+                 FROM revoked_sessions r
                  WHERE r.expires_at > now()
                  UNION ALL
                  SELECT 'user', u.id,
@@ -616,8 +633,11 @@ impl RevocationStore {
             .arg(&nonce);
         for (kind, subject, until, mark) in &rows {
             let ttl = (until.unix_timestamp() - now_secs).max(1) as u64 + self.leeway_secs;
-            if kind == "jti" {
-                write.key(self.jti_key(tenant, *subject)).arg(1).arg(ttl);
+            if kind == "session" {
+                write
+                    .key(self.session_key(tenant, *subject))
+                    .arg(1)
+                    .arg(ttl);
             } else {
                 write
                     .key(self.user_key(tenant, *subject))

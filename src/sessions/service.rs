@@ -212,8 +212,7 @@ pub async fn refresh(
     if !repository::spend_refresh_token(&tenant, &mut tx, row.id).await? {
         let reused = row.revoked_at.is_none() && row.expires_at > OffsetDateTime::now_utc();
         if reused {
-            repository::revoke_family(&tenant, &mut tx, row.family_id).await?;
-            tx.commit().await?;
+            end_session(auth_state, &tenant, tx, row.user_id, row.family_id).await?;
             auth_state.events.count("refresh", "reuse_detected");
             tracing::warn!(
                 user_id = %row.user_id,
@@ -230,8 +229,7 @@ pub async fn refresh(
         .map_err(ApiError::internal)?
         .ok_or_else(invalid_refresh_token)?;
     if !active {
-        repository::revoke_family(&tenant, &mut tx, row.family_id).await?;
-        tx.commit().await?;
+        end_session(auth_state, &tenant, tx, row.user_id, row.family_id).await?;
         return Err(invalid_refresh_token());
     }
     let response = open_session(
@@ -249,34 +247,42 @@ pub async fn refresh(
     Ok(response)
 }
 
-/// Ends the caller's session: its refresh-token family, and the access token
-/// presented (deny-listed until it expires). With Redis down the deny-list
-/// entry is written to PostgreSQL only; checks fall back to it until Redis is
-/// refilled.
+/// Ends a session in `tx` and commits: its refresh-token family, and every
+/// access token it minted (refused from the next request on, by every
+/// replica: Redis is written now, and the committed row reaches it anyway
+/// through the invalidation replay if this write is lost).
+async fn end_session(
+    auth_state: &AuthState,
+    tenant: &TenantCtx,
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    user_id: Uuid,
+    session_id: Uuid,
+) -> Result<(), ApiError> {
+    let expires_at = auth_state.revocations.session_revocation_expiry();
+    repository::revoke_session(tenant, &mut tx, user_id, session_id, expires_at).await?;
+    tx.commit().await?;
+    auth_state
+        .revocations
+        .revoke_session(tenant.id(), session_id, expires_at)
+        .await;
+    Ok(())
+}
+
+/// Ends the caller's session: its refresh-token family and every access
+/// token of the session, the one presented and any other it minted. With
+/// Redis down the revocation is written to PostgreSQL only; checks fall back
+/// to it until Redis is refilled.
 pub async fn logout(
     infra: &Infra,
     auth_state: &AuthState,
     auth: &Auth<Viewer>,
 ) -> Result<(), ApiError> {
-    let PrincipalKind::User {
-        jti,
-        session_id,
-        expires_at,
-    } = auth.principal.kind
-    else {
+    let PrincipalKind::User { session_id, .. } = auth.principal.kind else {
         return auth.user_session().map(|_| ());
     };
     let tenant = auth.tenant();
-    let expiry = OffsetDateTime::from_unix_timestamp(expires_at).map_err(ApiError::internal)?;
-    let mut tx = db::begin_tenant_tx(&infra.db, tenant.id()).await?;
-    repository::revoke_family(&tenant, &mut tx, session_id).await?;
-    repository::insert_revoked_access_token(&tenant, &mut tx, jti, auth.principal.user_id, expiry)
-        .await?;
-    tx.commit().await?;
-    auth_state
-        .revocations
-        .revoke_access_token(tenant.id(), jti, expires_at)
-        .await;
+    let tx = db::begin_tenant_tx(&infra.db, tenant.id()).await?;
+    end_session(auth_state, &tenant, tx, auth.principal.user_id, session_id).await?;
     auth_state.events.count("logout", "success");
     Ok(())
 }

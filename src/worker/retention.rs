@@ -25,7 +25,7 @@ use super::leadership::{Fence, NoLongerLeading};
 
 pub const ROWS_PURGED: MetricDef = MetricDef::counter(
     "stock_tracker_retention_rows_purged_total",
-    "Rows deleted by retention, by kind: stock_history, outbox_events, webhook_deliveries, telegram_deliveries, sync_jobs, revoked_access_tokens, refresh_tokens",
+    "Rows deleted by retention, by kind: stock_history, outbox_events, webhook_deliveries, telegram_deliveries, sync_jobs, revoked_sessions, refresh_tokens",
     &["kind"],
 );
 
@@ -38,7 +38,7 @@ pub const ROW_KINDS: &[&str] = &[
     "webhook_deliveries",
     "telegram_deliveries",
     "sync_jobs",
-    "revoked_access_tokens",
+    "revoked_sessions",
     "refresh_tokens",
 ];
 pub const STOCK_HISTORY: &str = "stock_history";
@@ -92,7 +92,7 @@ fn cutoffs(settings: &Settings, now: OffsetDateTime) -> [(&'static str, OffsetDa
         ),
         ("sync_jobs", now - days(retention.sync_jobs_days)),
         (
-            "revoked_access_tokens",
+            "revoked_sessions",
             now - Duration::from_secs(settings.auth.leeway_secs),
         ),
         (

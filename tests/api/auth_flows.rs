@@ -224,6 +224,69 @@ async fn refresh_rotates_and_a_reused_token_revokes_the_family() {
     assert!(app.metrics_text().await.contains(
         r#"stock_tracker_auth_events_total{event="refresh",outcome="reuse_detected"} 1"#
     ));
+    // The access token minted from the stolen refresh token ends at once,
+    // not when it expires.
+    assert_eq!(
+        app.get_as(
+            "/api/v1/users/me",
+            &format!("Bearer {}", second.access_token)
+        )
+        .await
+        .status(),
+        401
+    );
+}
+
+async fn refreshed(app: &crate::helpers::TestApp, refresh_token: &str) -> Tokens {
+    let response = app
+        .post_json(
+            "/api/v1/auth/refresh",
+            None,
+            &json!({"refresh_token": refresh_token}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// Logout ends the session: every access token it minted, not only the one
+/// presented; another session of the same user lives on.
+#[tokio::test]
+async fn logout_ends_every_access_token_of_the_session() {
+    let app = spawn_app().await;
+    let account = app.register("siblings@example.com").await;
+    // Two live access tokens of one session: the first, and the one its
+    // refresh minted.
+    let sibling = refreshed(&app, &account.tokens.refresh_token).await;
+    let other_session = app.login("siblings@example.com", PASSWORD).await;
+    for token in [&account.tokens.access_token, &sibling.access_token] {
+        let response = app
+            .get_as("/api/v1/users/me", &format!("Bearer {token}"))
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+
+    let response = app
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/auth/logout",
+            Some(&format!("Bearer {}", sibling.access_token)),
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), 204);
+    for token in [&account.tokens.access_token, &sibling.access_token] {
+        let response = app
+            .get_as("/api/v1/users/me", &format!("Bearer {token}"))
+            .await;
+        assert_eq!(
+            response.status(),
+            401,
+            "a token of the ended session still works"
+        );
+    }
+    let other = format!("Bearer {}", other_session.access_token);
+    assert_eq!(app.get_as("/api/v1/users/me", &other).await.status(), 200);
 }
 
 #[tokio::test]

@@ -430,7 +430,11 @@ async fn rotation_moves_every_stored_secret_to_the_new_key() {
     // Running it again changes nothing.
     let again = rotate(keys, url).await.unwrap();
     let report = String::from_utf8_lossy(&again.stdout);
-    assert_eq!(report.matches("0 re-encrypted, 1 already").count(), 3, "{report}");
+    assert_eq!(
+        report.matches("0 re-encrypted, 1 already").count(),
+        3,
+        "{report}"
+    );
     assert_eq!(stored_tokens(&app).await, rotated);
 }
 

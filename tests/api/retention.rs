@@ -79,7 +79,7 @@ async fn each_kind_is_purged_past_its_age_in_bounded_batches() {
          INSERT INTO sync_jobs (id, tenant_id, connection_id, status, finished_at)
          VALUES (gen_random_uuid(), '{tenant}', '{tenant}', 'succeeded', now()),
                 (gen_random_uuid(), '{tenant}', '{tenant}', 'running', NULL);
-         INSERT INTO revoked_access_tokens (jti, tenant_id, user_id, expires_at)
+         INSERT INTO revoked_sessions (session_id, tenant_id, user_id, expires_at)
          VALUES (gen_random_uuid(), '{tenant}', '{}', now() + interval '10 minutes');",
         owner.user_id
     )))
@@ -98,10 +98,10 @@ async fn each_kind_is_purged_past_its_age_in_bounded_batches() {
         }
     };
 
-    // A day later: only the revocation, whose token has expired.
+    // A day later: only the revoked session, whose tokens have expired.
     let report = run(now + DAY).await;
     assert_eq!(report.total(), 1, "{report:?}");
-    assert_eq!(report.of("revoked_access_tokens"), 1);
+    assert_eq!(report.of("revoked_sessions"), 1);
 
     // 31 days later: past the outbox's 7 days and the deliveries' 30. Two
     // batches of two per kind and run: four of the five events, then the last.

@@ -834,14 +834,14 @@ async fn beat_purges_expired_revocations_and_refresh_tokens() {
     let app = spawn_app_with(|s| queues.apply(s)).await;
     let owner = app.register("purge@example.com").await;
     let mut db = app.database.owner_connection().await;
-    for (jti, expires) in [
+    for (session, expires) in [
         (Uuid::now_v7(), "now() - interval '1 hour'"),
         (Uuid::now_v7(), "now() + interval '10 minutes'"),
     ] {
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO revoked_access_tokens (jti, tenant_id, user_id, expires_at) VALUES ($1, $2, $3, {expires})"
+            "INSERT INTO revoked_sessions (session_id, tenant_id, user_id, expires_at) VALUES ($1, $2, $3, {expires})"
         )))
-        .bind(jti)
+        .bind(session)
         .bind(owner.tenant_id)
         .bind(owner.user_id)
         .execute(&mut db)
@@ -862,7 +862,7 @@ async fn beat_purges_expired_revocations_and_refresh_tokens() {
     );
     beat.wait_for_log("retention ran", Duration::from_secs(20))
         .await;
-    let revocations: i64 = sqlx::query_scalar("SELECT count(*) FROM revoked_access_tokens")
+    let revocations: i64 = sqlx::query_scalar("SELECT count(*) FROM revoked_sessions")
         .fetch_one(&mut db)
         .await
         .unwrap();
