@@ -50,6 +50,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_actix_web::{AppExt, scope};
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::auth::login_backoff::LoginBackoff;
 use crate::auth::password::PasswordHasher;
 use crate::auth::revocation::RevocationStore;
 use crate::auth::tenant_context;
@@ -144,6 +145,12 @@ impl Application {
             revocations,
             refresh_token_ttl_secs: settings.auth.refresh_token_ttl_secs,
             events: AuthEvents::register(&metrics),
+            login_backoff: LoginBackoff::new(
+                infra.redis.clone(),
+                infra.redis_guard.clone(),
+                &settings.redis.key_prefix,
+                &settings.auth.login_backoff,
+            ),
         });
         // Built once, outside the per-worker factory below: every worker
         // thread shares its in-process fallback counters.

@@ -3,6 +3,7 @@
 //! - [`roles`]: the role ladder `viewer < member < admin < owner` and tiers.
 //! - [`tokens`]: JWT access tokens, opaque refresh tokens, API keys.
 //! - [`password`]: argon2id hashing and the password policy.
+//! - [`login_backoff`]: per-account backoff on failed password checks.
 //! - [`revocation`]: revoked sessions and per-user "invalid before" marks, in
 //!   Redis with PostgreSQL as the record and fallback.
 //! - [`middleware`]: authentication — resolves credentials into a
@@ -16,6 +17,7 @@
 //! Registering, signing in and out are `crate::sessions`, above this module.
 
 pub mod extractor;
+pub mod login_backoff;
 pub mod middleware;
 pub mod password;
 pub mod repository;
@@ -62,4 +64,6 @@ pub struct AuthState {
     /// How long a refresh token lives (`auth.refresh_token_ttl_secs`).
     pub refresh_token_ttl_secs: u64,
     pub events: AuthEvents,
+    /// Per-account backoff on failed password checks.
+    pub login_backoff: login_backoff::LoginBackoff,
 }

@@ -51,6 +51,22 @@ pub struct AuthSettings {
     pub invalidation_replay_ms: u64,
     #[garde(dive)]
     pub argon2: Argon2Settings,
+    #[garde(dive)]
+    pub login_backoff: LoginBackoffSettings,
+}
+
+/// `[auth.login_backoff]`: see `auth::login_backoff`.
+#[derive(Debug, Clone, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBackoffSettings {
+    #[garde(range(min = 1, max = 100))]
+    pub free_attempts: u32,
+    #[garde(range(min = 1, max = 60_000))]
+    pub base_ms: u64,
+    #[garde(range(min = 1, max = 86_400))]
+    pub max_secs: u64,
+    #[garde(range(min = 60, max = 604_800))]
+    pub reset_after_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Validate)]

@@ -43,7 +43,7 @@ mod worker;
 
 pub use auth::{
     ARGON2_MIN_ITERATIONS, ARGON2_MIN_MEMORY_KIB, Argon2Settings, AuthSettings, JwtAlgorithm,
-    MIN_JWT_SECRET_BYTES,
+    LoginBackoffSettings, MIN_JWT_SECRET_BYTES,
 };
 pub use beat::BeatSettings;
 pub use broker::BrokerSettings;

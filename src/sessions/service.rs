@@ -135,6 +135,7 @@ pub async fn login(
     email: &str,
     password: &str,
 ) -> Result<TokenResponse, ApiError> {
+    auth_state.login_backoff.check(email).await?;
     let account = repository::find_login(&infra.db, email.trim()).await?;
     let stored = account.as_ref().map(|a| a.password_hash.clone());
     // Runs the same argon2 work whether or not the account exists.
@@ -145,10 +146,12 @@ pub async fn login(
     let account = match account {
         Some(account) if verified && account.is_active => account,
         _ => {
+            auth_state.login_backoff.failed(email).await;
             auth_state.events.count("login", "failure");
             return Err(invalid_credentials());
         }
     };
+    auth_state.login_backoff.succeeded(email).await;
     let tenant = TenantCtx::new(account.tenant_id);
     let role: Role = account.role.parse().map_err(ApiError::internal)?;
     let tier: Tier = account.tier.parse().map_err(ApiError::internal)?;

@@ -59,16 +59,19 @@ pub async fn update_me(
                 .await?
                 .ok_or_else(|| ApiError::not_found("User"))?;
             drop(tx);
+            auth_state.login_backoff.check(&email).await?;
             if !auth_state
                 .passwords
                 .verify(current_password, Some(stored))
                 .await?
             {
+                auth_state.login_backoff.failed(&email).await;
                 return Err(ApiError::Forbidden {
                     code: "invalid_current_password",
                     detail: "The current password is incorrect".into(),
                 });
             }
+            auth_state.login_backoff.succeeded(&email).await;
             password::check_policy(&new_password, &email, "new_password")?;
             Some(auth_state.passwords.hash(new_password).await?)
         }

@@ -1,5 +1,7 @@
 //! Register, sign in, rotate, sign out — end to end.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use crate::helpers::{PASSWORD, Tokens, spawn_app, spawn_app_with};
@@ -443,4 +445,88 @@ async fn revocations_survive_redis_losing_its_data() {
             .status(),
         401
     );
+}
+
+async fn sign_in_from(
+    app: &crate::helpers::TestApp,
+    address: &str,
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", address)
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Guessing from many addresses still backs off, per account, and an
+/// unknown account answers exactly like a real one; the current-password
+/// check of `PATCH /users/me` counts towards the same account.
+#[tokio::test]
+async fn password_guessing_backs_off_per_account_from_any_address() {
+    let app = spawn_app_with(|s| {
+        s.rate_limit.trusted_proxies = vec!["127.0.0.1".into()];
+        s.auth.login_backoff.free_attempts = 3;
+        s.auth.login_backoff.base_ms = 1500;
+    })
+    .await;
+    let victim = app.register("victim@example.com").await;
+    for email in ["victim@example.com", "nobody-here@example.com"] {
+        for n in 1..=3 {
+            let address = format!("198.51.100.{n}");
+            let guess = sign_in_from(&app, &address, email, "wrong-guess-123").await;
+            assert_eq!(guess.status(), 401, "{email}, attempt {n}");
+        }
+        // Locked now, from any address, even with the right password.
+        let locked = sign_in_from(&app, "203.0.113.50", email, PASSWORD).await;
+        assert_eq!(locked.status(), 429, "{email}");
+        let retry_after: u64 = locked.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=2).contains(&retry_after), "{retry_after}");
+    }
+
+    // Once the lock has passed, the right password signs in and clears the count.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let signed_in = sign_in_from(&app, "203.0.113.50", "victim@example.com", PASSWORD).await;
+    assert_eq!(signed_in.status(), 200);
+    let guess = sign_in_from(
+        &app,
+        "203.0.113.51",
+        "victim@example.com",
+        "wrong-guess-123",
+    )
+    .await;
+    assert_eq!(guess.status(), 401, "the count started over");
+
+    // The current password asked by PATCH /users/me counts for the account.
+    let change =
+        json!({"current_password": "wrong-guess-123", "new_password": "a-brand-new-secret"});
+    for _ in 0..2 {
+        let response = app
+            .send(
+                reqwest::Method::PATCH,
+                "/api/v1/users/me",
+                Some(&victim.bearer()),
+                Some(&change),
+            )
+            .await;
+        assert_eq!(response.status(), 403);
+    }
+    let response = app
+        .send(
+            reqwest::Method::PATCH,
+            "/api/v1/users/me",
+            Some(&victim.bearer()),
+            Some(&change),
+        )
+        .await;
+    assert_eq!(response.status(), 429);
+    let locked = sign_in_from(&app, "203.0.113.52", "victim@example.com", PASSWORD).await;
+    assert_eq!(locked.status(), 429, "sign-in shares the account's lock");
 }
