@@ -96,6 +96,18 @@ pub enum Authentication {
     /// same Redis round trip as the limits and settles this into one of the
     /// above. Never seen by a handler; if it were, `Auth<R>` fails closed.
     PendingRevocationCheck(Box<AccessClaims>),
+    /// A well-formed API key the cache does not know: the rate limiter
+    /// first counts the attempt against the client's address, then has it
+    /// looked up in PostgreSQL and settles this (see
+    /// `auth::middleware::settle_api_key`). `Auth<R>` fails closed on it too.
+    PendingApiKeyLookup(Box<PendingApiKey>),
+}
+
+/// An API key still to be looked up: its hash, and the cache's stamp.
+#[derive(Debug, Clone)]
+pub struct PendingApiKey {
+    pub hash: Vec<u8>,
+    pub stamp: Option<String>,
 }
 
 impl AuthRejection {
@@ -208,6 +220,10 @@ impl<R: MinimumRole> FromRequest for Auth<R> {
             Some(Authentication::Rejected(rejection)) => Err(rejection.into_api_error()),
             Some(Authentication::PendingRevocationCheck(_)) => {
                 tracing::error!("a bearer token reached a handler without its revocation check");
+                Err(AuthRejection::Unavailable.into_api_error())
+            }
+            Some(Authentication::PendingApiKeyLookup(_)) => {
+                tracing::error!("an API key reached a handler without being looked up");
                 Err(AuthRejection::Unavailable.into_api_error())
             }
             Some(Authentication::Anonymous) | None => Err(not_authenticated()),

@@ -5,8 +5,12 @@
 //! Cost: a bearer token is verified in memory here; its revocation state is
 //! read by the rate limiter, in the same Redis round trip as the limits
 //! ([`settle_bearer`]; PostgreSQL only when Redis cannot answer). An API key
-//! is one Redis read; PostgreSQL is asked at most once per key per
-//! `auth.api_key_cache_ttl_secs`.
+//! is one Redis read, which also remembers keys PostgreSQL did not know; a
+//! key of the wrong shape costs nothing. A well-formed key the cache does
+//! not know is looked up only after the rate limiter has counted the
+//! attempt against the client's address ([`settle_api_key`]), so PostgreSQL
+//! is asked at most once per key per `auth.api_key_cache_ttl_secs` and at
+//! most `rate_limit.api_key_lookups` times per address.
 //!
 //! Bad credentials do not fail the request here: a public route still
 //! answers; a protected one answers 401 through `Auth<R>`.
@@ -19,7 +23,9 @@ use actix_web::{Error, HttpMessage, web};
 
 use std::sync::Arc;
 
-use super::extractor::{AuthRejection, Authentication, Principal, PrincipalKind, TenantCtx};
+use super::extractor::{
+    AuthRejection, Authentication, PendingApiKey, Principal, PrincipalKind, TenantCtx,
+};
 use super::repository;
 use super::revocation::{ApiKeyGrant, RevocationError, RevocationStore};
 use super::tokens::{API_KEY_PREFIX, AccessClaims, hash_secret};
@@ -118,7 +124,12 @@ pub async fn settle_bearer_alone(auth: &AuthState, claims: &AccessClaims) -> Aut
     settle_bearer(&auth.events, claims, revocation)
 }
 
-async fn resolve(infra: &Infra, auth: &AuthState, credentials: Credentials) -> Authentication {
+async fn resolve(
+    // Read only when a benchmark switches the rate limiter off.
+    #[cfg_attr(not(feature = "bench-layers"), allow(unused_variables))] infra: &Infra,
+    auth: &AuthState,
+    credentials: Credentials,
+) -> Authentication {
     let events = &auth.events;
     match credentials {
         Credentials::Unsupported => {
@@ -142,37 +153,94 @@ async fn resolve(infra: &Infra, auth: &AuthState, credentials: Credentials) -> A
             }
         },
         Credentials::ApiKey(key) => {
-            let outcome = resolve_api_key(infra, &auth.revocations, &key).await;
-            count(events, "api_key", &outcome);
-            outcome
+            let outcome = resolve_api_key(&auth.revocations, &key).await;
+            match outcome {
+                // Without the rate limiter (switched off for a benchmark)
+                // nothing else would look the key up: do it here.
+                #[cfg(feature = "bench-layers")]
+                Authentication::PendingApiKeyLookup(pending)
+                    if !infra.settings.server.layer_enabled(Layer::RateLimit) =>
+                {
+                    settle_api_key(infra, auth, &pending).await
+                }
+                Authentication::PendingApiKeyLookup(_) => outcome,
+                outcome => {
+                    count(events, "api_key", &outcome);
+                    outcome
+                }
+            }
         }
     }
 }
 
-async fn resolve_api_key(
-    infra: &Infra,
-    revocations: &Arc<RevocationStore>,
-    key: &str,
-) -> Authentication {
+/// `stk_`, 8 lowercase letters or digits, `_`, then 32 random bytes in
+/// unpadded base64url: what `tokens::new_api_key` makes.
+fn is_well_formed_api_key(key: &str) -> bool {
+    let Some((id, secret)) = key
+        .strip_prefix(API_KEY_PREFIX)
+        .and_then(|rest| rest.split_once('_'))
+    else {
+        return false;
+    };
+    id.len() == 8
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && secret.len() == 43
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// What the cache says of an API key: its grant, a refusal (the key is
+/// malformed, or PostgreSQL recently did not know it), or a lookup to make.
+async fn resolve_api_key(revocations: &Arc<RevocationStore>, key: &str) -> Authentication {
+    if !is_well_formed_api_key(key) {
+        return Authentication::Rejected(AuthRejection::InvalidApiKey);
+    }
     let hash = hash_secret(key);
     let lookup = revocations.cached_api_key(&hash).await;
-    let grant = match lookup.grant {
-        Some(grant) => grant,
-        // Boxed: the statement's large future would otherwise be copied with
-        // this layer's on every request (see `products::service::cached`).
-        None => match Box::pin(repository::use_api_key(&infra.db, &hash)).await {
-            Ok(Some(grant)) => {
-                revocations.cache_api_key(&hash, &grant, lookup.stamp).await;
-                grant
-            }
-            Ok(None) => return Authentication::Rejected(AuthRejection::InvalidApiKey),
-            Err(err) => {
-                tracing::error!(error = %err, "API key lookup failed");
-                return Authentication::Rejected(AuthRejection::Unavailable);
-            }
-        },
+    match lookup.grant {
+        Some(grant) => Authentication::Authenticated(principal_for_key(grant)),
+        None if lookup.unknown => Authentication::Rejected(AuthRejection::InvalidApiKey),
+        None => Authentication::PendingApiKeyLookup(Box::new(PendingApiKey {
+            hash,
+            stamp: lookup.stamp,
+        })),
+    }
+}
+
+/// Looks up an API key the cache did not know, in PostgreSQL, once the rate
+/// limiter has admitted the attempt; remembers the answer either way.
+pub async fn settle_api_key(
+    infra: &Infra,
+    auth: &AuthState,
+    pending: &PendingApiKey,
+) -> Authentication {
+    let revocations = &auth.revocations;
+    let hash = &pending.hash;
+    // Boxed: the statement's large future would otherwise be copied with
+    // this layer's on every request (see `products::service::cached`).
+    let outcome = match Box::pin(repository::use_api_key(&infra.db, hash)).await {
+        Ok(Some(grant)) => {
+            revocations
+                .cache_api_key(hash, &grant, pending.stamp.clone())
+                .await;
+            Authentication::Authenticated(principal_for_key(grant))
+        }
+        Ok(None) => {
+            revocations
+                .cache_unknown_api_key(hash, pending.stamp.clone())
+                .await;
+            Authentication::Rejected(AuthRejection::InvalidApiKey)
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "API key lookup failed");
+            Authentication::Rejected(AuthRejection::Unavailable)
+        }
     };
-    Authentication::Authenticated(principal_for_key(grant))
+    count(&auth.events, "api_key", &outcome);
+    outcome
 }
 
 fn principal_for_token(claims: &AccessClaims) -> Principal {

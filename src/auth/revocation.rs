@@ -65,13 +65,19 @@ pub enum RevocationError {
     Unavailable,
 }
 
-/// What the cache knew of an API key: its grant, and the stamp a miss must
-/// present to store one (`None`: Redis did not answer, so nothing is stored).
+/// What the cache knew of an API key: its grant, or that PostgreSQL
+/// recently had no such key, and the stamp a miss must present to store
+/// either (`None`: Redis did not answer, so nothing is stored).
 #[derive(Debug, Default)]
 pub struct ApiKeyLookup {
     pub grant: Option<ApiKeyGrant>,
+    pub unknown: bool,
     pub stamp: Option<String>,
 }
+
+/// What the cache holds for a key PostgreSQL does not know (or no longer
+/// honours): refused without asking again for `auth.api_key_cache_ttl_secs`.
+const UNKNOWN_API_KEY: &str = "unknown";
 
 /// Invalidations applied per round.
 const INVALIDATIONS_PER_ROUND: i32 = 500;
@@ -343,6 +349,7 @@ impl RevocationStore {
             return ApiKeyLookup::default();
         };
         ApiKeyLookup {
+            unknown: json.as_deref() == Some(UNKNOWN_API_KEY),
             grant: json.and_then(|json| serde_json::from_str(&json).ok()),
             stamp: Some(generation.unwrap_or_default()),
         }
@@ -351,10 +358,21 @@ impl RevocationStore {
     /// Caches a grant read from PostgreSQL after a miss, unless the key was
     /// revoked since the miss read `stamp` (or Redis did not answer then).
     pub async fn cache_api_key(&self, hash: &[u8], grant: &ApiKeyGrant, stamp: Option<String>) {
-        let Some(stamp) = stamp else { return };
         let Ok(json) = serde_json::to_string(grant) else {
             return;
         };
+        self.store_api_key_answer(hash, json, stamp).await;
+    }
+
+    /// Remembers that PostgreSQL has no usable key with this hash, so the
+    /// next presentations are refused without asking it.
+    pub async fn cache_unknown_api_key(&self, hash: &[u8], stamp: Option<String>) {
+        self.store_api_key_answer(hash, UNKNOWN_API_KEY.to_owned(), stamp)
+            .await;
+    }
+
+    async fn store_api_key_answer(&self, hash: &[u8], json: String, stamp: Option<String>) {
+        let Some(stamp) = stamp else { return };
         let mut store = STORE_UNLESS_REVOKED.prepare_invoke();
         store
             .key(self.api_key_key(hash))

@@ -39,6 +39,10 @@ pub struct RateLimitSettings {
     /// traffic from many addresses cannot lock the tenants out).
     #[garde(dive)]
     pub anonymous_global: WindowRule,
+    /// API keys not in the cache, looked up in PostgreSQL, per client
+    /// address: unknown keys cannot make the database work without limit.
+    #[garde(dive)]
+    pub api_key_lookups: WindowRule,
     /// How long a replica may admit from one lease of the global budget
     /// (see `rate_limit::global`): longer leases cost Redis less, and let R
     /// replicas over-admit by up to `R × limit × lease_ms / window` per window.

@@ -210,6 +210,7 @@ pub struct RateLimiter {
     window_policies: [[Arc<str>; 3]; 3],
     global_policy: Arc<str>,
     anonymous_global_policy: Arc<str>,
+    api_key_lookup_policy: Arc<str>,
     client_ip: ClientIpResolver,
     redis: crate::redis_conn::Redis,
     script: WindowScript,
@@ -266,6 +267,7 @@ impl RateLimiter {
             window_policies: [names("tenant"), names("user"), names("ip")],
             global_policy: "global".into(),
             anonymous_global_policy: "global-anonymous".into(),
+            api_key_lookup_policy: "api-key-lookup".into(),
             script: WindowScript::new(redis.clone(), guard.clone(), limits.buckets_per_window),
             global: GlobalBudget::new(
                 limits.global.limit,
@@ -547,6 +549,28 @@ impl RateLimiter {
             slot,
         });
         checks
+    }
+
+    /// Adds the client address's window of API-key lookups
+    /// (`rate_limit.api_key_lookups`), for a request whose key the cache
+    /// did not know: counted before PostgreSQL is asked. In the address's
+    /// slot, with its other windows (the caller is anonymous until the key
+    /// is found).
+    pub fn plan_api_key_lookup(&self, checks: &mut Vec<Check>, client_ip: Option<IpAddr>) {
+        let rule = self.settings.api_key_lookups;
+        let ip_tag = tag(format_args!("ip:{}", self.client_ip.key(client_ip)));
+        checks.push(Check {
+            policy: self.api_key_lookup_policy.clone(),
+            scope: Scope::Endpoint,
+            key: format!(
+                "{}{ip_tag}:api_key_lookups:{}:{}:{LAYOUT}",
+                self.prefix, rule.window_secs, self.settings.buckets_per_window
+            ),
+            window_secs: rule.window_secs,
+            spec: self.spec(rule.limit, rule.window_secs),
+            group: Group::Always,
+            slot: Slot::Caller,
+        });
     }
 
     /// Checks (and, in [`Mode::Record`], counts) the request against

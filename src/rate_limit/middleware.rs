@@ -17,10 +17,11 @@ use uuid::Uuid;
 use super::RateLimiter;
 use super::limiter::{Caller, Decision, Mode, Revocation};
 use crate::auth::AuthState;
-use crate::auth::extractor::Authentication;
-use crate::auth::middleware::{settle_bearer, settle_bearer_alone};
+use crate::auth::extractor::{AuthRejection, Authentication};
+use crate::auth::middleware::{settle_api_key, settle_bearer, settle_bearer_alone};
 use crate::auth::revocation::RevocationError;
 use crate::http::error::ApiError;
+use crate::infra::Infra;
 
 /// The route that reports limits without consuming them.
 pub const STATUS_ROUTE: &str = "/api/v1/rate-limits/me";
@@ -51,7 +52,7 @@ pub async fn rate_limit(
             .await
             .map(ServiceResponse::map_into_left_body);
     };
-    let authentication = req.extensions().get::<Authentication>().cloned();
+    let mut authentication = req.extensions().get::<Authentication>().cloned();
     let route = req.match_pattern();
     if is_exempt(req.method(), route.as_deref()) {
         if let Some(Authentication::PendingRevocationCheck(claims)) = &authentication {
@@ -65,6 +66,27 @@ pub async fn rate_limit(
     }
 
     let client_ip = limiter.client_ip(req.peer_addr().map(|a| a.ip()), req.headers());
+    // An API key the cache did not know: the attempt counts against the
+    // client's address first (`rate_limit.api_key_lookups`), and only if
+    // that admits it is PostgreSQL asked; the request then counts as the
+    // key's, like any other.
+    if let Some(Authentication::PendingApiKeyLookup(pending)) = &authentication {
+        let mut checks = Vec::with_capacity(1);
+        limiter.plan_api_key_lookup(&mut checks, client_ip);
+        let lookup = limiter
+            .decide(&Caller::Anonymous, &checks, Mode::Record, &auth.revocations)
+            .await;
+        if !lookup.admitted {
+            limiter.count(&lookup, None);
+            return Ok(refuse(req, &lookup, None).map_into_right_body());
+        }
+        let settled = match req.app_data::<web::Data<Infra>>().cloned() {
+            Some(infra) => settle_api_key(&infra, &auth, pending).await,
+            None => Authentication::Rejected(AuthRejection::Unavailable),
+        };
+        req.extensions_mut().insert(settled.clone());
+        authentication = Some(settled);
+    }
     let caller = match &authentication {
         Some(Authentication::PendingRevocationCheck(claims)) => Caller::Bearer(claims),
         Some(Authentication::Authenticated(principal)) => Caller::ApiKey(principal),
@@ -97,18 +119,11 @@ pub async fn rate_limit(
     }
     limiter.count(&decision, tier);
 
-    let refused = !decision.admitted && mode == Mode::Record;
-    let mut headers = HeaderMap::new();
-    write_headers(&mut headers, &decision, tenant, refused);
-    if refused {
-        let response = too_many_requests(&decision).error_response();
-        let mut response = req.into_response(response);
-        let response_headers = response.headers_mut();
-        for (name, value) in headers {
-            response_headers.insert(name, value);
-        }
-        return Ok(response.map_into_right_body());
+    if !decision.admitted && mode == Mode::Record {
+        return Ok(refuse(req, &decision, tenant).map_into_right_body());
     }
+    let mut headers = HeaderMap::new();
+    write_headers(&mut headers, &decision, tenant, false);
     req.extensions_mut().insert(RateLimitStatus {
         decision,
         tier,
@@ -120,6 +135,18 @@ pub async fn rate_limit(
         response_headers.insert(name, value);
     }
     Ok(response.map_into_left_body())
+}
+
+/// The 429 answer, with the decision's headers.
+fn refuse(req: ServiceRequest, decision: &Decision, tenant: Option<Uuid>) -> ServiceResponse {
+    let mut headers = HeaderMap::new();
+    write_headers(&mut headers, decision, tenant, true);
+    let mut response = req.into_response(too_many_requests(decision).error_response());
+    let response_headers = response.headers_mut();
+    for (name, value) in headers {
+        response_headers.insert(name, value);
+    }
+    response
 }
 
 fn too_many_requests(decision: &Decision) -> ApiError {

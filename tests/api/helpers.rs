@@ -80,6 +80,7 @@ pub fn limits_out_of_reach(settings: &mut Settings) {
     }
     limits.global.limit = HIGH;
     limits.anonymous_global.limit = HIGH;
+    limits.api_key_lookups.limit = HIGH;
     for rule in limits.rules.values_mut() {
         rule.limit = HIGH;
     }

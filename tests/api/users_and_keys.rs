@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, spawn_app};
+use crate::helpers::{PASSWORD, TestApp, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn admins_list_users_page_by_page() {
@@ -388,4 +388,110 @@ async fn api_keys_carry_their_role_and_no_session() {
         .get_with_key("/api/v1/tenants/me", "stk_notreal_xxxxxxxx")
         .await;
     assert_eq!(garbage.status(), 401);
+}
+
+/// A made-up key of the right shape (never issued).
+fn unknown_key(n: u8) -> String {
+    format!("stk_unknwn{n:02}_{}", "A".repeat(43))
+}
+
+async fn with_key_from(app: &TestApp, address: &str, key: &str) -> reqwest::Response {
+    app.client
+        .get(app.url("/api/v1/tenants/me"))
+        .header("x-forwarded-for", address)
+        .header("x-api-key", key)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Bad keys cost no database work once seen: a malformed one never does,
+/// an unknown one is remembered, and an address trying many unknown keys
+/// is limited before PostgreSQL is asked. (Proven by taking the database
+/// away: a lookup would then answer 503.)
+#[tokio::test]
+async fn bad_api_keys_cost_no_database_work_once_seen() {
+    let app = spawn_app_with(|s| {
+        s.rate_limit.trusted_proxies = vec!["127.0.0.1".into()];
+        s.rate_limit.api_key_lookups.limit = 3;
+    })
+    .await;
+    let seen = unknown_key(1);
+    assert_eq!(seen.len(), 4 + 8 + 1 + 43, "{seen}");
+    assert_eq!(
+        with_key_from(&app, "198.51.100.1", &seen).await.status(),
+        401
+    );
+    // Another address tries three more unknown keys: its lookups are spent.
+    for n in 2..=4 {
+        let response = with_key_from(&app, "198.51.100.2", &unknown_key(n)).await;
+        assert_eq!(response.status(), 401);
+    }
+
+    app.database.make_unreachable().await;
+    for (address, key, status) in [
+        // Remembered as unknown: refused without asking.
+        ("198.51.100.1", seen.as_str(), 401),
+        // Malformed: refused unparsed.
+        ("198.51.100.1", "stk_nonsense", 401),
+        ("198.51.100.1", "stk_abcdefgh_short", 401),
+        // Past its address's lookups: refused before any database work.
+        ("198.51.100.2", unknown_key(5).as_str(), 429),
+        // A new key from a fresh address is looked up: the database is
+        // gone, so that lookup fails — which the answers above never did.
+        ("198.51.100.3", unknown_key(6).as_str(), 503),
+    ] {
+        let response = with_key_from(&app, address, key).await;
+        assert_eq!(response.status(), status, "{key} from {address}");
+        if status == 429 {
+            let body: Value = response.json().await.unwrap();
+            assert!(
+                body["detail"].as_str().unwrap().contains("api-key-lookup"),
+                "{body}"
+            );
+        }
+    }
+}
+
+/// A key's use is recorded at most once a minute, however often its cached
+/// grant expires.
+#[tokio::test]
+async fn a_keys_last_use_is_written_at_most_once_a_minute() {
+    let app = spawn_app_with(|s| s.auth.api_key_cache_ttl_secs = 1).await;
+    let owner = app.register("last-used@example.com").await;
+    let (id, key) = app.create_api_key(&owner, "viewer").await;
+    let last_used = || async {
+        let at: Option<time::OffsetDateTime> =
+            sqlx::query_scalar("SELECT last_used_at FROM api_keys WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut app.database.owner_connection().await)
+                .await
+                .unwrap();
+        at.expect("the use was recorded")
+    };
+    assert_eq!(
+        app.get_with_key("/api/v1/tenants/me", &key).await.status(),
+        200
+    );
+    let first = last_used().await;
+    // The cached grant expires; the next use reads the key again.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(
+        app.get_with_key("/api/v1/tenants/me", &key).await.status(),
+        200
+    );
+    assert_eq!(last_used().await, first, "written again within the minute");
+
+    sqlx::query("UPDATE api_keys SET last_used_at = now() - interval '2 minutes' WHERE id = $1")
+        .bind(id)
+        .execute(&mut app.database.owner_connection().await)
+        .await
+        .unwrap();
+    let stale = last_used().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(
+        app.get_with_key("/api/v1/tenants/me", &key).await.status(),
+        200
+    );
+    assert!(last_used().await > stale, "a minute later it is written");
 }
