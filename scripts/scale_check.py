@@ -398,6 +398,7 @@ def app_env(stack, redis_ports, service_url, direct_url, pooled, port, hook_host
         # The receiver is http:// on loopback.
         "STOCK_TRACKER__WEBHOOKS__ALLOW_HTTP": "true",
         "STOCK_TRACKER__WEBHOOKS__ALLOW_PRIVATE_NETWORKS": "true",
+        "STOCK_TRACKER__WEBHOOKS__ALLOWED_PORTS": "",
         # Rate limits out of the load's reach (the limiter still runs).
         "STOCK_TRACKER__RATE_LIMIT__TIERS__FREE__SECOND": million,
         "STOCK_TRACKER__RATE_LIMIT__TIERS__FREE__MINUTE": million,

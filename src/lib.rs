@@ -12,7 +12,8 @@
 //!   tenant-scoped transactions), [`redis_conn`] (Redis and its guard),
 //!   [`cache`] (the per-tenant response cache), [`broker`] (handing tasks
 //!   to RabbitMQ), [`http`] (the error type, request context, extractors,
-//!   the load-shedding layer) and [`infra`] (all of it built once per
+//!   the load-shedding layer), [`ssrf`] (which addresses tenant-chosen URLs
+//!   may reach) and [`infra`] (all of it built once per
 //!   process, for the API, the worker and beat).
 //! - **Domains**, each with `routes`, `service`, `repository` and `model` as
 //!   it needs: [`auth`] (identity, tokens, the `Auth<R>` extractor),
@@ -43,6 +44,7 @@ pub mod rate_limit;
 pub mod redis_conn;
 pub mod resilience;
 pub mod sessions;
+pub mod ssrf;
 pub mod sync;
 pub mod telegram;
 pub mod telemetry;

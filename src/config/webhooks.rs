@@ -14,6 +14,10 @@ pub struct WebhookSettings {
     /// Development only: accept hosts on private, loopback or link-local networks.
     #[garde(skip)]
     pub allow_private_networks: bool,
+    /// Ports webhook URLs may use; empty: any (refused in production).
+    #[serde(deserialize_with = "super::list_or_comma_separated")]
+    #[garde(skip)]
+    pub allowed_ports: Vec<u16>,
     // Keys that moved to `[notifications]`: read only to refuse them with
     // the new key's name (see [`WebhookSettings::check`]).
     #[serde(default)]
@@ -59,6 +63,12 @@ impl WebhookSettings {
             return invalid(
                 "webhooks.allow_private_networks",
                 "must be false in production, like webhooks.allow_http (they open the service to SSRF)",
+            );
+        }
+        if production && self.allowed_ports.is_empty() {
+            return invalid(
+                "webhooks.allowed_ports",
+                "must name the ports webhook URLs may use in production (e.g. [443, 8443]); an empty list allows any",
             );
         }
         Ok(())

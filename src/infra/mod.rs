@@ -22,6 +22,7 @@ use crate::crypto::SecretBox;
 use crate::db::{self, Database};
 use crate::redis_conn::{Redis, RedisGuard};
 use crate::resilience::breaker::CircuitBreaker;
+use crate::ssrf;
 use crate::telemetry::metrics::Metrics;
 
 pub struct Infra {
@@ -37,10 +38,15 @@ pub struct Infra {
     pub cache: ResponseCache,
     /// Encrypts and decrypts marketplace credentials, webhook secrets and bot tokens.
     pub secrets: SecretBox,
-    /// One HTTP client for webhook and Telegram deliveries (its connection
-    /// pool is reused): redirects never followed, as they would bypass the
-    /// SSRF check; each request sets its own timeout.
+    /// The HTTP client for Telegram's Bot API (its connection pool is
+    /// reused): redirects never followed; each request sets its own timeout.
     pub notifier: reqwest::Client,
+    /// The HTTP client for webhook deliveries, to tenant-chosen URLs: it
+    /// connects only to addresses its resolver checked as public (see
+    /// [`crate::ssrf`]) and follows no redirect.
+    pub webhook_client: reqwest::Client,
+    /// How host names are looked up (the system's resolver; a test's).
+    pub lookup: ssrf::Lookup,
 }
 
 impl Infra {
@@ -71,6 +77,13 @@ impl Infra {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the notification HTTP client")?;
+        let lookup = ssrf::system_lookup();
+        let webhook_client = ssrf::client(
+            lookup.clone(),
+            settings.webhooks.allow_private_networks,
+            Duration::from_millis(settings.notifications.timeout_ms),
+        )
+        .context("building the webhook HTTP client")?;
         Ok(Self {
             settings,
             db,
@@ -81,6 +94,8 @@ impl Infra {
             cache,
             secrets,
             notifier,
+            webhook_client,
+            lookup,
         })
     }
 

@@ -185,8 +185,9 @@ async fn post(
     now: OffsetDateTime,
     timeout: Duration,
 ) -> Result<u16, String> {
-    let url = target::check(&claimed.address, &ctx.settings.webhooks)
-        .await
+    // The host is resolved and checked by the client's resolver, which
+    // connects to exactly what it checked.
+    let url = target::check_form(&claimed.address, &ctx.settings.webhooks)
         .map_err(|err| format!("the URL is refused: {err}"))?;
     let secret = ctx
         .secrets
@@ -200,7 +201,7 @@ async fn post(
         sign(&secret, &id, timestamp, body).ok_or("the signing secret is malformed; rotate it")?;
     let started = std::time::Instant::now();
     let request = ctx
-        .notifier
+        .webhook_client
         .post(url)
         .timeout(timeout)
         .header("content-type", "application/json")
@@ -219,6 +220,9 @@ async fn post(
         .observe(started.elapsed().as_secs_f64());
     match response {
         Ok(response) => Ok(response.status().as_u16()),
+        Err(err) if let Some(refused) = crate::ssrf::refusal(&err) => {
+            Err(format!("the URL is refused: {refused}"))
+        }
         Err(err) if err.is_timeout() => Err("the receiver did not answer in time".into()),
         Err(err) if err.is_connect() => Err("the receiver could not be reached".into()),
         Err(_) => Err("the request failed".into()),

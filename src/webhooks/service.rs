@@ -27,7 +27,7 @@ pub fn new_secret() -> String {
 }
 
 async fn checked_url(state: &Infra, url: &str) -> Result<String, ApiError> {
-    target::check(url, &state.settings.webhooks)
+    target::check(url, &state.settings.webhooks, &state.lookup)
         .await
         .map(|_| url.to_owned())
         .map_err(|err| ApiError::invalid_field("url", err.to_string(), "value_error"))

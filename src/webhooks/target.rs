@@ -1,20 +1,20 @@
-//! Where a webhook may point. In production only `https` URLs whose host
-//! resolves to public addresses: never loopback, private, link-local (cloud
-//! metadata lives at 169.254.169.254), carrier-grade NAT, multicast or
-//! unspecified ones — a tenant must not make the service call its own
-//! network (SSRF). Checked when a subscription is saved and again before
-//! every delivery (DNS may change in between). `webhooks.allow_http` and
-//! `webhooks.allow_private_networks` relax this for development and tests;
-//! production refuses to start with either.
+//! Where a webhook may point. In production only `https` URLs, on an
+//! allowed port (`webhooks.allowed_ports`, 443 and 8443 by default), whose
+//! host is a public address or resolves only to public addresses (see
+//! [`crate::ssrf`]: a tenant must not make the service call its own
+//! network). Checked when a subscription is saved, with a clear 422; at
+//! delivery the form is checked again and the host is resolved and checked
+//! by the delivery client's own resolver, so the request goes to exactly the
+//! addresses that passed. `webhooks.allow_http` and
+//! `webhooks.allow_private_networks` relax this for development and tests,
+//! as an empty `allowed_ports` does; production refuses to start with any.
 
 use std::net::IpAddr;
 
-use url::Url;
+use url::{Host, Url};
 
 use crate::config::WebhookSettings;
-
-/// Longest wait for the host's addresses.
-const DNS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+use crate::ssrf::{self, HostError, Lookup};
 
 /// Why a URL is refused; safe to show to the tenant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,45 +25,14 @@ pub enum TargetError {
     NotHttps,
     #[error("must not carry credentials (user:password@)")]
     Credentials,
-    #[error("the host does not resolve")]
-    Unresolvable,
-    #[error("the host resolves to a private, loopback, link-local or otherwise non-public address")]
-    NonPublic,
+    #[error("must use one of the ports {0}")]
+    Port(String),
+    #[error("{0}")]
+    Host(#[from] HostError),
 }
 
-/// Whether an address is reachable on the public internet.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                // Carrier-grade NAT (100.64.0.0/10) and benchmarking (198.18.0.0/15).
-                || (a == 100 && (64..128).contains(&b))
-                || (a == 198 && (18..20).contains(&b))
-                || a >= 240)
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                // Unique local (fc00::/7) and link-local (fe80::/10).
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                // Documentation (2001:db8::/32).
-                || (first == 0x2001 && v6.segments()[1] == 0x0db8))
-        }
-    }
-}
-
-/// Checks the URL's form (no network).
+/// Checks the URL without the network: scheme, credentials, port, and an
+/// address written in the URL itself.
 pub fn check_form(url: &str, settings: &WebhookSettings) -> Result<Url, TargetError> {
     let parsed = Url::parse(url).map_err(|_| TargetError::NotHttp)?;
     match parsed.scheme() {
@@ -78,38 +47,41 @@ pub fn check_form(url: &str, settings: &WebhookSettings) -> Result<Url, TargetEr
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(TargetError::Credentials);
     }
+    let allowed = &settings.allowed_ports;
+    if !allowed.is_empty()
+        && !parsed
+            .port_or_known_default()
+            .is_some_and(|port| allowed.contains(&port))
+    {
+        let ports: Vec<String> = allowed.iter().map(u16::to_string).collect();
+        return Err(TargetError::Port(ports.join(", ")));
+    }
+    let literal = match parsed.host() {
+        Some(Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
+        Some(Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
+        _ => None,
+    };
+    if let Some(ip) = literal
+        && !settings.allow_private_networks
+        && !ssrf::is_public(ip)
+    {
+        return Err(HostError::NonPublic.into());
+    }
     Ok(parsed)
 }
 
-/// Checks the URL's form and that every address its host resolves to is public.
-pub async fn check(url: &str, settings: &WebhookSettings) -> Result<Url, TargetError> {
+/// Checks the URL's form and that every address its host resolves to is
+/// public (when a subscription is saved: the tenant hears why at once).
+pub async fn check(
+    url: &str,
+    settings: &WebhookSettings,
+    lookup: &Lookup,
+) -> Result<Url, TargetError> {
     let parsed = check_form(url, settings)?;
-    if settings.allow_private_networks {
-        return Ok(parsed);
+    if let Some(Host::Domain(domain)) = parsed.host() {
+        ssrf::resolve_public(lookup, domain, settings.allow_private_networks).await?;
     }
-    let host = parsed
-        .host_str()
-        .unwrap_or_default()
-        .trim_matches(['[', ']']);
-    let port = parsed.port_or_known_default().unwrap_or(443);
-    let addresses: Vec<IpAddr> = match host.parse::<IpAddr>() {
-        Ok(ip) => vec![ip],
-        // A resolver that does not answer must not hold the request.
-        Err(_) => tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((host, port)))
-            .await
-            .map_err(|_| TargetError::Unresolvable)?
-            .map_err(|_| TargetError::Unresolvable)?
-            .map(|addr| addr.ip())
-            .collect(),
-    };
-    if addresses.is_empty() {
-        return Err(TargetError::Unresolvable);
-    }
-    if addresses.into_iter().all(is_public) {
-        Ok(parsed)
-    } else {
-        Err(TargetError::NonPublic)
-    }
+    Ok(parsed)
 }
 
 #[cfg(test)]
@@ -126,59 +98,63 @@ mod tests {
         settings.webhooks
     }
 
-    #[test]
-    fn private_and_special_addresses_are_not_public() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "0.0.0.0",
-            "100.64.0.1",
-            "224.0.0.1",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-            "::",
-        ] {
-            assert!(!is_public(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
-            assert!(is_public(ip.parse().unwrap()), "{ip}");
-        }
-    }
-
     #[tokio::test]
-    async fn production_rules_refuse_http_credentials_and_internal_hosts() {
+    async fn production_rules_refuse_http_credentials_other_ports_and_internal_hosts() {
         let s = strict();
+        let lookup = ssrf::system_lookup();
+        let check = |url: &'static str| {
+            let (s, lookup) = (s.clone(), lookup.clone());
+            async move { check(url, &s, &lookup).await }
+        };
         assert_eq!(
-            check("http://example.com/h", &s).await,
+            check("http://example.com/h").await,
             Err(TargetError::NotHttps)
         );
         assert_eq!(
-            check("ftp://example.com/h", &s).await,
+            check("ftp://example.com/h").await,
             Err(TargetError::NotHttp)
         );
         assert_eq!(
-            check("https://u:p@example.com/h", &s).await,
+            check("https://u:p@example.com/h").await,
             Err(TargetError::Credentials)
         );
+        for url in ["https://93.184.216.34:22/h", "https://93.184.216.34:8080/h"] {
+            assert_eq!(
+                check(url).await,
+                Err(TargetError::Port("443, 8443".into())),
+                "{url}"
+            );
+        }
+        assert!(check("https://93.184.216.34:8443/h").await.is_ok());
+        assert!(check("https://93.184.216.34/h").await.is_ok());
         for url in [
             "https://127.0.0.1/h",
             "https://[::1]/h",
             "https://169.254.169.254/latest/meta-data",
             "https://10.0.0.5:8443/h",
+            "https://[64:ff9b::a9fe:a9fe]/h",
+            "https://[2002:a00:1::]/h",
+            "https://[::127.0.0.1]/h",
+            "https://[fec0::1]/h",
+            "https://192.0.0.8/h",
             "https://localhost/h",
         ] {
-            assert_eq!(check(url, &s).await, Err(TargetError::NonPublic), "{url}");
+            assert_eq!(
+                check(url).await,
+                Err(TargetError::Host(HostError::NonPublic)),
+                "{url}"
+            );
         }
         let relaxed = WebhookSettings {
             allow_http: true,
             allow_private_networks: true,
+            allowed_ports: vec![],
             ..strict()
         };
-        assert!(check("http://127.0.0.1:9/h", &relaxed).await.is_ok());
+        assert!(
+            super::check("http://127.0.0.1:9/h", &relaxed, &lookup)
+                .await
+                .is_ok()
+        );
     }
 }

@@ -103,6 +103,7 @@ impl Receiver {
 fn local_receivers(settings: &mut Settings) {
     settings.webhooks.allow_http = true;
     settings.webhooks.allow_private_networks = true;
+    settings.webhooks.allowed_ports = vec![];
     settings.notifications.retry_schedule_secs = vec![5, 300];
     settings.notifications.disable_after_secs = 600;
     settings.notifications.timeout_ms = 2_000;
@@ -396,6 +397,7 @@ async fn a_finished_sync_reaches_the_receiver_through_beat_and_a_worker() {
         .unwrap();
     let env = [
         ("STOCK_TRACKER__WEBHOOKS__ALLOW_HTTP", "true".to_owned()),
+        ("STOCK_TRACKER__WEBHOOKS__ALLOWED_PORTS", String::new()),
         (
             "STOCK_TRACKER__WEBHOOKS__ALLOW_PRIVATE_NETWORKS",
             "true".to_owned(),
@@ -497,6 +499,7 @@ async fn a_failed_delivery_is_retried_on_its_schedule_through_beat_and_a_worker(
     // The schedule in the comma form an operator would write.
     let env = [
         ("STOCK_TRACKER__WEBHOOKS__ALLOW_HTTP", "true".to_owned()),
+        ("STOCK_TRACKER__WEBHOOKS__ALLOWED_PORTS", String::new()),
         (
             "STOCK_TRACKER__WEBHOOKS__ALLOW_PRIVATE_NETWORKS",
             "true".to_owned(),
@@ -715,4 +718,51 @@ async fn a_tenant_cannot_fan_out_past_its_tiers_cap_of_subscriptions_and_chats()
         }
     }
     assert_eq!(created, 2);
+}
+
+/// A host whose DNS answer changes between the check and the delivery (DNS
+/// rebinding) gets nothing: the delivery connects only to what its own
+/// resolver checked, and that answer is loopback.
+#[tokio::test]
+async fn a_webhook_host_rebinding_to_loopback_receives_nothing() {
+    let receiver = Receiver::start(204, "");
+    let app = spawn_app_with(local_receivers).await;
+    let owner = app.register("rebind@example.com").await;
+    // Saved while its name resolved to a public address; the test's
+    // receiver is what it resolves to now.
+    let url = format!("http://hooks.rebind.test:{}/hooks", receiver.port);
+    let secret = app.state.secrets.encrypt(b"whsec_cmViaW5kLXRlc3Qtc2VjcmV0");
+    sqlx::query(
+        "INSERT INTO webhook_subscriptions (id, tenant_id, url, secret_encrypted, events)
+         VALUES ($1, $2, $3, $4, ARRAY['stock.low'])",
+    )
+    .bind(Uuid::now_v7())
+    .bind(owner.tenant_id)
+    .bind(&url)
+    .bind(&secret)
+    .execute(&mut app.database.owner_connection().await)
+    .await
+    .unwrap();
+
+    // A worker with production's address rules, its resolver answering loopback.
+    let mut strict = (*app.state.settings).clone();
+    strict.webhooks.allow_private_networks = false;
+    let mut ctx = Arc::into_inner(runner::context(&strict).await.unwrap()).unwrap();
+    let loopback: stock_tracker::ssrf::Lookup =
+        Arc::new(|_| Box::pin(async { Ok(vec![std::net::IpAddr::from([127, 0, 0, 1])]) }));
+    ctx.webhook_client =
+        stock_tracker::ssrf::client(loopback, false, Duration::from_secs(2)).unwrap();
+    emit(&app, owner.tenant_id, "stock.low", json!({})).await;
+    let (tenant, id) = notifications::dispatch(&ctx, CHANNELS, 100).await.unwrap()[0];
+    match delivery::attempt(&ctx, tenant, id, OffsetDateTime::now_utc())
+        .await
+        .unwrap()
+    {
+        Attempt::Failed { error, .. } => assert_eq!(
+            error,
+            "the URL is refused: the host resolves to a private, loopback, link-local or otherwise non-public address"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(receiver.received().is_empty(), "the receiver was reached");
 }

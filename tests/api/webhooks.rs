@@ -162,6 +162,7 @@ async fn development_settings_allow_a_local_receiver() {
     let app = spawn_app_with(|s| {
         s.webhooks.allow_http = true;
         s.webhooks.allow_private_networks = true;
+        s.webhooks.allowed_ports = vec![];
     })
     .await;
     let owner = app.register("local-hooks@example.com").await;
