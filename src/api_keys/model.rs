@@ -36,6 +36,11 @@ pub struct CreateApiKey {
     pub name: String,
     #[garde(skip)]
     pub role: ApiKeyRole,
+    /// When the key stops working (RFC 3339, in the future); omitted: never.
+    #[garde(skip)]
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 /// The response to creation: the only time `key` is ever shown.
@@ -50,6 +55,9 @@ pub struct CreatedApiKey {
     pub key: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -62,7 +70,11 @@ pub struct ApiKey {
     pub created_by: Uuid,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
-    /// Updated at most once per cache period (a minute by default).
+    /// Written at most once a minute.
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_used_at: Option<OffsetDateTime>,
+    /// When the key stops working; null: never.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<OffsetDateTime>,
 }

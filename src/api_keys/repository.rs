@@ -16,10 +16,11 @@ type KeyRow = (
     Uuid,
     OffsetDateTime,
     Option<OffsetDateTime>,
+    Option<OffsetDateTime>,
 );
 
 fn to_model(row: KeyRow) -> anyhow::Result<ApiKey> {
-    let (id, name, role, prefix, created_by, created_at, last_used_at) = row;
+    let (id, name, role, prefix, created_by, created_at, last_used_at, expires_at) = row;
     Ok(ApiKey {
         id,
         name,
@@ -28,6 +29,7 @@ fn to_model(row: KeyRow) -> anyhow::Result<ApiKey> {
         created_by,
         created_at,
         last_used_at,
+        expires_at,
     })
 }
 
@@ -39,10 +41,11 @@ pub async fn insert(
     role: Role,
     prefix: &str,
     hash: &[u8],
+    expires_at: Option<OffsetDateTime>,
 ) -> Result<(Uuid, OffsetDateTime), sqlx::Error> {
     sqlx::query_as(
-        "INSERT INTO api_keys (id, tenant_id, user_id, name, role, prefix, key_hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, created_at",
+        "INSERT INTO api_keys (id, tenant_id, user_id, name, role, prefix, key_hash, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id, created_at",
     )
     .bind(Uuid::now_v7())
     .bind(tenant.id())
@@ -51,6 +54,7 @@ pub async fn insert(
     .bind(role.as_str())
     .bind(prefix)
     .bind(hash)
+    .bind(expires_at)
     .fetch_one(observed("api_keys.insert", conn))
     .await
 }
@@ -63,7 +67,7 @@ pub async fn list(
     limit: u32,
 ) -> anyhow::Result<Vec<ApiKey>> {
     let rows: Vec<KeyRow> = sqlx::query_as(
-        "SELECT id, name, role, prefix, user_id, created_at, last_used_at FROM api_keys
+        "SELECT id, name, role, prefix, user_id, created_at, last_used_at, expires_at FROM api_keys
          WHERE tenant_id = $1 AND revoked_at IS NULL AND ($2::uuid IS NULL OR id > $2)
          ORDER BY id LIMIT $3",
     )

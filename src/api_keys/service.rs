@@ -1,5 +1,6 @@
 //! Creating, listing and revoking API keys.
 
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::model::{ApiKey, CreateApiKey, CreatedApiKey};
@@ -18,6 +19,21 @@ pub async fn create(
     input: CreateApiKey,
 ) -> Result<CreatedApiKey, ApiError> {
     let role = Role::from(input.role);
+    if role >= Role::Admin {
+        auth.recently_signed_in(infra.settings.auth.reauthentication_secs)?;
+    } else {
+        auth.managing_credentials()?;
+    }
+    if input
+        .expires_at
+        .is_some_and(|at| at <= OffsetDateTime::now_utc())
+    {
+        return Err(ApiError::invalid_field(
+            "expires_at",
+            "must be in the future",
+            "value_error",
+        ));
+    }
     if role > auth.principal.role {
         return Err(ApiError::Forbidden {
             code: "insufficient_role",
@@ -35,6 +51,7 @@ pub async fn create(
         role,
         &key.prefix,
         &key.hash,
+        input.expires_at,
     )
     .await?;
     tx.commit().await?;
@@ -46,6 +63,7 @@ pub async fn create(
         prefix: key.prefix,
         key: key.key,
         created_at,
+        expires_at: input.expires_at,
     })
 }
 
@@ -66,6 +84,7 @@ pub async fn revoke(
     auth: &Auth<Admin>,
     id: Uuid,
 ) -> Result<(), ApiError> {
+    auth.managing_credentials()?;
     let tenant = auth.tenant();
     let mut tx = db::begin_tenant_tx(&infra.db, tenant.id()).await?;
     let hash = repository::revoke(&tenant, &mut tx, id)

@@ -54,6 +54,8 @@ pub enum PrincipalKind {
         session_id: Uuid,
         /// The token's `exp`, in Unix seconds.
         expires_at: i64,
+        /// When the session's password sign-in happened (Unix seconds, 0 unknown).
+        authenticated_at: i64,
     },
     /// An API key, acting with its own role on behalf of the user who created it.
     ApiKey { key_id: Uuid },
@@ -187,6 +189,47 @@ impl<R: MinimumRole> Auth<R> {
                 detail: "This route needs a signed-in user, not an API key".into(),
             }),
         }
+    }
+}
+
+impl<R: MinimumRole> Auth<R> {
+    /// For routes that create or change credentials — API keys, users,
+    /// roles, ownership: a signed-in user, never an API key, so no key can
+    /// hand out access that would outlive it.
+    pub fn managing_credentials(&self) -> Result<(), ApiError> {
+        match self.principal.kind {
+            PrincipalKind::User { .. } => Ok(()),
+            PrincipalKind::ApiKey { .. } => Err(ApiError::Forbidden {
+                code: "api_key_not_allowed",
+                detail: "API keys cannot create or change credentials (API keys, users, roles, \
+                         ownership); sign in as a user"
+                    .into(),
+            }),
+        }
+    }
+
+    /// For admin-level credentials (an admin or owner user or API key, a
+    /// promotion to admin or owner, an ownership transfer): a user whose
+    /// session signed in with a password within `window_secs`.
+    pub fn recently_signed_in(&self, window_secs: u64) -> Result<(), ApiError> {
+        self.managing_credentials()?;
+        let PrincipalKind::User {
+            authenticated_at, ..
+        } = self.principal.kind
+        else {
+            return Ok(());
+        };
+        if crate::auth::tokens::unix_now() - authenticated_at <= window_secs as i64 {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden {
+            code: "reauthentication_required",
+            detail: format!(
+                "Sign in again with your password: admin-level credentials need a sign-in \
+                 within the last {} minutes",
+                window_secs.div_ceil(60)
+            ),
+        })
     }
 }
 

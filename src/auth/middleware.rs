@@ -28,7 +28,7 @@ use super::extractor::{
 };
 use super::repository;
 use super::revocation::{ApiKeyGrant, RevocationError, RevocationStore};
-use super::tokens::{API_KEY_PREFIX, AccessClaims, hash_secret};
+use super::tokens::{API_KEY_PREFIX, AccessClaims, hash_secret, unix_now};
 use super::{AuthEvents, AuthState};
 #[cfg(feature = "bench-layers")]
 use crate::config::Layer;
@@ -201,6 +201,10 @@ async fn resolve_api_key(revocations: &Arc<RevocationStore>, key: &str) -> Authe
     let hash = hash_secret(key);
     let lookup = revocations.cached_api_key(&hash).await;
     match lookup.grant {
+        // A cached grant ends with its key (PostgreSQL refuses it from then on).
+        Some(grant) if grant.expires_at.is_some_and(|at| at <= unix_now()) => {
+            Authentication::Rejected(AuthRejection::InvalidApiKey)
+        }
         Some(grant) => Authentication::Authenticated(principal_for_key(grant)),
         None if lookup.unknown => Authentication::Rejected(AuthRejection::InvalidApiKey),
         None => Authentication::PendingApiKeyLookup(Box::new(PendingApiKey {
@@ -253,6 +257,7 @@ fn principal_for_token(claims: &AccessClaims) -> Principal {
             jti: claims.jti,
             session_id: claims.sid,
             expires_at: claims.exp,
+            authenticated_at: claims.auth_time,
         },
     }
 }

@@ -42,6 +42,9 @@ pub struct RefreshRow {
     pub expires_at: OffsetDateTime,
     pub used_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,
+    /// When its session signed in with a password (unknown for sessions
+    /// opened before this was recorded).
+    pub authenticated_at: Option<OffsetDateTime>,
 }
 
 /// The refresh token with this hash, in whichever tenant it belongs to.
@@ -61,19 +64,21 @@ pub async fn find_refresh_token(
 /// Verifies an API key (recording its use) and returns what it grants.
 pub async fn use_api_key(db: &Database, hash: &[u8]) -> anyhow::Result<Option<ApiKeyGrant>> {
     let mut tx = db.begin().await?;
-    let row: Option<(Uuid, Uuid, Uuid, String, String)> =
-        sqlx::query_as("SELECT id, tenant_id, user_id, role, tier FROM auth_use_api_key($1)")
-            .bind(hash)
-            .fetch_optional(observed("auth.use_api_key", &mut *tx))
-            .await?;
+    let row: Option<(Uuid, Uuid, Uuid, String, String, Option<OffsetDateTime>)> = sqlx::query_as(
+        "SELECT id, tenant_id, user_id, role, tier, expires_at FROM auth_use_api_key($1)",
+    )
+    .bind(hash)
+    .fetch_optional(observed("auth.use_api_key", &mut *tx))
+    .await?;
     tx.commit().await?;
-    row.map(|(key_id, tenant_id, user_id, role, tier)| {
+    row.map(|(key_id, tenant_id, user_id, role, tier, expires_at)| {
         Ok(ApiKeyGrant {
             key_id,
             tenant_id,
             user_id,
             role: role.parse()?,
             tier: tier.parse()?,
+            expires_at: expires_at.map(OffsetDateTime::unix_timestamp),
         })
     })
     .transpose()
@@ -86,10 +91,12 @@ pub async fn insert_refresh_token(
     family_id: Uuid,
     hash: &[u8],
     expires_at: OffsetDateTime,
+    authenticated_at: Option<OffsetDateTime>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO refresh_tokens (id, tenant_id, user_id, family_id, token_hash, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO refresh_tokens
+             (id, tenant_id, user_id, family_id, token_hash, expires_at, authenticated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(Uuid::now_v7())
     .bind(tenant.id())
@@ -97,6 +104,7 @@ pub async fn insert_refresh_token(
     .bind(family_id)
     .bind(hash)
     .bind(expires_at)
+    .bind(authenticated_at)
     .execute(observed("auth.insert_refresh_token", conn))
     .await?;
     Ok(())

@@ -94,6 +94,9 @@ pub struct ApiKeyGrant {
     pub user_id: Uuid,
     pub role: Role,
     pub tier: Tier,
+    /// When the key stops working (Unix seconds), if it expires.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
 }
 
 pub struct RevocationStore {

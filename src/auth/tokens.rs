@@ -37,6 +37,10 @@ pub struct AccessClaims {
     pub exp: i64,
     pub iss: String,
     pub aud: String,
+    /// When the session's password sign-in happened (Unix seconds; 0 when
+    /// unknown: a session opened before the claim existed counts as long ago).
+    #[serde(default)]
+    pub auth_time: i64,
 }
 
 impl AccessClaims {
@@ -131,6 +135,7 @@ impl TokenKeys {
         role: Role,
         tier: Tier,
         session_id: Uuid,
+        authenticated_at: i64,
     ) -> anyhow::Result<IssuedAccessToken> {
         let now = unix_now();
         let claims = AccessClaims {
@@ -144,6 +149,7 @@ impl TokenKeys {
             exp: now + self.ttl_secs as i64,
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
+            auth_time: authenticated_at,
         };
         let token = jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.encoding)?;
         Ok(IssuedAccessToken {
@@ -243,7 +249,7 @@ mod tests {
         let keys = keys();
         let (user, tenant, session) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         let issued = keys
-            .issue(user, tenant, Role::Admin, Tier::Premium, session)
+            .issue(user, tenant, Role::Admin, Tier::Premium, session, 0)
             .unwrap();
         let claims = keys.verify(&issued.token).unwrap();
         assert_eq!(claims, issued.claims);
@@ -262,6 +268,7 @@ mod tests {
                 Role::Viewer,
                 Tier::Free,
                 Uuid::now_v7(),
+                0,
             )
             .unwrap();
         let mut parts: Vec<&str> = issued.token.split('.').collect();

@@ -53,6 +53,9 @@ pub struct AuthSettings {
     pub argon2: Argon2Settings,
     #[garde(dive)]
     pub login_backoff: LoginBackoffSettings,
+    /// Admin-level credentials need a password sign-in this recent.
+    #[garde(range(min = 60, max = 86_400))]
+    pub reauthentication_secs: u64,
 }
 
 /// `[auth.login_backoff]`: see `auth::login_backoff`.

@@ -164,6 +164,7 @@ pub async fn login(
         role,
         tier,
         Uuid::now_v7(),
+        Some(OffsetDateTime::now_utc()),
     )
     .await?;
     tx.commit().await?;
@@ -171,7 +172,9 @@ pub async fn login(
     Ok(response)
 }
 
-/// Issues a refresh token in `family_id` and an access token bound to it.
+/// Issues a refresh token in `family_id` and an access token bound to it,
+/// both carrying when the session signed in with a password.
+#[allow(clippy::too_many_arguments)]
 async fn open_session(
     auth_state: &AuthState,
     tenant: &TenantCtx,
@@ -180,14 +183,25 @@ async fn open_session(
     role: Role,
     tier: Tier,
     family_id: Uuid,
+    authenticated_at: Option<OffsetDateTime>,
 ) -> Result<TokenResponse, ApiError> {
     let (refresh_token, hash) = new_refresh_token();
     let expires_at =
         OffsetDateTime::now_utc() + Duration::seconds(auth_state.refresh_token_ttl_secs as i64);
-    repository::insert_refresh_token(tenant, conn, user_id, family_id, &hash, expires_at).await?;
+    repository::insert_refresh_token(
+        tenant,
+        conn,
+        user_id,
+        family_id,
+        &hash,
+        expires_at,
+        authenticated_at,
+    )
+    .await?;
+    let auth_time = authenticated_at.map_or(0, OffsetDateTime::unix_timestamp);
     let access = auth_state
         .tokens
-        .issue(user_id, tenant.id(), role, tier, family_id)
+        .issue(user_id, tenant.id(), role, tier, family_id, auth_time)
         .map_err(ApiError::internal)?;
     Ok(TokenResponse {
         access_token: access.token,
@@ -243,6 +257,7 @@ pub async fn refresh(
         role,
         tier,
         row.family_id,
+        row.authenticated_at,
     )
     .await?;
     tx.commit().await?;

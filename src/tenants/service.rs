@@ -61,6 +61,7 @@ pub async fn transfer_ownership(
     input: TransferOwnership,
 ) -> Result<Tenant, ApiError> {
     let (caller, _, _) = auth.user_session()?;
+    auth.recently_signed_in(state.settings.auth.reauthentication_secs)?;
     if input.user_id == caller {
         return Err(ApiError::Conflict {
             code: "already_owner",

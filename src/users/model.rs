@@ -34,6 +34,10 @@ pub struct UpdateMe {
     pub current_password: Option<String>,
     #[garde(skip)]
     pub new_password: Option<String>,
+    /// With `new_password`: also revoke every API key this user created.
+    #[garde(skip)]
+    #[serde(default)]
+    pub revoke_api_keys: bool,
 }
 
 /// A field that may be absent but, when present, must be a string.
@@ -64,7 +68,10 @@ fn update_me_schema() -> utoipa::openapi::Object {
     let mut dependent = Extensions::default();
     dependent.insert(
         "dependentRequired".into(),
-        serde_json::json!({ "new_password": ["current_password"] }),
+        serde_json::json!({
+            "new_password": ["current_password"],
+            "revoke_api_keys": ["new_password"]
+        }),
     );
     let mut new_password = crate::auth::password::new_password_schema();
     new_password.schema_type = SchemaType::from_iter([Type::String, Type::Null]);
@@ -83,6 +90,15 @@ fn update_me_schema() -> utoipa::openapi::Object {
                 ))),
         )
         .property("new_password", new_password)
+        .property(
+            "revoke_api_keys",
+            ObjectBuilder::new()
+                .schema_type(Type::Boolean)
+                .default(Some(serde_json::json!(false)))
+                .description(Some(
+                    "With new_password: also revoke every API key this user created",
+                )),
+        )
         .additional_properties(Some(
             utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
         ))

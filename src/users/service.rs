@@ -44,6 +44,13 @@ pub async fn update_me(
 ) -> Result<User, ApiError> {
     let (user_id, _, _) = auth.user_session()?;
     let tenant = auth.tenant();
+    if input.revoke_api_keys && input.new_password.is_none() {
+        return Err(ApiError::invalid_field(
+            "revoke_api_keys",
+            "Revoking API keys accompanies a password change (new_password)",
+            "value_error",
+        ));
+    }
     let new_hash = match input.new_password {
         None => None,
         Some(new_password) => {
@@ -87,6 +94,11 @@ pub async fn update_me(
         }
         None => None,
     };
+    let revoked_keys = if input.revoke_api_keys {
+        api_keys::revoke_for_user(&tenant, &mut tx, user_id).await?
+    } else {
+        Vec::new()
+    };
     let user = repository::find(&tenant, &mut tx, user_id)
         .await?
         .ok_or_else(|| ApiError::not_found("User"))?;
@@ -96,7 +108,11 @@ pub async fn update_me(
             .revocations
             .invalidate_user_tokens(tenant.id(), user_id, mark_ms)
             .await;
-        tracing::info!("password changed; every session ended");
+        auth_state.revocations.forget_api_keys(&revoked_keys).await;
+        tracing::info!(
+            api_keys_revoked = revoked_keys.len(),
+            "password changed; every session ended"
+        );
     }
     Ok(user)
 }
@@ -141,6 +157,11 @@ pub async fn create(
     auth: &Auth<Admin>,
     input: CreateUser,
 ) -> Result<User, ApiError> {
+    if input.role >= Role::Admin {
+        auth.recently_signed_in(infra.settings.auth.reauthentication_secs)?;
+    } else {
+        auth.managing_credentials()?;
+    }
     if input.role == Role::Owner && auth.principal.role < Role::Owner {
         return Err(owner_required("create an owner"));
     }
@@ -181,6 +202,13 @@ pub async fn update(
     id: Uuid,
     input: UpdateUser,
 ) -> Result<User, ApiError> {
+    match input.role {
+        Some(role) if role >= Role::Admin => {
+            auth.recently_signed_in(infra.settings.auth.reauthentication_secs)?
+        }
+        Some(_) => auth.managing_credentials()?,
+        None => {}
+    }
     let tenant = auth.tenant();
     let actor = auth.principal.role;
     let mut tx = db::begin_tenant_tx(&infra.db, tenant.id()).await?;
@@ -234,6 +262,7 @@ pub async fn deactivate(
     auth: &Auth<Admin>,
     id: Uuid,
 ) -> Result<User, ApiError> {
+    auth.managing_credentials()?;
     let tenant = auth.tenant();
     let mut tx = db::begin_tenant_tx(&infra.db, tenant.id()).await?;
     let target = repository::find_for_update(&tenant, &mut tx, id)

@@ -150,6 +150,7 @@ async fn a_lookup_that_missed_before_a_revocation_cannot_cache_the_revoked_key()
         user_id: Uuid::new_v4(),
         role: UserRole::Viewer,
         tier: Tier::Free,
+        expires_at: None,
     };
     // A request misses and reads the key from PostgreSQL...
     let missed = store.cached_api_key(&hash).await;

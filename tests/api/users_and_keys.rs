@@ -495,3 +495,245 @@ async fn a_keys_last_use_is_written_at_most_once_a_minute() {
     );
     assert!(last_used().await > stale, "a minute later it is written");
 }
+
+async fn with_key(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    key: &str,
+    body: Option<&Value>,
+) -> reqwest::Response {
+    let mut request = app
+        .client
+        .request(method, app.url(path))
+        .header("x-api-key", key);
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    request.send().await.unwrap()
+}
+
+/// A key can hand out no access that would outlive it: it creates and
+/// changes no credentials — keys, users, roles, ownership — whatever its role.
+#[tokio::test]
+async fn an_api_key_cannot_create_or_change_credentials() {
+    let app = spawn_app().await;
+    let owner = app.register("key-limits@example.com").await;
+    let member = app
+        .add_user(&owner, "key-limits-member@example.com", "member")
+        .await;
+    let (own_id, admin_key) = app.create_api_key(&owner, "admin").await;
+    let user = format!("/api/v1/users/{}", member.user_id);
+    let attempts = [
+        (
+            Method::POST,
+            "/api/v1/api-keys".to_owned(),
+            Some(json!({"name": "k", "role": "viewer"})),
+        ),
+        (Method::DELETE, format!("/api/v1/api-keys/{own_id}"), None),
+        (
+            Method::POST,
+            "/api/v1/users".to_owned(),
+            Some(
+                json!({"email": "made-by-key@example.com", "password": PASSWORD, "role": "viewer"}),
+            ),
+        ),
+        (Method::PATCH, user.clone(), Some(json!({"role": "viewer"}))),
+        (Method::POST, format!("{user}/deactivate"), None),
+    ];
+    for (method, path, body) in attempts {
+        let response = with_key(&app, method.clone(), &path, &admin_key, body.as_ref()).await;
+        assert_eq!(response.status(), 403, "{method} {path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["code"], "api_key_not_allowed", "{method} {path}");
+    }
+    // What is not a credential stays open to it.
+    let renamed = with_key(
+        &app,
+        Method::PATCH,
+        &user,
+        &admin_key,
+        Some(&json!({"full_name": "M"})),
+    )
+    .await;
+    assert_eq!(renamed.status(), 200);
+    assert_eq!(
+        app.get_with_key("/api/v1/users", &admin_key).await.status(),
+        200
+    );
+}
+
+/// Admin-level credentials need a password sign-in within
+/// `auth.reauthentication_secs`; a session refreshed for hours does not do.
+#[tokio::test]
+async fn admin_level_credentials_need_a_recent_password_sign_in() {
+    let app = spawn_app_with(|s| s.auth.reauthentication_secs = 600).await;
+    let owner = app.register("reauth@example.com").await;
+    let member = app
+        .add_user(&owner, "reauth-member@example.com", "member")
+        .await;
+    // The session signed in two hours ago, and has refreshed since.
+    sqlx::query(
+        "UPDATE refresh_tokens SET authenticated_at = now() - interval '2 hours' WHERE user_id = $1",
+    )
+    .bind(owner.user_id)
+    .execute(&mut app.database.owner_connection().await)
+    .await
+    .unwrap();
+    let refreshed: Value = app
+        .post_json(
+            "/api/v1/auth/refresh",
+            None,
+            &json!({"refresh_token": owner.tokens.refresh_token}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let stale = format!("Bearer {}", refreshed["access_token"].as_str().unwrap());
+    let user = format!("/api/v1/users/{}", member.user_id);
+    let admin_level = [
+        (
+            Method::POST,
+            "/api/v1/api-keys".to_owned(),
+            json!({"name": "k", "role": "admin"}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/users".to_owned(),
+            json!({"email": "new-admin@example.com", "password": PASSWORD, "role": "admin"}),
+        ),
+        (Method::PATCH, user.clone(), json!({"role": "admin"})),
+        (
+            Method::POST,
+            "/api/v1/tenants/me/transfer-ownership".to_owned(),
+            json!({"user_id": member.user_id}),
+        ),
+    ];
+    for (method, path, body) in &admin_level {
+        let response = app
+            .send(method.clone(), path, Some(&stale), Some(body))
+            .await;
+        assert_eq!(response.status(), 403, "{method} {path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["code"], "reauthentication_required", "{method} {path}");
+    }
+    // Lesser credentials need no fresh sign-in.
+    let viewer_key = app
+        .send(
+            Method::POST,
+            "/api/v1/api-keys",
+            Some(&stale),
+            Some(&json!({"name": "v", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(viewer_key.status(), 201);
+    // Signing in again with the password opens them.
+    let fresh = app.login("reauth@example.com", PASSWORD).await;
+    let fresh = format!("Bearer {}", fresh.access_token);
+    let (method, path, body) = &admin_level[0];
+    let response = app
+        .send(method.clone(), path, Some(&fresh), Some(body))
+        .await;
+    assert_eq!(response.status(), 201);
+}
+
+/// Keys may expire, and listings say who made each and when it was last used.
+#[tokio::test]
+async fn keys_expire_and_list_their_creator_and_last_use() {
+    let app = spawn_app().await;
+    let owner = app.register("expiring@example.com").await;
+    let past = (time::OffsetDateTime::now_utc() - time::Duration::minutes(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let refused = app
+        .post_json(
+            "/api/v1/api-keys",
+            Some(&owner.bearer()),
+            &json!({"name": "old", "role": "viewer", "expires_at": past}),
+        )
+        .await;
+    assert_eq!(refused.status(), 422);
+    let soon = (time::OffsetDateTime::now_utc() + time::Duration::seconds(2))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let created: Value = app
+        .post_json(
+            "/api/v1/api-keys",
+            Some(&owner.bearer()),
+            &json!({"name": "short", "role": "viewer", "expires_at": soon}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().unwrap();
+    assert!(created["expires_at"].is_string(), "{created}");
+    assert_eq!(
+        app.get_with_key("/api/v1/tenants/me", key).await.status(),
+        200
+    );
+    let listed: Value = app
+        .get_as("/api/v1/api-keys", &owner.bearer())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let item = &listed["items"][0];
+    assert_eq!(item["created_by"], owner.user_id.to_string());
+    assert!(item["last_used_at"].is_string(), "{item}");
+    assert!(item["expires_at"].is_string(), "{item}");
+    // Past its expiry the key is refused, cached grant or not.
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    assert_eq!(
+        app.get_with_key("/api/v1/tenants/me", key).await.status(),
+        401
+    );
+}
+
+/// A password change can end the user's API keys with the sessions.
+#[tokio::test]
+async fn a_password_change_can_revoke_the_users_api_keys() {
+    let app = spawn_app().await;
+    let owner = app.register("pw-keys@example.com").await;
+    let admin = app
+        .add_user(&owner, "pw-keys-admin@example.com", "admin")
+        .await;
+    let (_, owners_key) = app.create_api_key(&owner, "viewer").await;
+    let (_, admins_key) = app.create_api_key(&admin, "viewer").await;
+    let alone = app
+        .send(
+            Method::PATCH,
+            "/api/v1/users/me",
+            Some(&owner.bearer()),
+            Some(&json!({"revoke_api_keys": true})),
+        )
+        .await;
+    assert_eq!(alone.status(), 422);
+    let change = json!({
+        "current_password": PASSWORD,
+        "new_password": "a-brand-new-secret",
+        "revoke_api_keys": true
+    });
+    let changed = app
+        .send(
+            Method::PATCH,
+            "/api/v1/users/me",
+            Some(&owner.bearer()),
+            Some(&change),
+        )
+        .await;
+    assert_eq!(changed.status(), 200);
+    assert_eq!(
+        app.get_with_key("/api/v1/tenants/me", &owners_key)
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        app.get_with_key("/api/v1/tenants/me", &admins_key)
+            .await
+            .status(),
+        200
+    );
+}
