@@ -33,15 +33,20 @@ fn to_model(row: KeyRow) -> anyhow::Result<ApiKey> {
     })
 }
 
+/// A key to store: everything but its id and creation time.
+pub struct NewKey<'a> {
+    pub user_id: Uuid,
+    pub name: &'a str,
+    pub role: Role,
+    pub prefix: &'a str,
+    pub hash: &'a [u8],
+    pub expires_at: Option<OffsetDateTime>,
+}
+
 pub async fn insert(
     tenant: &TenantCtx,
     conn: &mut PgConnection,
-    user_id: Uuid,
-    name: &str,
-    role: Role,
-    prefix: &str,
-    hash: &[u8],
-    expires_at: Option<OffsetDateTime>,
+    key: &NewKey<'_>,
 ) -> Result<(Uuid, OffsetDateTime), sqlx::Error> {
     sqlx::query_as(
         "INSERT INTO api_keys (id, tenant_id, user_id, name, role, prefix, key_hash, expires_at)
@@ -49,12 +54,12 @@ pub async fn insert(
     )
     .bind(Uuid::now_v7())
     .bind(tenant.id())
-    .bind(user_id)
-    .bind(name)
-    .bind(role.as_str())
-    .bind(prefix)
-    .bind(hash)
-    .bind(expires_at)
+    .bind(key.user_id)
+    .bind(key.name)
+    .bind(key.role.as_str())
+    .bind(key.prefix)
+    .bind(key.hash)
+    .bind(key.expires_at)
     .fetch_one(observed("api_keys.insert", conn))
     .await
 }

@@ -46,12 +46,14 @@ pub async fn create(
     let (id, created_at) = repository::insert(
         &tenant,
         &mut tx,
-        auth.principal.user_id,
-        input.name.trim(),
-        role,
-        &key.prefix,
-        &key.hash,
-        input.expires_at,
+        &repository::NewKey {
+            user_id: auth.principal.user_id,
+            name: input.name.trim(),
+            role,
+            prefix: &key.prefix,
+            hash: &key.hash,
+            expires_at: input.expires_at,
+        },
     )
     .await?;
     tx.commit().await?;

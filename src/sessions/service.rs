@@ -156,35 +156,45 @@ pub async fn login(
     let role: Role = account.role.parse().map_err(ApiError::internal)?;
     let tier: Tier = account.tier.parse().map_err(ApiError::internal)?;
     let mut tx = db::begin_tenant_tx(&infra.db, tenant.id()).await?;
-    let response = open_session(
-        auth_state,
-        &tenant,
-        &mut tx,
-        account.user_id,
+    let session = Session {
+        user_id: account.user_id,
         role,
         tier,
-        Uuid::now_v7(),
-        Some(OffsetDateTime::now_utc()),
-    )
-    .await?;
+        id: Uuid::now_v7(),
+        authenticated_at: Some(OffsetDateTime::now_utc()),
+    };
+    let response = open_session(auth_state, &tenant, &mut tx, &session).await?;
     tx.commit().await?;
     auth_state.events.count("login", "success");
     Ok(response)
 }
 
-/// Issues a refresh token in `family_id` and an access token bound to it,
-/// both carrying when the session signed in with a password.
-#[allow(clippy::too_many_arguments)]
+/// A session's tokens are minted for: its user, as the account now is.
+struct Session {
+    user_id: Uuid,
+    role: Role,
+    tier: Tier,
+    /// The refresh-token family (`sid`).
+    id: Uuid,
+    /// When the session signed in with a password (unknown for old sessions).
+    authenticated_at: Option<OffsetDateTime>,
+}
+
+/// Issues a refresh token in the session's family and an access token bound
+/// to it, both carrying when the session signed in with a password.
 async fn open_session(
     auth_state: &AuthState,
     tenant: &TenantCtx,
     conn: &mut sqlx::PgConnection,
-    user_id: Uuid,
-    role: Role,
-    tier: Tier,
-    family_id: Uuid,
-    authenticated_at: Option<OffsetDateTime>,
+    session: &Session,
 ) -> Result<TokenResponse, ApiError> {
+    let Session {
+        user_id,
+        role,
+        tier,
+        id: family_id,
+        authenticated_at,
+    } = *session;
     let (refresh_token, hash) = new_refresh_token();
     let expires_at =
         OffsetDateTime::now_utc() + Duration::seconds(auth_state.refresh_token_ttl_secs as i64);
@@ -249,17 +259,14 @@ pub async fn refresh(
         end_session(auth_state, &tenant, tx, row.user_id, row.family_id).await?;
         return Err(invalid_refresh_token());
     }
-    let response = open_session(
-        auth_state,
-        &tenant,
-        &mut tx,
-        row.user_id,
+    let session = Session {
+        user_id: row.user_id,
         role,
         tier,
-        row.family_id,
-        row.authenticated_at,
-    )
-    .await?;
+        id: row.family_id,
+        authenticated_at: row.authenticated_at,
+    };
+    let response = open_session(auth_state, &tenant, &mut tx, &session).await?;
     tx.commit().await?;
     auth_state.events.count("refresh", "success");
     Ok(response)
