@@ -407,6 +407,7 @@ def app_env(stack, redis_ports, service_url, direct_url, pooled, port, hook_host
         "STOCK_TRACKER__RATE_LIMIT__ANONYMOUS__MINUTE": million,
         "STOCK_TRACKER__RATE_LIMIT__ANONYMOUS__HOUR": million,
         "STOCK_TRACKER__RATE_LIMIT__GLOBAL__LIMIT": million,
+        "STOCK_TRACKER__RATE_LIMIT__ANONYMOUS_GLOBAL__LIMIT": million,
         "STOCK_TRACKER__RATE_LIMIT__RULES__LOGIN__LIMIT": million,
         "STOCK_TRACKER__RATE_LIMIT__RULES__REGISTER__LIMIT": million,
         "STOCK_TRACKER__RATE_LIMIT__RULES__SYNC__LIMIT": million,
