@@ -4,7 +4,7 @@
 Reads every `crate::…` path under src/ (use lines and inline paths, comments
 left out) and checks the top-level modules against three layers:
 
-  foundations  config crypto db redis_conn cache telemetry resilience http broker infra ssrf
+  foundations  config crypto db redis_conn cache telemetry resilience http broker infra ssrf mailer
   domains      every other top-level module
   entry points app worker   (and main.rs, which may use anything)
 
@@ -22,7 +22,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parent.parent / "src"
 FOUNDATIONS = {
     "config", "crypto", "db", "redis_conn", "cache", "telemetry", "resilience",
-    "http", "broker", "infra", "ssrf",
+    "http", "broker", "infra", "ssrf", "mailer",
 }
 ENTRY_POINTS = {"app", "worker"}
 ROOT_FILES = {"lib", "main"}

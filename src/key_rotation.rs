@@ -23,7 +23,7 @@ pub struct EncryptedColumn {
     pub column: &'static str,
 }
 
-pub const ENCRYPTED_COLUMNS: [EncryptedColumn; 3] = [
+pub const ENCRYPTED_COLUMNS: [EncryptedColumn; 4] = [
     EncryptedColumn {
         holds: "marketplace credentials",
         table: "marketplace_connections",
@@ -38,6 +38,11 @@ pub const ENCRYPTED_COLUMNS: [EncryptedColumn; 3] = [
         holds: "Telegram bot tokens",
         table: "telegram_chats",
         column: "bot_token_encrypted",
+    },
+    EncryptedColumn {
+        holds: "links of unsent account emails",
+        table: "email_messages",
+        column: "link_encrypted",
     },
 ];
 

@@ -13,18 +13,20 @@
 //!   [`cache`] (the per-tenant response cache), [`broker`] (handing tasks
 //!   to RabbitMQ), [`http`] (the error type, request context, extractors,
 //!   the load-shedding layer), [`ssrf`] (which addresses tenant-chosen URLs
-//!   may reach) and [`infra`] (all of it built once per
+//!   may reach), [`mailer`] (emails out: the log or SMTP) and [`infra`] (all of it built once per
 //!   process, for the API, the worker and beat).
 //! - **Domains**, each with `routes`, `service`, `repository` and `model` as
 //!   it needs: [`auth`] (identity, tokens, the `Auth<R>` extractor),
 //!   [`sessions`] (register, sign in, refresh, sign out), [`users`], [`api_keys`], [`tenants`], [`marketplaces`], [`products`],
 //!   [`sync`], [`webhooks`], [`telegram`], [`notifications`] (what the two
-//!   channels share), [`rate_limit`], [`health`] and [`key_rotation`] (every
+//!   channels share), [`email`] (the account emails' outbox, templates and
+//!   delivery), [`accounts`] (password reset, email verification), [`rate_limit`], [`health`] and [`key_rotation`] (every
 //!   stored secret under the current key). Tasks are declared by
 //!   the domain that owns them (`sync::tasks`, ...).
 //! - **Entry points**: [`app`] (the API builder: middleware order, routes,
 //!   OpenAPI) and [`worker`] (the worker and beat roles); `main.rs` is the CLI.
 
+pub mod accounts;
 pub mod api_keys;
 pub mod app;
 pub mod auth;
@@ -33,10 +35,12 @@ pub mod cache;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod email;
 pub mod health;
 pub mod http;
 pub mod infra;
 pub mod key_rotation;
+pub mod mailer;
 pub mod marketplaces;
 pub mod notifications;
 pub mod products;

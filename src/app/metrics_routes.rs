@@ -9,7 +9,7 @@ use crate::infra::Infra;
 use crate::rate_limit::{self, RateLimiter};
 use crate::telemetry::metrics::{self as process, MetricDef};
 use crate::telemetry::{logging, memory};
-use crate::{auth, broker, cache, db, health, resilience};
+use crate::{auth, broker, cache, db, email, health, resilience};
 
 /// Requests by route pattern, method and status (recorded by actix-web-prom).
 pub const HTTP_REQUESTS_TOTAL: MetricDef = MetricDef::counter(
@@ -48,6 +48,7 @@ pub fn metrics_catalog() -> Vec<MetricDef> {
         memory::METRICS,
         logging::METRICS,
         rate_limit::metrics::ACTIVITY_METRICS,
+        email::delivery::METRICS,
     ]
     .concat()
 }

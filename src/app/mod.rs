@@ -64,8 +64,8 @@ use crate::rate_limit::RateLimiter;
 use crate::resilience::load::LoadMonitor;
 use crate::telemetry::metrics::{Metrics, NAMESPACE};
 use crate::{
-    api_keys, health, marketplaces, products, rate_limit, sessions, sync, telegram, tenants, users,
-    webhooks,
+    accounts, api_keys, health, marketplaces, products, rate_limit, sessions, sync, telegram,
+    tenants, users, webhooks,
 };
 use openapi::OpenApiJson;
 
@@ -76,6 +76,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
         scope::scope("/api/v1")
             .configure(health::routes::configure)
             .configure(sessions::routes::configure)
+            .configure(accounts::routes::configure)
             .configure(users::routes::configure)
             .configure(api_keys::routes::configure)
             .configure(tenants::routes::configure)
@@ -111,6 +112,8 @@ impl Application {
         let metrics = Metrics::new();
         metrics.start_memory_sampler(&settings.metrics);
         health::service::register_metrics(&metrics);
+        // In `email.mode = log` the API writes its emails to the log itself.
+        crate::email::delivery::register_metrics(&metrics);
         let infra = Infra::build(&settings, metrics.clone()).await?;
         let load = LoadMonitor::new(settings.load_shedding.clone(), &metrics, {
             let db = infra.db.clone();

@@ -20,6 +20,8 @@ pub struct LoginRow {
     pub role: String,
     pub is_active: bool,
     pub tier: String,
+    pub email_verified_at: Option<OffsetDateTime>,
+    pub full_name: String,
 }
 
 /// The account for an email, across tenants (sign-in happens before the tenant is known).
@@ -197,6 +199,20 @@ pub async fn session_user(
 }
 
 /// Marks a user's access tokens minted before `mark` as invalid.
+/// Ends every session of a user: revokes their refresh tokens and marks
+/// their access tokens invalid in PostgreSQL. Returns the mark for Redis
+/// (written by the caller after commit).
+pub async fn end_user_sessions(
+    tenant: &TenantCtx,
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> Result<i64, sqlx::Error> {
+    let (mark_ms, at) = crate::db::invalidation_mark();
+    set_tokens_invalid_before(tenant, conn, user_id, at).await?;
+    revoke_user_sessions(tenant, conn, user_id).await?;
+    Ok(mark_ms)
+}
+
 pub async fn set_tokens_invalid_before(
     tenant: &TenantCtx,
     conn: &mut PgConnection,

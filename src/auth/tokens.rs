@@ -210,6 +210,13 @@ pub fn new_refresh_token() -> (String, Vec<u8>) {
     (token, hash)
 }
 
+/// A new token for an emailed link (password reset, email verification) and its hash.
+pub fn new_emailed_token() -> (String, Vec<u8>) {
+    let token = format!("et_{}", random_token(32));
+    let hash = hash_secret(&token);
+    (token, hash)
+}
+
 pub const API_KEY_PREFIX: &str = "stk_";
 
 pub struct NewApiKey {

@@ -56,6 +56,35 @@ pub struct AuthSettings {
     /// Admin-level credentials need a password sign-in this recent.
     #[garde(range(min = 60, max = 86_400))]
     pub reauthentication_secs: u64,
+    /// Who may create a tenant with `POST /auth/register`.
+    #[garde(skip)]
+    pub registration: Registration,
+    /// Whether a user must have verified their address to sign in; unset:
+    /// yes in production, no in development ([`Self::requires_verified_email`]).
+    #[garde(skip)]
+    pub require_verified_email: Option<bool>,
+    /// How long an emailed password-reset link works.
+    #[garde(range(min = 60, max = 86_400))]
+    pub password_reset_ttl_secs: u64,
+    /// How long an emailed verification link works.
+    #[garde(range(min = 60, max = 2_592_000))]
+    pub email_verification_ttl_secs: u64,
+    /// Account emails (reset, verification) one address may be sent per
+    /// hour; requests past it are answered as usual and send nothing.
+    #[garde(range(min = 1, max = 100))]
+    pub account_emails_per_address_per_hour: u32,
+}
+
+/// `auth.registration`: who may create a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Registration {
+    /// Anyone (`POST /auth/register`).
+    Open,
+    /// Only people an admin invited, into the inviting tenant.
+    InviteOnly,
+    /// Nobody: accounts come from the first administrator and invitations.
+    Closed,
 }
 
 /// `[auth.login_backoff]`: see `auth::login_backoff`.
@@ -95,6 +124,12 @@ pub(super) fn default_jwt_secret() -> String {
 }
 
 impl AuthSettings {
+    /// Whether sign-in needs a verified address (`require_verified_email`,
+    /// by default only in production).
+    pub fn requires_verified_email(&self, production: bool) -> bool {
+        self.require_verified_email.unwrap_or(production)
+    }
+
     /// Signs with the development secret shipped in the default file.
     pub(super) fn uses_built_in_secret(&self) -> bool {
         self.jwt_algorithm == JwtAlgorithm::HS256

@@ -23,6 +23,7 @@ mod cache;
 mod circuit_breakers;
 mod cors;
 mod database;
+mod email;
 mod health;
 mod load_shedding;
 mod logging;
@@ -43,7 +44,7 @@ mod worker;
 
 pub use auth::{
     ARGON2_MIN_ITERATIONS, ARGON2_MIN_MEMORY_KIB, Argon2Settings, AuthSettings, JwtAlgorithm,
-    LoginBackoffSettings, MIN_JWT_SECRET_BYTES,
+    LoginBackoffSettings, MIN_JWT_SECRET_BYTES, Registration,
 };
 pub use beat::BeatSettings;
 pub use broker::BrokerSettings;
@@ -51,6 +52,7 @@ pub use cache::CacheSettings;
 pub use circuit_breakers::{BreakerSettings, CircuitBreakerSettings};
 pub use cors::CorsSettings;
 pub use database::{DatabaseSettings, Pooler};
+pub use email::{EmailMode, EmailSettings, SmtpTls};
 pub use health::HealthSettings;
 pub use load_shedding::LoadSheddingSettings;
 pub use logging::{LogFormat, LoggingSettings};
@@ -133,6 +135,8 @@ pub struct Settings {
     pub telegram: TelegramSettings,
     #[garde(dive)]
     pub notifications: NotificationSettings,
+    #[garde(dive)]
+    pub email: EmailSettings,
     #[garde(dive)]
     pub metrics: MetricsSettings,
     #[garde(dive)]
@@ -246,6 +250,8 @@ impl Settings {
         self.webhooks.check(production)?;
         self.beat.check()?;
         self.metrics.check()?;
+        self.server.check(production)?;
+        self.email.check(production)?;
         self.rate_limit.validate()
     }
 
@@ -448,6 +454,7 @@ mod tests {
         s.secrets.fernet_keys = vec![SecretString::from(
             "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
         )];
+        s.server.public_base_url = "https://st.example.com".parse().unwrap();
         s.validate().expect("a 32-byte secret is accepted");
     }
 
@@ -464,7 +471,52 @@ mod tests {
         s.secrets.fernet_keys = vec![SecretString::from(
             "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
         )];
+        s.server.public_base_url = "https://st.example.com".parse().unwrap();
         s.validate().expect("a real key is accepted");
+    }
+
+    #[test]
+    fn production_refuses_plain_http_links_and_smtp_credentials_in_clear() {
+        let mut s = defaults();
+        s.environment = Environment::Production;
+        s.auth.jwt_secret = SecretString::from("x".repeat(40));
+        s.secrets.fernet_keys = vec![SecretString::from(
+            "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=".to_owned(),
+        )];
+        let err = s.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("`server.public_base_url`") && err.contains("https"),
+            "{err}"
+        );
+        s.server.public_base_url = "https://st.example.com/app/".parse().unwrap();
+        s.email.mode = EmailMode::Smtp;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("`email.smtp_host`"), "{err}");
+        s.email.smtp_host = "smtp.example.com".into();
+        s.email.smtp_username = "mailer".into();
+        s.email.smtp_tls = SmtpTls::None;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("`email.smtp_tls`"), "{err}");
+        s.email.smtp_tls = SmtpTls::Starttls;
+        s.validate().expect("SMTP over STARTTLS with credentials");
+        s.email.from = "not an address".into();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("`email.from`"), "{err}");
+    }
+
+    #[test]
+    fn emailed_links_sit_under_the_public_base_url_with_their_token() {
+        let mut s = defaults();
+        s.server.public_base_url = "https://st.example.com/app/".parse().unwrap();
+        assert_eq!(
+            s.server.public_link("reset-password", "et_a-b_c"),
+            "https://st.example.com/app/reset-password?token=et_a-b_c"
+        );
+        s.server.public_base_url = "http://127.0.0.1:8000".parse().unwrap();
+        assert_eq!(
+            s.server.public_link("verify-email", "x+y"),
+            "http://127.0.0.1:8000/verify-email?token=x%2By"
+        );
     }
 
     #[test]

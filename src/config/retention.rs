@@ -23,6 +23,9 @@ pub struct RetentionSettings {
     /// Finished sync jobs, counted from their end.
     #[garde(range(min = 1))]
     pub sync_jobs_days: u32,
+    /// Sent or failed account emails, counted from their last attempt.
+    #[garde(range(min = 1))]
+    pub email_messages_days: u32,
     /// Refresh tokens past their expiry (kept so a stolen, spent one still
     /// trips reuse detection). Revocations go as soon as their token has
     /// expired, plus `auth.leeway_secs`.

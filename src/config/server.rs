@@ -25,6 +25,9 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     #[garde(skip)]
     pub keep_alive_secs: u64,
+    /// Where clients reach the service: links in emails are built on it.
+    #[garde(skip)]
+    pub public_base_url: url::Url,
     /// Middleware layers left out of the stack, for the benchmark's layer
     /// costs: only in builds with the `bench-layers` feature (others refuse
     /// the key as unknown). Production refuses any.
@@ -52,6 +55,38 @@ pub enum Layer {
 }
 
 impl ServerSettings {
+    pub(super) fn check(&self, production: bool) -> Result<(), super::ConfigError> {
+        let url = &self.public_base_url;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return super::invalid(
+                "server.public_base_url",
+                "must be an http(s) URL with a host",
+            );
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return super::invalid(
+                "server.public_base_url",
+                "must have no query or fragment (links add their own)",
+            );
+        }
+        if production && url.scheme() != "https" {
+            return super::invalid(
+                "server.public_base_url",
+                "must be https in production: emailed links carry tokens",
+            );
+        }
+        Ok(())
+    }
+
+    /// A link under the public base URL: `path` (relative to it) with `token=`.
+    pub fn public_link(&self, path: &str, token: &str) -> String {
+        let mut url = self.public_base_url.clone();
+        let base = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!("{base}/{}", path.trim_start_matches('/')));
+        url.query_pairs_mut().append_pair("token", token);
+        url.into()
+    }
+
     pub fn address(&self) -> SocketAddr {
         SocketAddr::new(self.host, self.port)
     }

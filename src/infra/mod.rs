@@ -20,6 +20,7 @@ use crate::cache::ResponseCache;
 use crate::config::Settings;
 use crate::crypto::SecretBox;
 use crate::db::{self, Database};
+use crate::mailer::Mailer;
 use crate::redis_conn::{Redis, RedisGuard};
 use crate::resilience::breaker::CircuitBreaker;
 use crate::ssrf;
@@ -47,6 +48,8 @@ pub struct Infra {
     pub webhook_client: reqwest::Client,
     /// How host names are looked up (the system's resolver; a test's).
     pub lookup: ssrf::Lookup,
+    /// Where account emails go: the log, or an SMTP server.
+    pub mailer: Mailer,
 }
 
 impl Infra {
@@ -84,7 +87,13 @@ impl Infra {
             Duration::from_millis(settings.notifications.timeout_ms),
         )
         .context("building the webhook HTTP client")?;
+        let mailer = Mailer::new(
+            &settings.email,
+            Duration::from_millis(settings.notifications.timeout_ms),
+        )
+        .context("building the mailer")?;
         Ok(Self {
+            mailer,
             settings,
             db,
             redis,

@@ -12,7 +12,7 @@ use crate::auth::password;
 use crate::auth::repository;
 use crate::auth::roles::{Role, Tier};
 use crate::auth::tokens::new_refresh_token;
-use crate::db;
+use crate::config::Registration;
 use crate::http::error::ApiError;
 use crate::http::validation::not_blank;
 use crate::infra::Infra;
@@ -21,6 +21,7 @@ use crate::tenants::repository as tenants;
 use crate::users::model::User;
 use crate::users::repository as users;
 use crate::users::service::map_email_taken;
+use crate::{accounts, db, email};
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -100,6 +101,21 @@ pub async fn register(
     auth_state: &AuthState,
     input: RegisterRequest,
 ) -> Result<RegisterResponse, ApiError> {
+    match infra.settings.auth.registration {
+        Registration::Open => {}
+        Registration::InviteOnly => {
+            return Err(ApiError::Forbidden {
+                code: "registration_closed",
+                detail: "Registration is by invitation only: ask an administrator of your company to invite you".into(),
+            });
+        }
+        Registration::Closed => {
+            return Err(ApiError::Forbidden {
+                code: "registration_closed",
+                detail: "Registration is closed".into(),
+            });
+        }
+    }
     let email = input.email.trim().to_lowercase();
     password::check_policy(&input.password, &email, "password")?;
     let hash = auth_state.passwords.hash(input.password).await?;
@@ -119,7 +135,17 @@ pub async fn register(
     )
     .await
     .map_err(map_email_taken)?;
+    let verification = accounts::service::queue_verification(
+        infra,
+        &tenant,
+        &mut tx,
+        user.id,
+        &user.email,
+        &user.full_name,
+    )
+    .await?;
     tx.commit().await?;
+    email::hand_over(infra, verification).await;
     auth_state.events.count("register", "success");
     tracing::info!(tenant_id = %tenant.id(), user_id = %user.id, "tenant registered");
     Ok(RegisterResponse {
@@ -152,6 +178,18 @@ pub async fn login(
         }
     };
     auth_state.login_backoff.succeeded(email).await;
+    if account.email_verified_at.is_none()
+        && infra
+            .settings
+            .auth
+            .requires_verified_email(infra.settings.is_production())
+    {
+        auth_state.events.count("login", "unverified");
+        return Err(ApiError::Forbidden {
+            code: "email_not_verified",
+            detail: "Verify your email address first: follow the link we sent, or ask for a new one with POST /api/v1/auth/verify-email/resend".into(),
+        });
+    }
     let tenant = TenantCtx::new(account.tenant_id);
     let role: Role = account.role.parse().map_err(ApiError::internal)?;
     let tier: Tier = account.tier.parse().map_err(ApiError::internal)?;

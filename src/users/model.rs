@@ -17,6 +17,9 @@ pub struct User {
     pub full_name: String,
     pub role: Role,
     pub is_active: bool,
+    /// When the user followed the emailed verification link; `null`: not yet.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub email_verified_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }

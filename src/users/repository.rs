@@ -17,6 +17,7 @@ struct UserRow {
     full_name: String,
     role: String,
     is_active: bool,
+    email_verified_at: Option<OffsetDateTime>,
     created_at: OffsetDateTime,
 }
 
@@ -29,12 +30,14 @@ impl UserRow {
             full_name: self.full_name,
             role: self.role.parse()?,
             is_active: self.is_active,
+            email_verified_at: self.email_verified_at,
             created_at: self.created_at,
         })
     }
 }
 
-const COLUMNS: &str = "id, tenant_id, email, full_name, role, is_active, created_at";
+const COLUMNS: &str =
+    "id, tenant_id, email, full_name, role, is_active, email_verified_at, created_at";
 
 /// Name of the unique index on `lower(email)`: a violation means the address is taken.
 pub const EMAIL_UNIQUE_INDEX: &str = "users_email_lower_key";

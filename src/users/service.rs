@@ -17,11 +17,11 @@ use super::repository;
 use crate::api_keys::repository as api_keys;
 use crate::auth::AuthState;
 use crate::auth::repository as sessions;
-use crate::auth::{Admin, Auth, Role, TenantCtx, Viewer, password};
-use crate::db;
+use crate::auth::{Admin, Auth, Role, Viewer, password};
 use crate::http::error::ApiError;
 use crate::http::pagination::{Page, PageRequest};
 use crate::infra::Infra;
+use crate::{accounts, db, email};
 
 pub async fn me(infra: &Infra, auth: &Auth<Viewer>) -> Result<User, ApiError> {
     let (user_id, _, _) = auth.user_session()?;
@@ -90,7 +90,7 @@ pub async fn update_me(
     let mark = match &new_hash {
         Some(hash) => {
             repository::set_password_hash(&tenant, &mut tx, user_id, hash).await?;
-            Some(end_sessions(&tenant, &mut tx, user_id).await?)
+            Some(sessions::end_user_sessions(&tenant, &mut tx, user_id).await?)
         }
         None => None,
     };
@@ -180,7 +180,17 @@ pub async fn create(
     )
     .await
     .map_err(map_email_taken)?;
+    let verification = accounts::service::queue_verification(
+        infra,
+        &tenant,
+        &mut tx,
+        user.id,
+        &user.email,
+        &user.full_name,
+    )
+    .await?;
     tx.commit().await?;
+    email::hand_over(infra, verification).await;
     Ok(user)
 }
 
@@ -278,7 +288,7 @@ pub async fn deactivate(
         }
     }
     repository::deactivate(&tenant, &mut tx, id).await?;
-    let mark_ms = end_sessions(&tenant, &mut tx, id).await?;
+    let mark_ms = sessions::end_user_sessions(&tenant, &mut tx, id).await?;
     let keys = api_keys::revoke_for_user(&tenant, &mut tx, id).await?;
     let user = repository::find(&tenant, &mut tx, id)
         .await?
@@ -291,17 +301,4 @@ pub async fn deactivate(
     auth_state.revocations.forget_api_keys(&keys).await;
     tracing::info!(target_user_id = %id, "user deactivated");
     Ok(user)
-}
-
-/// Revokes every refresh token of a user and marks their access tokens
-/// invalid in PostgreSQL; returns the mark for Redis (written after commit).
-async fn end_sessions(
-    tenant: &TenantCtx,
-    conn: &mut sqlx::PgConnection,
-    user_id: Uuid,
-) -> Result<i64, ApiError> {
-    let (mark_ms, at) = db::invalidation_mark();
-    sessions::set_tokens_invalid_before(tenant, conn, user_id, at).await?;
-    sessions::revoke_user_sessions(tenant, conn, user_id).await?;
-    Ok(mark_ms)
 }

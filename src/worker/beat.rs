@@ -30,6 +30,7 @@ use uuid::Uuid;
 
 use crate::config::Settings;
 use crate::db::Database;
+use crate::email;
 use crate::infra::Infra;
 use crate::notifications;
 use crate::sync;
@@ -223,6 +224,9 @@ async fn run_task(infra: &Infra, task: &str, token: i64, purged: &prometheus::In
             if let Err(err) = notifications::dispatch_and_hand_over(infra, super::CHANNELS).await {
                 tracing::warn!(error = %format!("{err:#}"), "dispatching notifications failed");
             }
+            if let Err(err) = email::outbox::hand_over_due(infra).await {
+                tracing::warn!(error = %format!("{err:#}"), "handing due emails over failed");
+            }
         }
         "retention" => {
             let now = time::OffsetDateTime::now_utc();
@@ -324,6 +328,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         infra.db.clone(),
     )?;
     infra.metrics.start_memory_sampler(&settings.metrics);
+    // Beat hands due emails over, which in `email.mode = log` means logging them.
+    email::delivery::register_metrics(&infra.metrics);
     let purged = retention::register(&infra.metrics);
     sync::metrics::register_reaper(&infra.metrics);
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());

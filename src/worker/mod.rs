@@ -14,7 +14,7 @@ pub mod runner;
 use crate::notifications::Channel;
 use crate::telemetry::metrics::MetricDef;
 use crate::telemetry::{self, logging, memory, outbound};
-use crate::{broker, db, infra, resilience, sync, telegram, webhooks};
+use crate::{broker, db, email, infra, resilience, sync, telegram, webhooks};
 
 /// Every metric the worker exports: the process's and the infrastructure's
 /// it shares with the API, then its own, the tasks' and the channels'.
@@ -32,6 +32,7 @@ pub fn metrics_catalog() -> Vec<MetricDef> {
         sync::metrics::METRICS,
         webhooks::delivery::METRICS,
         telegram::delivery::METRICS,
+        email::delivery::METRICS,
         outbound::METRICS,
         queue_stats::METRICS,
         retention::METRICS,

@@ -25,7 +25,7 @@ use super::leadership::{Fence, NoLongerLeading};
 
 pub const ROWS_PURGED: MetricDef = MetricDef::counter(
     "stock_tracker_retention_rows_purged_total",
-    "Rows deleted by retention, by kind: stock_history, outbox_events, webhook_deliveries, telegram_deliveries, sync_jobs, revoked_sessions, refresh_tokens",
+    "Rows deleted by retention, by kind: stock_history, outbox_events, webhook_deliveries, telegram_deliveries, sync_jobs, revoked_sessions, refresh_tokens, email_messages, account_tokens",
     &["kind"],
 );
 
@@ -40,6 +40,8 @@ pub const ROW_KINDS: &[&str] = &[
     "sync_jobs",
     "revoked_sessions",
     "refresh_tokens",
+    "email_messages",
+    "account_tokens",
 ];
 pub const STOCK_HISTORY: &str = "stock_history";
 
@@ -78,7 +80,7 @@ fn days(n: u32) -> Duration {
 }
 
 /// The oldest instant each row kind keeps, at `now`.
-fn cutoffs(settings: &Settings, now: OffsetDateTime) -> [(&'static str, OffsetDateTime); 6] {
+fn cutoffs(settings: &Settings, now: OffsetDateTime) -> [(&'static str, OffsetDateTime); 8] {
     let retention = &settings.retention;
     [
         ("outbox_events", now - days(retention.outbox_events_days)),
@@ -97,6 +99,11 @@ fn cutoffs(settings: &Settings, now: OffsetDateTime) -> [(&'static str, OffsetDa
         ),
         (
             "refresh_tokens",
+            now - days(retention.expired_credentials_days),
+        ),
+        ("email_messages", now - days(retention.email_messages_days)),
+        (
+            "account_tokens",
             now - days(retention.expired_credentials_days),
         ),
     ]

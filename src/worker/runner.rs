@@ -27,7 +27,7 @@ use crate::config::Settings;
 use crate::db::{self, observed};
 use crate::infra::{self, Infra};
 use crate::telemetry::metrics::{MetricDef, Metrics};
-use crate::{sync, telegram, webhooks};
+use crate::{email, sync, telegram, webhooks};
 
 pub const WORKER_PREFETCH: MetricDef = MetricDef::gauge(
     "stock_tracker_worker_prefetch_messages",
@@ -38,11 +38,12 @@ pub const WORKER_PREFETCH: MetricDef = MetricDef::gauge(
 pub const METRICS: &[MetricDef] = &[WORKER_PREFETCH];
 
 /// The tasks this worker runs, by name.
-const TASKS: [&str; 4] = [
+const TASKS: [&str; 5] = [
     sync::tasks::SYNC_TENANT_PRODUCTS,
     sync::tasks::SYNC_ALL_TENANTS,
     webhooks::tasks::DELIVER_WEBHOOK,
     telegram::tasks::DELIVER_TELEGRAM,
+    email::tasks::DELIVER_EMAIL,
 ];
 
 /// Each task's body, with the infrastructure it runs with.
@@ -71,6 +72,10 @@ fn handlers(ctx: &Arc<Infra>) -> HashMap<&'static str, Handler> {
         (
             telegram::tasks::DELIVER_TELEGRAM,
             handler(ctx, telegram::tasks::deliver_telegram),
+        ),
+        (
+            email::tasks::DELIVER_EMAIL,
+            handler(ctx, email::tasks::deliver_email),
         ),
     ])
 }
@@ -107,6 +112,7 @@ fn metrics(settings: &Settings) -> Metrics {
     for channel in super::CHANNELS {
         channel.register_metrics(&metrics);
     }
+    email::delivery::register_metrics(&metrics);
     metrics.int_gauge_vec(&super::queue_stats::QUEUE_DEPTH);
     metrics.int_gauge_vec(&super::queue_stats::QUEUE_CONSUMERS);
     metrics

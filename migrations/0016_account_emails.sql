@@ -1,0 +1,158 @@
+-- Account emails: single-use tokens sent by email (password reset, email
+-- verification), the outbox the emails are delivered from, and whether a
+-- user's address is verified.
+
+-- Accounts that existed before verification count as verified: they were
+-- created under the old rules, and requiring it now would lock them out.
+ALTER TABLE users ADD COLUMN email_verified_at timestamptz;
+UPDATE users SET email_verified_at = created_at;
+
+-- A token mailed to a user. Only its SHA-256 is stored (256 random bits: a
+-- slow hash adds nothing); it works once (`used_at`) and until `expires_at`.
+-- `email` is the address it was sent to: verifying proves that address, and a
+-- token sent to an address the account no longer has does nothing.
+CREATE TABLE account_tokens (
+    id          uuid PRIMARY KEY,
+    tenant_id   uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    user_id     uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    purpose     text NOT NULL CHECK (purpose IN ('password_reset', 'email_verification')),
+    email       text NOT NULL,
+    token_hash  bytea NOT NULL UNIQUE,
+    expires_at  timestamptz NOT NULL,
+    used_at     timestamptz,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX account_tokens_tenant_idx ON account_tokens (tenant_id);
+CREATE INDEX account_tokens_user_idx ON account_tokens (user_id, purpose);
+CREATE INDEX account_tokens_expiry_idx ON account_tokens (expires_at);
+
+ALTER TABLE account_tokens ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON account_tokens
+    USING (tenant_id = app_current_tenant_id())
+    WITH CHECK (tenant_id = app_current_tenant_id());
+GRANT SELECT, INSERT, UPDATE ON account_tokens TO stock_tracker_app;
+
+-- The email outbox: written in the transaction that creates what the email
+-- announces (a token), so neither exists without the other; sent by the
+-- workers with the notification channels' retry schedule. The link carries a
+-- token, so it is stored encrypted (Fernet, rotated with the other
+-- secrets) and cleared once the email is sent or has failed for good.
+CREATE TABLE email_messages (
+    id               uuid PRIMARY KEY,
+    tenant_id        uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    kind             text NOT NULL CHECK (kind IN ('password_reset', 'email_verification')),
+    recipient        text NOT NULL CHECK (char_length(recipient) BETWEEN 3 AND 320),
+    -- What the template shows besides the link (names, lifetimes): no secrets.
+    context          jsonb NOT NULL DEFAULT '{}',
+    link_encrypted   text,
+    status           text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+    attempts         integer NOT NULL DEFAULT 0,
+    next_attempt_at  timestamptz NOT NULL DEFAULT now(),
+    handed_over_at   timestamptz,
+    error            text,
+    sent_at          timestamptz,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX email_messages_tenant_idx ON email_messages (tenant_id, created_at);
+CREATE INDEX email_messages_due_idx ON email_messages (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX email_messages_finished_idx ON email_messages (updated_at) WHERE status <> 'pending';
+
+ALTER TABLE email_messages ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON email_messages
+    USING (tenant_id = app_current_tenant_id())
+    WITH CHECK (tenant_id = app_current_tenant_id());
+GRANT SELECT, INSERT, UPDATE ON email_messages TO stock_tracker_app;
+
+-- Sign-in also reads whether the address is verified; account emails, the
+-- name they greet.
+DROP FUNCTION auth_find_login(text);
+CREATE FUNCTION auth_find_login(p_email text)
+RETURNS TABLE (user_id uuid, tenant_id uuid, password_hash text, role text,
+               is_active boolean, tier text, email_verified_at timestamptz, full_name text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+    SELECT u.id, u.tenant_id, u.password_hash, u.role, u.is_active, t.tier,
+           u.email_verified_at, u.full_name
+    FROM users u JOIN tenants t ON t.id = u.tenant_id
+    WHERE lower(u.email) = lower(p_email)
+$$;
+REVOKE ALL ON FUNCTION auth_find_login(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION auth_find_login(text) TO stock_tracker_app;
+
+-- A presented token, before its tenant is known.
+CREATE FUNCTION account_find_token(p_token_hash bytea)
+RETURNS TABLE (id uuid, tenant_id uuid, user_id uuid, purpose text, email text,
+               expires_at timestamptz, used_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+    SELECT a.id, a.tenant_id, a.user_id, a.purpose, a.email, a.expires_at, a.used_at
+    FROM account_tokens a
+    WHERE a.token_hash = p_token_hash
+$$;
+REVOKE ALL ON FUNCTION account_find_token(bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION account_find_token(bytea) TO stock_tracker_app;
+
+-- Beat: the due emails of every tenant, stamped as handed over.
+CREATE FUNCTION email_take_due_messages(p_limit integer, p_rehand interval)
+RETURNS TABLE (tenant_id uuid, message_id uuid)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+    UPDATE email_messages m SET handed_over_at = now()
+    WHERE m.id IN (
+        SELECT id FROM email_messages
+        WHERE status = 'pending' AND next_attempt_at <= now()
+          AND (handed_over_at IS NULL OR handed_over_at < now() - p_rehand)
+        ORDER BY next_attempt_at LIMIT p_limit
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING m.tenant_id, m.id
+$$;
+REVOKE ALL ON FUNCTION email_take_due_messages(integer, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION email_take_due_messages(integer, interval) TO stock_tracker_app;
+
+-- Retention: finished emails, and tokens past their expiry.
+CREATE OR REPLACE FUNCTION retention_purge(p_kind text, p_before timestamptz, p_batch integer)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    removed bigint;
+BEGIN
+    CASE p_kind
+    WHEN 'outbox_events' THEN
+        DELETE FROM outbox_events WHERE id IN (
+            SELECT id FROM outbox_events
+            WHERE published_at IS NOT NULL AND published_at < p_before LIMIT p_batch);
+    WHEN 'webhook_deliveries' THEN
+        DELETE FROM webhook_deliveries WHERE id IN (
+            SELECT id FROM webhook_deliveries
+            WHERE status <> 'pending' AND updated_at < p_before LIMIT p_batch);
+    WHEN 'telegram_deliveries' THEN
+        DELETE FROM telegram_deliveries WHERE id IN (
+            SELECT id FROM telegram_deliveries
+            WHERE status <> 'pending' AND updated_at < p_before LIMIT p_batch);
+    WHEN 'sync_jobs' THEN
+        DELETE FROM sync_jobs WHERE id IN (
+            SELECT id FROM sync_jobs
+            WHERE status IN ('succeeded', 'failed') AND finished_at < p_before LIMIT p_batch);
+    WHEN 'revoked_sessions' THEN
+        DELETE FROM revoked_sessions WHERE session_id IN (
+            SELECT session_id FROM revoked_sessions WHERE expires_at < p_before LIMIT p_batch);
+    WHEN 'refresh_tokens' THEN
+        DELETE FROM refresh_tokens WHERE id IN (
+            SELECT id FROM refresh_tokens WHERE expires_at < p_before LIMIT p_batch);
+    WHEN 'email_messages' THEN
+        DELETE FROM email_messages WHERE id IN (
+            SELECT id FROM email_messages
+            WHERE status <> 'pending' AND updated_at < p_before LIMIT p_batch);
+    WHEN 'account_tokens' THEN
+        DELETE FROM account_tokens WHERE id IN (
+            SELECT id FROM account_tokens WHERE expires_at < p_before LIMIT p_batch);
+    ELSE
+        RAISE EXCEPTION 'unknown retention kind %', p_kind;
+    END CASE;
+    GET DIAGNOSTICS removed = ROW_COUNT;
+    RETURN removed;
+END
+$$;
