@@ -5,6 +5,7 @@
 mod helpers;
 mod processes;
 
+mod accounts;
 mod auth_flows;
 mod catalog_cache;
 mod cli;

@@ -333,8 +333,16 @@ async fn stored_tokens(app: &crate::helpers::TestApp) -> Vec<String> {
 async fn rotation_moves_every_stored_secret_to_the_new_key() {
     let (old, new) = (key(), key());
     let old_for_app = old.clone();
-    let app =
-        crate::helpers::spawn_app_with(move |s| s.secrets.fernet_keys = vec![old_for_app]).await;
+    let app = crate::helpers::spawn_app_with(move |s| {
+        s.secrets.fernet_keys = vec![old_for_app];
+        // No SMTP server listens there: the registration's verification
+        // email stays unsent, its link encrypted in the outbox.
+        s.email.mode = stock_tracker::config::EmailMode::Smtp;
+        s.email.smtp_host = "127.0.0.1".into();
+        s.email.smtp_port = 1;
+        s.email.smtp_tls = stock_tracker::config::SmtpTls::None;
+    })
+    .await;
     let owner = app.register("rotate@example.com").await;
     for (path, body) in [
         (

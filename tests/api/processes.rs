@@ -2,8 +2,9 @@
 //! (so server-wide statistics and `SCRIPT FLUSH` touch nobody else), a
 //! private three-master Redis Cluster (whose masters a test may kill), a TCP
 //! proxy that can cut a dependency off mid-test and bring it back, a proxy
-//! that counts PostgreSQL round trips, a PgBouncer in transaction mode, and
-//! a `MONITOR` client that records every command clients send.
+//! that counts PostgreSQL round trips, a PgBouncer in transaction mode, a
+//! `MONITOR` client that records every command clients send, and an SMTP
+//! server (`tests/smtp_sink.py`, aiosmtpd) that keeps what it receives.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -536,5 +537,100 @@ impl Drop for PgBouncer {
             .arg("stop")
             .arg(self.dir.path())
             .status();
+    }
+}
+
+/// The test virtualenv's Python (`make python-tools`: Celery, aiosmtpd).
+pub fn venv_python() -> String {
+    let venv = std::env::var("STOCK_TRACKER_VENV").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/stock-tracker/venv",
+            std::env::var("HOME").unwrap()
+        )
+    });
+    format!("{venv}/bin/python")
+}
+
+/// A real SMTP server on loopback (aiosmtpd): every message it accepts is
+/// kept, parsed, for the test to read. Killed on drop.
+pub struct SmtpSink {
+    child: Child,
+    pub port: u16,
+    output: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmtpSink {
+    pub async fn start() -> Self {
+        Self::rejecting_first(0).await
+    }
+
+    /// A server that answers the first `n` messages with a transient
+    /// failure (451), as a busy or greylisting server does.
+    pub async fn rejecting_first(n: u32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let output = dir.path().join("messages.jsonl");
+        let port = free_port();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp_sink.py");
+        let mut child = Command::new(venv_python())
+            .args([script, &port.to_string(), output.to_str().unwrap()])
+            .args(["--reject-first", &n.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the test venv's Python runs (make python-tools)");
+        let stdout = child.stdout.take().unwrap();
+        let ready = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+            line
+        });
+        let line = tokio::time::timeout(Duration::from_secs(20), ready)
+            .await
+            .expect("the SMTP sink starts")
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "the SMTP sink did not start");
+        Self {
+            child,
+            port,
+            output,
+            _dir: dir,
+        }
+    }
+
+    /// Every message received so far, in order.
+    pub fn messages(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.output)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    /// Waits for a message to `to` whose subject contains `subject`.
+    pub async fn wait_for(&self, to: &str, subject: &str, within: Duration) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let found = self.messages().into_iter().find(|m| {
+                m["rcpt_tos"].as_array().unwrap().iter().any(|r| r == to)
+                    && m["subject"].as_str().unwrap().contains(subject)
+            });
+            if let Some(message) = found {
+                return message;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no `{subject}` email to {to}; received: {:?}",
+                self.messages()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
