@@ -550,6 +550,14 @@ def workers():
             "sum by (outcome) (rate(stock_tracker_telegram_deliveries_total[5m]))", "{{outcome}}"), unit="ops", stack=True),
         stat("Webhook subscriptions disabled (7 d)", target(
             "sum(increase(stock_tracker_webhook_subscriptions_disabled_total[7d]))", "disabled"), w=12, warn=1),
+        ts("Account emails / s by kind and outcome", target(
+            "sum by (kind, outcome) (rate(stock_tracker_emails_total[5m]))", "{{kind}} {{outcome}}"),
+            unit="ops", stack=True,
+            description="Password-reset and verification emails: sent, retried (the SMTP server refused or was unreachable) or failed for good."),
+        ts("Account email failure ratio (15 min)", target(
+            'sum by (kind) (rate(stock_tracker_emails_total{outcome!="sent"}[15m])) / sum by (kind) (rate(stock_tracker_emails_total[15m]))',
+            "{{kind}}"), unit="percentunit", warn=0.2, min_=0,
+            description="EmailDeliveryFailing: > 20 % for 10m."),
         row("Outbound calls"),
         ts("Outbound calls / s by service and status", target(
             f"sum by (service, status_code) (rate({ext}_requests_total[5m]))", "{{service}} {{status_code}}"), unit="ops"),
