@@ -20,7 +20,8 @@
 //!   [`sessions`] (register, sign in, refresh, sign out), [`users`], [`api_keys`], [`tenants`], [`marketplaces`], [`products`],
 //!   [`sync`], [`webhooks`], [`telegram`], [`notifications`] (what the two
 //!   channels share), [`email`] (the account emails' outbox, templates and
-//!   delivery), [`accounts`] (password reset, email verification), [`rate_limit`], [`health`] and [`key_rotation`] (every
+//!   delivery), [`accounts`] (password reset, email verification),
+//!   [`invitations`], [`audit`] (the tenant's audit log), [`rate_limit`], [`health`] and [`key_rotation`] (every
 //!   stored secret under the current key). Tasks are declared by
 //!   the domain that owns them (`sync::tasks`, ...).
 //! - **Entry points**: [`app`] (the API builder: middleware order, routes,
@@ -29,6 +30,7 @@
 pub mod accounts;
 pub mod api_keys;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod broker;
 pub mod cache;
@@ -39,6 +41,7 @@ pub mod email;
 pub mod health;
 pub mod http;
 pub mod infra;
+pub mod invitations;
 pub mod key_rotation;
 pub mod mailer;
 pub mod marketplaces;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use stock_tracker::accounts::first_admin::FirstAdmin;
 use stock_tracker::app::Application;
 use stock_tracker::app::openapi;
 use stock_tracker::config::Settings;
@@ -126,6 +127,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             install_crypto_provider();
             db::migrate(&settings.database).await?;
             tracing::info!("migrations applied");
+            match stock_tracker::accounts::first_admin::ensure(&settings).await? {
+                FirstAdmin::NotConfigured => {}
+                FirstAdmin::Existing { user_id } => {
+                    tracing::info!(%user_id, "the first administrator exists")
+                }
+                FirstAdmin::Created { user_id } => {
+                    println!(
+                        "first administrator created (user {user_id}); sign in with its password file's password"
+                    );
+                }
+                FirstAdmin::CreatedWithSetupLink { user_id, link } => {
+                    println!(
+                        "first administrator created (user {user_id}); choose its password within its lifetime at:\n{link}"
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::RotateKeys => {

@@ -597,15 +597,27 @@ def check_alertmanager(args):
     if status != 200:
         p.add(f"POST /api/v2/alerts answered {status}")
     got = {}
-    deadline = time.time() + 10
+
+    def key_of(a):
+        return (a["labels"]["alertname"], a["labels"]["severity"], a["labels"]["service"])
+
+    def settled():
+        return len(got) == len(cases) and all(
+            key_of(a) in got and bool(got[key_of(a)].get("inhibitedBy")) == inhibited
+            for a, inhibited in cases)
+
+    # Alertmanager marks an alert inhibited once its inhibitor has seen the
+    # source alert, which may be a moment after the alert stops being
+    # "unprocessed": poll until every expectation holds, or the deadline.
+    deadline = time.time() + 15
     while time.time() < deadline:
         _, body = http_json(f"{url}/api/v2/alerts?filter=" + urllib.parse.quote(f'check_run="{run}"'))
-        got = {(a["labels"]["alertname"], a["labels"]["severity"], a["labels"]["service"]): a["status"] for a in body or []}
-        if len(got) == len(cases) and all(s["state"] != "unprocessed" for s in got.values()):
+        got = {key_of(a): a["status"] for a in body or []}
+        if settled():
             break
         time.sleep(0.3)
     for a, inhibited in cases:
-        key = (a["labels"]["alertname"], a["labels"]["severity"], a["labels"]["service"])
+        key = key_of(a)
         st = got.get(key)
         if st is None:
             p.add(f"{key}: not found in Alertmanager")

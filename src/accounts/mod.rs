@@ -9,9 +9,13 @@
 //!   link; `auth.require_verified_email` decides whether unverified users
 //!   may sign in; `POST /auth/verify-email/resend` sends a new link.
 //!
+//! - The first platform administrator, from configuration, by `migrate`
+//!   ([`first_admin`]).
+//!
 //! Tokens are stored hashed ([`repository`]); each address gets at most
 //! `auth.account_emails_per_address_per_hour` emails ([`throttle`]).
 
+pub mod first_admin;
 pub mod repository;
 pub mod routes;
 pub mod service;

@@ -5,6 +5,7 @@ use actix_web::{HttpResponse, post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::service::{self, EmailRequest, ResetConfirmation, VerificationRequest};
+use crate::audit::Origin;
 use crate::auth::AuthState;
 use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::ValidatedJson;
@@ -69,9 +70,10 @@ async fn request_password_reset(
 async fn confirm_password_reset(
     state: web::Data<Infra>,
     auth_state: web::Data<AuthState>,
+    origin: Origin,
     body: ValidatedJson<ResetConfirmation>,
 ) -> Result<HttpResponse, ApiError> {
-    service::confirm_password_reset(&state, &auth_state, body.0).await?;
+    service::confirm_password_reset(&state, &auth_state, &origin, body.0).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -89,9 +91,10 @@ async fn confirm_password_reset(
 #[post("/auth/verify-email")]
 async fn verify_email(
     state: web::Data<Infra>,
+    origin: Origin,
     body: ValidatedJson<VerificationRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    service::verify_email(&state, body.0).await?;
+    service::verify_email(&state, &origin, body.0).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

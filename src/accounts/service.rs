@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::repository::{self, Purpose};
 use super::throttle;
+use crate::audit::{self, Actor, Event, Origin, Target};
 use crate::auth::repository as sessions;
 use crate::auth::tokens::{hash_secret, new_emailed_token};
 use crate::auth::{AuthState, TenantCtx, password};
@@ -199,6 +200,7 @@ pub async fn send_password_reset(infra: &Infra, email: &str) -> anyhow::Result<(
 pub async fn confirm_password_reset(
     infra: &Infra,
     auth_state: &AuthState,
+    origin: &Origin,
     input: ResetConfirmation,
 ) -> Result<(), ApiError> {
     let row = usable_token(infra, &input.token, Purpose::PasswordReset).await?;
@@ -224,6 +226,16 @@ pub async fn confirm_password_reset(
         ));
     }
     repository::reset_password(&tenant, &mut tx, row.user_id, &hash).await?;
+    audit::record(
+        &tenant,
+        &mut tx,
+        Event::PasswordReset,
+        Actor::user(row.user_id),
+        Some(Target::user(row.user_id)),
+        origin,
+        json!({"via": "emailed link"}),
+    )
+    .await?;
     let mark_ms = sessions::end_user_sessions(&tenant, &mut tx, row.user_id).await?;
     tx.commit().await?;
     auth_state
@@ -238,7 +250,11 @@ pub async fn confirm_password_reset(
 }
 
 /// Marks the address an emailed verification token was sent to as verified.
-pub async fn verify_email(infra: &Infra, input: VerificationRequest) -> Result<(), ApiError> {
+pub async fn verify_email(
+    infra: &Infra,
+    origin: &Origin,
+    input: VerificationRequest,
+) -> Result<(), ApiError> {
     let row = usable_token(infra, &input.token, Purpose::EmailVerification).await?;
     let tenant = TenantCtx::new(row.tenant_id);
     let mut tx = db::begin_tenant_tx(&infra.db, tenant.id()).await?;
@@ -256,6 +272,16 @@ pub async fn verify_email(infra: &Infra, input: VerificationRequest) -> Result<(
         ));
     }
     repository::mark_verified(&tenant, &mut tx, row.user_id).await?;
+    audit::record(
+        &tenant,
+        &mut tx,
+        Event::EmailVerified,
+        Actor::user(row.user_id),
+        Some(Target::user(row.user_id)),
+        origin,
+        json!({"email": row.email}),
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(user_id = %row.user_id, "email address verified");
     Ok(())

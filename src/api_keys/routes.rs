@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::model::{ApiKey, CreateApiKey, CreatedApiKey};
 use super::service;
+use crate::audit::Origin;
 use crate::auth::AuthState;
 use crate::auth::{Admin, Auth};
 use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
@@ -32,9 +33,10 @@ pub fn configure(cfg: &mut ServiceConfig) {
 async fn create(
     state: web::Data<Infra>,
     auth: Auth<Admin>,
+    origin: Origin,
     body: ValidatedJson<CreateApiKey>,
 ) -> Result<HttpResponse, ApiError> {
-    let created = service::create(&state, &auth, body.0).await?;
+    let created = service::create(&state, &auth, &origin, body.0).await?;
     Ok(HttpResponse::Created().json(created))
 }
 
@@ -74,8 +76,9 @@ async fn revoke(
     state: web::Data<Infra>,
     auth_state: web::Data<AuthState>,
     auth: Auth<Admin>,
+    origin: Origin,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    service::revoke(&state, &auth_state, &auth, *id).await?;
+    service::revoke(&state, &auth_state, &auth, &origin, *id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,10 +1,12 @@
 //! Creating, listing and revoking API keys.
 
+use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::model::{ApiKey, CreateApiKey, CreatedApiKey};
 use super::repository;
+use crate::audit::{self, Actor, Event, Origin, Target};
 use crate::auth::AuthState;
 use crate::auth::tokens::new_api_key;
 use crate::auth::{Admin, Auth, Role};
@@ -16,6 +18,7 @@ use crate::infra::Infra;
 pub async fn create(
     infra: &Infra,
     auth: &Auth<Admin>,
+    origin: &Origin,
     input: CreateApiKey,
 ) -> Result<CreatedApiKey, ApiError> {
     let role = Role::from(input.role);
@@ -56,6 +59,19 @@ pub async fn create(
         },
     )
     .await?;
+    audit::record(
+        &tenant,
+        &mut tx,
+        Event::ApiKeyCreated,
+        Actor::from(auth),
+        Some(Target {
+            kind: "api_key",
+            id,
+        }),
+        origin,
+        json!({"name": input.name.trim(), "role": role.as_str(), "prefix": key.prefix}),
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(api_key_id = %id, prefix = %key.prefix, "API key created");
     Ok(CreatedApiKey {
@@ -84,6 +100,7 @@ pub async fn revoke(
     infra: &Infra,
     auth_state: &AuthState,
     auth: &Auth<Admin>,
+    origin: &Origin,
     id: Uuid,
 ) -> Result<(), ApiError> {
     auth.managing_credentials()?;
@@ -92,6 +109,19 @@ pub async fn revoke(
     let hash = repository::revoke(&tenant, &mut tx, id)
         .await?
         .ok_or_else(|| ApiError::not_found("API key"))?;
+    audit::record(
+        &tenant,
+        &mut tx,
+        Event::ApiKeyRevoked,
+        Actor::from(auth),
+        Some(Target {
+            kind: "api_key",
+            id,
+        }),
+        origin,
+        json!({}),
+    )
+    .await?;
     tx.commit().await?;
     auth_state.revocations.forget_api_keys(&[hash]).await;
     tracing::info!(api_key_id = %id, "API key revoked");

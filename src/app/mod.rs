@@ -64,8 +64,8 @@ use crate::rate_limit::RateLimiter;
 use crate::resilience::load::LoadMonitor;
 use crate::telemetry::metrics::{Metrics, NAMESPACE};
 use crate::{
-    accounts, api_keys, health, marketplaces, products, rate_limit, sessions, sync, telegram,
-    tenants, users, webhooks,
+    accounts, api_keys, audit, health, invitations, marketplaces, products, rate_limit, sessions,
+    sync, telegram, tenants, users, webhooks,
 };
 use openapi::OpenApiJson;
 
@@ -77,6 +77,8 @@ pub fn routes(cfg: &mut ServiceConfig) {
             .configure(health::routes::configure)
             .configure(sessions::routes::configure)
             .configure(accounts::routes::configure)
+            .configure(invitations::routes::configure)
+            .configure(audit::routes::configure)
             .configure(users::routes::configure)
             .configure(api_keys::routes::configure)
             .configure(tenants::routes::configure)

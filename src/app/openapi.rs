@@ -32,6 +32,8 @@ use crate::http::validation::{NO_NUL_PATTERN, NOT_BLANK_PATTERN};
         (name = "auth", description = "Register, sign in, rotate tokens, sign out"),
         (name = "users", description = "The signed-in user and the tenant's users"),
         (name = "api-keys", description = "The tenant's service credentials"),
+        (name = "invitations", description = "Invitations by email with a role (admin); accepting one"),
+        (name = "audit", description = "The tenant's audit log of security-relevant events (admin)"),
         (name = "tenants", description = "The caller's tenant"),
         (name = "marketplaces", description = "Marketplace connections (credentials encrypted, never returned)"),
         (name = "products", description = "Products, stock history, search"),

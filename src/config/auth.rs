@@ -56,6 +56,8 @@ pub struct AuthSettings {
     /// Admin-level credentials need a password sign-in this recent.
     #[garde(range(min = 60, max = 86_400))]
     pub reauthentication_secs: u64,
+    #[garde(dive)]
+    pub first_admin: FirstAdminSettings,
     /// Who may create a tenant with `POST /auth/register`.
     #[garde(skip)]
     pub registration: Registration,
@@ -69,10 +71,28 @@ pub struct AuthSettings {
     /// How long an emailed verification link works.
     #[garde(range(min = 60, max = 2_592_000))]
     pub email_verification_ttl_secs: u64,
+    /// How long an emailed invitation works.
+    #[garde(range(min = 3600, max = 2_592_000))]
+    pub invitation_ttl_secs: u64,
     /// Account emails (reset, verification) one address may be sent per
     /// hour; requests past it are answered as usual and send nothing.
     #[garde(range(min = 1, max = 100))]
     pub account_emails_per_address_per_hour: u32,
+}
+
+/// `[auth.first_admin]`: the platform administrator `migrate` creates.
+#[derive(Debug, Clone, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct FirstAdminSettings {
+    /// Empty: none.
+    #[garde(length(max = 320))]
+    pub email: String,
+    /// A file holding its password; unset: `migrate` prints a one-time setup link.
+    #[garde(skip)]
+    pub password_file: Option<std::path::PathBuf>,
+    /// The tenant created for it (tier `internal`).
+    #[garde(length(min = 1, max = 200))]
+    pub tenant_name: String,
 }
 
 /// `auth.registration`: who may create a tenant.

@@ -43,8 +43,8 @@ mod wildberries;
 mod worker;
 
 pub use auth::{
-    ARGON2_MIN_ITERATIONS, ARGON2_MIN_MEMORY_KIB, Argon2Settings, AuthSettings, JwtAlgorithm,
-    LoginBackoffSettings, MIN_JWT_SECRET_BYTES, Registration,
+    ARGON2_MIN_ITERATIONS, ARGON2_MIN_MEMORY_KIB, Argon2Settings, AuthSettings, FirstAdminSettings,
+    JwtAlgorithm, LoginBackoffSettings, MIN_JWT_SECRET_BYTES, Registration,
 };
 pub use beat::BeatSettings;
 pub use broker::BrokerSettings;

@@ -26,6 +26,9 @@ pub struct RetentionSettings {
     /// Sent or failed account emails, counted from their last attempt.
     #[garde(range(min = 1))]
     pub email_messages_days: u32,
+    /// Audit events, counted from when they happened.
+    #[garde(range(min = 1))]
+    pub audit_events_days: u32,
     /// Refresh tokens past their expiry (kept so a stolen, spent one still
     /// trips reuse detection). Revocations go as soon as their token has
     /// expired, plus `auth.leeway_secs`.

@@ -19,7 +19,7 @@ use crate::telemetry::metrics::{MetricDef, Metrics};
 
 pub const EMAILS: MetricDef = MetricDef::counter(
     "stock_tracker_emails_total",
-    "Account emails by kind (password_reset, email_verification) and outcome: sent, retried (a failure with tries left), failed (refused for good, or out of tries)",
+    "Account emails by kind (password_reset, email_verification, invitation) and outcome: sent, retried (a failure with tries left), failed (refused for good, or out of tries)",
     &["kind", "outcome"],
 );
 

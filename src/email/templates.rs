@@ -15,15 +15,21 @@ use crate::mailer::Email;
 pub enum Kind {
     PasswordReset,
     EmailVerification,
+    Invitation,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::PasswordReset, Kind::EmailVerification];
+    pub const ALL: [Kind; 3] = [
+        Kind::PasswordReset,
+        Kind::EmailVerification,
+        Kind::Invitation,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::PasswordReset => "password_reset",
             Kind::EmailVerification => "email_verification",
+            Kind::Invitation => "invitation",
         }
     }
 
@@ -61,6 +67,12 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             "email_verification.html",
             include_str!("templates/email_verification.html"),
         ),
+        (
+            "invitation.subject",
+            include_str!("templates/invitation.subject"),
+        ),
+        ("invitation.txt", include_str!("templates/invitation.txt")),
+        ("invitation.html", include_str!("templates/invitation.html")),
     ];
     for (name, source) in files {
         env.add_template(name, source)
@@ -106,6 +118,10 @@ mod tests {
             "full_name": "Ann <script>",
             "expires_in_minutes": 30,
             "expires_in_hours": 24,
+            "expires_in_days": 7,
+            "inviter": "Ann <script>",
+            "tenant_name": "Acme & Co",
+            "role": "member",
         });
         render(
             kind,
@@ -137,9 +153,12 @@ mod tests {
 
     #[test]
     fn html_escapes_what_users_typed_and_text_keeps_it() {
-        let email = sample(Kind::PasswordReset);
-        assert!(email.html.contains("Ann &lt;script&gt;"), "{}", email.html);
-        assert!(email.text.contains("Ann <script>"));
+        for kind in Kind::ALL {
+            let email = sample(kind);
+            assert!(email.html.contains("Ann &lt;script&gt;"), "{}", email.html);
+            assert!(!email.html.contains("Ann <script>"), "{}", email.html);
+            assert!(email.text.contains("Ann <script>"));
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use super::service::{
     self, LoginRequest, RefreshRequest, RegisterRequest, RegisterResponse, TokenResponse,
 };
+use crate::audit::Origin;
 use crate::auth::AuthState;
 use crate::auth::extractor::{Auth, Viewer};
 use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
@@ -61,10 +62,18 @@ async fn register(
 async fn login(
     state: web::Data<Infra>,
     auth_state: web::Data<AuthState>,
+    origin: Origin,
     body: ValidatedJson<LoginRequest>,
 ) -> Result<web::Json<TokenResponse>, ApiError> {
     Ok(web::Json(
-        service::login(&state, &auth_state, &body.0.email, &body.0.password).await?,
+        service::login(
+            &state,
+            &auth_state,
+            &origin,
+            &body.0.email,
+            &body.0.password,
+        )
+        .await?,
     ))
 }
 
@@ -107,12 +116,13 @@ pub struct TokenForm {
 async fn token(
     state: web::Data<Infra>,
     auth_state: web::Data<AuthState>,
+    origin: Origin,
     form: web::Form<TokenForm>,
 ) -> Result<web::Json<TokenResponse>, ApiError> {
     form.validate()
         .map_err(|report| ApiError::Validation(garde_issues(&report)))?;
     Ok(web::Json(
-        service::login(&state, &auth_state, &form.username, &form.password).await?,
+        service::login(&state, &auth_state, &origin, &form.username, &form.password).await?,
     ))
 }
 

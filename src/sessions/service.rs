@@ -2,10 +2,12 @@
 
 use garde::Validate;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use time::{Duration, OffsetDateTime};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::audit::{self, Actor, Event, Origin, Target};
 use crate::auth::AuthState;
 use crate::auth::extractor::{Auth, PrincipalKind, TenantCtx, Viewer};
 use crate::auth::password;
@@ -158,6 +160,7 @@ pub async fn register(
 pub async fn login(
     infra: &Infra,
     auth_state: &AuthState,
+    origin: &Origin,
     email: &str,
     password: &str,
 ) -> Result<TokenResponse, ApiError> {
@@ -174,6 +177,9 @@ pub async fn login(
         _ => {
             auth_state.login_backoff.failed(email).await;
             auth_state.events.count("login", "failure");
+            if let Some(account) = account {
+                record_failed_login(infra, origin, &account);
+            }
             return Err(invalid_credentials());
         }
     };
@@ -202,9 +208,47 @@ pub async fn login(
         authenticated_at: Some(OffsetDateTime::now_utc()),
     };
     let response = open_session(auth_state, &tenant, &mut tx, &session).await?;
+    audit::record(
+        &tenant,
+        &mut tx,
+        Event::LoginSucceeded,
+        Actor::user(account.user_id),
+        Some(Target::user(account.user_id)),
+        origin,
+        json!({}),
+    )
+    .await?;
     tx.commit().await?;
     auth_state.events.count("login", "success");
     Ok(response)
+}
+
+/// Records a failed sign-in of an existing account in its tenant's audit
+/// log, after the answer: the write must not make failures for existing
+/// accounts slower than for unknown addresses.
+fn record_failed_login(infra: &Infra, origin: &Origin, account: &repository::LoginRow) {
+    let (db, origin) = (infra.db.clone(), origin.clone());
+    let (tenant, user_id) = (TenantCtx::new(account.tenant_id), account.user_id);
+    actix_web::rt::spawn(async move {
+        let recorded = async {
+            let mut tx = db::begin_tenant_tx(&db, tenant.id()).await?;
+            audit::record(
+                &tenant,
+                &mut tx,
+                Event::LoginFailed,
+                Actor::anonymous(),
+                Some(Target::user(user_id)),
+                &origin,
+                json!({"reason": "invalid_credentials"}),
+            )
+            .await?;
+            tx.commit().await?;
+            anyhow::Ok(())
+        };
+        if let Err(err) = recorded.await {
+            tracing::warn!(error = %format!("{err:#}"), "failed sign-in not recorded in the audit log");
+        }
+    });
 }
 
 /// A session's tokens are minted for: its user, as the account now is.

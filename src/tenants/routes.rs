@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::model::{SetTier, Tenant, TransferOwnership, UpdateTenant};
 use super::service;
+use crate::audit::Origin;
 use crate::auth::AuthState;
 use crate::auth::{Auth, Owner, Viewer};
 use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
@@ -71,10 +72,11 @@ async fn transfer_ownership(
     state: web::Data<Infra>,
     auth_state: web::Data<AuthState>,
     auth: Auth<Owner>,
+    origin: Origin,
     body: ValidatedJson<TransferOwnership>,
 ) -> Result<web::Json<Tenant>, ApiError> {
     Ok(web::Json(
-        service::transfer_ownership(&state, &auth_state, &auth, body.0).await?,
+        service::transfer_ownership(&state, &auth_state, &auth, &origin, body.0).await?,
     ))
 }
 

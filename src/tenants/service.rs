@@ -4,6 +4,7 @@ use uuid::Uuid;
 
 use super::model::{SetTier, Tenant, TransferOwnership, UpdateTenant};
 use super::repository;
+use crate::audit::{self, Actor, Event, Origin, Target};
 use crate::auth::AuthState;
 use crate::auth::repository as sessions;
 use crate::auth::{Auth, Owner, Role, Viewer};
@@ -58,6 +59,7 @@ pub async fn transfer_ownership(
     state: &Infra,
     auth_state: &AuthState,
     auth: &Auth<Owner>,
+    origin: &Origin,
     input: TransferOwnership,
 ) -> Result<Tenant, ApiError> {
     let (caller, _, _) = auth.user_session()?;
@@ -83,6 +85,16 @@ pub async fn transfer_ownership(
     let result = repository::find(&tenant, &mut tx)
         .await?
         .ok_or_else(|| ApiError::not_found("Tenant"))?;
+    audit::record(
+        &tenant,
+        &mut tx,
+        Event::OwnershipTransferred,
+        Actor::from(auth),
+        Some(Target::user(target.id)),
+        origin,
+        serde_json::json!({"previous_owner": caller}),
+    )
+    .await?;
     tx.commit().await?;
     for user in [caller, target.id] {
         auth_state

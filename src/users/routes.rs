@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::model::{CreateUser, UpdateMe, UpdateUser, User};
 use super::service;
+use crate::audit::Origin;
 use crate::auth::AuthState;
 use crate::auth::{Admin, Auth, Viewer};
 use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
@@ -55,10 +56,11 @@ async fn update_me(
     state: web::Data<Infra>,
     auth_state: web::Data<AuthState>,
     auth: Auth<Viewer>,
+    origin: Origin,
     body: ValidatedJson<UpdateMe>,
 ) -> Result<web::Json<User>, ApiError> {
     Ok(web::Json(
-        service::update_me(&state, &auth_state, &auth, body.0).await?,
+        service::update_me(&state, &auth_state, &auth, &origin, body.0).await?,
     ))
 }
 
@@ -99,9 +101,10 @@ async fn create(
     state: web::Data<Infra>,
     auth_state: web::Data<AuthState>,
     auth: Auth<Admin>,
+    origin: Origin,
     body: ValidatedJson<CreateUser>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = service::create(&state, &auth_state, &auth, body.0).await?;
+    let user = service::create(&state, &auth_state, &auth, &origin, body.0).await?;
     Ok(HttpResponse::Created().json(user))
 }
 
@@ -145,11 +148,12 @@ async fn update_user(
     state: web::Data<Infra>,
     auth_state: web::Data<AuthState>,
     auth: Auth<Admin>,
+    origin: Origin,
     id: web::Path<Uuid>,
     body: ValidatedJson<UpdateUser>,
 ) -> Result<web::Json<User>, ApiError> {
     Ok(web::Json(
-        service::update(&state, &auth_state, &auth, *id, body.0).await?,
+        service::update(&state, &auth_state, &auth, &origin, *id, body.0).await?,
     ))
 }
 
@@ -170,9 +174,10 @@ async fn deactivate(
     state: web::Data<Infra>,
     auth_state: web::Data<AuthState>,
     auth: Auth<Admin>,
+    origin: Origin,
     id: web::Path<Uuid>,
 ) -> Result<web::Json<User>, ApiError> {
     Ok(web::Json(
-        service::deactivate(&state, &auth_state, &auth, *id).await?,
+        service::deactivate(&state, &auth_state, &auth, &origin, *id).await?,
     ))
 }

@@ -10,11 +10,13 @@
 //!   so the new role applies from the next refresh, and a demotion revokes
 //!   the user's API keys that outrank the new role.
 
+use serde_json::json;
 use uuid::Uuid;
 
 use super::model::{CreateUser, UpdateMe, UpdateUser, User};
 use super::repository;
 use crate::api_keys::repository as api_keys;
+use crate::audit::{self, Actor, Event, Origin, Target};
 use crate::auth::AuthState;
 use crate::auth::repository as sessions;
 use crate::auth::{Admin, Auth, Role, Viewer, password};
@@ -40,6 +42,7 @@ pub async fn update_me(
     infra: &Infra,
     auth_state: &AuthState,
     auth: &Auth<Viewer>,
+    origin: &Origin,
     input: UpdateMe,
 ) -> Result<User, ApiError> {
     let (user_id, _, _) = auth.user_session()?;
@@ -90,6 +93,16 @@ pub async fn update_me(
     let mark = match &new_hash {
         Some(hash) => {
             repository::set_password_hash(&tenant, &mut tx, user_id, hash).await?;
+            audit::record(
+                &tenant,
+                &mut tx,
+                Event::PasswordChanged,
+                Actor::from(auth),
+                Some(Target::user(user_id)),
+                origin,
+                json!({"api_keys_revoked": input.revoke_api_keys}),
+            )
+            .await?;
             Some(sessions::end_user_sessions(&tenant, &mut tx, user_id).await?)
         }
         None => None,
@@ -155,6 +168,7 @@ pub async fn create(
     infra: &Infra,
     auth_state: &AuthState,
     auth: &Auth<Admin>,
+    origin: &Origin,
     input: CreateUser,
 ) -> Result<User, ApiError> {
     if input.role >= Role::Admin {
@@ -180,6 +194,16 @@ pub async fn create(
     )
     .await
     .map_err(map_email_taken)?;
+    audit::record(
+        &tenant,
+        &mut tx,
+        Event::UserCreated,
+        Actor::from(auth),
+        Some(Target::user(user.id)),
+        origin,
+        json!({"email": user.email, "role": user.role.as_str()}),
+    )
+    .await?;
     let verification = accounts::service::queue_verification(
         infra,
         &tenant,
@@ -194,12 +218,16 @@ pub async fn create(
     Ok(user)
 }
 
+pub fn email_taken() -> ApiError {
+    ApiError::Conflict {
+        code: "email_taken",
+        detail: "An account with this email already exists".into(),
+    }
+}
+
 pub fn map_email_taken(err: sqlx::Error) -> ApiError {
     if db::is_unique_violation(&err, repository::EMAIL_UNIQUE_INDEX) {
-        ApiError::Conflict {
-            code: "email_taken",
-            detail: "An account with this email already exists".into(),
-        }
+        email_taken()
     } else {
         err.into()
     }
@@ -209,6 +237,7 @@ pub async fn update(
     infra: &Infra,
     auth_state: &AuthState,
     auth: &Auth<Admin>,
+    origin: &Origin,
     id: Uuid,
     input: UpdateUser,
 ) -> Result<User, ApiError> {
@@ -241,6 +270,16 @@ pub async fn update(
             }
         }
         repository::set_role(&tenant, &mut tx, id, role).await?;
+        audit::record(
+            &tenant,
+            &mut tx,
+            Event::UserRoleChanged,
+            Actor::from(auth),
+            Some(Target::user(id)),
+            origin,
+            json!({"from": target.role.as_str(), "to": role.as_str()}),
+        )
+        .await?;
         forgotten_keys = api_keys::revoke_above_role(&tenant, &mut tx, id, role).await?;
         let (mark_ms, at) = db::invalidation_mark();
         sessions::set_tokens_invalid_before(&tenant, &mut tx, id, at).await?;
@@ -270,6 +309,7 @@ pub async fn deactivate(
     infra: &Infra,
     auth_state: &AuthState,
     auth: &Auth<Admin>,
+    origin: &Origin,
     id: Uuid,
 ) -> Result<User, ApiError> {
     auth.managing_credentials()?;
@@ -288,6 +328,16 @@ pub async fn deactivate(
         }
     }
     repository::deactivate(&tenant, &mut tx, id).await?;
+    audit::record(
+        &tenant,
+        &mut tx,
+        Event::UserDeactivated,
+        Actor::from(auth),
+        Some(Target::user(id)),
+        origin,
+        json!({}),
+    )
+    .await?;
     let mark_ms = sessions::end_user_sessions(&tenant, &mut tx, id).await?;
     let keys = api_keys::revoke_for_user(&tenant, &mut tx, id).await?;
     let user = repository::find(&tenant, &mut tx, id)

@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::delivery::Webhooks;
 use super::model::{CreateSubscription, Subscription, SubscriptionWithSecret, UpdateSubscription};
 use super::service;
+use crate::audit::Origin;
 use crate::auth::{Admin, Auth};
 use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, ValidatedQuery};
@@ -148,9 +149,12 @@ async fn remove(
 async fn rotate_secret(
     state: web::Data<Infra>,
     auth: Auth<Admin>,
+    origin: Origin,
     id: web::Path<Uuid>,
 ) -> Result<web::Json<SubscriptionWithSecret>, ApiError> {
-    Ok(web::Json(service::rotate_secret(&state, &auth, *id).await?))
+    Ok(web::Json(
+        service::rotate_secret(&state, &auth, &origin, *id).await?,
+    ))
 }
 
 /// The subscription's delivery log, newest first: attempts, last status

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::model::{CreateSubscription, Subscription, SubscriptionWithSecret, UpdateSubscription};
 use super::repository;
 use super::target;
+use crate::audit::{self, Actor, Event, Origin, Target};
 use crate::auth::{Admin, Auth};
 use crate::db;
 use crate::http::error::ApiError;
@@ -119,6 +120,7 @@ pub async fn update(
 pub async fn rotate_secret(
     state: &Infra,
     auth: &Auth<Admin>,
+    origin: &Origin,
     id: Uuid,
 ) -> Result<SubscriptionWithSecret, ApiError> {
     let secret = new_secret();
@@ -128,6 +130,19 @@ pub async fn rotate_secret(
     let subscription = repository::set_secret(&tenant, &mut tx, id, &encrypted)
         .await?
         .ok_or_else(not_found)?;
+    audit::record(
+        &tenant,
+        &mut tx,
+        Event::WebhookSecretRotated,
+        Actor::from(auth),
+        Some(Target {
+            kind: "webhook_subscription",
+            id,
+        }),
+        origin,
+        serde_json::json!({}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(SubscriptionWithSecret {
         subscription,

@@ -25,7 +25,7 @@ use super::leadership::{Fence, NoLongerLeading};
 
 pub const ROWS_PURGED: MetricDef = MetricDef::counter(
     "stock_tracker_retention_rows_purged_total",
-    "Rows deleted by retention, by kind: stock_history, outbox_events, webhook_deliveries, telegram_deliveries, sync_jobs, revoked_sessions, refresh_tokens, email_messages, account_tokens",
+    "Rows deleted by retention, by kind: stock_history, outbox_events, webhook_deliveries, telegram_deliveries, sync_jobs, revoked_sessions, refresh_tokens, email_messages, account_tokens, invitations, audit_events",
     &["kind"],
 );
 
@@ -42,6 +42,8 @@ pub const ROW_KINDS: &[&str] = &[
     "refresh_tokens",
     "email_messages",
     "account_tokens",
+    "invitations",
+    "audit_events",
 ];
 pub const STOCK_HISTORY: &str = "stock_history";
 
@@ -80,7 +82,7 @@ fn days(n: u32) -> Duration {
 }
 
 /// The oldest instant each row kind keeps, at `now`.
-fn cutoffs(settings: &Settings, now: OffsetDateTime) -> [(&'static str, OffsetDateTime); 8] {
+fn cutoffs(settings: &Settings, now: OffsetDateTime) -> [(&'static str, OffsetDateTime); 10] {
     let retention = &settings.retention;
     [
         ("outbox_events", now - days(retention.outbox_events_days)),
@@ -106,6 +108,11 @@ fn cutoffs(settings: &Settings, now: OffsetDateTime) -> [(&'static str, OffsetDa
             "account_tokens",
             now - days(retention.expired_credentials_days),
         ),
+        (
+            "invitations",
+            now - days(retention.expired_credentials_days),
+        ),
+        ("audit_events", now - days(retention.audit_events_days)),
     ]
 }
 

@@ -17,7 +17,7 @@ use crate::workers::{Role, TestQueues};
 const NEW_PASSWORD: &str = "a-brand-new-passphrase-42";
 
 /// Sends account emails to `port` on loopback, in plain SMTP.
-fn smtp_to(settings: &mut Settings, port: u16) {
+pub fn smtp_to(settings: &mut Settings, port: u16) {
     settings.email.mode = EmailMode::Smtp;
     settings.email.smtp_host = "127.0.0.1".into();
     settings.email.smtp_port = port;
@@ -25,7 +25,7 @@ fn smtp_to(settings: &mut Settings, port: u16) {
 }
 
 /// The `token` of the (one) link in an email's text.
-fn token_in(message: &Value) -> String {
+pub fn token_in(message: &Value) -> String {
     let text = message["text"].as_str().unwrap();
     let start = text.find("token=").expect("the email carries a token") + "token=".len();
     text[start..]
@@ -36,7 +36,7 @@ fn token_in(message: &Value) -> String {
 }
 
 /// Attempts every pending email at `now`, as the worker's task would.
-async fn deliver_pending(app: &TestApp, now: OffsetDateTime) -> Vec<Outcome> {
+pub async fn deliver_pending(app: &TestApp, now: OffsetDateTime) -> Vec<Outcome> {
     let mut owner = app.database.owner_connection().await;
     let pending: Vec<(Uuid, Uuid)> = sqlx::query_as(
         "SELECT tenant_id, id FROM email_messages WHERE status = 'pending' ORDER BY id",
@@ -52,7 +52,7 @@ async fn deliver_pending(app: &TestApp, now: OffsetDateTime) -> Vec<Outcome> {
 }
 
 /// Waits until `sql` (one count) reaches `n`: the work a 202 left running.
-async fn wait_for_count(app: &TestApp, sql: &str, n: i64) {
+pub async fn wait_for_count(app: &TestApp, sql: &str, n: i64) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let mut owner = app.database.owner_connection().await;
@@ -71,11 +71,11 @@ async fn wait_for_count(app: &TestApp, sql: &str, n: i64) {
     }
 }
 
-async fn post(app: &TestApp, path: &str, body: Value) -> reqwest::Response {
+pub async fn post(app: &TestApp, path: &str, body: Value) -> reqwest::Response {
     app.post_json(path, None, &body).await
 }
 
-async fn error_code(response: reqwest::Response) -> (u16, String) {
+pub async fn error_code(response: reqwest::Response) -> (u16, String) {
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap();
     (status, body["code"].as_str().unwrap_or_default().to_owned())

@@ -333,3 +333,73 @@ async fn serve_shuts_down_gracefully_on_sigterm() {
     assert_eq!(authenticated["span"]["user_id"], registered["user"]["id"]);
     assert_eq!(authenticated["route"], "/api/v1/users/me");
 }
+
+/// `migrate` creates the configured first administrator once: without a
+/// password file it prints a one-time setup link, which sets the password.
+#[tokio::test]
+async fn migrate_creates_the_first_administrator_once_with_a_setup_link() {
+    let settings = base_settings();
+    let database = TestDatabase::empty(&settings).await;
+    let url = settings_for(&database)
+        .database
+        .url
+        .expose_secret()
+        .to_owned();
+    let run = |url: String| {
+        tokio::task::spawn_blocking(move || {
+            stock_tracker()
+                .arg("migrate")
+                .env("DATABASE_URL", url)
+                .env(
+                    "STOCK_TRACKER__AUTH__FIRST_ADMIN__EMAIL",
+                    "Root@Platform.example",
+                )
+                .env(
+                    "STOCK_TRACKER__SERVER__PUBLIC_BASE_URL",
+                    "https://st.example.com",
+                )
+                .output()
+                .unwrap()
+        })
+    };
+    let first = run(url.clone()).await.unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let printed = String::from_utf8_lossy(&first.stdout);
+    let link = printed
+        .lines()
+        .find(|line| line.starts_with("https://st.example.com/reset-password?token=et_"))
+        .unwrap_or_else(|| panic!("no setup link in {printed}"));
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+    // Again: nothing new, no second link.
+    let second = run(url).await.unwrap();
+    assert!(second.status.success());
+    assert!(!String::from_utf8_lossy(&second.stdout).contains("token="));
+
+    let app = crate::helpers::spawn_app_on(database).await;
+    let set = app
+        .post_json(
+            "/api/v1/auth/password-reset/confirm",
+            None,
+            &serde_json::json!({"token": token, "new_password": "the-first-admins-passphrase"}),
+        )
+        .await;
+    assert_eq!(set.status(), 204, "{}", set.text().await.unwrap());
+    let tokens = app
+        .login("root@platform.example", "the-first-admins-passphrase")
+        .await;
+    // A platform administrator: it may change a tenant's tier.
+    let tenant = app.register("customer@example.com").await;
+    let tier = app
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/admin/tenants/{}/tier", tenant.tenant_id),
+            Some(&format!("Bearer {}", tokens.access_token)),
+            Some(&serde_json::json!({"tier": "premium"})),
+        )
+        .await;
+    assert_eq!(tier.status(), 200, "{}", tier.text().await.unwrap());
+}

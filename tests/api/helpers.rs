@@ -268,9 +268,22 @@ pub async fn spawn_app() -> TestApp {
 
 /// Spawns the application after `customize` adjusts its settings.
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
-    let mut settings = base_settings();
-    init_tracing(&settings);
+    let settings = base_settings();
     let database = TestDatabase::migrated(&settings).await;
+    spawn_on(settings, database, customize).await
+}
+
+/// Spawns the application on a database the test migrated itself.
+pub async fn spawn_app_on(database: TestDatabase) -> TestApp {
+    spawn_on(base_settings(), database, |_| {}).await
+}
+
+async fn spawn_on(
+    mut settings: Settings,
+    database: TestDatabase,
+    customize: impl FnOnce(&mut Settings),
+) -> TestApp {
+    init_tracing(&settings);
     settings.database.url = SecretString::from(url_for_database(&settings, &database.name));
     through_pooler(&mut settings);
     customize(&mut settings);

@@ -6,6 +6,7 @@ mod helpers;
 mod processes;
 
 mod accounts;
+mod audit_log;
 mod auth_flows;
 mod catalog_cache;
 mod cli;
@@ -14,6 +15,7 @@ mod durability;
 mod error_reporting;
 mod errors;
 mod health;
+mod invitations;
 mod jwt_attacks;
 mod marketplaces;
 mod metrics;

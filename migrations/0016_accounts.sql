@@ -1,6 +1,6 @@
--- Account emails: single-use tokens sent by email (password reset, email
--- verification), the outbox the emails are delivered from, and whether a
--- user's address is verified.
+-- Accounts: single-use tokens sent by email (password reset, email
+-- verification), the outbox the emails are delivered from, whether a user's
+-- address is verified, invitations, and the audit log.
 
 -- Accounts that existed before verification count as verified: they were
 -- created under the old rules, and requiring it now would lock them out.
@@ -40,7 +40,7 @@ GRANT SELECT, INSERT, UPDATE ON account_tokens TO stock_tracker_app;
 CREATE TABLE email_messages (
     id               uuid PRIMARY KEY,
     tenant_id        uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
-    kind             text NOT NULL CHECK (kind IN ('password_reset', 'email_verification')),
+    kind             text NOT NULL CHECK (kind IN ('password_reset', 'email_verification', 'invitation')),
     recipient        text NOT NULL CHECK (char_length(recipient) BETWEEN 3 AND 320),
     -- What the template shows besides the link (names, lifetimes): no secrets.
     context          jsonb NOT NULL DEFAULT '{}',
@@ -63,6 +63,74 @@ CREATE POLICY tenant_isolation ON email_messages
     USING (tenant_id = app_current_tenant_id())
     WITH CHECK (tenant_id = app_current_tenant_id());
 GRANT SELECT, INSERT, UPDATE ON email_messages TO stock_tracker_app;
+
+-- Invitations: an admin invites an address with a role; the emailed link
+-- lets the invitee choose a password and join. Only the token's SHA-256 is
+-- stored. At most one pending invitation per address and tenant (a new one
+-- revokes the old).
+CREATE TABLE invitations (
+    id                uuid PRIMARY KEY,
+    tenant_id         uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    email             text NOT NULL CHECK (char_length(email) BETWEEN 3 AND 320),
+    role              text NOT NULL CHECK (role IN ('owner', 'admin', 'member', 'viewer')),
+    invited_by        uuid REFERENCES users (id) ON DELETE SET NULL,
+    token_hash        bytea NOT NULL UNIQUE,
+    expires_at        timestamptz NOT NULL,
+    accepted_at       timestamptz,
+    accepted_user_id  uuid REFERENCES users (id) ON DELETE SET NULL,
+    revoked_at        timestamptz,
+    created_at        timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX invitations_tenant_idx ON invitations (tenant_id, id);
+CREATE INDEX invitations_invited_by_idx ON invitations (invited_by);
+CREATE INDEX invitations_accepted_user_idx ON invitations (accepted_user_id);
+CREATE INDEX invitations_expiry_idx ON invitations (expires_at);
+CREATE UNIQUE INDEX invitations_pending_key ON invitations (tenant_id, lower(email))
+    WHERE accepted_at IS NULL AND revoked_at IS NULL;
+
+ALTER TABLE invitations ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON invitations
+    USING (tenant_id = app_current_tenant_id())
+    WITH CHECK (tenant_id = app_current_tenant_id());
+GRANT SELECT, INSERT, UPDATE ON invitations TO stock_tracker_app;
+
+-- A presented invitation token, before its tenant is known.
+CREATE FUNCTION invitation_find(p_token_hash bytea)
+RETURNS TABLE (id uuid, tenant_id uuid, email text, role text, expires_at timestamptz,
+               accepted_at timestamptz, revoked_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+    SELECT i.id, i.tenant_id, i.email, i.role, i.expires_at, i.accepted_at, i.revoked_at
+    FROM invitations i
+    WHERE i.token_hash = p_token_hash
+$$;
+REVOKE ALL ON FUNCTION invitation_find(bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION invitation_find(bytea) TO stock_tracker_app;
+
+-- The audit log. Actors and targets are not foreign keys: the record
+-- outlives the users, keys and invitations it names.
+CREATE TABLE audit_events (
+    id                uuid PRIMARY KEY,
+    tenant_id         uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    event             text NOT NULL CHECK (char_length(event) BETWEEN 1 AND 64),
+    actor_user_id     uuid,
+    actor_api_key_id  uuid,
+    target_type       text,
+    target_id         uuid,
+    ip                inet,
+    request_id        text,
+    details           jsonb NOT NULL DEFAULT '{}',
+    created_at        timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX audit_events_tenant_idx ON audit_events (tenant_id, id DESC);
+CREATE INDEX audit_events_created_idx ON audit_events (created_at);
+
+ALTER TABLE audit_events ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON audit_events
+    USING (tenant_id = app_current_tenant_id())
+    WITH CHECK (tenant_id = app_current_tenant_id());
+-- Appended and read, never changed (retention deletes as the owner).
+GRANT SELECT, INSERT ON audit_events TO stock_tracker_app;
 
 -- Sign-in also reads whether the address is verified; account emails, the
 -- name they greet.
@@ -111,7 +179,8 @@ $$;
 REVOKE ALL ON FUNCTION email_take_due_messages(integer, interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION email_take_due_messages(integer, interval) TO stock_tracker_app;
 
--- Retention: finished emails, and tokens past their expiry.
+-- Retention: finished emails, tokens and invitations past their expiry, old
+-- audit events.
 CREATE OR REPLACE FUNCTION retention_purge(p_kind text, p_before timestamptz, p_batch integer)
 RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
@@ -149,6 +218,12 @@ BEGIN
     WHEN 'account_tokens' THEN
         DELETE FROM account_tokens WHERE id IN (
             SELECT id FROM account_tokens WHERE expires_at < p_before LIMIT p_batch);
+    WHEN 'invitations' THEN
+        DELETE FROM invitations WHERE id IN (
+            SELECT id FROM invitations WHERE expires_at < p_before LIMIT p_batch);
+    WHEN 'audit_events' THEN
+        DELETE FROM audit_events WHERE id IN (
+            SELECT id FROM audit_events WHERE created_at < p_before LIMIT p_batch);
     ELSE
         RAISE EXCEPTION 'unknown retention kind %', p_kind;
     END CASE;
