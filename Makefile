@@ -17,7 +17,7 @@ SEEDS_A_MILLION = query_plans::a_small_tenant_reads_a_bounded_number_of_buffers_
 # and revocations across replicas: what a pooler can break.
 POOLER_SUITES = row_level_security:: auth_flows:: users_and_keys:: roles_and_isolation:: \
 	products:: marketplaces:: catalog_cache:: webhooks:: telegram:: notifications:: workers:: \
-	retention:: durability:: replicas:: accounts:: invitations:: audit_log::
+	retention:: durability:: replicas:: accounts:: invitations:: audit_log:: tenant_lifecycle::
 
 ## Every test: unit and integration tests against the local PostgreSQL, Redis
 ## and RabbitMQ (then those of the benchmark's `bench-layers` build: the layer

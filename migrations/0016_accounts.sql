@@ -1,6 +1,7 @@
 -- Accounts: single-use tokens sent by email (password reset, email
 -- verification), the outbox the emails are delivered from, whether a user's
--- address is verified, invitations, and the audit log.
+-- address is verified, invitations, the audit log, tenant deletion with a
+-- grace period, and tenant exports.
 
 -- Accounts that existed before verification count as verified: they were
 -- created under the old rules, and requiring it now would lock them out.
@@ -132,16 +133,90 @@ CREATE POLICY tenant_isolation ON audit_events
 -- Appended and read, never changed (retention deletes as the owner).
 GRANT SELECT, INSERT ON audit_events TO stock_tracker_app;
 
--- Sign-in also reads whether the address is verified; account emails, the
--- name they greet.
+-- Tenant deletion: the tenant is disabled at once (`deleted_at`: no sign-in,
+-- no API key) and purged by beat's retention once `purge_after` has passed;
+-- its owner may restore it until then.
+ALTER TABLE tenants ADD COLUMN deleted_at timestamptz, ADD COLUMN purge_after timestamptz;
+CREATE INDEX tenants_purge_idx ON tenants (purge_after) WHERE deleted_at IS NOT NULL;
+
+-- Tenant exports: one archive (JSON lines per table, no secrets) built by a
+-- worker, downloadable by admins until `expires_at`, then removed by
+-- retention.
+CREATE TABLE tenant_exports (
+    id            uuid PRIMARY KEY,
+    tenant_id     uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    requested_by  uuid REFERENCES users (id) ON DELETE SET NULL,
+    status        text NOT NULL DEFAULT 'queued'
+                  CHECK (status IN ('queued', 'running', 'succeeded', 'failed')),
+    archive       bytea,
+    size_bytes    bigint,
+    error         text,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    finished_at   timestamptz,
+    expires_at    timestamptz
+);
+CREATE INDEX tenant_exports_tenant_idx ON tenant_exports (tenant_id, id);
+CREATE INDEX tenant_exports_requested_by_idx ON tenant_exports (requested_by);
+CREATE INDEX tenant_exports_expiry_idx ON tenant_exports (expires_at);
+
+ALTER TABLE tenant_exports ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON tenant_exports
+    USING (tenant_id = app_current_tenant_id())
+    WITH CHECK (tenant_id = app_current_tenant_id());
+GRANT SELECT, INSERT, UPDATE ON tenant_exports TO stock_tracker_app;
+
+-- API keys of a deleted tenant stop working.
+CREATE OR REPLACE FUNCTION auth_use_api_key(p_key_hash bytea)
+RETURNS TABLE (id uuid, tenant_id uuid, user_id uuid, role text, tier text,
+               expires_at timestamptz)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+    WITH found AS (
+        SELECT k.id, k.tenant_id, k.user_id, k.role, t.tier, k.last_used_at, k.expires_at
+        FROM api_keys k
+        JOIN users u ON u.id = k.user_id
+        JOIN tenants t ON t.id = k.tenant_id
+        WHERE k.key_hash = p_key_hash
+          AND k.revoked_at IS NULL
+          AND (k.expires_at IS NULL OR k.expires_at > now())
+          AND u.is_active
+          AND t.deleted_at IS NULL
+    ), touched AS (
+        UPDATE api_keys k SET last_used_at = now()
+        FROM found f
+        WHERE k.id = f.id
+          AND (f.last_used_at IS NULL OR f.last_used_at < now() - interval '1 minute')
+    )
+    SELECT f.id, f.tenant_id, f.user_id, f.role, f.tier, f.expires_at FROM found f
+$$;
+
+-- A deleted tenant's connections are not synced.
+CREATE OR REPLACE FUNCTION sync_idle_connections(p_after uuid, p_limit integer)
+RETURNS TABLE (tenant_id uuid, connection_id uuid)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+    SELECT c.tenant_id, c.id FROM marketplace_connections c
+    JOIN tenants t ON t.id = c.tenant_id AND t.deleted_at IS NULL
+    WHERE c.id > COALESCE(p_after, '00000000-0000-0000-0000-000000000000')
+      AND NOT EXISTS (
+        SELECT 1 FROM sync_jobs j
+        WHERE j.connection_id = c.id AND j.status IN ('queued', 'running')
+    )
+    ORDER BY c.id
+    LIMIT p_limit
+$$;
+
+-- Sign-in also reads whether the address is verified and the tenant
+-- deleted; account emails, the name they greet.
 DROP FUNCTION auth_find_login(text);
 CREATE FUNCTION auth_find_login(p_email text)
 RETURNS TABLE (user_id uuid, tenant_id uuid, password_hash text, role text,
-               is_active boolean, tier text, email_verified_at timestamptz, full_name text)
+               is_active boolean, tier text, email_verified_at timestamptz, full_name text,
+               tenant_deleted_at timestamptz, tenant_purge_after timestamptz)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
 AS $$
     SELECT u.id, u.tenant_id, u.password_hash, u.role, u.is_active, t.tier,
-           u.email_verified_at, u.full_name
+           u.email_verified_at, u.full_name, t.deleted_at, t.purge_after
     FROM users u JOIN tenants t ON t.id = u.tenant_id
     WHERE lower(u.email) = lower(p_email)
 $$;
@@ -180,7 +255,8 @@ REVOKE ALL ON FUNCTION email_take_due_messages(integer, interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION email_take_due_messages(integer, interval) TO stock_tracker_app;
 
 -- Retention: finished emails, tokens and invitations past their expiry, old
--- audit events.
+-- audit events, expired exports, and deleted tenants past their grace period
+-- (everything of theirs goes with them: every table cascades from tenants).
 CREATE OR REPLACE FUNCTION retention_purge(p_kind text, p_before timestamptz, p_batch integer)
 RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
@@ -221,6 +297,13 @@ BEGIN
     WHEN 'invitations' THEN
         DELETE FROM invitations WHERE id IN (
             SELECT id FROM invitations WHERE expires_at < p_before LIMIT p_batch);
+    WHEN 'deleted_tenants' THEN
+        DELETE FROM tenants WHERE id IN (
+            SELECT id FROM tenants
+            WHERE deleted_at IS NOT NULL AND purge_after < p_before LIMIT p_batch);
+    WHEN 'tenant_exports' THEN
+        DELETE FROM tenant_exports WHERE id IN (
+            SELECT id FROM tenant_exports WHERE expires_at < p_before LIMIT p_batch);
     WHEN 'audit_events' THEN
         DELETE FROM audit_events WHERE id IN (
             SELECT id FROM audit_events WHERE created_at < p_before LIMIT p_batch);

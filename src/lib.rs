@@ -21,7 +21,8 @@
 //!   [`sync`], [`webhooks`], [`telegram`], [`notifications`] (what the two
 //!   channels share), [`email`] (the account emails' outbox, templates and
 //!   delivery), [`accounts`] (password reset, email verification),
-//!   [`invitations`], [`audit`] (the tenant's audit log), [`rate_limit`], [`health`] and [`key_rotation`] (every
+//!   [`invitations`], [`audit`] (the tenant's audit log), [`exports`] (a
+//!   tenant's data as one archive), [`rate_limit`], [`health`] and [`key_rotation`] (every
 //!   stored secret under the current key). Tasks are declared by
 //!   the domain that owns them (`sync::tasks`, ...).
 //! - **Entry points**: [`app`] (the API builder: middleware order, routes,
@@ -38,6 +39,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod email;
+pub mod exports;
 pub mod health;
 pub mod http;
 pub mod infra;

@@ -64,8 +64,8 @@ use crate::rate_limit::RateLimiter;
 use crate::resilience::load::LoadMonitor;
 use crate::telemetry::metrics::{Metrics, NAMESPACE};
 use crate::{
-    accounts, api_keys, audit, health, invitations, marketplaces, products, rate_limit, sessions,
-    sync, telegram, tenants, users, webhooks,
+    accounts, api_keys, audit, exports, health, invitations, marketplaces, products, rate_limit,
+    sessions, sync, telegram, tenants, users, webhooks,
 };
 use openapi::OpenApiJson;
 
@@ -79,6 +79,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
             .configure(accounts::routes::configure)
             .configure(invitations::routes::configure)
             .configure(audit::routes::configure)
+            .configure(exports::routes::configure)
             .configure(users::routes::configure)
             .configure(api_keys::routes::configure)
             .configure(tenants::routes::configure)

@@ -22,6 +22,9 @@ pub struct LoginRow {
     pub tier: String,
     pub email_verified_at: Option<OffsetDateTime>,
     pub full_name: String,
+    /// Set while the tenant awaits its purge (see `tenants::deletion`).
+    pub tenant_deleted_at: Option<OffsetDateTime>,
+    pub tenant_purge_after: Option<OffsetDateTime>,
 }
 
 /// The account for an email, across tenants (sign-in happens before the tenant is known).

@@ -26,6 +26,13 @@ pub struct RetentionSettings {
     /// Sent or failed account emails, counted from their last attempt.
     #[garde(range(min = 1))]
     pub email_messages_days: u32,
+    /// A deleted tenant is purged (with everything of it) this long after
+    /// its deletion; its owner may restore it until then.
+    #[garde(range(min = 1, max = 365))]
+    pub tenant_deletion_grace_days: u32,
+    /// An export's archive is downloadable this long after it is built.
+    #[garde(range(min = 1, max = 720))]
+    pub tenant_export_hours: u32,
     /// Audit events, counted from when they happened.
     #[garde(range(min = 1))]
     pub audit_events_days: u32,

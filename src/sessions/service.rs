@@ -184,6 +184,18 @@ pub async fn login(
         }
     };
     auth_state.login_backoff.succeeded(email).await;
+    if let Some(purge_after) = account
+        .tenant_purge_after
+        .filter(|_| account.tenant_deleted_at.is_some())
+    {
+        return Err(ApiError::Forbidden {
+            code: "tenant_deleted",
+            detail: format!(
+                "This tenant was deleted and is purged after {}; until then an owner can restore it with POST /api/v1/tenants/me/restore",
+                purge_after.date()
+            ),
+        });
+    }
     if account.email_verified_at.is_none()
         && infra
             .settings

@@ -1,6 +1,8 @@
 //! Tenants (marketplace sellers): the caller's own tenant (name, settings,
-//! ownership transfer) and the platform operators' tier changes.
+//! ownership transfer), its deletion and restoration ([`deletion`]), and the
+//! platform operators' tier changes.
 
+pub mod deletion;
 pub mod model;
 pub mod repository;
 pub mod routes;

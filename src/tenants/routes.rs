@@ -1,9 +1,10 @@
 //! `/api/v1/tenants/me` and the platform operators' `/api/v1/admin/tenants/{id}/tier`.
 
-use actix_web::{get, patch, post, web};
+use actix_web::{HttpResponse, delete, get, patch, post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
+use super::deletion::{self, RestoreRequest, ScheduledDeletion};
 use super::model::{SetTier, Tenant, TransferOwnership, UpdateTenant};
 use super::service;
 use crate::audit::Origin;
@@ -17,6 +18,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(get_me)
         .service(update_me)
         .service(transfer_ownership)
+        .service(delete_me)
+        .service(restore)
         .service(set_tier);
 }
 
@@ -102,5 +105,55 @@ async fn set_tier(
 ) -> Result<web::Json<Tenant>, ApiError> {
     Ok(web::Json(
         service::set_tier(&state, &auth, *id, body.0).await?,
+    ))
+}
+
+/// Delete the tenant (owner, signed in with a password within
+/// `auth.reauthentication_secs`): disabled at once — every session ends, API
+/// keys stop working, nobody signs in — and purged with all its data after
+/// `retention.tenant_deletion_grace_days` (30); restorable until then.
+#[utoipa::path(
+    tag = "tenants",
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Disabled; purged after the grace period", body = ScheduledDeletion),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 403, description = "Not an owner, an API key, or no recent password sign-in (`reauthentication_required`)", body = ErrorBody),
+    )
+)]
+#[delete("/tenants/me")]
+async fn delete_me(
+    state: web::Data<Infra>,
+    auth_state: web::Data<AuthState>,
+    auth: Auth<Owner>,
+    origin: Origin,
+) -> Result<HttpResponse, ApiError> {
+    let scheduled = deletion::delete(&state, &auth_state, &auth, &origin).await?;
+    Ok(HttpResponse::Accepted().json(scheduled))
+}
+
+/// Restore a deleted tenant before its purge, with an owner's email and
+/// password (its sessions ended with the deletion). Sign in afterwards.
+#[utoipa::path(
+    tag = "tenants",
+    request_body = RestoreRequest,
+    responses(
+        (status = 200, description = "Restored", body = Tenant),
+        (status = 401, description = "Incorrect email or password", body = ErrorBody),
+        (status = 403, description = "Not an owner (`owner_required`)", body = ErrorBody),
+        (status = 409, description = "The tenant is not deleted (`tenant_not_deleted`)", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid input", body = ValidationErrorBody),
+    )
+)]
+#[post("/tenants/me/restore")]
+async fn restore(
+    state: web::Data<Infra>,
+    auth_state: web::Data<AuthState>,
+    origin: Origin,
+    body: ValidatedJson<RestoreRequest>,
+) -> Result<web::Json<Tenant>, ApiError> {
+    Ok(web::Json(
+        deletion::restore(&state, &auth_state, &origin, body.0).await?,
     ))
 }

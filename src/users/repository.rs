@@ -224,3 +224,18 @@ pub async fn is_platform_admin(
     .await?;
     Ok(flag.unwrap_or(false))
 }
+
+/// Deletes a user. Their refresh tokens, API keys and emailed tokens go with
+/// them (the foreign keys cascade); invitations they sent stay, unattributed.
+pub async fn delete(
+    tenant: &TenantCtx,
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant.id())
+        .bind(id)
+        .execute(observed("users.delete", conn))
+        .await?;
+    Ok(())
+}

@@ -1,6 +1,6 @@
 //! `/api/v1/users`: the signed-in user, and user management (admin).
 
-use actix_web::{HttpResponse, get, patch, post, web};
+use actix_web::{HttpResponse, delete, get, patch, post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
@@ -21,7 +21,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(create)
         .service(get_user)
         .service(update_user)
-        .service(deactivate);
+        .service(deactivate)
+        .service(delete_me)
+        .service(delete_user);
 }
 
 /// The signed-in user.
@@ -180,4 +182,55 @@ async fn deactivate(
     Ok(web::Json(
         service::deactivate(&state, &auth_state, &auth, &origin, *id).await?,
     ))
+}
+
+/// Delete your own account (after a password sign-in within
+/// `auth.reauthentication_secs`). The last active owner transfers ownership
+/// first. Every session and API key of yours ends.
+#[utoipa::path(
+    tag = "users",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 403, description = "Called with an API key, or no recent password sign-in (`reauthentication_required`)", body = ErrorBody),
+        (status = 409, description = "The last active owner (`last_owner`): transfer ownership first", body = ErrorBody),
+    )
+)]
+#[delete("/users/me")]
+async fn delete_me(
+    state: web::Data<Infra>,
+    auth_state: web::Data<AuthState>,
+    auth: Auth<Viewer>,
+    origin: Origin,
+) -> Result<HttpResponse, ApiError> {
+    service::delete_me(&state, &auth_state, &auth, &origin).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Delete a user of the tenant (admin; an owner only by an owner). Their
+/// sessions and API keys end at once.
+#[utoipa::path(
+    tag = "users",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 403, description = "Not an admin, an API key, or an owner deleted by a non-owner (`owner_required`)", body = ErrorBody),
+        (status = 404, description = "No such user in this tenant", body = ErrorBody),
+        (status = 409, description = "The last active owner (`last_owner`)", body = ErrorBody),
+        (status = 422, description = "Invalid id", body = ValidationErrorBody),
+    )
+)]
+#[delete("/users/{id}")]
+async fn delete_user(
+    state: web::Data<Infra>,
+    auth_state: web::Data<AuthState>,
+    auth: Auth<Admin>,
+    origin: Origin,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    service::delete(&state, &auth_state, &auth, &origin, id.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

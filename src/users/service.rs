@@ -19,7 +19,7 @@ use crate::api_keys::repository as api_keys;
 use crate::audit::{self, Actor, Event, Origin, Target};
 use crate::auth::AuthState;
 use crate::auth::repository as sessions;
-use crate::auth::{Admin, Auth, Role, Viewer, password};
+use crate::auth::{Admin, Auth, Role, TenantCtx, Viewer, password};
 use crate::http::error::ApiError;
 use crate::http::pagination::{Page, PageRequest};
 use crate::infra::Infra;
@@ -351,4 +351,98 @@ pub async fn deactivate(
     auth_state.revocations.forget_api_keys(&keys).await;
     tracing::info!(target_user_id = %id, "user deactivated");
     Ok(user)
+}
+
+/// Deletes the signed-in user (after a recent password sign-in). The last
+/// active owner transfers ownership first.
+pub async fn delete_me(
+    infra: &Infra,
+    auth_state: &AuthState,
+    auth: &Auth<Viewer>,
+    origin: &Origin,
+) -> Result<(), ApiError> {
+    let (user_id, _, _) = auth.user_session()?;
+    auth.recently_signed_in(infra.settings.auth.reauthentication_secs)?;
+    delete_user(
+        infra,
+        auth_state,
+        auth.tenant(),
+        auth.principal.role,
+        Actor::from(auth),
+        origin,
+        user_id,
+    )
+    .await
+}
+
+/// An admin deletes a user of the tenant (an owner only by an owner).
+pub async fn delete(
+    infra: &Infra,
+    auth_state: &AuthState,
+    auth: &Auth<Admin>,
+    origin: &Origin,
+    id: Uuid,
+) -> Result<(), ApiError> {
+    auth.managing_credentials()?;
+    delete_user(
+        infra,
+        auth_state,
+        auth.tenant(),
+        auth.principal.role,
+        Actor::from(auth),
+        origin,
+        id,
+    )
+    .await
+}
+
+/// Deletes `id`: ends their sessions and keys everywhere, then removes the
+/// row (what hangs off it cascades). The audit log keeps their events.
+async fn delete_user(
+    infra: &Infra,
+    auth_state: &AuthState,
+    tenant: TenantCtx,
+    actor_role: Role,
+    actor: Actor,
+    origin: &Origin,
+    id: Uuid,
+) -> Result<(), ApiError> {
+    let mut tx = db::begin_tenant_tx(&infra.db, tenant.id()).await?;
+    let target = repository::find_for_update(&tenant, &mut tx, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("User"))?;
+    if target.role == Role::Owner {
+        if actor_role < Role::Owner {
+            return Err(owner_required("delete an owner"));
+        }
+        let owners = repository::lock_active_owners(&tenant, &mut tx).await?;
+        if owners.iter().all(|o| *o == target.id) {
+            return Err(ApiError::Conflict {
+                code: "last_owner",
+                detail: "The tenant's last active owner cannot be deleted; transfer ownership first (or delete the tenant)".into(),
+            });
+        }
+    }
+    // Recorded before the row goes, so replicas drop the user's tokens and keys.
+    let mark_ms = sessions::end_user_sessions(&tenant, &mut tx, id).await?;
+    let keys = api_keys::revoke_for_user(&tenant, &mut tx, id).await?;
+    audit::record(
+        &tenant,
+        &mut tx,
+        Event::UserDeleted,
+        actor,
+        Some(Target::user(id)),
+        origin,
+        json!({"email": target.email, "role": target.role.as_str()}),
+    )
+    .await?;
+    repository::delete(&tenant, &mut tx, id).await?;
+    tx.commit().await?;
+    auth_state
+        .revocations
+        .invalidate_user_tokens(tenant.id(), id, mark_ms)
+        .await;
+    auth_state.revocations.forget_api_keys(&keys).await;
+    tracing::info!(target_user_id = %id, "user deleted");
+    Ok(())
 }

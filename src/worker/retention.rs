@@ -25,7 +25,7 @@ use super::leadership::{Fence, NoLongerLeading};
 
 pub const ROWS_PURGED: MetricDef = MetricDef::counter(
     "stock_tracker_retention_rows_purged_total",
-    "Rows deleted by retention, by kind: stock_history, outbox_events, webhook_deliveries, telegram_deliveries, sync_jobs, revoked_sessions, refresh_tokens, email_messages, account_tokens, invitations, audit_events",
+    "Rows deleted by retention, by kind: stock_history, outbox_events, webhook_deliveries, telegram_deliveries, sync_jobs, revoked_sessions, refresh_tokens, email_messages, account_tokens, invitations, audit_events, tenant_exports, deleted_tenants",
     &["kind"],
 );
 
@@ -44,6 +44,8 @@ pub const ROW_KINDS: &[&str] = &[
     "account_tokens",
     "invitations",
     "audit_events",
+    "tenant_exports",
+    "deleted_tenants",
 ];
 pub const STOCK_HISTORY: &str = "stock_history";
 
@@ -82,7 +84,7 @@ fn days(n: u32) -> Duration {
 }
 
 /// The oldest instant each row kind keeps, at `now`.
-fn cutoffs(settings: &Settings, now: OffsetDateTime) -> [(&'static str, OffsetDateTime); 10] {
+fn cutoffs(settings: &Settings, now: OffsetDateTime) -> [(&'static str, OffsetDateTime); 12] {
     let retention = &settings.retention;
     [
         ("outbox_events", now - days(retention.outbox_events_days)),
@@ -113,6 +115,9 @@ fn cutoffs(settings: &Settings, now: OffsetDateTime) -> [(&'static str, OffsetDa
             now - days(retention.expired_credentials_days),
         ),
         ("audit_events", now - days(retention.audit_events_days)),
+        // Both go by their own expiry: what is past it goes now.
+        ("tenant_exports", now),
+        ("deleted_tenants", now),
     ]
 }
 

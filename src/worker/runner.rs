@@ -27,7 +27,7 @@ use crate::config::Settings;
 use crate::db::{self, observed};
 use crate::infra::{self, Infra};
 use crate::telemetry::metrics::{MetricDef, Metrics};
-use crate::{email, sync, telegram, webhooks};
+use crate::{email, exports, sync, telegram, webhooks};
 
 pub const WORKER_PREFETCH: MetricDef = MetricDef::gauge(
     "stock_tracker_worker_prefetch_messages",
@@ -38,12 +38,13 @@ pub const WORKER_PREFETCH: MetricDef = MetricDef::gauge(
 pub const METRICS: &[MetricDef] = &[WORKER_PREFETCH];
 
 /// The tasks this worker runs, by name.
-const TASKS: [&str; 5] = [
+const TASKS: [&str; 6] = [
     sync::tasks::SYNC_TENANT_PRODUCTS,
     sync::tasks::SYNC_ALL_TENANTS,
     webhooks::tasks::DELIVER_WEBHOOK,
     telegram::tasks::DELIVER_TELEGRAM,
     email::tasks::DELIVER_EMAIL,
+    exports::tasks::EXPORT_TENANT,
 ];
 
 /// Each task's body, with the infrastructure it runs with.
@@ -76,6 +77,10 @@ fn handlers(ctx: &Arc<Infra>) -> HashMap<&'static str, Handler> {
         (
             email::tasks::DELIVER_EMAIL,
             handler(ctx, email::tasks::deliver_email),
+        ),
+        (
+            exports::tasks::EXPORT_TENANT,
+            handler(ctx, exports::tasks::export_tenant),
         ),
     ])
 }

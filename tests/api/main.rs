@@ -34,6 +34,7 @@ mod roles_and_isolation;
 mod row_level_security;
 mod telegram;
 mod telemetry;
+mod tenant_lifecycle;
 mod users_and_keys;
 mod webhooks;
 mod wildberries;
