@@ -56,7 +56,8 @@ run_schemathesis() {
 run_schemathesis
 
 # Pass 2: signed in as a tenant owner, so protected operations are fuzzed
-# beyond their 401. Logout is left out: it would end the session mid-run.
+# beyond their 401. Logout, deleting one's own account and deleting the
+# tenant are left out: each would end the session mid-run.
 TOKEN=$(python3 - "$BASE" <<'PY'
 import json, sys, urllib.request, uuid
 base = sys.argv[1]
@@ -71,4 +72,5 @@ post("/api/v1/auth/register", {"email": email, "password": password, "tenant_nam
 print(post("/api/v1/auth/login", {"email": email, "password": password})["access_token"])
 PY
 )
-run_schemathesis --header "Authorization: Bearer $TOKEN" --exclude-path /api/v1/auth/logout
+run_schemathesis --header "Authorization: Bearer $TOKEN" --exclude-path /api/v1/auth/logout \
+  --exclude-name "DELETE /api/v1/users/me" --exclude-name "DELETE /api/v1/tenants/me"

@@ -51,12 +51,24 @@ impl RouteTable {
         })
     }
 
-    /// The methods served at `path`, or `None` if no route matches it.
+    /// The methods served at `path`, or `None` if no route matches it. A
+    /// path that is a route of its own (`/invitations/accept`) answers for
+    /// that route only, not for the patterns it also fits
+    /// (`/invitations/{id}`): it is documented as itself.
     pub fn allowed_methods(&self, path: &str) -> Option<Vec<String>> {
-        let mut allowed: Vec<String> = self
+        let matching: Vec<&(ResourceDef, Vec<String>)> = self
             .routes
             .iter()
             .filter(|(def, _)| def.is_match(path))
+            .collect();
+        let exact: Vec<&(ResourceDef, Vec<String>)> = matching
+            .iter()
+            .copied()
+            .filter(|(def, _)| def.pattern().is_some_and(|p| !p.contains('{')))
+            .collect();
+        let chosen = if exact.is_empty() { matching } else { exact };
+        let mut allowed: Vec<String> = chosen
+            .into_iter()
             .flat_map(|(_, methods)| methods.iter().cloned())
             .collect();
         if allowed.is_empty() {

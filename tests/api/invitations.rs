@@ -280,3 +280,29 @@ async fn invitations_fail_clearly_when_replaced_revoked_expired_taken_or_above_t
     let gone = app.send(Method::DELETE, &path, Some(&bearer), None).await;
     assert_eq!(error_code(gone).await, (409, "invitation_accepted".into()));
 }
+
+/// `/invitations/accept` is a route of its own: it advertises its own
+/// methods, not those of `/invitations/{id}` it also fits.
+#[tokio::test]
+async fn a_fixed_path_advertises_only_its_own_methods() {
+    let app = crate::helpers::spawn_app().await;
+    let response = app
+        .client
+        .request(Method::OPTIONS, app.url("/api/v1/invitations/accept"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "POST");
+    let response = app
+        .client
+        .request(
+            Method::PUT,
+            app.url(&format!("/api/v1/invitations/{}", uuid::Uuid::nil())),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "DELETE");
+}
