@@ -1,6 +1,7 @@
 //! `/api/v1/invitations`: invite (admin), list, revoke, and accept (the
 //! invitee, with the emailed token).
 
+use actix_web::guard::GuardContext;
 use actix_web::{HttpResponse, delete, get, post, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
@@ -83,7 +84,7 @@ async fn list(
         (status = 422, description = "Invalid id", body = ValidationErrorBody),
     )
 )]
-#[delete("/invitations/{id}")]
+#[delete("/invitations/{id}", guard = "not_the_accept_route")]
 async fn revoke(
     state: web::Data<Infra>,
     auth: Auth<Admin>,
@@ -92,6 +93,12 @@ async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     service::revoke(&state, &auth, &origin, id.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// `/invitations/accept` also fits `/invitations/{id}`: other methods there
+/// get the fallback's 405 (`Allow: POST`), not this route's 401 or 422.
+fn not_the_accept_route(ctx: &GuardContext) -> bool {
+    !ctx.head().uri.path().ends_with("/invitations/accept")
 }
 
 /// Accept an invitation with the emailed token: creates your account (sign

@@ -296,6 +296,14 @@ async fn a_fixed_path_advertises_only_its_own_methods() {
     assert_eq!(response.headers()["allow"], "POST");
     let response = app
         .client
+        .delete(app.url("/api/v1/invitations/accept"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "POST");
+    let response = app
+        .client
         .request(
             Method::PUT,
             app.url(&format!("/api/v1/invitations/{}", uuid::Uuid::nil())),
