@@ -22,6 +22,8 @@ pub enum Event {
     PasswordChanged,
     #[serde(rename = "auth.password_reset")]
     PasswordReset,
+    #[serde(rename = "auth.email_changed")]
+    EmailChanged,
     #[serde(rename = "auth.email_verified")]
     EmailVerified,
     #[serde(rename = "api_key.created")]
@@ -61,6 +63,7 @@ impl Event {
             Event::LoginFailed => "auth.login_failed",
             Event::PasswordChanged => "auth.password_changed",
             Event::PasswordReset => "auth.password_reset",
+            Event::EmailChanged => "auth.email_changed",
             Event::EmailVerified => "auth.email_verified",
             Event::ApiKeyCreated => "api_key.created",
             Event::ApiKeyRevoked => "api_key.revoked",

@@ -24,14 +24,18 @@ pub struct User {
     pub created_at: OffsetDateTime,
 }
 
-/// `PATCH /api/v1/users/me`: change the name, or the password (which needs
-/// the current one, and ends every session).
+/// `PATCH /api/v1/users/me`: change the name, the password (which needs the
+/// current one, and ends every session) or the email address (which needs
+/// the current password, and a new verification).
 #[derive(Debug, Deserialize, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMe {
     #[garde(inner(length(min = 1, max = 200), custom(not_blank)))]
     pub full_name: Option<String>,
-    /// May be omitted, but not null: it only ever accompanies `new_password`.
+    /// A new address: needs `current_password`, and is verified again.
+    #[garde(inner(email, length(max = 320)))]
+    pub email: Option<String>,
+    /// May be omitted, but not null: it only ever accompanies `new_password` or `email`.
     #[garde(inner(length(min = 1, max = 1024)))]
     #[serde(default, deserialize_with = "present_string")]
     pub current_password: Option<String>,
@@ -73,6 +77,7 @@ fn update_me_schema() -> utoipa::openapi::Object {
         "dependentRequired".into(),
         serde_json::json!({
             "new_password": ["current_password"],
+            "email": ["current_password"],
             "revoke_api_keys": ["new_password"]
         }),
     );
@@ -85,8 +90,20 @@ fn update_me_schema() -> utoipa::openapi::Object {
             optional_text(1, 200, "Display name").pattern(Some(r"\S")),
         )
         .property(
+            "email",
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::Email,
+                )))
+                .max_length(Some(320))
+                .description(Some(
+                    "A new email address (with current_password); a verification link is mailed to it",
+                )),
+        )
+        .property(
             "current_password",
-            optional_text(1, 1024, "Required with new_password")
+            optional_text(1, 1024, "Required with new_password or email")
                 .schema_type(Type::String)
                 .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
                     utoipa::openapi::KnownFormat::Password,

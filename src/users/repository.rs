@@ -239,3 +239,22 @@ pub async fn delete(
         .await?;
     Ok(())
 }
+
+/// A new address, not yet verified.
+pub async fn set_email(
+    tenant: &TenantCtx,
+    conn: &mut PgConnection,
+    id: Uuid,
+    email: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE users SET email = $3, email_verified_at = NULL, updated_at = now()
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant.id())
+    .bind(id)
+    .bind(email)
+    .execute(observed("users.set_email", conn))
+    .await?;
+    Ok(())
+}

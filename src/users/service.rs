@@ -35,9 +35,10 @@ pub async fn me(infra: &Infra, auth: &Auth<Viewer>) -> Result<User, ApiError> {
     Ok(user)
 }
 
-/// Changes the signed-in user's name and/or password. A new password needs
-/// the current one (a stolen access token alone cannot take over the
-/// account), and ends every session, this one included.
+/// Changes the signed-in user's name, password or email address. A new
+/// password or address needs the current password. A new password ends
+/// every session, this one included; a new address must be verified again
+/// (a link is mailed to it).
 pub async fn update_me(
     infra: &Infra,
     auth_state: &AuthState,
@@ -54,35 +55,51 @@ pub async fn update_me(
             "value_error",
         ));
     }
+    // A new password or address needs the current password: a stolen access
+    // token alone cannot take over the account.
+    let new_email = input.email.as_deref().map(|e| e.trim().to_lowercase());
+    let mut current_email = None;
+    if input.new_password.is_some() || new_email.is_some() {
+        let Some(current_password) = input.current_password else {
+            let field = if input.new_password.is_some() {
+                "a new password"
+            } else {
+                "a new email"
+            };
+            return Err(ApiError::invalid_field(
+                "current_password",
+                format!("The current password is required to set {field}"),
+                "missing",
+            ));
+        };
+        let mut tx = db::begin_tenant_tx(&infra.db, tenant.id()).await?;
+        let (email, stored) = repository::email_and_password_hash(&tenant, &mut tx, user_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("User"))?;
+        drop(tx);
+        auth_state.login_backoff.check(&email).await?;
+        if !auth_state
+            .passwords
+            .verify(current_password, Some(stored))
+            .await?
+        {
+            auth_state.login_backoff.failed(&email).await;
+            return Err(ApiError::Forbidden {
+                code: "invalid_current_password",
+                detail: "The current password is incorrect".into(),
+            });
+        }
+        auth_state.login_backoff.succeeded(&email).await;
+        current_email = Some(email);
+    }
     let new_hash = match input.new_password {
         None => None,
         Some(new_password) => {
-            let Some(current_password) = input.current_password else {
-                return Err(ApiError::invalid_field(
-                    "current_password",
-                    "The current password is required to set a new one",
-                    "missing",
-                ));
-            };
-            let mut tx = db::begin_tenant_tx(&infra.db, tenant.id()).await?;
-            let (email, stored) = repository::email_and_password_hash(&tenant, &mut tx, user_id)
-                .await?
-                .ok_or_else(|| ApiError::not_found("User"))?;
-            drop(tx);
-            auth_state.login_backoff.check(&email).await?;
-            if !auth_state
-                .passwords
-                .verify(current_password, Some(stored))
-                .await?
-            {
-                auth_state.login_backoff.failed(&email).await;
-                return Err(ApiError::Forbidden {
-                    code: "invalid_current_password",
-                    detail: "The current password is incorrect".into(),
-                });
-            }
-            auth_state.login_backoff.succeeded(&email).await;
-            password::check_policy(&new_password, &email, "new_password")?;
+            let email = new_email
+                .as_deref()
+                .or(current_email.as_deref())
+                .unwrap_or_default();
+            password::check_policy(&new_password, email, "new_password")?;
             Some(auth_state.passwords.hash(new_password).await?)
         }
     };
@@ -107,6 +124,34 @@ pub async fn update_me(
         }
         None => None,
     };
+    let verification = match (&new_email, &current_email) {
+        (Some(new), Some(old)) if new != old => {
+            repository::set_email(&tenant, &mut tx, user_id, new)
+                .await
+                .map_err(map_email_taken)?;
+            audit::record(
+                &tenant,
+                &mut tx,
+                Event::EmailChanged,
+                Actor::from(auth),
+                Some(Target::user(user_id)),
+                origin,
+                json!({"from": old, "to": new}),
+            )
+            .await?;
+            let full_name = repository::find(&tenant, &mut tx, user_id)
+                .await?
+                .map(|u| u.full_name)
+                .unwrap_or_default();
+            Some(
+                accounts::service::queue_verification(
+                    infra, &tenant, &mut tx, user_id, new, &full_name,
+                )
+                .await?,
+            )
+        }
+        _ => None,
+    };
     let revoked_keys = if input.revoke_api_keys {
         api_keys::revoke_for_user(&tenant, &mut tx, user_id).await?
     } else {
@@ -116,6 +161,9 @@ pub async fn update_me(
         .await?
         .ok_or_else(|| ApiError::not_found("User"))?;
     tx.commit().await?;
+    if let Some(verification) = verification {
+        email::hand_over(infra, verification).await;
+    }
     if let Some(mark_ms) = mark {
         auth_state
             .revocations

@@ -519,3 +519,81 @@ async fn registration_can_be_invite_only_or_closed() {
         assert!(body["detail"].as_str().unwrap().contains(detail), "{body}");
     }
 }
+
+#[tokio::test]
+async fn changing_the_email_needs_the_password_and_verifies_the_new_address() {
+    let sink = SmtpSink::start().await;
+    let port = sink.port;
+    let app = spawn_app_with(|s| smtp_to(s, port)).await;
+    let owner = app.register("before@example.com").await;
+    app.register("taken@example.com").await;
+    let patch = |body: Value| {
+        let (app, bearer) = (&app, owner.bearer());
+        async move {
+            app.send(
+                reqwest::Method::PATCH,
+                "/api/v1/users/me",
+                Some(&bearer),
+                Some(&body),
+            )
+            .await
+        }
+    };
+    let without = patch(json!({"email": "after@example.com"})).await;
+    assert_eq!(without.status(), 422);
+    let wrong =
+        patch(json!({"email": "after@example.com", "current_password": "nope-nope-nope"})).await;
+    assert_eq!(
+        error_code(wrong).await,
+        (403, "invalid_current_password".into())
+    );
+    let taken = patch(json!({"email": "taken@example.com", "current_password": PASSWORD})).await;
+    assert_eq!(error_code(taken).await, (409, "email_taken".into()));
+
+    let changed = patch(json!({"email": "After@Example.com", "current_password": PASSWORD})).await;
+    assert_eq!(changed.status(), 200);
+    let me: Value = changed.json().await.unwrap();
+    assert_eq!(me["email"], "after@example.com");
+    assert_eq!(me["email_verified_at"], Value::Null);
+    deliver_pending(&app, OffsetDateTime::now_utc()).await;
+    let link = sink
+        .wait_for(
+            "after@example.com",
+            "Confirm your email",
+            Duration::from_secs(5),
+        )
+        .await;
+    let verified = post(
+        &app,
+        "/api/v1/auth/verify-email",
+        json!({"token": token_in(&link)}),
+    )
+    .await;
+    assert_eq!(verified.status(), 204);
+    let old = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"email": "before@example.com", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(old.status(), 401);
+    let tokens = app.login("after@example.com", PASSWORD).await;
+    let bearer = format!("Bearer {}", tokens.access_token);
+    let me: Value = app
+        .get_as("/api/v1/users/me", &bearer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(me["email_verified_at"].is_string(), "{me}");
+    let events: Value = app
+        .get_as("/api/v1/audit-events?event=auth.email_changed", &bearer)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        events["items"][0]["details"],
+        json!({"from": "before@example.com", "to": "after@example.com"})
+    );
+}
