@@ -1,6 +1,6 @@
 //! Deleting a tenant: its owner, freshly signed in, deletes it; it is
-//! disabled at once — every session ends, its API keys stop working, no one
-//! signs in — and beat's retention purges it with everything of it after
+//! disabled at once — every session ends, its API keys stop working, its
+//! pending invitations are revoked, no one signs in — and beat's retention purges it with everything of it after
 //! `retention.tenant_deletion_grace_days`. Until then its owner restores it
 //! with their email and password (there is no session to restore with).
 
@@ -84,12 +84,15 @@ pub async fn delete(
             sessions::end_user_sessions(&tenant, &mut tx, *user).await?,
         ));
     }
-    let keys: Vec<Vec<u8>> = sqlx::query_scalar(
-        "SELECT key_hash FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL",
+    // Pending invitations would let someone join a tenant on its way out.
+    sqlx::query(
+        "UPDATE invitations SET revoked_at = now()
+         WHERE tenant_id = $1 AND accepted_at IS NULL AND revoked_at IS NULL",
     )
     .bind(tenant.id())
-    .fetch_all(observed("tenants.delete_keys", &mut *tx))
+    .execute(observed("tenants.delete_invitations", &mut *tx))
     .await?;
+    let keys = live_key_hashes(&tenant, &mut tx).await?;
     audit::record(
         &tenant,
         &mut tx,
@@ -177,7 +180,24 @@ pub async fn restore(
     let result = repository::find(&tenant, &mut tx)
         .await?
         .ok_or_else(|| ApiError::not_found("Tenant"))?;
+    let keys = live_key_hashes(&tenant, &mut tx).await?;
     tx.commit().await?;
+    // A key used while the tenant was deleted is cached as unknown: drop
+    // that answer so the key works again at once (else within
+    // `auth.api_key_cache_ttl_secs`).
+    auth_state.revocations.forget_api_keys(&keys).await;
     tracing::info!(tenant_id = %tenant.id(), "tenant restored");
     Ok(result)
+}
+
+/// The hashes of the tenant's API keys not revoked (their cached answers
+/// change with the tenant's deletion and restoration).
+async fn live_key_hashes(
+    tenant: &TenantCtx,
+    conn: &mut sqlx::PgConnection,
+) -> Result<Vec<Vec<u8>>, sqlx::Error> {
+    sqlx::query_scalar("SELECT key_hash FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL")
+        .bind(tenant.id())
+        .fetch_all(observed("tenants.live_keys", conn))
+        .await
 }

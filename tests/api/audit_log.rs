@@ -77,6 +77,27 @@ async fn the_audit_log_records_who_did_what_from_where_and_stays_in_its_tenant()
         )
         .await;
     assert_eq!(invited.status(), 201);
+    let hook: Value = app
+        .post_json(
+            "/api/v1/webhooks",
+            Some(&owner.bearer()),
+            &json!({"url": "https://93.184.216.34/hooks", "events": ["stock.low"]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let rotated = app
+        .post_json(
+            &format!(
+                "/api/v1/webhooks/{}/rotate-secret",
+                hook["id"].as_str().unwrap()
+            ),
+            Some(&owner.bearer()),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(rotated.status(), 200);
     let changed = app
         .send(
             Method::PATCH,
@@ -112,6 +133,7 @@ async fn the_audit_log_records_who_did_what_from_where_and_stays_in_its_tenant()
         "api_key.revoked",
         "user.role_changed",
         "invitation.created",
+        "webhook.secret_rotated",
         "auth.password_changed",
     ] {
         assert!(

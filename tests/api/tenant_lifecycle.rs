@@ -466,3 +466,31 @@ async fn an_export_holds_the_tenants_data_without_secrets_for_its_admins_only() 
         .await;
     assert_eq!(error_code(expired).await, (409, "export_expired".into()));
 }
+
+/// Every table holding a tenant's rows is exported or deliberately left out:
+/// a new table cannot be forgotten by exports.
+#[tokio::test]
+async fn every_tenant_table_is_exported_or_deliberately_left_out() {
+    use stock_tracker::exports::archive::{EXPORTED_TABLES, NOT_EXPORTED};
+    let app = spawn_app().await;
+    let mut db = app.database.owner_connection().await;
+    let mut tables: Vec<String> = sqlx::query_scalar(
+        "SELECT c.table_name::text FROM information_schema.columns c
+         JOIN pg_class t ON t.relname = c.table_name AND t.relnamespace = 'public'::regnamespace
+         WHERE c.table_schema = 'public' AND c.column_name = 'tenant_id'
+           AND NOT t.relispartition AND t.relkind IN ('r', 'p')",
+    )
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    tables.push("tenants".into());
+    tables.sort();
+    let mut listed: Vec<String> = EXPORTED_TABLES
+        .iter()
+        .map(|t| t.table)
+        .chain(NOT_EXPORTED.iter().copied())
+        .map(str::to_owned)
+        .collect();
+    listed.sort();
+    assert_eq!(tables, listed);
+}
