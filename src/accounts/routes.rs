@@ -35,6 +35,7 @@ where
 /// address has an account; at most `auth.account_emails_per_address_per_hour`
 /// emails per address, and `rate_limit.rules.account_emails` per client.
 #[utoipa::path(
+    operation_id = "auth_request_password_reset",
     tag = "auth",
     request_body = EmailRequest,
     responses(
@@ -57,6 +58,7 @@ async fn request_password_reset(
 /// Set a new password with the emailed token. The token works once; every
 /// session of the user ends (sign in again with the new password).
 #[utoipa::path(
+    operation_id = "auth_confirm_password_reset",
     tag = "auth",
     request_body = ResetConfirmation,
     responses(
@@ -79,6 +81,7 @@ async fn confirm_password_reset(
 
 /// Confirm an email address with the emailed token.
 #[utoipa::path(
+    operation_id = "auth_verify_email",
     tag = "auth",
     request_body = VerificationRequest,
     responses(
@@ -101,6 +104,7 @@ async fn verify_email(
 /// Send a new verification link. Always 202, whether or not the address has
 /// an unverified account (same limits as the password reset).
 #[utoipa::path(
+    operation_id = "auth_resend_verification",
     tag = "auth",
     request_body = EmailRequest,
     responses(

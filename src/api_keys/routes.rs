@@ -20,6 +20,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 
 /// Create an API key. The key is in this response only.
 #[utoipa::path(
+    operation_id = "api_keys_create",
     tag = "api-keys",
     security(("bearer" = [])),
     request_body = CreateApiKey,
@@ -42,6 +43,7 @@ async fn create(
 
 /// The tenant's active API keys (never the keys themselves).
 #[utoipa::path(
+    operation_id = "api_keys_list",
     tag = "api-keys",
     security(("bearer" = [])),
     params(PageQuery),
@@ -62,6 +64,7 @@ async fn list(
 
 /// Revoke an API key; it stops working at once.
 #[utoipa::path(
+    operation_id = "api_keys_revoke",
     tag = "api-keys",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "API key id")),

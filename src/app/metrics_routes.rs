@@ -61,6 +61,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 
 /// Prometheus metrics in the text exposition format.
 #[utoipa::path(
+    operation_id = "observability_metrics",
     tag = "observability",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain; version=0.0.4", body = String))
 )]
@@ -75,6 +76,7 @@ async fn metrics(state: web::Data<Infra>, limiter: web::Data<RateLimiter>) -> Ht
 
 /// Every metric the service exports, with its type, help text and labels.
 #[utoipa::path(
+    operation_id = "observability_metrics_catalog",
     tag = "observability",
     responses((status = 200, description = "The metric catalogue", body = Vec<MetricDef>))
 )]

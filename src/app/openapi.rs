@@ -325,6 +325,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 
 /// This OpenAPI document.
 #[utoipa::path(
+    operation_id = "docs_openapi",
     tag = "docs",
     responses((status = 200, description = "The OpenAPI 3 document", content_type = "application/json"))
 )]
@@ -337,6 +338,7 @@ async fn openapi_json(doc: web::Data<OpenApiJson>) -> HttpResponse {
 
 /// Interactive documentation (Swagger UI), served from `/docs/`.
 #[utoipa::path(
+    operation_id = "docs_redirect",
     tag = "docs",
     responses((status = 308, description = "Redirect to the Swagger UI at /docs/", headers(("Location" = String))))
 )]

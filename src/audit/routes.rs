@@ -20,6 +20,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 /// email changes, API keys and invitations, role changes, deletions,
 /// exports, webhook secret rotations.
 #[utoipa::path(
+    operation_id = "audit_events_list",
     tag = "audit",
     params(AuditQuery),
     security(("bearer" = [])),

@@ -23,6 +23,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 /// one archive — a `.tar.gz` of JSON-lines files, one per table, without
 /// secrets. Answers the export under way if there is one.
 #[utoipa::path(
+    operation_id = "tenants_export_start",
     tag = "tenants",
     security(("bearer" = [])),
     responses(
@@ -52,6 +53,7 @@ pub struct ExportQuery {
 /// An export's status, or with `download=true` its archive (while
 /// `expires_at` has not passed).
 #[utoipa::path(
+    operation_id = "tenants_export_get",
     tag = "tenants",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Export id"), ExportQuery),

@@ -30,7 +30,7 @@ fn ok() -> HealthStatus {
 }
 
 /// Basic health: the service answers HTTP.
-#[utoipa::path(tag = "health", responses((status = 200, description = "The service is up", body = HealthStatus)))]
+#[utoipa::path(operation_id = "health_check", tag = "health", responses((status = 200, description = "The service is up", body = HealthStatus)))]
 #[get("/health")]
 async fn health() -> web::Json<HealthStatus> {
     web::Json(ok())
@@ -38,7 +38,7 @@ async fn health() -> web::Json<HealthStatus> {
 
 /// Liveness: 200 while the process can serve. Checks no dependency, so a
 /// database outage never makes an orchestrator restart healthy processes.
-#[utoipa::path(tag = "health", responses((status = 200, description = "The process can serve", body = HealthStatus)))]
+#[utoipa::path(operation_id = "health_live", tag = "health", responses((status = 200, description = "The process can serve", body = HealthStatus)))]
 #[get("/health/live")]
 async fn live() -> web::Json<HealthStatus> {
     web::Json(ok())
@@ -47,6 +47,7 @@ async fn live() -> web::Json<HealthStatus> {
 /// Readiness: whether this instance should receive traffic. 503 when
 /// PostgreSQL is unreachable; 200 with `degraded` when only Redis is.
 #[utoipa::path(
+    operation_id = "health_ready",
     tag = "health",
     responses(
         (status = 200, description = "Ready (status `ok` or `degraded`)", body = Readiness),

@@ -25,6 +25,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 /// Invite an address with a role (at most your own) and email the link.
 /// Inviting an address again replaces its pending invitation.
 #[utoipa::path(
+    operation_id = "invitations_create",
     tag = "invitations",
     request_body = CreateInvitation,
     security(("bearer" = [])),
@@ -50,6 +51,7 @@ async fn create(
 
 /// The tenant's invitations, oldest first, with their status.
 #[utoipa::path(
+    operation_id = "invitations_list",
     tag = "invitations",
     params(PageQuery),
     security(("bearer" = [])),
@@ -72,6 +74,7 @@ async fn list(
 
 /// Revoke an invitation: its link stops working.
 #[utoipa::path(
+    operation_id = "invitations_revoke",
     tag = "invitations",
     params(("id" = Uuid, Path, description = "Invitation id")),
     security(("bearer" = [])),
@@ -104,6 +107,7 @@ fn not_the_accept_route(ctx: &GuardContext) -> bool {
 /// Accept an invitation with the emailed token: creates your account (sign
 /// in afterwards with the password chosen here).
 #[utoipa::path(
+    operation_id = "invitations_accept",
     tag = "invitations",
     request_body = AcceptInvitation,
     responses(

@@ -21,6 +21,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 
 /// Connect a marketplace account (admin). The credentials are encrypted and never returned.
 #[utoipa::path(
+    operation_id = "marketplaces_create",
     tag = "marketplaces",
     security(("bearer" = [])),
     request_body = CreateConnection,
@@ -41,6 +42,7 @@ async fn create(
 
 /// The tenant's marketplace connections.
 #[utoipa::path(
+    operation_id = "marketplaces_list",
     tag = "marketplaces",
     security(("bearer" = [])),
     params(PageQuery),
@@ -61,6 +63,7 @@ async fn list(
 
 /// One marketplace connection.
 #[utoipa::path(
+    operation_id = "marketplaces_get",
     tag = "marketplaces",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Connection id")),
@@ -81,6 +84,7 @@ async fn get_connection(
 
 /// Disconnect a marketplace (admin); its synced products are deleted with it.
 #[utoipa::path(
+    operation_id = "marketplaces_delete",
     tag = "marketplaces",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Connection id")),

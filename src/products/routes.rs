@@ -30,6 +30,7 @@ fn cached_json(cached: CachedBody) -> HttpResponse {
 
 /// The tenant's products, a page at a time, with filters, sort and search.
 #[utoipa::path(
+    operation_id = "products_list",
     tag = "products",
     security(("bearer" = [])),
     params(ProductQuery),
@@ -53,6 +54,7 @@ async fn list(
 
 /// Create a manual product (member).
 #[utoipa::path(
+    operation_id = "products_create",
     tag = "products",
     security(("bearer" = [])),
     request_body = CreateProduct,
@@ -74,6 +76,7 @@ async fn create(
 
 /// One product.
 #[utoipa::path(
+    operation_id = "products_get",
     tag = "products",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Product id")),
@@ -95,6 +98,7 @@ async fn get_product(
 
 /// Change any subset of a manual product's fields (member).
 #[utoipa::path(
+    operation_id = "products_update",
     tag = "products",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Product id")),
@@ -121,6 +125,7 @@ async fn update(
 
 /// Delete a manual product (member).
 #[utoipa::path(
+    operation_id = "products_delete",
     tag = "products",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Product id")),
@@ -143,6 +148,7 @@ async fn remove(
 
 /// A product's stock changes, newest first.
 #[utoipa::path(
+    operation_id = "products_stock_history",
     tag = "products",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Product id"), PageQuery),

@@ -51,6 +51,7 @@ pub struct PolicyStatus {
 /// Your rate limits and what remains of them. Works with or without
 /// credentials; does not count against any limit.
 #[utoipa::path(
+    operation_id = "rate_limits_me",
     tag = "rate-limits",
     responses(
         (status = 200, description = "The caller's policies", body = RateLimits),

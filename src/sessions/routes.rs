@@ -28,6 +28,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 
 /// Create a tenant (a seller company, tier `free`) and its owner.
 #[utoipa::path(
+    operation_id = "auth_register",
     tag = "auth",
     request_body = RegisterRequest,
     responses(
@@ -49,6 +50,7 @@ async fn register(
 
 /// Sign in with email and password.
 #[utoipa::path(
+    operation_id = "auth_login",
     tag = "auth",
     request_body = LoginRequest,
     responses(
@@ -103,6 +105,7 @@ pub struct TokenForm {
 
 /// Sign in with the OAuth2 password flow (used by the docs' Authorize button).
 #[utoipa::path(
+    operation_id = "auth_token",
     tag = "auth",
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
@@ -129,6 +132,7 @@ async fn token(
 /// Exchange a refresh token for a new token pair. Each refresh token works
 /// once; presenting a spent one ends the whole session.
 #[utoipa::path(
+    operation_id = "auth_refresh",
     tag = "auth",
     request_body = RefreshRequest,
     responses(
@@ -151,6 +155,7 @@ async fn refresh(
 
 /// Sign out: revokes the session's refresh tokens and this access token.
 #[utoipa::path(
+    operation_id = "auth_logout",
     tag = "auth",
     security(("bearer" = [])),
     responses(

@@ -27,6 +27,7 @@ fn location(job: &SyncJob) -> String {
 /// that one instead of starting a second. The job is recorded even when the
 /// task queue is down: it is handed over as soon as it is back.
 #[utoipa::path(
+    operation_id = "sync_start",
     tag = "sync",
     security(("bearer" = [])),
     request_body = StartSync,
@@ -87,6 +88,7 @@ pub struct JobListQuery {
 
 /// The tenant's sync jobs, newest first.
 #[utoipa::path(
+    operation_id = "sync_list",
     tag = "sync",
     security(("bearer" = [])),
     params(JobListQuery),
@@ -115,6 +117,7 @@ async fn list(
 
 /// One sync job: its status, counts, error and timestamps.
 #[utoipa::path(
+    operation_id = "sync_get",
     tag = "sync",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id")),

@@ -29,6 +29,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 
 /// Register a chat for events. The bot token is encrypted and never returned.
 #[utoipa::path(
+    operation_id = "telegram_chats_create",
     tag = "telegram",
     security(("bearer" = [])),
     request_body = CreateChat,
@@ -50,6 +51,7 @@ async fn create(
 
 /// The tenant's Telegram chats.
 #[utoipa::path(
+    operation_id = "telegram_chats_list",
     tag = "telegram",
     security(("bearer" = [])),
     params(PageQuery),
@@ -70,6 +72,7 @@ async fn list(
 
 /// One chat (without its bot token).
 #[utoipa::path(
+    operation_id = "telegram_chats_get",
     tag = "telegram",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Chat registration id")),
@@ -90,6 +93,7 @@ async fn get_chat(
 
 /// Change the events or description, or enable/disable the chat.
 #[utoipa::path(
+    operation_id = "telegram_chats_update",
     tag = "telegram",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Chat registration id")),
@@ -115,6 +119,7 @@ async fn update(
 
 /// Remove the chat (its delivery log goes with it).
 #[utoipa::path(
+    operation_id = "telegram_chats_delete",
     tag = "telegram",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Chat registration id")),
@@ -136,6 +141,7 @@ async fn remove(
 
 /// The chat's delivery log, newest first.
 #[utoipa::path(
+    operation_id = "telegram_deliveries_list",
     tag = "telegram",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Chat registration id"), PageQuery),
@@ -160,6 +166,7 @@ async fn deliveries(
 
 /// Send a message again now (whatever its state).
 #[utoipa::path(
+    operation_id = "telegram_deliveries_retry",
     tag = "telegram",
     security(("bearer" = [])),
     params(
@@ -184,6 +191,7 @@ async fn retry_delivery(
 
 /// Send a `telegram.test` message to the chat.
 #[utoipa::path(
+    operation_id = "telegram_chats_send_test",
     tag = "telegram",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Chat registration id")),

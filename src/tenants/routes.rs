@@ -25,6 +25,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 
 /// The caller's tenant.
 #[utoipa::path(
+    operation_id = "tenants_get_me",
     tag = "tenants",
     security(("bearer" = [])),
     responses((status = 200, description = "The tenant", body = Tenant))
@@ -39,6 +40,7 @@ async fn get_me(
 
 /// Rename the tenant or change its settings (owner). The tier cannot be changed here.
 #[utoipa::path(
+    operation_id = "tenants_update_me",
     tag = "tenants",
     security(("bearer" = [])),
     request_body = UpdateTenant,
@@ -59,6 +61,7 @@ async fn update_me(
 
 /// Make another user the owner; you become an admin.
 #[utoipa::path(
+    operation_id = "tenants_transfer_ownership",
     tag = "tenants",
     security(("bearer" = [])),
     request_body = TransferOwnership,
@@ -85,6 +88,7 @@ async fn transfer_ownership(
 
 /// Change a tenant's tier (platform administrators only).
 #[utoipa::path(
+    operation_id = "platform_tenants_set_tier",
     tag = "platform",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Tenant id")),
@@ -113,6 +117,7 @@ async fn set_tier(
 /// keys stop working, nobody signs in — and purged with all its data after
 /// `retention.tenant_deletion_grace_days` (30); restorable until then.
 #[utoipa::path(
+    operation_id = "tenants_delete_me",
     tag = "tenants",
     security(("bearer" = [])),
     responses(
@@ -135,6 +140,7 @@ async fn delete_me(
 /// Restore a deleted tenant before its purge, with an owner's email and
 /// password (its sessions ended with the deletion). Sign in afterwards.
 #[utoipa::path(
+    operation_id = "tenants_restore",
     tag = "tenants",
     request_body = RestoreRequest,
     responses(

@@ -28,6 +28,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 
 /// The signed-in user.
 #[utoipa::path(
+    operation_id = "users_get_me",
     tag = "users",
     security(("bearer" = [])),
     responses(
@@ -43,6 +44,7 @@ async fn me(state: web::Data<Infra>, auth: Auth<Viewer>) -> Result<web::Json<Use
 /// Change your name, or your password (with the current one). A password
 /// change ends every session, this one included: sign in again.
 #[utoipa::path(
+    operation_id = "users_update_me",
     tag = "users",
     security(("bearer" = [])),
     request_body = UpdateMe,
@@ -68,6 +70,7 @@ async fn update_me(
 
 /// The tenant's users, oldest first.
 #[utoipa::path(
+    operation_id = "users_list",
     tag = "users",
     security(("bearer" = [])),
     params(PageQuery),
@@ -88,6 +91,7 @@ async fn list(
 
 /// Create a user in the tenant. Only an owner can create an owner.
 #[utoipa::path(
+    operation_id = "users_create",
     tag = "users",
     security(("bearer" = [])),
     request_body = CreateUser,
@@ -112,6 +116,7 @@ async fn create(
 
 /// One user of the tenant.
 #[utoipa::path(
+    operation_id = "users_get",
     tag = "users",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "User id")),
@@ -133,6 +138,7 @@ async fn get_user(
 /// Change a user's role or name. Only an owner can promote to owner or
 /// change an owner; the last owner cannot be demoted.
 #[utoipa::path(
+    operation_id = "users_update",
     tag = "users",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "User id")),
@@ -161,6 +167,7 @@ async fn update_user(
 
 /// Deactivate a user: their tokens, sessions and API keys stop working at once.
 #[utoipa::path(
+    operation_id = "users_deactivate",
     tag = "users",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "User id")),
@@ -188,6 +195,7 @@ async fn deactivate(
 /// `auth.reauthentication_secs`). The last active owner transfers ownership
 /// first. Every session and API key of yours ends.
 #[utoipa::path(
+    operation_id = "users_delete_me",
     tag = "users",
     security(("bearer" = [])),
     responses(
@@ -211,6 +219,7 @@ async fn delete_me(
 /// Delete a user of the tenant (admin; an owner only by an owner). Their
 /// sessions and API keys end at once.
 #[utoipa::path(
+    operation_id = "users_delete",
     tag = "users",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "User id")),

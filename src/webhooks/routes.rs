@@ -30,6 +30,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 /// Subscribe a URL to events. The answer holds the signing secret: it is
 /// shown this once (and on rotation), stored encrypted, never returned again.
 #[utoipa::path(
+    operation_id = "webhooks_create",
     tag = "webhooks",
     security(("bearer" = [])),
     request_body = CreateSubscription,
@@ -50,6 +51,7 @@ async fn create(
 
 /// The tenant's subscriptions.
 #[utoipa::path(
+    operation_id = "webhooks_list",
     tag = "webhooks",
     security(("bearer" = [])),
     params(PageQuery),
@@ -70,6 +72,7 @@ async fn list(
 
 /// One subscription (without its secret).
 #[utoipa::path(
+    operation_id = "webhooks_get",
     tag = "webhooks",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Subscription id")),
@@ -90,6 +93,7 @@ async fn get_subscription(
 
 /// Change the URL, events or description, or enable/disable it.
 #[utoipa::path(
+    operation_id = "webhooks_update",
     tag = "webhooks",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Subscription id")),
@@ -115,6 +119,7 @@ async fn update(
 
 /// Unsubscribe (its delivery log goes with it).
 #[utoipa::path(
+    operation_id = "webhooks_delete",
     tag = "webhooks",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Subscription id")),
@@ -136,6 +141,7 @@ async fn remove(
 
 /// Replace the signing secret; the new one is shown this once.
 #[utoipa::path(
+    operation_id = "webhooks_rotate_secret",
     tag = "webhooks",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Subscription id")),
@@ -160,6 +166,7 @@ async fn rotate_secret(
 /// The subscription's delivery log, newest first: attempts, last status
 /// code and error, when it was delivered or will be tried next.
 #[utoipa::path(
+    operation_id = "webhooks_deliveries_list",
     tag = "webhooks",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Subscription id"), PageQuery),
@@ -184,6 +191,7 @@ async fn deliveries(
 
 /// Send a delivery again now (whatever its state).
 #[utoipa::path(
+    operation_id = "webhooks_deliveries_retry",
     tag = "webhooks",
     security(("bearer" = [])),
     params(
@@ -208,6 +216,7 @@ async fn retry_delivery(
 
 /// Send a `webhook.test` event to the subscription's URL.
 #[utoipa::path(
+    operation_id = "webhooks_send_test",
     tag = "webhooks",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Subscription id")),

@@ -234,3 +234,50 @@ fn python_regex_matches(pattern: &str, text: &str) -> bool {
         .unwrap()
         .success()
 }
+
+/// Client generators name their methods after operationIds: each must be
+/// unique and read `{resource}_{action}` (lowercase, underscores).
+#[test]
+fn operation_ids_are_unique_and_name_resource_and_action() {
+    let doc = serde_json::to_value(stock_tracker::app::openapi::document()).unwrap();
+    let mut seen = std::collections::BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let Some(id) = operation.get("operationId").and_then(Value::as_str) else {
+                panic!("{method} {path} has no operationId");
+            };
+            let shaped = id.contains('_')
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            assert!(
+                shaped,
+                "{method} {path}: operationId `{id}` is not resource_action"
+            );
+            if let Some(other) = seen.insert(id.to_owned(), format!("{method} {path}")) {
+                panic!("operationId `{id}` names both {other} and {method} {path}");
+            }
+        }
+    }
+}
+
+/// `openapi.json` in the repository is the document the binary serves, so
+/// every change to the contract shows in a diff (`.ci/run` also compares
+/// the binary's `stock-tracker openapi` with it).
+#[test]
+fn the_committed_document_is_the_served_one() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
+    let expected =
+        serde_json::to_string_pretty(&stock_tracker::app::openapi::document()).unwrap() + "\n";
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    if committed != expected {
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            std::fs::write(path, expected).unwrap();
+        } else {
+            panic!(
+                "openapi.json differs from the served document; regenerate it with \
+                 `UPDATE_DOCS=1 cargo test --test api the_committed_document`"
+            );
+        }
+    }
+}
