@@ -36,6 +36,8 @@ from pathlib import Path
 
 import yaml
 
+from manifests import configmaps, container_env
+
 ROOT = Path(__file__).resolve().parent.parent
 APP_IMAGE = "stock-tracker"
 BUDGET_CONFIGMAP = "stock-tracker-database-budget"
@@ -53,17 +55,6 @@ def is_app(container: dict) -> bool:
     return image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0] == APP_IMAGE
 
 
-def container_env(container: dict, configmaps: dict[str, dict]) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for ref in container.get("envFrom", []):
-        if "configMapRef" in ref:
-            env.update(configmaps.get(ref["configMapRef"]["name"], {}))
-    for item in container.get("env", []):
-        if "value" in item:
-            env[item["name"]] = str(item["value"])
-    return env
-
-
 def surge(deployment: dict, pods: int) -> int:
     strategy = deployment["spec"].get("strategy") or {}
     if strategy.get("type") == "Recreate":
@@ -76,9 +67,9 @@ def surge(deployment: dict, pods: int) -> int:
 
 def check(name: str, rendered: Path) -> list[str]:
     docs = [d for d in yaml.safe_load_all(rendered.read_text(encoding="utf-8")) if d]
-    configmaps = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d["kind"] == "ConfigMap"}
+    by_name = configmaps(docs)
     budget_data = next(
-        (data for cm, data in configmaps.items() if cm.endswith(BUDGET_CONFIGMAP)), None
+        (data for cm, data in by_name.items() if cm.endswith(BUDGET_CONFIGMAP)), None
     )
     if budget_data is None:
         return [f"{name}: no ConfigMap {BUDGET_CONFIGMAP} stating the database's connection limits"]
@@ -102,7 +93,7 @@ def check(name: str, rendered: Path) -> list[str]:
             continue
         containers = [c for c in doc["spec"]["template"]["spec"]["containers"] if is_app(c)]
         for container in containers:
-            env = container_env(container, configmaps)
+            env = container_env(container, by_name)
             role = (container.get("args") or ["serve"])[0]
             workload = doc["metadata"]["name"]
             if role == "migrate":

@@ -41,6 +41,8 @@ from typing import Callable
 
 import yaml
 
+from manifests import configmaps, container_env
+
 ROOT = Path(__file__).resolve().parent.parent
 KEDA_KINDS = {
     "ScaledObject": ("IScaledObject", "ScaledObject"),
@@ -100,21 +102,9 @@ def schema_problems(tsc: str, renderings: dict[str, list[dict]]) -> dict[str, li
     return found
 
 
-def container_env(container: dict, docs: list[dict]) -> dict[str, str]:
-    configmaps = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d["kind"] == "ConfigMap"}
-    env: dict[str, str] = {}
-    for ref in container.get("envFrom", []):
-        if "configMapRef" in ref:
-            env.update(configmaps.get(ref["configMapRef"]["name"], {}))
-    for item in container.get("env", []):
-        if "value" in item:
-            env[item["name"]] = str(item["value"])
-    return env
-
-
 def worker_queues(container: dict, docs: list[dict]) -> set[str]:
     defaults = tomllib.loads((ROOT / "config" / "default.toml").read_text(encoding="utf-8"))["broker"]
-    env = container_env(container, docs)
+    env = container_env(container, configmaps(docs))
     return {env.get(variable, defaults[key]) for key, variable in QUEUE_SETTINGS.items()}
 
 

@@ -489,6 +489,24 @@ impl TestApp {
         request.send().await.expect("request sent")
     }
 
+    /// As [`Self::send`], authenticated with an API key.
+    pub async fn send_with_key(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: Option<&serde_json::Value>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .header("x-api-key", key);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("request sent")
+    }
+
     pub async fn get_as(&self, path: &str, auth: &str) -> reqwest::Response {
         self.send(reqwest::Method::GET, path, Some(auth), None)
             .await

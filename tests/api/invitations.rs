@@ -159,13 +159,13 @@ async fn invitations_fail_clearly_when_replaced_revoked_expired_taken_or_above_t
     // An API key invites nobody.
     let (_, key) = app.create_api_key(&owner, "admin").await;
     let by_key = app
-        .client
-        .post(app.url("/api/v1/invitations"))
-        .header("X-API-Key", &key)
-        .json(&json!({"email": "z@invites.example", "role": "viewer"}))
-        .send()
-        .await
-        .unwrap();
+        .send_with_key(
+            Method::POST,
+            "/api/v1/invitations",
+            &key,
+            Some(&json!({"email": "z@invites.example", "role": "viewer"})),
+        )
+        .await;
     assert_eq!(
         error_code(by_key).await,
         (403, "api_key_not_allowed".into())

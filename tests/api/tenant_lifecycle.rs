@@ -352,12 +352,8 @@ async fn an_export_holds_the_tenants_data_without_secrets_for_its_admins_only() 
     }
 
     let by_key = app
-        .client
-        .post(app.url("/api/v1/tenants/me/export"))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap();
+        .send_with_key(Method::POST, "/api/v1/tenants/me/export", &key, None)
+        .await;
     assert_eq!(by_key.status(), 403);
     let started = app
         .post_json(

@@ -496,23 +496,6 @@ async fn a_keys_last_use_is_written_at_most_once_a_minute() {
     assert!(last_used().await > stale, "a minute later it is written");
 }
 
-async fn with_key(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    key: &str,
-    body: Option<&Value>,
-) -> reqwest::Response {
-    let mut request = app
-        .client
-        .request(method, app.url(path))
-        .header("x-api-key", key);
-    if let Some(body) = body {
-        request = request.json(body);
-    }
-    request.send().await.unwrap()
-}
-
 /// A key can hand out no access that would outlive it: it creates and
 /// changes no credentials — keys, users, roles, ownership — whatever its role.
 #[tokio::test]
@@ -542,20 +525,22 @@ async fn an_api_key_cannot_create_or_change_credentials() {
         (Method::POST, format!("{user}/deactivate"), None),
     ];
     for (method, path, body) in attempts {
-        let response = with_key(&app, method.clone(), &path, &admin_key, body.as_ref()).await;
+        let response = app
+            .send_with_key(method.clone(), &path, &admin_key, body.as_ref())
+            .await;
         assert_eq!(response.status(), 403, "{method} {path}");
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["code"], "api_key_not_allowed", "{method} {path}");
     }
     // What is not a credential stays open to it.
-    let renamed = with_key(
-        &app,
-        Method::PATCH,
-        &user,
-        &admin_key,
-        Some(&json!({"full_name": "M"})),
-    )
-    .await;
+    let renamed = app
+        .send_with_key(
+            Method::PATCH,
+            &user,
+            &admin_key,
+            Some(&json!({"full_name": "M"})),
+        )
+        .await;
     assert_eq!(renamed.status(), 200);
     assert_eq!(
         app.get_with_key("/api/v1/users", &admin_key).await.status(),
