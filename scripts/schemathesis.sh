@@ -10,9 +10,17 @@ export CARGO_TARGET_DIR
 VENV="${STOCK_TRACKER_VENV:-$HOME/.cache/stock-tracker/venv}"
 REPORT_DIR="${SCHEMATHESIS_REPORT_DIR:-$CARGO_TARGET_DIR/schemathesis}"
 
-if [ ! -x "$VENV/bin/schemathesis" ]; then
+# schemathesis, pinned in requirements/schemathesis/requirements.txt, into the
+# tests' virtualenv; reinstalled only when that file changes (its hash is
+# recorded after a successful install).
+REQUIREMENTS=requirements/schemathesis/requirements.txt
+if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q "schemathesis>=4,<5"
+fi
+wanted=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
+if [ "$(cat "$VENV/.requirements-schemathesis" 2>/dev/null || true)" != "$wanted" ]; then
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQUIREMENTS"
+  printf '%s' "$wanted" >"$VENV/.requirements-schemathesis"
 fi
 
 cargo build -q --bin stock-tracker
