@@ -3,7 +3,7 @@
 CARGO_TARGET_DIR ?= $(HOME)/.cache/stock-tracker/target
 export CARGO_TARGET_DIR
 
-.PHONY: run test lint services python-tools migrate openapi schemathesis worker beat monitoring-check scale-check deploy-check bench bench-smoke
+.PHONY: run test lint services python-tools migrate openapi schemathesis worker beat monitoring-check scale-check deploy-check client-check bench bench-smoke
 
 ## Install/start PostgreSQL, Redis and RabbitMQ if needed, migrate, and serve on 127.0.0.1:8000.
 run: services
@@ -26,7 +26,9 @@ POOLER_SUITES = row_level_security:: auth_flows:: users_and_keys:: roles_and_iso
 ## of README.md and docs/ (a second), then the monitoring stack against the real Prometheus and Alertmanager,
 ## then the multi-replica check (replicas behind HAProxy, one of each role
 ## killed under load), then the Dockerfile, compose file and Kubernetes
-## manifests with the real validators (the scripts install their tools when missing).
+## manifests with the real validators, then the Python and TypeScript clients
+## generated from openapi.json, type-checked, the Python one walked through
+## the running API (the scripts install their tools when missing).
 test: services python-tools
 	cargo test --all-targets -- --skip $(SEEDS_A_MILLION)
 	# Alone: its seeding loads PostgreSQL for minutes, which would slow the timed tests.
@@ -39,6 +41,7 @@ test: services python-tools
 	scripts/monitoring-check.sh
 	scripts/scale-check.sh
 	scripts/deploy-check.sh
+	scripts/client-check.sh
 
 ## Formatting and lints, as CI runs them; first the dependency guard
 ## (foundations -> domains -> entry points, no cycles between modules).
@@ -82,6 +85,11 @@ scale-check:
 ## The deployment checks alone (after a build: the probe check runs the binary).
 deploy-check:
 	scripts/deploy-check.sh
+
+## The generated clients alone, ~20 s: generate from openapi.json, type-check,
+## run the Python scenario against a fresh serve and worker (builds the binary if needed).
+client-check: services
+	scripts/client-check.sh
 
 ## The load benchmark: release build, fresh seeded database, the API as its own
 ## process, wrk from another; the table goes to bench/results/ and docs/performance.md.
