@@ -22,7 +22,8 @@
 //!   channels share), [`email`] (the account emails' outbox, templates and
 //!   delivery), [`accounts`] (password reset, email verification),
 //!   [`invitations`], [`audit`] (the tenant's audit log), [`exports`] (a
-//!   tenant's data as one archive), [`rate_limit`], [`health`] and [`key_rotation`] (every
+//!   tenant's data as one archive), [`idempotency`] (`Idempotency-Key` on
+//!   creating POSTs), [`rate_limit`], [`health`] and [`key_rotation`] (every
 //!   stored secret under the current key). Tasks are declared by
 //!   the domain that owns them (`sync::tasks`, ...).
 //! - **Entry points**: [`app`] (the API builder: middleware order, routes,
@@ -42,6 +43,7 @@ pub mod email;
 pub mod exports;
 pub mod health;
 pub mod http;
+pub mod idempotency;
 pub mod infra;
 pub mod invitations;
 pub mod key_rotation;

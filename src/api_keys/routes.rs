@@ -12,6 +12,7 @@ use crate::auth::{Admin, Auth};
 use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, ValidatedQuery};
 use crate::http::pagination::{Page, PageQuery};
+use crate::idempotency::IdempotencyKey;
 use crate::infra::Infra;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -24,6 +25,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     tag = "api-keys",
     security(("bearer" = [])),
     request_body = CreateApiKey,
+    params(IdempotencyKey),
     responses(
         (status = 201, description = "Created; store `key` now", body = CreatedApiKey),
         (status = 415, description = "Not JSON", body = ErrorBody),

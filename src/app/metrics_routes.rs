@@ -49,6 +49,7 @@ pub fn metrics_catalog() -> Vec<MetricDef> {
         logging::METRICS,
         rate_limit::metrics::ACTIVITY_METRICS,
         email::delivery::METRICS,
+        crate::idempotency::METRICS,
     ]
     .concat()
 }

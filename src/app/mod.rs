@@ -30,7 +30,11 @@
 //!    revocation state, settling authentication.
 //! 9. **tenant context**: tags the Sentry scope and the log span with tenant
 //!    and user, now that they are settled.
-//! 10. **panic guard**: innermost, right around the handlers, so a panic turns
+//! 10. **idempotency**: applies `Idempotency-Key` to the operations that
+//!     declare it; needs the settled tenant, and a request refused by the
+//!     limiter holds no key. Outside the panic guard, so a panic's 500
+//!     releases the key like any other failure.
+//! 11. **panic guard**: innermost, right around the handlers, so a panic turns
 //!     into a JSON 500 that flows back out through metrics and logging.
 //!
 //! actix applies `.wrap()` calls inside-out: the last one is the outermost.
@@ -59,6 +63,7 @@ use crate::auth::{AuthEvents, AuthState};
 use crate::config::{Layer, Settings};
 use crate::http::fallback::{self, RouteTable};
 use crate::http::{cors, extractors, load_shedding, panic_guard, request_context};
+use crate::idempotency::{self, IdempotencyState, IdempotencyStore, IdempotentRoutes};
 use crate::infra::Infra;
 use crate::rate_limit::RateLimiter;
 use crate::resilience::load::LoadMonitor;
@@ -134,6 +139,11 @@ impl Application {
 
         let document = openapi::document();
         let route_table = web::Data::new(RouteTable::from_openapi(&document));
+        let idempotency = web::Data::new(IdempotencyState::new(
+            IdempotencyStore::new(&settings, infra.redis.clone(), infra.redis_guard.clone()),
+            IdempotentRoutes::from_openapi(&document),
+            &metrics,
+        ));
         let openapi_json = web::Data::new(OpenApiJson(
             serde_json::to_string(&document).context("serializing the OpenAPI document")?,
         ));
@@ -200,6 +210,7 @@ impl Application {
                 .app_data(rate_limiter.clone())
                 .app_data(load.clone())
                 .app_data(route_table.clone())
+                .app_data(idempotency.clone())
                 .app_data(openapi_json.clone())
                 .configure(|cfg| extractors::configure(cfg, max_body_bytes))
                 .configure(extra_routes.clone())
@@ -215,6 +226,7 @@ impl Application {
                     stack.layer_enabled(Layer::PanicGuard),
                     from_fn(panic_guard::panic_guard),
                 ))
+                .wrap(from_fn(idempotency::idempotency))
                 .wrap(Condition::new(
                     stack.layer_enabled(Layer::TenantContext),
                     from_fn(tenant_context::tenant_context),

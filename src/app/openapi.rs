@@ -119,34 +119,12 @@ fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
 
 impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut OpenApiDoc) {
-        let request_id =
-            string_header("The request's id: the caller's when sane, generated otherwise");
-        let rate_limit_headers = [
-            (
-                "X-RateLimit-Limit",
-                "Requests allowed by the headline policy (the one with the fewest left, or on 429 the one exceeded)",
-            ),
-            (
-                "X-RateLimit-Remaining",
-                "Requests left in the headline policy",
-            ),
-            (
-                "X-RateLimit-Reset",
-                "Unix time (seconds) when the headline policy's window is empty again",
-            ),
-            (
-                "X-RateLimit-Tenant",
-                "The tenant counted, for authenticated calls",
-            ),
-            (
-                "RateLimit-Policy",
-                "Every policy counted, e.g. `\"tenant-minute\";q=100;w=60` (draft-ietf-httpapi-ratelimit-headers-10)",
-            ),
-            (
-                "RateLimit",
-                "The headline policy's state, e.g. `\"tenant-minute\";r=42;t=18`",
-            ),
-        ];
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, description) in HEADERS {
+            components
+                .headers
+                .insert((*name).into(), RefOr::T(string_header(description)));
+        }
         for (path, item) in openapi.paths.paths.iter_mut() {
             let limited = !crate::http::is_operational_route(path);
             for operation in [
@@ -185,10 +163,8 @@ impl Modify for CommonResponses {
                         let mut response =
                             error_response("Missing, invalid, expired or revoked credentials");
                         if let RefOr::T(r) = &mut response {
-                            r.headers.insert(
-                                "WWW-Authenticate".into(),
-                                RefOr::T(string_header("The authentication challenge")),
-                            );
+                            r.headers
+                                .insert("WWW-Authenticate".into(), header_ref("WWW-Authenticate"));
                         }
                         response
                     });
@@ -205,7 +181,7 @@ impl Modify for CommonResponses {
                         if let RefOr::T(r) = &mut response {
                             r.headers.insert(
                                 "Retry-After".into(),
-                                RefOr::T(string_header("Seconds to wait before retrying")),
+                                header_ref("Retry-After"),
                             );
                         }
                         response
@@ -219,24 +195,28 @@ impl Modify for CommonResponses {
                         if let RefOr::T(r) = &mut response {
                             r.headers.insert(
                                 "Retry-After".into(),
-                                RefOr::T(string_header("Seconds until a request is admitted again")),
+                                header_ref("Retry-After"),
                             );
                         }
                         response
                     });
                 }
+                if crate::idempotency::declares_key(operation) {
+                    document_idempotency(&mut operation.responses.responses);
+                }
+                let responses = &mut operation.responses.responses;
                 for response in responses.values_mut() {
                     if let RefOr::T(response) = response {
                         response
                             .headers
                             .entry("X-Request-ID".into())
-                            .or_insert_with(|| RefOr::T(request_id.clone()));
+                            .or_insert_with(|| header_ref("X-Request-ID"));
                         if limited {
-                            for (name, description) in rate_limit_headers {
+                            for name in RATE_LIMIT_HEADERS {
                                 response
                                     .headers
                                     .entry(name.into())
-                                    .or_insert_with(|| RefOr::T(string_header(description)));
+                                    .or_insert_with(|| header_ref(name));
                             }
                         }
                     }
@@ -244,6 +224,134 @@ impl Modify for CommonResponses {
             }
         }
     }
+}
+
+/// What an operation taking `Idempotency-Key` answers besides its own:
+/// replays marked as such, 409 while the key's first request runs, 422 for a
+/// key reused with another request (an error body, not a list of fields),
+/// 503 when the keys cannot be read.
+fn document_idempotency(
+    responses: &mut std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>>,
+) {
+    use crate::idempotency::REPLAYED_HEADER;
+    let append = |response: &mut RefOr<utoipa::openapi::Response>, text: &str| {
+        if let RefOr::T(response) = response {
+            response.description = format!("{}; {text}", response.description);
+        }
+    };
+    for (status, response) in responses.iter_mut() {
+        if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
+            response
+                .headers
+                .insert(REPLAYED_HEADER.into(), header_ref(REPLAYED_HEADER));
+        }
+    }
+    let in_use = "or (`idempotency_key_in_use`) a request with the same `Idempotency-Key` \
+                  is still running: retry after `Retry-After`";
+    match responses.get_mut("409") {
+        Some(response) => append(response, in_use),
+        None => {
+            let mut response = error_response(&in_use[4..]);
+            if let RefOr::T(r) = &mut response {
+                r.headers
+                    .insert("Retry-After".into(), header_ref("Retry-After"));
+            }
+            responses.insert("409".into(), response);
+        }
+    }
+    let reused = "or (`idempotency_key_reused`, an error body) the `Idempotency-Key` \
+                  was used with another request";
+    let body_schema = |name: &str| RefOr::Ref(utoipa::openapi::Ref::from_schema_name(name));
+    let either = utoipa::openapi::schema::OneOfBuilder::new()
+        .item(body_schema("ValidationErrorBody"))
+        .item(body_schema("ErrorBody"))
+        .build();
+    let unprocessable = responses.entry("422".into()).or_insert_with(|| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description("Invalid input (a list of fields)")
+                .build(),
+        )
+    });
+    append(unprocessable, reused);
+    if let RefOr::T(response) = unprocessable {
+        response.content.insert(
+            "application/json".into(),
+            RefOr::T(
+                utoipa::openapi::ContentBuilder::new()
+                    .schema(Some(RefOr::T(utoipa::openapi::schema::Schema::OneOf(
+                        either,
+                    ))))
+                    .build(),
+            ),
+        );
+    }
+    if let Some(unavailable) = responses.get_mut("503") {
+        append(
+            unavailable,
+            "or (`idempotency_unavailable`) `Idempotency-Key` was sent while the keys cannot be read",
+        );
+    }
+}
+
+/// Response headers the operations share, each described once in
+/// `components.headers` and referenced from every response that sends it.
+const HEADERS: &[(&str, &str)] = &[
+    (
+        "X-Request-ID",
+        "The request's id: the caller's when sane, generated otherwise",
+    ),
+    (
+        "X-RateLimit-Limit",
+        "Requests allowed by the headline policy (the one with the fewest left, or on 429 the one exceeded)",
+    ),
+    (
+        "X-RateLimit-Remaining",
+        "Requests left in the headline policy",
+    ),
+    (
+        "X-RateLimit-Reset",
+        "Unix time (seconds) when the headline policy's window is empty again",
+    ),
+    (
+        "X-RateLimit-Tenant",
+        "The tenant counted, for authenticated calls",
+    ),
+    (
+        "RateLimit-Policy",
+        "Every policy counted, e.g. `\"tenant-minute\";q=100;w=60` (draft-ietf-httpapi-ratelimit-headers-10)",
+    ),
+    (
+        "RateLimit",
+        "The headline policy's state, e.g. `\"tenant-minute\";r=42;t=18`",
+    ),
+    (
+        "Retry-After",
+        "Seconds to wait before retrying (after a 429: until a request is admitted again)",
+    ),
+    ("WWW-Authenticate", "The authentication challenge"),
+    (
+        crate::idempotency::REPLAYED_HEADER,
+        "`true` when this is the stored answer of an earlier request with the same `Idempotency-Key`",
+    ),
+];
+
+/// The rate limiter's headers, on every response of a limited operation.
+const RATE_LIMIT_HEADERS: [&str; 6] = [
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "X-RateLimit-Tenant",
+    "RateLimit-Policy",
+    "RateLimit",
+];
+
+/// A reference to one of [`HEADERS`].
+fn header_ref(name: &str) -> RefOr<utoipa::openapi::Header> {
+    debug_assert!(HEADERS.iter().any(|(known, _)| *known == name));
+    RefOr::Ref(utoipa::openapi::Ref::new(format!(
+        "#/components/headers/{name}"
+    )))
 }
 
 fn string_header(description: &str) -> utoipa::openapi::Header {

@@ -25,6 +25,7 @@ mod cors;
 mod database;
 mod email;
 mod health;
+mod idempotency;
 mod load_shedding;
 mod logging;
 mod metrics;
@@ -54,6 +55,7 @@ pub use cors::CorsSettings;
 pub use database::{DatabaseSettings, Pooler};
 pub use email::{EmailMode, EmailSettings, SmtpTls};
 pub use health::HealthSettings;
+pub use idempotency::IdempotencySettings;
 pub use load_shedding::LoadSheddingSettings;
 pub use logging::{LogFormat, LoggingSettings};
 pub use metrics::MetricsSettings;
@@ -103,6 +105,8 @@ pub struct Settings {
     pub secrets: SecretsSettings,
     #[garde(dive)]
     pub cache: CacheSettings,
+    #[garde(dive)]
+    pub idempotency: IdempotencySettings,
     #[garde(dive)]
     pub cors: CorsSettings,
     #[garde(dive)]

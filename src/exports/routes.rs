@@ -13,6 +13,7 @@ use crate::audit::Origin;
 use crate::auth::{Admin, Auth};
 use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::ValidatedQuery;
+use crate::idempotency::IdempotencyKey;
 use crate::infra::Infra;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -26,6 +27,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     operation_id = "tenants_export_start",
     tag = "tenants",
     security(("bearer" = [])),
+    params(IdempotencyKey),
     responses(
         (status = 202, description = "Queued (or the one under way)", body = Export),
         (status = 401, description = "Not authenticated", body = ErrorBody),

@@ -11,6 +11,7 @@ use crate::config::CorsSettings;
 pub const EXPOSED_HEADERS: &[&str] = &[
     "X-Request-ID",
     "X-Cache",
+    "Idempotent-Replayed",
     "Retry-After",
     "X-RateLimit-Limit",
     "X-RateLimit-Remaining",

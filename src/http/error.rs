@@ -92,6 +92,10 @@ pub enum ApiError {
     NotFound { detail: String },
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
+    /// Well-formed, but refused as a whole (not one field): a 422 with an
+    /// error body and its own code, e.g. `idempotency_key_reused`.
+    #[error("{detail}")]
+    Unprocessable { code: &'static str, detail: String },
     #[error("Method not allowed")]
     MethodNotAllowed { allow: Vec<String> },
     #[error("Request body too large: the limit is {limit} bytes")]
@@ -144,6 +148,7 @@ impl ApiError {
             ApiError::Forbidden { code, .. } => code,
             ApiError::NotFound { .. } => "not_found",
             ApiError::Conflict { code, .. } => code,
+            ApiError::Unprocessable { code, .. } => code,
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
@@ -163,6 +168,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,

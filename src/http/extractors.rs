@@ -111,7 +111,7 @@ where
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
-        let mut payload = payload.take();
+        let payload = payload.take();
         Box::pin(async move {
             if !content_type_ok {
                 return Err(ApiError::UnsupportedMediaType {
@@ -121,24 +121,30 @@ where
             if declared_length.is_some_and(|len| len > limit) {
                 return Err(ApiError::PayloadTooLarge { limit });
             }
-            let mut body = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|err| ApiError::BadRequest {
-                    code: "body_read_error",
-                    detail: format!("could not read the request body: {err}"),
-                })?;
-                if body.len() + chunk.len() > limit {
-                    return Err(ApiError::PayloadTooLarge { limit });
-                }
-                body.extend_from_slice(&chunk);
-            }
-            let value = parse_json::<T>(&body.freeze())?;
+            let body = read_body(payload, limit).await?;
+            let value = parse_json::<T>(&body)?;
             value
                 .validate()
                 .map_err(|report| ApiError::Validation(garde_issues(&report)))?;
             Ok(ValidatedJson(value))
         })
     }
+}
+
+/// Reads a body of at most `limit` bytes (413 beyond).
+pub async fn read_body(mut payload: Payload, limit: usize) -> Result<Bytes, ApiError> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|err| ApiError::BadRequest {
+            code: "body_read_error",
+            detail: format!("could not read the request body: {err}"),
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 fn is_json_content_type(req: &HttpRequest) -> bool {

@@ -13,6 +13,7 @@ use crate::auth::{Admin, Auth, AuthState};
 use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, ValidatedQuery};
 use crate::http::pagination::{Page, PageQuery};
+use crate::idempotency::IdempotencyKey;
 use crate::infra::Infra;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -29,6 +30,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     tag = "invitations",
     request_body = CreateInvitation,
     security(("bearer" = [])),
+    params(IdempotencyKey),
     responses(
         (status = 201, description = "Invited; the link is on its way", body = Invitation),
         (status = 401, description = "Not authenticated", body = ErrorBody),

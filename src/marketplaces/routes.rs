@@ -10,6 +10,7 @@ use crate::auth::{Admin, Auth, Viewer};
 use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, ValidatedQuery};
 use crate::http::pagination::{Page, PageQuery};
+use crate::idempotency::IdempotencyKey;
 use crate::infra::Infra;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -25,6 +26,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     tag = "marketplaces",
     security(("bearer" = [])),
     request_body = CreateConnection,
+    params(IdempotencyKey),
     responses(
         (status = 201, description = "Connected", body = Connection),
         (status = 415, description = "Not JSON", body = ErrorBody),

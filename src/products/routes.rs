@@ -10,6 +10,7 @@ use crate::auth::{Auth, Member, Viewer};
 use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, ValidatedQuery};
 use crate::http::pagination::{Page, PageQuery};
+use crate::idempotency::IdempotencyKey;
 use crate::infra::Infra;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -58,6 +59,7 @@ async fn list(
     tag = "products",
     security(("bearer" = [])),
     request_body = CreateProduct,
+    params(IdempotencyKey),
     responses(
         (status = 201, description = "Created", body = Product),
         (status = 409, description = "The SKU is taken", body = ErrorBody),

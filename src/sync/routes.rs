@@ -11,6 +11,7 @@ use crate::auth::{Auth, Member, Viewer};
 use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, ValidatedQuery};
 use crate::http::pagination::{Page, PageQuery};
+use crate::idempotency::IdempotencyKey;
 use crate::infra::Infra;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -31,6 +32,7 @@ fn location(job: &SyncJob) -> String {
     tag = "sync",
     security(("bearer" = [])),
     request_body = StartSync,
+    params(IdempotencyKey),
     responses(
         (status = 202, description = "Queued: the job (with `Location`), or for `all` the jobs, new or already active", body = Accepted,
          headers(("Location" = String, description = "The job (for one connection)"))),

@@ -13,6 +13,7 @@ use crate::auth::{Admin, Auth};
 use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, ValidatedQuery};
 use crate::http::pagination::{Page, PageQuery};
+use crate::idempotency::IdempotencyKey;
 use crate::infra::Infra;
 use crate::notifications::log::{self, Delivery};
 
@@ -33,6 +34,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     tag = "telegram",
     security(("bearer" = [])),
     request_body = CreateChat,
+    params(IdempotencyKey),
     responses(
         (status = 201, description = "Registered", body = TelegramChat),
         (status = 415, description = "Not JSON", body = ErrorBody),
@@ -172,6 +174,7 @@ async fn deliveries(
     params(
         ("id" = Uuid, Path, description = "Chat registration id"),
         ("delivery_id" = Uuid, Path, description = "Delivery id"),
+        IdempotencyKey,
     ),
     responses(
         (status = 202, description = "Queued for sending", body = Delivery),
@@ -194,7 +197,7 @@ async fn retry_delivery(
     operation_id = "telegram_chats_send_test",
     tag = "telegram",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Chat registration id")),
+    params(("id" = Uuid, Path, description = "Chat registration id"), IdempotencyKey),
     responses(
         (status = 202, description = "Queued for sending; follow it in the delivery log", body = Delivery),
         (status = 404, description = "No such chat in your tenant", body = ErrorBody),

@@ -12,6 +12,7 @@ use crate::auth::{Admin, Auth, Viewer};
 use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, ValidatedQuery};
 use crate::http::pagination::{Page, PageQuery};
+use crate::idempotency::IdempotencyKey;
 use crate::infra::Infra;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -95,6 +96,7 @@ async fn list(
     tag = "users",
     security(("bearer" = [])),
     request_body = CreateUser,
+    params(IdempotencyKey),
     responses(
         (status = 201, description = "Created", body = User),
         (status = 409, description = "The email is already registered", body = ErrorBody),

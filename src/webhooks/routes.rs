@@ -12,6 +12,7 @@ use crate::auth::{Admin, Auth};
 use crate::http::error::{ApiError, ErrorBody, ValidationErrorBody};
 use crate::http::extractors::{ValidatedJson, ValidatedQuery};
 use crate::http::pagination::{Page, PageQuery};
+use crate::idempotency::IdempotencyKey;
 use crate::infra::Infra;
 use crate::notifications::log::{self, Delivery};
 
@@ -34,6 +35,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     tag = "webhooks",
     security(("bearer" = [])),
     request_body = CreateSubscription,
+    params(IdempotencyKey),
     responses(
         (status = 201, description = "Subscribed; `secret` shown once", body = SubscriptionWithSecret),
         (status = 415, description = "Not JSON", body = ErrorBody),
@@ -197,6 +199,7 @@ async fn deliveries(
     params(
         ("id" = Uuid, Path, description = "Subscription id"),
         ("delivery_id" = Uuid, Path, description = "Delivery id"),
+        IdempotencyKey,
     ),
     responses(
         (status = 202, description = "Queued for sending", body = Delivery),
@@ -219,7 +222,7 @@ async fn retry_delivery(
     operation_id = "webhooks_send_test",
     tag = "webhooks",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Subscription id")),
+    params(("id" = Uuid, Path, description = "Subscription id"), IdempotencyKey),
     responses(
         (status = 202, description = "Queued for sending; follow it in the delivery log", body = Delivery),
         (status = 404, description = "No such subscription in your tenant", body = ErrorBody),

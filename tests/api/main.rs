@@ -15,6 +15,7 @@ mod durability;
 mod error_reporting;
 mod errors;
 mod health;
+mod idempotency;
 mod invitations;
 mod jwt_attacks;
 mod marketplaces;

@@ -281,3 +281,39 @@ fn the_committed_document_is_the_served_one() {
         }
     }
 }
+
+/// Every signed-in POST that creates something (answers 201 or 202) takes
+/// `Idempotency-Key`, and documents the replay header and the key's 409;
+/// no other operation declares it.
+#[test]
+fn every_creating_post_takes_an_idempotency_key() {
+    let doc = serde_json::to_value(stock_tracker::app::openapi::document()).unwrap();
+    let mut declaring = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let declares = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header");
+            let responses = &operation["responses"];
+            let creates = method == "post"
+                && operation.get("security").is_some()
+                && (responses.get("201").is_some() || responses.get("202").is_some());
+            assert_eq!(declares, creates, "{method} {path}");
+            if declares {
+                declaring += 1;
+                let success = responses.get("201").or(responses.get("202")).unwrap();
+                assert!(
+                    success["headers"].get("Idempotent-Replayed").is_some(),
+                    "{path}"
+                );
+                let conflict = responses["409"]["description"].as_str().unwrap();
+                assert!(conflict.contains("idempotency_key_in_use"), "{path}");
+                let unprocessable = responses["422"]["description"].as_str().unwrap();
+                assert!(unprocessable.contains("idempotency_key_reused"), "{path}");
+            }
+        }
+    }
+    assert_eq!(declaring, 13);
+}
