@@ -24,6 +24,8 @@
 #                     same (every variable has its .env.example value as default)
 #   compose-env       every variable the compose file reads is in .env.example
 #   compose-schema    check-jsonschema --builtin-schema vendor.compose-spec
+#   image             docker-compose.yml's default image and k8s/base's `images:`
+#                     name the same published image, at Cargo.toml's version
 #   kustomize         `kustomize build` of k8s/base and every k8s/overlays/*
 #   kubernetes-validate  the rendered manifests and k8s/secret.example.yaml,
 #                     --strict, against Kubernetes 1.30 and 1.37 (vendored schemas;
@@ -309,6 +311,36 @@ step_compose_schema() {
   "$VENV/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml
 }
 
+# The image .github/workflows/image.yml publishes on a tag vX.Y.Z (Cargo.toml's
+# version): compose and the Kubernetes base must both run that release.
+step_image() {
+  "$VENV/bin/python" - <<'PY'
+import pathlib, re, sys
+import yaml
+
+version = re.search(r'^version\s*=\s*"([^"]+)"', pathlib.Path("Cargo.toml").read_text(encoding="utf-8"), re.M)[1]
+compose = re.search(r"^\s*image:\s*\$\{STOCK_TRACKER_IMAGE:-([^}]+)\}",
+                    pathlib.Path("docker-compose.yml").read_text(encoding="utf-8"), re.M)
+kustomization = yaml.safe_load(pathlib.Path("k8s/base/kustomization.yaml").read_text(encoding="utf-8"))
+entry = next((i for i in kustomization.get("images", []) if i.get("name") == "stock-tracker"), None)
+problems = []
+if compose is None:
+    problems.append("docker-compose.yml: no `image: ${STOCK_TRACKER_IMAGE:-<image>}` for the application")
+if entry is None or "newName" not in entry:
+    problems.append("k8s/base/kustomization.yaml: no images: entry for `stock-tracker` with a newName")
+if not problems:
+    base = f"{entry['newName']}:{entry.get('newTag', '')}"
+    if compose[1] != base:
+        problems.append(f"docker-compose.yml runs {compose[1]}, k8s/base {base}: name one image")
+    if entry.get("newTag") != version:
+        problems.append(f"k8s/base runs tag {entry.get('newTag')}, Cargo.toml's version is {version}")
+    print(f"compose and k8s/base: {base} (Cargo.toml {version})")
+for problem in problems:
+    print(problem)
+sys.exit(1 if problems else 0)
+PY
+}
+
 OVERLAYS=()
 step_kustomize() {
   local dir name status=0
@@ -393,6 +425,7 @@ run_step dockerfile-rust step_dockerfile_rust
 run_step compose-config step_compose_config
 run_step compose-env step_compose_env
 run_step compose-schema step_compose_schema
+run_step image step_image
 run_step kustomize step_kustomize
 run_step kubernetes-validate step_kubernetes_validate
 run_step prometheusrule step_prometheusrule
