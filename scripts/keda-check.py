@@ -14,7 +14,8 @@ kubernetes-validate has no schema for custom resources, so two checks stand in:
    unknown field, a wrong type, a missing required field or a value outside
    an enum fails, as `kubectl apply --validate=strict` would.
 2. Meaning, against the rest of the rendering: the target is a Deployment of
-   the rendering that no HorizontalPodAutoscaler also scales; every queue the
+   the rendering, in the ScaledObject's namespace (where KEDA looks for it),
+   that no HorizontalPodAutoscaler also scales; every queue the
    worker consumes (broker.sync_queue and broker.notifications_queue, as its
    container gets them) has a rabbitmq trigger and no trigger names another
    queue; each trigger's authentication is a TriggerAuthentication of the
@@ -137,6 +138,10 @@ def meaning_problems(docs: list[dict]) -> list[str]:
         if kind != "Deployment" or deployment is None:
             problems.append(f"{where}: scales {kind}/{target.get('name')}, not a Deployment of this rendering")
             continue
+        namespace = scaled["metadata"].get("namespace")
+        if namespace != deployment["metadata"].get("namespace"):
+            problems.append(f"{where}: in namespace {namespace or '(none)'}, but Deployment/{target['name']} is in "
+                            f"{deployment['metadata'].get('namespace') or '(none)'}: KEDA looks in its own")
         if (kind, target["name"]) in hpa_targets:
             problems.append(f"{where}: a HorizontalPodAutoscaler also scales {kind}/{target['name']} "
                             "(KEDA refuses a second autoscaler: delete the HPA)")
@@ -213,6 +218,8 @@ def breaks() -> dict[str, Callable[[list[dict]], None]]:
         "a count given as a string": lambda d: spec(d).update(minReplicaCount="1"),
         "a trigger without its type": lambda d: rabbit(d, "sync").pop("type"),
         "an HPA left on the same Deployment": keep_hpa,
+        "a ScaledObject outside the Deployment's namespace": lambda d: next(
+            x for x in d if x["kind"] == "ScaledObject")["metadata"].pop("namespace", None),
         "a queue the worker does not consume": lambda d: rabbit(d, "sync")["metadata"].update(queueName="celery"),
         "no trigger on notifications": lambda d: spec(d)["triggers"].remove(rabbit(d, "notifications")),
         "scale to zero": lambda d: spec(d).update(minReplicaCount=0),
