@@ -447,7 +447,9 @@ def run(base_url: str, steps: Steps) -> None:
     invalid = expect(step, response, 422, ValidationErrorBody)
     same(step, "code", invalid.code, "validation_error")
     same(step, "loc of each issue", [issue.loc for issue in invalid.detail], [["body", "stock"]])
-    true(step, "a msg and a type", all(issue.msg and issue.type_ for issue in invalid.detail), invalid.to_dict())
+    same(step, "Pydantic's type", invalid.detail[0].type_, "greater_than_equal")
+    true(step, "the bound in ctx and the input", invalid.to_dict()["detail"][0].get("ctx") == {"ge": 0}
+         and invalid.to_dict()["detail"][0].get("input") == -1, invalid.to_dict())
     request_id_matches(step, response, invalid.request_id)
     query = expect("products_list, limit=0", products_list.sync_detailed(client=client, limit=0),
                    422, ValidationErrorBody)

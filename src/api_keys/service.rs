@@ -31,10 +31,10 @@ pub async fn create(
         .expires_at
         .is_some_and(|at| at <= OffsetDateTime::now_utc())
     {
-        return Err(ApiError::invalid_field(
+        return Err(ApiError::invalid_value(
             "expires_at",
+            serde_json::to_value(input.expires_at).unwrap_or_default(),
             "must be in the future",
-            "value_error",
         ));
     }
     if role > auth.principal.role {

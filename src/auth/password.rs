@@ -19,7 +19,8 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::Semaphore;
 
 use crate::config::Argon2Settings;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ValidationIssue};
+use serde_json::Map;
 
 /// Shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 10;
@@ -116,32 +117,44 @@ impl PasswordHasher {
 pub fn check_policy(password: &str, email: &str, field: &str) -> Result<(), ApiError> {
     let length = password.chars().count();
     if length < MIN_PASSWORD_LEN {
-        return Err(ApiError::invalid_field(
-            field,
-            format!("Password must be at least {MIN_PASSWORD_LEN} characters long"),
-            "password_too_short",
-        ));
+        return Err(ApiError::Validation(vec![
+            ValidationIssue::new(
+                vec!["body".into(), field.into()],
+                format!("String should have at least {MIN_PASSWORD_LEN} characters"),
+                "string_too_short",
+            )
+            .with_ctx(Some(Map::from_iter([(
+                "min_length".into(),
+                MIN_PASSWORD_LEN.into(),
+            )]))),
+        ]));
     }
     if length > MAX_PASSWORD_LEN {
-        return Err(ApiError::invalid_field(
-            field,
-            format!("Password must be at most {MAX_PASSWORD_LEN} characters long"),
-            "password_too_long",
-        ));
+        return Err(ApiError::Validation(vec![
+            ValidationIssue::new(
+                vec!["body".into(), field.into()],
+                format!("String should have at most {MAX_PASSWORD_LEN} characters"),
+                "string_too_long",
+            )
+            .with_ctx(Some(Map::from_iter([(
+                "max_length".into(),
+                MAX_PASSWORD_LEN.into(),
+            )]))),
+        ]));
     }
     let lowered = password.to_lowercase();
     if lowered == email.trim().to_lowercase() {
-        return Err(ApiError::invalid_field(
+        return Err(ApiError::invalid_value(
             field,
+            serde_json::Value::Null,
             "Password must not be the email address",
-            "password_equals_email",
         ));
     }
     if COMMON_PASSWORDS.contains(&lowered.as_str()) {
-        return Err(ApiError::invalid_field(
+        return Err(ApiError::invalid_value(
             field,
+            serde_json::Value::Null,
             "Password is too common; choose one that is not on lists of leaked passwords",
-            "password_too_common",
         ));
     }
     Ok(())

@@ -27,15 +27,27 @@ pub struct ErrorBody {
     pub request_id: String,
 }
 
-/// One failed check of a request's input, as FastAPI reports it.
+/// One failed check of a request's input, as FastAPI (Pydantic v2) reports
+/// it; [`crate::http::pydantic`] fills it in and docs/api.md lists the types.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ValidationIssue {
     /// Where the problem is: `["body", "email"]`, `["query", "limit"]`, `["path", "id"]`.
     pub loc: Vec<LocPart>,
     pub msg: String,
-    /// Kind of failure, e.g. `missing`, `extra_forbidden`, `type_error`, `value_error`, `json_invalid`.
+    /// Pydantic v2's error type, e.g. `missing`, `extra_forbidden`,
+    /// `string_too_short`, `greater_than_equal`, `enum`, `value_error`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The value that failed; absent for secrets (passwords, tokens,
+    /// credentials) and where the input is not at hand.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub input: Option<serde_json::Value>,
+    /// The check's parameters, as Pydantic gives them: `min_length`,
+    /// `max_length`, `ge`, `le`, `pattern`, `expected`, `error`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub ctx: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// A `loc` element: a field name or a list index.
@@ -58,7 +70,22 @@ impl ValidationIssue {
             loc,
             msg: msg.into(),
             kind: kind.into(),
+            input: None,
+            ctx: None,
         }
+    }
+
+    /// Adds the failing value, unless `loc` names a secret.
+    pub fn with_input(mut self, input: Option<&serde_json::Value>) -> Self {
+        if !crate::http::pydantic::is_secret(&self.loc) {
+            self.input = input.cloned();
+        }
+        self
+    }
+
+    pub fn with_ctx(mut self, ctx: Option<serde_json::Map<String, serde_json::Value>>) -> Self {
+        self.ctx = ctx.filter(|ctx| !ctx.is_empty());
+        self
     }
 }
 
@@ -130,13 +157,30 @@ impl ApiError {
         }
     }
 
-    /// A 422 about one field of the body.
-    pub fn invalid_field(field: &str, msg: impl Into<String>, kind: &str) -> Self {
+    /// A 422 for a body field the request needs in this case.
+    pub fn missing_field(field: &str, msg: impl Into<String>) -> Self {
         ApiError::Validation(vec![ValidationIssue::new(
             vec!["body".into(), field.into()],
             msg,
-            kind,
+            "missing",
         )])
+    }
+
+    /// A 422 about one field of the body that a custom check refused
+    /// (Pydantic's `value_error`, with the message as `ctx.error`).
+    pub fn invalid_value(field: &str, input: serde_json::Value, error: &str) -> Self {
+        ApiError::Validation(vec![
+            ValidationIssue::new(
+                vec!["body".into(), field.into()],
+                format!("Value error, {error}"),
+                "value_error",
+            )
+            .with_ctx(Some(serde_json::Map::from_iter([(
+                "error".to_owned(),
+                error.into(),
+            )])))
+            .with_input(Some(&input)),
+        ])
     }
 
     /// Stable code sent to clients.

@@ -19,7 +19,9 @@ use actix_web::{FromRequest, HttpRequest};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
+use super::pydantic;
 use super::strict_json::StrictValue;
+use super::validation::NO_NUL_PATTERN;
 use crate::http::error::{ApiError, LocPart, ValidationIssue};
 
 /// Registers the error handlers of actix's built-in extractors.
@@ -35,8 +37,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
                 .limit(max_body_bytes)
                 .error_handler(|err, _req| form_error(err).into()),
         )
-        .app_data(web::QueryConfig::default().error_handler(|err, _req| query_error(err).into()))
-        .app_data(web::PathConfig::default().error_handler(|err, _req| path_error(err).into()));
+        .app_data(
+            web::QueryConfig::default().error_handler(|err, req| query_error(err, req).into()),
+        )
+        .app_data(web::PathConfig::default().error_handler(|err, req| path_error(err, req).into()));
 }
 
 /// Query parameters, parsed with the path of any bad parameter (422 with
@@ -68,10 +72,16 @@ where
     let value: T = serde_path_to_error::deserialize(de).map_err(|err| {
         let mut loc: Vec<LocPart> = vec!["query".into()];
         loc.extend(path_to_loc(err.path()));
-        ApiError::Validation(vec![data_issue(loc, &err.inner().to_string())])
+        let input = query_values(query);
+        ApiError::Validation(vec![pydantic::serde_issue(
+            loc,
+            &err.inner().to_string(),
+            Some(&input),
+        )])
     })?;
-    value.validate().map_err(|report| {
-        let issues = garde_issues(&report)
+    pydantic::validate(&value).map_err(|report| {
+        let input = query_values(query);
+        let issues = garde_issues(&report, Some(&input))
             .into_iter()
             .map(|mut issue| {
                 issue.loc[0] = "query".into();
@@ -81,6 +91,20 @@ where
         ApiError::Validation(issues)
     })?;
     Ok(value)
+}
+
+/// A query string's parameters as a JSON object of their text values (the
+/// `input` of a query parameter's 422).
+fn query_values(query: &str) -> serde_json::Value {
+    form_urlencoded::parse(query.as_bytes())
+        .map(|(key, value)| {
+            (
+                key.into_owned(),
+                serde_json::Value::String(value.into_owned()),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// The largest body [`ValidatedJson`] reads.
@@ -123,9 +147,11 @@ where
             }
             let body = read_body(payload, limit).await?;
             let value = parse_json::<T>(&body)?;
-            value
-                .validate()
-                .map_err(|report| ApiError::Validation(garde_issues(&report)))?;
+            pydantic::validate(&value).map_err(|report| {
+                // The failing values, for `input`: parsed again on this error path only.
+                let input = serde_json::from_slice::<serde_json::Value>(&body).ok();
+                ApiError::Validation(garde_issues(&report, input.as_ref()))
+            })?;
             Ok(ValidatedJson(value))
         })
     }
@@ -164,20 +190,24 @@ fn is_json_content_type(req: &HttpRequest) -> bool {
 /// (which PostgreSQL text cannot store) are refused with their location
 /// before any handler sees them.
 pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|err| {
-        ApiError::Validation(vec![ValidationIssue::new(
-            vec!["body".into()],
-            format!("JSON decode error: {err}"),
-            "json_invalid",
-        )])
-    })?;
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|err| ApiError::Validation(vec![json_invalid(&err)]))?;
     let mut path = vec![LocPart::from("body")];
     if let Some(loc) = find_nul(&value, &mut path) {
-        return Err(ApiError::Validation(vec![ValidationIssue::new(
-            loc,
-            "Text must not contain NUL characters",
-            "string_nul",
-        )]));
+        // The pattern every text field documents (`NO_NUL_PATTERN`).
+        let input = pydantic::value_at(&value, &loc).cloned();
+        return Err(ApiError::Validation(vec![
+            ValidationIssue::new(
+                loc,
+                format!("String should match pattern '{NO_NUL_PATTERN}'"),
+                "string_pattern_mismatch",
+            )
+            .with_ctx(Some(serde_json::Map::from_iter([(
+                "pattern".to_owned(),
+                NO_NUL_PATTERN.into(),
+            )])))
+            .with_input(input.as_ref()),
+        ]));
     }
     deserialize_at(value, &["body"])
 }
@@ -189,8 +219,10 @@ pub fn deserialize_at<T: DeserializeOwned>(
     value: serde_json::Value,
     loc: &[&str],
 ) -> Result<T, ApiError> {
+    // Kept for the error's `input`; request bodies are small.
+    let root = value.clone();
     serde_path_to_error::deserialize(StrictValue(value)).map_err(|err| {
-        let mut issue = serde_issue("body", path_to_loc(err.path()), err.inner());
+        let mut issue = serde_issue("body", path_to_loc(err.path()), err.inner(), Some(&root));
         if issue.kind != "json_invalid" {
             let mut full: Vec<LocPart> = loc.iter().map(|k| LocPart::from(*k)).collect();
             full.extend(issue.loc.into_iter().skip(1));
@@ -206,10 +238,10 @@ where
     T: garde::Validate,
     T::Context: Default,
 {
-    value.validate().map_err(|report| {
+    pydantic::validate(value).map_err(|report| {
         let prefix: Vec<LocPart> = loc.iter().map(|k| LocPart::from(*k)).collect();
         ApiError::Validation(
-            garde_issues(&report)
+            garde_issues(&report, None)
                 .into_iter()
                 .map(|mut issue| {
                     let mut full = prefix.clone();
@@ -246,39 +278,26 @@ fn find_nul(value: &serde_json::Value, path: &mut Vec<LocPart>) -> Option<Vec<Lo
     }
 }
 
-fn serde_issue(source: &str, path: Vec<LocPart>, err: &serde_json::Error) -> ValidationIssue {
+fn serde_issue(
+    source: &str,
+    path: Vec<LocPart>,
+    err: &serde_json::Error,
+    root: Option<&serde_json::Value>,
+) -> ValidationIssue {
     use serde_json::error::Category;
     let mut loc: Vec<LocPart> = vec![source.into()];
     loc.extend(path);
-    let message = strip_position(&err.to_string());
     match err.classify() {
-        Category::Syntax | Category::Eof | Category::Io => ValidationIssue::new(
-            vec![source.into()],
-            format!("JSON decode error: {err}"),
-            "json_invalid",
-        ),
-        Category::Data => data_issue(loc, &message),
+        Category::Syntax | Category::Eof | Category::Io => json_invalid(err),
+        Category::Data => pydantic::serde_issue(loc, &strip_position(&err.to_string()), root),
     }
 }
 
-/// Classifies a serde data error (the same messages come from JSON, query
-/// strings and paths): a missing field, an unknown one, a wrong type, or a
-/// bad value, located at `loc`.
-fn data_issue(mut loc: Vec<LocPart>, message: &str) -> ValidationIssue {
-    if let Some(field) = backticked(message, "missing field `") {
-        loc.push(LocPart::Key(field));
-        ValidationIssue::new(loc, "Field required", "missing")
-    } else if let Some(field) = backticked(message, "unknown field `") {
-        // serde_path_to_error's path may already end at the unknown key.
-        if loc.last() != Some(&LocPart::Key(field.clone())) {
-            loc.push(LocPart::Key(field));
-        }
-        ValidationIssue::new(loc, "Extra inputs are not permitted", "extra_forbidden")
-    } else if message.starts_with("invalid type") {
-        ValidationIssue::new(loc, message, "type_error")
-    } else {
-        ValidationIssue::new(loc, message, "value_error")
-    }
+/// A body that is not JSON, as Pydantic reports it.
+fn json_invalid(err: &serde_json::Error) -> ValidationIssue {
+    ValidationIssue::new(vec!["body".into()], "JSON decode error", "json_invalid").with_ctx(Some(
+        serde_json::Map::from_iter([("error".to_owned(), err.to_string().into())]),
+    ))
 }
 
 fn path_to_loc(path: &serde_path_to_error::Path) -> Vec<LocPart> {
@@ -301,13 +320,13 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-fn backticked(message: &str, prefix: &str) -> Option<String> {
-    let rest = message.strip_prefix(prefix)?;
-    rest.split('`').next().map(str::to_owned)
-}
-
-/// Converts garde's report (one entry per failing rule) to FastAPI issues.
-pub fn garde_issues(report: &garde::Report) -> Vec<ValidationIssue> {
+/// Converts garde's report (one entry per failing rule, validated through
+/// [`pydantic::validate`]) to FastAPI issues; `root` is the input they
+/// locate, for each issue's `input`.
+pub fn garde_issues(
+    report: &garde::Report,
+    root: Option<&serde_json::Value>,
+) -> Vec<ValidationIssue> {
     report
         .iter()
         .map(|(path, error)| {
@@ -319,7 +338,7 @@ pub fn garde_issues(report: &garde::Report) -> Vec<ValidationIssue> {
                     Err(_) => LocPart::Key(p.to_owned()),
                 },
             ));
-            ValidationIssue::new(loc, error.message().to_owned(), "value_error")
+            pydantic::garde_issue(loc, error.message(), root)
         })
         .collect()
 }
@@ -332,7 +351,7 @@ fn json_payload_error(err: JsonPayloadError) -> ApiError {
             detail: "expected Content-Type: application/json".into(),
         },
         JsonPayloadError::Deserialize(err) => {
-            ApiError::Validation(vec![serde_issue("body", Vec::new(), &err)])
+            ApiError::Validation(vec![serde_issue("body", Vec::new(), &err, None)])
         }
         other => ApiError::BadRequest {
             code: "bad_request",
@@ -347,10 +366,10 @@ fn form_error(err: UrlencodedError) -> ApiError {
         UrlencodedError::ContentType => ApiError::UnsupportedMediaType {
             detail: "expected Content-Type: application/x-www-form-urlencoded".into(),
         },
-        UrlencodedError::Parse(err) => ApiError::Validation(vec![ValidationIssue::new(
+        UrlencodedError::Parse(err) => ApiError::Validation(vec![pydantic::serde_issue(
             vec!["body".into()],
-            err.to_string(),
-            "value_error",
+            &err.to_string(),
+            None,
         )]),
         other => ApiError::BadRequest {
             code: "bad_request",
@@ -359,24 +378,33 @@ fn form_error(err: UrlencodedError) -> ApiError {
     }
 }
 
-fn query_error(err: QueryPayloadError) -> ApiError {
-    let QueryPayloadError::Deserialize(inner) = &err else {
-        return ApiError::Validation(vec![ValidationIssue::new(
-            vec!["query".into()],
-            err.to_string(),
-            "value_error",
-        )]);
+fn query_error(err: QueryPayloadError, req: &HttpRequest) -> ApiError {
+    let input = query_values(req.query_string());
+    let message = match &err {
+        QueryPayloadError::Deserialize(inner) => inner.to_string(),
+        other => other.to_string(),
     };
-    ApiError::Validation(vec![data_issue(vec!["query".into()], &inner.to_string())])
+    ApiError::Validation(vec![pydantic::serde_issue(
+        vec!["query".into()],
+        &message,
+        Some(&input),
+    )])
 }
 
-fn path_error(err: PathError) -> ApiError {
-    let PathError::Deserialize(inner) = &err else {
-        return ApiError::Validation(vec![ValidationIssue::new(
-            vec!["path".into()],
-            err.to_string(),
-            "value_error",
-        )]);
+/// A path segment that is not of its parameter's type. With one parameter
+/// the location and input name it; with several, serde does not say which.
+fn path_error(err: PathError, req: &HttpRequest) -> ApiError {
+    let message = match &err {
+        PathError::Deserialize(inner) => inner.to_string(),
+        other => other.to_string(),
     };
-    ApiError::Validation(vec![data_issue(vec!["path".into()], &inner.to_string())])
+    let params: Vec<(&str, &str)> = req.match_info().iter().collect();
+    let (loc, input) = match params.as_slice() {
+        [(name, value)] => (
+            vec!["path".into(), LocPart::from(*name)],
+            Some(serde_json::json!({ *name: value })),
+        ),
+        _ => (vec!["path".into()], None),
+    };
+    ApiError::Validation(vec![pydantic::serde_issue(loc, &message, input.as_ref())])
 }

@@ -11,6 +11,7 @@ pub mod fallback;
 pub mod load_shedding;
 pub mod pagination;
 pub mod panic_guard;
+pub mod pydantic;
 pub mod request_context;
 pub mod strict_json;
 pub mod validation;

@@ -19,10 +19,10 @@ pub async fn create(
     // real marketplaces only (a demo connection there would feed invented
     // stock to the tenant's systems).
     if input.kind == MarketplaceKind::Demo && state.settings.is_production() {
-        return Err(ApiError::invalid_field(
+        return Err(ApiError::invalid_value(
             "kind",
+            "demo".into(),
             "The demo marketplace is for trying the product and is not available in production; connect a real marketplace",
-            "value_error",
         ));
     }
     // The demo marketplace takes no credentials: nothing is stored for it.

@@ -122,8 +122,8 @@ async fn token(
     origin: Origin,
     form: web::Form<TokenForm>,
 ) -> Result<web::Json<TokenResponse>, ApiError> {
-    form.validate()
-        .map_err(|report| ApiError::Validation(garde_issues(&report)))?;
+    crate::http::pydantic::validate(&*form)
+        .map_err(|report| ApiError::Validation(garde_issues(&report, None)))?;
     Ok(web::Json(
         service::login(&state, &auth_state, &origin, &form.username, &form.password).await?,
     ))

@@ -112,10 +112,10 @@ pub async fn start(
             }
             Ok(started)
         }
-        _ => Err(ApiError::invalid_field(
+        _ => Err(ApiError::invalid_value(
             "connection_id",
+            serde_json::Value::Null,
             "Give either `connection_id` or `\"all\": true`",
-            "value_error",
         )),
     }
 }

@@ -49,10 +49,10 @@ pub async fn update_me(
     let (user_id, _, _) = auth.user_session()?;
     let tenant = auth.tenant();
     if input.revoke_api_keys && input.new_password.is_none() {
-        return Err(ApiError::invalid_field(
+        return Err(ApiError::invalid_value(
             "revoke_api_keys",
+            true.into(),
             "Revoking API keys accompanies a password change (new_password)",
-            "value_error",
         ));
     }
     // A new password or address needs the current password: a stolen access
@@ -66,10 +66,9 @@ pub async fn update_me(
             } else {
                 "a new email"
             };
-            return Err(ApiError::invalid_field(
+            return Err(ApiError::missing_field(
                 "current_password",
-                format!("The current password is required to set {field}"),
-                "missing",
+                format!("Field required: the current password is required to set {field}"),
             ));
         };
         let mut tx = db::begin_tenant_tx(&infra.db, tenant.id()).await?;

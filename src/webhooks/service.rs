@@ -31,7 +31,7 @@ async fn checked_url(state: &Infra, url: &str) -> Result<String, ApiError> {
     target::check(url, &state.settings.webhooks, &state.lookup)
         .await
         .map(|_| url.to_owned())
-        .map_err(|err| ApiError::invalid_field("url", err.to_string(), "value_error"))
+        .map_err(|err| ApiError::invalid_value("url", url.into(), &err.to_string()))
 }
 
 pub async fn create(

@@ -68,7 +68,7 @@ async fn missing_unknown_and_mistyped_fields_name_their_location() {
         (
             json!({"name": "a", "count": 1, "tags": ["x", 7]}),
             json!(["body", "tags", 1]),
-            "type_error",
+            "string_type",
         ),
     ];
     for (input, loc, kind) in cases {
@@ -231,7 +231,8 @@ async fn nul_characters_are_refused_with_their_location() {
     assert_eq!(response.status(), 422);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["detail"][0]["loc"], json!(["body", "tags", 1]));
-    assert_eq!(body["detail"][0]["type"], "string_nul");
+    assert_eq!(body["detail"][0]["type"], "string_pattern_mismatch");
+    assert_eq!(body["detail"][0]["input"], "bad\u{0}");
 }
 
 #[tokio::test]
@@ -246,6 +247,7 @@ async fn a_body_must_be_an_object_not_an_array_of_fields() {
         .unwrap();
     assert_eq!(response.status(), 422);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body["detail"][0]["type"], "type_error");
+    assert_eq!(body["detail"][0]["type"], "model_type", "{body}");
     assert_eq!(body["detail"][0]["loc"], json!(["body"]));
+    assert_eq!(body["detail"][0]["input"], json!(["widget", 3, []]));
 }
