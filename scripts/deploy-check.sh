@@ -41,6 +41,11 @@
 #                     Service and port of it) and with the Ingress it replaces
 #                     (same paths, backend and port; no Ingress left for its
 #                     hosts); then its self-test
+#   migrate-hook      scripts/migrate-hook-check.py: the migrate Job is a pre-sync
+#                     hook for Argo CD and Helm-style tools in every overlay but
+#                     dev (applied with kubectl), and can run as one (everything of
+#                     the rendering it uses is a hook that runs before it); its
+#                     settings are the API's everywhere; then its self-test
 #   keda              scripts/keda-check.py: the KEDA ScaledObject and
 #                     TriggerAuthentication (k8s/overlays/production-keda) type-checked
 #                     strictly against KEDA's API types, and consistent with the
@@ -405,6 +410,16 @@ step_httproute() {
     "$VENV/bin/python" scripts/httproute-check.py --tsc "$TSC" --self-test "$WORK/k8s/production-gateway.yaml"
 }
 
+# dev is applied with kubectl: its Job is a plain Job (as a hook it would run
+# before the same apply creates its Secrets and database).
+step_migrate_hook() {
+  local args=() name
+  for name in "${OVERLAYS[@]}"; do args+=("$name=$WORK/k8s/$name.yaml"); done
+  [ "${#args[@]}" -gt 0 ] || { echo "nothing rendered (kustomize failed)"; return 1; }
+  "$VENV/bin/python" scripts/migrate-hook-check.py --plain dev "${args[@]}" &&
+    "$VENV/bin/python" scripts/migrate-hook-check.py --self-test "$WORK/k8s/production.yaml"
+}
+
 step_keda() {
   local args=() name
   for name in "${OVERLAYS[@]}"; do args+=("$name=$WORK/k8s/$name.yaml"); done
@@ -448,6 +463,7 @@ run_step kubernetes-validate step_kubernetes_validate
 run_step prometheusrule step_prometheusrule
 run_step connection-budget step_connection_budget
 run_step httproute step_httproute
+run_step migrate-hook step_migrate_hook
 run_step keda step_keda
 run_step probes step_probes
 
