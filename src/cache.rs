@@ -114,6 +114,16 @@ impl ResponseCache {
         self.key(tenant_id, "generation")
     }
 
+    /// Registers the series of the caches a domain serves from, at zero.
+    pub fn declare(&self, caches: &[&'static str]) {
+        for cache in caches {
+            self.lookup_duration.with_label_values(&[cache]);
+            for result in ["hit", "miss", "bypass"] {
+                self.requests.with_label_values(&[cache, result]);
+            }
+        }
+    }
+
     /// Looks up `name` (e.g. `products:list:<hash>`) in a tenant's cache.
     pub async fn get(&self, cache: &'static str, tenant_id: uuid::Uuid, name: &str) -> Lookup {
         let started = std::time::Instant::now();

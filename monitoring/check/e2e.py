@@ -27,9 +27,11 @@ it after `cargo test`). Steps:
     receiver (status firing, labels, annotations, a runbook that exists) and
     its `chat` receiver (the Slack message, through the secret file the
     entrypoint wrote).
- 6. The running app's `/metrics/catalog` (API and worker, merged) is the
+ 6. `promtool check metrics` on a scrape of each role (API, worker, beat)
+    reports nothing.
+ 7. The running app's `/metrics/catalog` (API and worker, merged) is the
     catalogue of `monitoring_check.py static`; every scrape job is up.
- 7. Notes (not failures): rule and panel metrics the running app never
+ 8. Notes (not failures): rule and panel metrics the running app never
     exposed during the run, other alerts firing.
 
 Everything started is stopped, the database dropped, the queues and Redis
@@ -543,6 +545,20 @@ def check_delivery(stack, prom_url, am_url, webhook_path, timeout):
     print(f"     description: {ann['description']}")
 
 
+def lint_expositions(urls):
+    """`promtool check metrics` on a scrape of each role: naming (units,
+    `_total`), help texts, types. Any finding fails the check."""
+    for role, url in urls.items():
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read()
+        res = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True)
+        findings = (res.stdout + res.stderr).decode().strip()
+        if res.returncode != 0 or findings:
+            raise Fail(f"promtool check metrics on the {role}'s /metrics:\n{findings}")
+        families = sum(1 for line in text.decode().splitlines() if line.startswith("# TYPE "))
+        ok(f"promtool check metrics: the {role}'s scrape ({families} families) reports nothing")
+
+
 def merged_catalog(urls, out):
     merged, problems = {}, []
     for url in urls:
@@ -766,7 +782,11 @@ def run(stack):
     done = wait_job(api, user_token, job)
     ok(f"the worker ran the demo sync: {done.get('products_seen')} products seen, status {done['status']}")
 
-    # 4. the running app's catalogue, scrape targets
+    # 4. each role's exposition passes Prometheus's own linter, after traffic
+    lint_expositions({"api": f"{api}/metrics", "worker": f"{worker}/metrics",
+                      "beat": f"http://127.0.0.1:{ports['beat']}/metrics"})
+
+    # 5. the running app's catalogue, scrape targets
     catalog_file = stack.dir / "catalog.json"
     merged_catalog([f"{api}/metrics/catalog", f"{worker}/metrics/catalog"], catalog_file)
     res = subprocess.run([sys.executable, str(mc.MON / "check" / "monitoring_check.py"), "static",

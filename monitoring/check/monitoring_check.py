@@ -8,7 +8,7 @@ first class of problems it finds and prints every problem of that class.
                               files; runbooks: one per alert, required
                               sections; unit tests: a firing test per alert
                               and severity, a silent one per alert; metric
-                              names: stock_tracker_* in the app's catalogue
+                              names: stock_tracker_* and process_* in the app's catalogue
                               (histogram suffixes allowed), exporter metrics in
                               monitoring/exporter-samples/, recording rules
                               defined; job="..." names scraped; dashboards:
@@ -200,6 +200,10 @@ def job_selectors(expr):
     return set(re.findall(r'\bjob\s*=\s*"([^"]*)"', expr))
 
 
+# The app's families: its own, and the process collector's standard names.
+APP_PREFIXES = ("stock_tracker_", "process_")
+
+
 def parse_catalog(path):
     """{name: (kind or None, labels or None)} from the app's catalogue: the JSON
     of GET /metrics/catalog, the Rust sources defining it (a directory: every
@@ -209,7 +213,7 @@ def parse_catalog(path):
     if path.is_dir():
         out = {}
         definition = re.compile(
-            r'MetricDef::(counter|gauge|histogram)\(\s*"(stock_tracker_\w+)",\s*"(?:[^"\\]|\\.)*",\s*&\[([^\]]*)\]')
+            r'MetricDef::(counter|gauge|histogram)\(\s*"((?:stock_tracker|process)_\w+)",\s*"(?:[^"\\]|\\.)*",\s*&\[([^\]]*)\]')
         for source in sorted(path.rglob("*.rs")):
             for m in definition.finditer(source.read_text()):
                 out[m.group(2)] = (m.group(1), set(re.findall(r'"(\w+)"', m.group(3))))
@@ -224,20 +228,20 @@ def parse_catalog(path):
         for item in doc:
             out[item["name"]] = (str(item.get("kind", "")).lower() or None, set(item.get("labels") or []))
         return out
-    for m in re.finditer(r'name:\s*"(stock_tracker_\w+)",\s*kind:\s*MetricKind::(\w+),(.*?)labels:\s*&\[([^\]]*)\]',
+    for m in re.finditer(r'name:\s*"((?:stock_tracker|process)_\w+)",\s*kind:\s*MetricKind::(\w+),(.*?)labels:\s*&\[([^\]]*)\]',
                          text, re.S):
         if "name:" in m.group(3):
             continue  # a definition without labels; handled below
         out[m.group(1)] = (m.group(2).lower(), set(re.findall(r'"(\w+)"', m.group(4))))
-    for m in re.finditer(r'name:\s*"(stock_tracker_\w+)",\s*kind:\s*MetricKind::(\w+)', text):
+    for m in re.finditer(r'name:\s*"((?:stock_tracker|process)_\w+)",\s*kind:\s*MetricKind::(\w+)', text):
         out.setdefault(m.group(1), (m.group(2).lower(), None))
-    for m in re.finditer(r"^(stock_tracker_\w+)\s+(Counter|Gauge|Histogram)\b(?:\s*\[([^\]]*)\])?", text, re.M):
+    for m in re.finditer(r"^((?:stock_tracker|process)_\w+)\s+(Counter|Gauge|Histogram)\b(?:\s*\[([^\]]*)\])?", text, re.M):
         labels = set(re.findall(r'"(\w+)"', m.group(3))) if m.group(3) is not None else None
         prev = out.get(m.group(1))
         if prev and prev[1] and labels is not None:
             labels |= prev[1]  # a family listed twice (labels added later)
         out[m.group(1)] = (m.group(2).lower(), labels)
-    for m in re.finditer(r"\b(stock_tracker_[a-z0-9_]+)", text):
+    for m in re.finditer(r"\b((?:stock_tracker|process)_[a-z0-9_]+)", text):
         out.setdefault(m.group(1), (None, None))
     return out
 
@@ -359,7 +363,7 @@ def check_static(args):
     for where, expr in queries:
         for name in metric_names(expr):
             used.setdefault(name, where)
-            if name.startswith("stock_tracker_"):
+            if name.startswith(APP_PREFIXES):
                 if not catalog_entry(name, catalog):
                     p.add(f"{where}: {name} is not in the catalogue {args.catalog}")
             elif ":" in name:
@@ -374,7 +378,7 @@ def check_static(args):
             else:
                 p.add(f"{where}: {name} is neither the app's, an exporter's nor a recording rule")
         for name, labels in selectors(expr):
-            entry = catalog_entry(name, catalog) if name.startswith("stock_tracker_") else None
+            entry = catalog_entry(name, catalog) if name.startswith(APP_PREFIXES) else None
             if entry and entry[2] is not None:
                 allowed = entry[2] | {"job", "instance"} | ({"le"} if name.endswith("_bucket") else set())
                 for label in sorted(labels - allowed):
@@ -385,7 +389,7 @@ def check_static(args):
     ok &= p.report(f"metric names ({len(used)} names in {len(queries)} queries) against the catalogue "
                    f"({len(catalog)} names from {args.catalog}) and exporter samples")
     if args.verbose:
-        others = sorted(n for n in used if not n.startswith("stock_tracker_") and ":" not in n)
+        others = sorted(n for n in used if not n.startswith(APP_PREFIXES) and ":" not in n)
         print("     names outside the app's catalogue: " + ", ".join(others))
 
     p = Problems()
@@ -685,7 +689,7 @@ def summary(args):
     for _, expr in all_queries(rules):
         used |= metric_names(expr)
     print("\nNames outside the app's catalogue (exporters, Prometheus, Alertmanager):")
-    print(", ".join(sorted(n for n in used if not n.startswith("stock_tracker_") and ":" not in n)))
+    print(", ".join(sorted(n for n in used if not n.startswith(APP_PREFIXES) and ":" not in n)))
     return 0
 
 

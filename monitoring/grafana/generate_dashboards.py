@@ -382,7 +382,7 @@ def memory():
     return dashboard("st-memory", "Stock Tracker / Memory and CPU",
                      "RSS against the container limit, growth rate, jemalloc, CPU, file descriptors.", ["memory"], [
         ts("Resident memory", [
-            target("stock_tracker_process_resident_memory_bytes", "{{job}} {{instance}} RSS"),
+            target("process_resident_memory_bytes", "{{job}} {{instance}} RSS"),
             target("stock_tracker_memory_limit_bytes", "{{job}} {{instance}} limit"),
         ], unit="bytes"),
         ts("Memory used / container limit", target("instance:stock_tracker_memory_usage:ratio", "{{job}} {{instance}}"),
@@ -399,14 +399,14 @@ def memory():
         ts("CPU used / cores allowed", target("instance:stock_tracker_cpu_usage:ratio_rate5m", "{{job}} {{instance}}"),
            unit="percentunit", warn=0.8, min_=0, description="CPUUsageHigh: > 80 % for 10m."),
         ts("CPU cores used", [
-            target("rate(stock_tracker_process_cpu_seconds_total[5m])", "{{job}} {{instance}} used"),
+            target("rate(process_cpu_seconds_total[5m])", "{{job}} {{instance}} used"),
             target("stock_tracker_cpu_limit_cores", "{{job}} {{instance}} allowed"),
         ]),
-        ts("Virtual memory", target("stock_tracker_process_virtual_memory_bytes", "{{job}} {{instance}}"), unit="bytes"),
+        ts("Virtual memory", target("process_virtual_memory_bytes", "{{job}} {{instance}}"), unit="bytes"),
         ts("Open file descriptors / max", target(
-            "stock_tracker_process_open_fds / stock_tracker_process_max_fds", "{{job}} {{instance}}"), unit="percentunit"),
-        ts("OS threads", target("stock_tracker_process_threads", "{{job}} {{instance}}")),
-        stat("Uptime", target("time() - stock_tracker_process_start_time_seconds", "{{job}} {{instance}}"), unit="s", w=12),
+            "process_open_fds / process_max_fds", "{{job}} {{instance}}"), unit="percentunit"),
+        ts("OS threads", target("process_threads", "{{job}} {{instance}}")),
+        stat("Uptime", target("time() - process_start_time_seconds", "{{job}} {{instance}}"), unit="s", w=12),
     ])
 
 
@@ -560,7 +560,7 @@ def workers():
             description="EmailDeliveryFailing: > 20 % for 10m."),
         row("Outbound calls"),
         ts("Outbound calls / s by service and status", target(
-            f"sum by (service, status_code) (rate({ext}_requests_total[5m]))", "{{service}} {{status_code}}"), unit="ops"),
+            f"sum by (service, status) (rate({ext}_requests_total[5m]))", "{{service}} {{status}}"), unit="ops"),
         ts("Outbound p95 by service", target(
             'service:stock_tracker_external_api_duration_seconds:quantile_rate5m{quantile="0.95"}', "{{service}}"),
             unit="s", warn=3, crit=10, description="SlowExternalAPI: p95 > 3 s 10m; CriticalExternalAPILatency: p95 > 10 s 10m."),

@@ -123,6 +123,10 @@ impl Application {
         // In `email.mode = log` the API writes its emails to the log itself.
         crate::email::delivery::register_metrics(&metrics);
         let infra = Infra::build(&settings, metrics.clone()).await?;
+        infra.cache.declare(&products::service::CACHES);
+        // One readiness check at start: the dependency gauges hold a result
+        // from the first scrape on, not only after the first probe.
+        health::service::readiness(&infra).await;
         let load = LoadMonitor::new(settings.load_shedding.clone(), &metrics, {
             let db = infra.db.clone();
             move || db.waiters()

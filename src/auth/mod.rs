@@ -39,16 +39,39 @@ pub const AUTH_EVENTS: MetricDef = MetricDef::counter(
 
 pub const METRICS: &[MetricDef] = &[AUTH_EVENTS];
 
+/// Every `(event, outcome)` pair [`AUTH_EVENTS`] counts, registered at start.
+const AUTH_EVENT_OUTCOMES: &[(&str, &[&str])] = &[
+    ("register", &["success"]),
+    ("login", &["success", "failure", "unverified"]),
+    ("refresh", &["success", "failure", "reuse_detected"]),
+    ("logout", &["success"]),
+    ("password_reset", &["success"]),
+    ("bearer", &["success", "invalid", "revoked", "unavailable"]),
+    ("api_key", &["success", "invalid", "revoked", "unavailable"]),
+];
+
 /// Counts authentication events (see [`AUTH_EVENTS`]).
 #[derive(Clone)]
 pub struct AuthEvents(prometheus::IntCounterVec);
 
 impl AuthEvents {
     pub fn register(metrics: &Metrics) -> Self {
-        Self(metrics.counter_vec(&AUTH_EVENTS))
+        let events = metrics.counter_vec(&AUTH_EVENTS);
+        for (event, outcomes) in AUTH_EVENT_OUTCOMES {
+            for outcome in *outcomes {
+                events.with_label_values(&[event, outcome]);
+            }
+        }
+        Self(events)
     }
 
     pub fn count(&self, event: &str, outcome: &str) {
+        debug_assert!(
+            AUTH_EVENT_OUTCOMES
+                .iter()
+                .any(|(e, outcomes)| *e == event && outcomes.contains(&outcome)),
+            "{event}/{outcome} is not in AUTH_EVENT_OUTCOMES"
+        );
         self.0.with_label_values(&[event, outcome]).inc();
     }
 }

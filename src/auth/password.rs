@@ -265,17 +265,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_rule_is_named() {
-        let kind = |pw: &str| match check_policy(pw, "ann@example.com", "password") {
-            Err(ApiError::Validation(issues)) => issues[0].kind.clone(),
+    fn each_rule_reads_as_pydantic_would_report_it() {
+        let issue = |pw: &str| match check_policy(pw, "ann@example.com", "password") {
+            Err(ApiError::Validation(issues)) => {
+                let issue = issues[0].clone();
+                let error = issue.ctx.as_ref().and_then(|ctx| ctx.get("error")).cloned();
+                (
+                    issue.kind,
+                    error.and_then(|e| e.as_str().map(str::to_owned)),
+                )
+            }
             Err(other) => panic!("unexpected {other:?}"),
-            Ok(()) => "ok".into(),
+            Ok(()) => ("ok".into(), None),
         };
-        assert_eq!(kind("short"), "password_too_short");
-        assert_eq!(kind(&"x".repeat(MAX_PASSWORD_LEN + 1)), "password_too_long");
-        assert_eq!(kind("ANN@example.com"), "password_equals_email");
-        assert_eq!(kind("Password123"), "password_too_common");
-        assert_eq!(kind("correct-horse-battery"), "ok");
+        assert_eq!(issue("short").0, "string_too_short");
+        assert_eq!(
+            issue(&"x".repeat(MAX_PASSWORD_LEN + 1)).0,
+            "string_too_long"
+        );
+        let (kind, error) = issue("ANN@example.com");
+        assert_eq!(kind, "value_error");
+        assert!(error.unwrap().contains("email address"));
+        let (kind, error) = issue("Password123");
+        assert_eq!(kind, "value_error");
+        assert!(error.unwrap().contains("too common"));
+        assert_eq!(issue("correct-horse-battery").0, "ok");
     }
 
     #[tokio::test]

@@ -43,6 +43,8 @@ pub enum Tier {
 }
 
 impl Tier {
+    pub const ALL: [Tier; 4] = [Tier::Free, Tier::Premium, Tier::Enterprise, Tier::Internal];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Tier::Free => "free",

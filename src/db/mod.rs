@@ -236,14 +236,21 @@ pub const DB_POOL_WAITERS: MetricDef = MetricDef::gauge(
 
 pub const DB_POOL_CONNECTIONS: MetricDef = MetricDef::gauge(
     "stock_tracker_db_pool_connections",
-    "PostgreSQL pool connections by state (idle, in_use) and the pool's maximum (max), read at scrape time",
+    "PostgreSQL pool connections by state (idle, in_use), read at scrape time; they sum to the pool's size",
     &["state"],
+);
+
+pub const DB_POOL_MAX_CONNECTIONS: MetricDef = MetricDef::gauge(
+    "stock_tracker_db_pool_max_connections",
+    "The most connections the PostgreSQL pool opens (`database.max_connections`)",
+    &[],
 );
 
 /// The pool's families and the statements' ([`observe`]).
 pub const METRICS: &[MetricDef] = &[
     DB_POOL_WAITERS,
     DB_POOL_CONNECTIONS,
+    DB_POOL_MAX_CONNECTIONS,
     observe::DB_QUERY_DURATION,
     observe::DB_QUERY_ERRORS,
     observe::DB_QUERIES_SLOW,
@@ -265,6 +272,7 @@ pub struct Database {
     waiters: Arc<AtomicI64>,
     waiters_gauge: prometheus::IntGauge,
     connections_gauge: prometheus::IntGaugeVec,
+    max_connections_gauge: prometheus::IntGauge,
 }
 
 impl Database {
@@ -291,6 +299,7 @@ impl Database {
             waiters: Arc::new(AtomicI64::new(0)),
             waiters_gauge: metrics.int_gauge(&DB_POOL_WAITERS),
             connections_gauge: metrics.int_gauge_vec(&DB_POOL_CONNECTIONS),
+            max_connections_gauge: metrics.int_gauge(&DB_POOL_MAX_CONNECTIONS),
         }
     }
 
@@ -303,8 +312,7 @@ impl Database {
         gauge
             .with_label_values(&["in_use"])
             .set((size - idle).max(0));
-        gauge
-            .with_label_values(&["max"])
+        self.max_connections_gauge
             .set(i64::from(self.pool.options().get_max_connections()));
     }
 

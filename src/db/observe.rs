@@ -264,12 +264,16 @@ impl Drop for Probe {
             .duration
             .with_label_values(&[self.kind])
             .observe(elapsed.as_secs_f64());
+        // A kind's error and slow counters exist (at 0) from its first
+        // statement on, so the first failure is an increase, not a new series.
+        let errors = metrics.errors.with_label_values(&[self.kind]);
+        let slow = metrics.slow.with_label_values(&[self.kind]);
         if self.failed {
-            metrics.errors.with_label_values(&[self.kind]).inc();
+            errors.inc();
             self.span.record("otel.status_code", "ERROR");
         }
         if elapsed.as_millis() as u64 >= SLOW_THRESHOLD_MS.load(Ordering::Relaxed) {
-            metrics.slow.with_label_values(&[self.kind]).inc();
+            slow.inc();
             // Logged inside the caller's span, so the line carries its request
             // id, route and tenant; never the statement's parameters.
             tracing::warn!(

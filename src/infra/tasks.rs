@@ -75,15 +75,22 @@ pub const METRICS: &[MetricDef] = &[
 /// Registers the task families with the worker's task names, so the
 /// in-progress and retry series exist before the first task.
 pub fn register_metrics(metrics: &Metrics, tasks: &[&str]) {
-    metrics.counter_vec(&WORKER_TASKS);
-    metrics.histogram_vec(&WORKER_TASK_DURATION);
+    let runs = metrics.counter_vec(&WORKER_TASKS);
+    let durations = metrics.histogram_vec(&WORKER_TASK_DURATION);
     let in_progress = metrics.int_gauge_vec(&WORKER_TASKS_IN_PROGRESS);
     let retries = metrics.counter_vec(&WORKER_RETRIES);
     for task in tasks {
         in_progress.with_label_values(&[task]);
         retries.with_label_values(&[task]);
+        for status in TASK_STATUSES {
+            runs.with_label_values(&[task, status]);
+            durations.with_label_values(&[task, status]);
+        }
     }
 }
+
+/// What a task run can end as (the `status` label of the task families).
+pub const TASK_STATUSES: [&str; 5] = ["succeeded", "failed", "retried", "skipped", "lease_lost"];
 
 /// Runs a task body with its metrics: in progress, duration and outcome.
 pub async fn measured(metrics: &Metrics, task: &str, body: impl Future<Output = &'static str>) {
@@ -93,6 +100,10 @@ pub async fn measured(metrics: &Metrics, task: &str, body: impl Future<Output = 
     in_progress.inc();
     let started = Instant::now();
     let status = body.await;
+    debug_assert!(
+        TASK_STATUSES.contains(&status),
+        "{status} is not in TASK_STATUSES"
+    );
     in_progress.dec();
     metrics
         .histogram_vec(&WORKER_TASK_DURATION)

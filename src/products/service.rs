@@ -22,6 +22,11 @@ use crate::http::pagination::{
 };
 use crate::infra::Infra;
 
+/// The caches product reads are served from (the `cache` label).
+const LIST_CACHE: &str = "products_list";
+const DETAIL_CACHE: &str = "product";
+pub const CACHES: [&str; 2] = [LIST_CACHE, DETAIL_CACHE];
+
 /// A response body and how the cache answered (`X-Cache`).
 pub struct CachedBody {
     pub body: Bytes,
@@ -157,7 +162,7 @@ pub async fn list(
     };
     let tenant = auth.tenant();
     let name = format!("products:list:{}", query_fingerprint(raw_query));
-    cached(state, "products_list", tenant, name, || async {
+    cached(state, LIST_CACHE, tenant, name, || async {
         let mut tx = db::begin_tenant_tx(&state.db, tenant.id()).await?;
         let rows = repository::list(&tenant, &mut tx, &filter, after.as_ref(), limit).await?;
         to_json(&Page::with_cursor(rows, limit, |p| cursor_for(sort, p)))
@@ -169,7 +174,7 @@ pub async fn get(state: &Infra, auth: &Auth<Viewer>, id: Uuid) -> Result<CachedB
     let tenant = auth.tenant();
     cached(
         state,
-        "product",
+        DETAIL_CACHE,
         tenant,
         format!("products:item:{id}"),
         || async {

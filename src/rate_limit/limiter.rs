@@ -53,6 +53,14 @@ pub enum Scope {
 }
 
 impl Scope {
+    pub const ALL: [Scope; 5] = [
+        Scope::Tenant,
+        Scope::User,
+        Scope::Ip,
+        Scope::Endpoint,
+        Scope::Global,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Tenant => "tenant",

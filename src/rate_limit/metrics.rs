@@ -3,6 +3,7 @@
 
 use prometheus::{HistogramVec, IntCounterVec, IntGauge};
 
+use super::limiter::Scope;
 use crate::telemetry::metrics::{MetricDef, Metrics};
 
 pub const RATE_LIMIT_DECISIONS: MetricDef = MetricDef::counter(
@@ -71,9 +72,20 @@ impl LimiterMetrics {
         }
         let fallback_active = metrics.int_gauge(&RATE_LIMIT_FALLBACK_ACTIVE);
         fallback_active.set(0);
+        let decisions = metrics.counter_vec(&RATE_LIMIT_DECISIONS);
+        let tiers = crate::auth::roles::Tier::ALL.map(|tier| tier.as_str());
+        for scope in Scope::ALL.map(Scope::as_str) {
+            for tier in tiers.iter().chain(&["anonymous"]) {
+                for outcome in ["allowed", "limited", "fallback"] {
+                    decisions.with_label_values(&[scope, tier, outcome]);
+                }
+            }
+        }
+        let script_duration = metrics.histogram_vec(&RATE_LIMIT_SCRIPT_DURATION);
+        script_duration.with_label_values::<&str>(&[]);
         Self {
-            decisions: metrics.counter_vec(&RATE_LIMIT_DECISIONS),
-            script_duration: metrics.histogram_vec(&RATE_LIMIT_SCRIPT_DURATION),
+            decisions,
+            script_duration,
             fallback_switches,
             fallback_active,
             active_tenants: metrics.int_gauge(&ACTIVE_TENANTS),

@@ -128,45 +128,44 @@ pub const BUILD_INFO: MetricDef = MetricDef::gauge(
     &["version"],
 );
 
-/// Exported by the process collector (Linux): CPU, memory, file descriptors.
+/// Exported by the process collector (Linux): CPU, memory, file descriptors,
+/// under the names every generic dashboard and alert reads (`process_*`,
+/// no namespace; Prometheus's `job` and `instance` tell processes apart).
 pub const PROCESS_CPU: MetricDef = MetricDef::counter(
-    "stock_tracker_process_cpu_seconds_total",
+    "process_cpu_seconds_total",
     "Total user and system CPU time spent in seconds.",
     &[],
 );
 
 pub const PROCESS_RSS: MetricDef = MetricDef::gauge(
-    "stock_tracker_process_resident_memory_bytes",
+    "process_resident_memory_bytes",
     "Resident memory size in bytes.",
     &[],
 );
 
 pub const PROCESS_VIRTUAL_MEMORY: MetricDef = MetricDef::gauge(
-    "stock_tracker_process_virtual_memory_bytes",
+    "process_virtual_memory_bytes",
     "Virtual memory size in bytes.",
     &[],
 );
 
-pub const PROCESS_OPEN_FDS: MetricDef = MetricDef::gauge(
-    "stock_tracker_process_open_fds",
-    "Number of open file descriptors.",
-    &[],
-);
+pub const PROCESS_OPEN_FDS: MetricDef =
+    MetricDef::gauge("process_open_fds", "Number of open file descriptors.", &[]);
 
 pub const PROCESS_MAX_FDS: MetricDef = MetricDef::gauge(
-    "stock_tracker_process_max_fds",
+    "process_max_fds",
     "Maximum number of open file descriptors.",
     &[],
 );
 
 pub const PROCESS_START_TIME: MetricDef = MetricDef::gauge(
-    "stock_tracker_process_start_time_seconds",
+    "process_start_time_seconds",
     "Start time of the process since unix epoch in seconds.",
     &[],
 );
 
 pub const PROCESS_THREADS: MetricDef = MetricDef::gauge(
-    "stock_tracker_process_threads",
+    "process_threads",
     "Number of OS threads in the process.",
     &[],
 );
@@ -203,10 +202,7 @@ impl Metrics {
         let registry = Registry::new();
         registry
             .register(Box::new(
-                prometheus::process_collector::ProcessCollector::new(
-                    std::process::id() as i32,
-                    NAMESPACE,
-                ),
+                prometheus::process_collector::ProcessCollector::new(std::process::id() as i32, ""),
             ))
             .expect("metric names are unique");
         let metrics = Self {
@@ -328,7 +324,12 @@ pub(crate) fn check_catalog(catalog: &[MetricDef]) {
     names.dedup();
     assert_eq!(names.len(), catalog.len(), "duplicate metric names");
     for def in catalog {
-        assert!(def.name.starts_with("stock_tracker_"), "{}", def.name);
+        // The process collector's families keep their standard names.
+        assert!(
+            def.name.starts_with("stock_tracker_") || def.name.starts_with("process_"),
+            "{}",
+            def.name
+        );
         if def.kind == MetricKind::Counter {
             assert!(def.name.ends_with("_total"), "{}", def.name);
         }

@@ -11,8 +11,8 @@ use super::metrics::{MetricDef, Metrics};
 
 pub const EXTERNAL_API_REQUESTS: MetricDef = MetricDef::counter(
     "stock_tracker_external_api_requests_total",
-    "Outbound HTTP calls by service (wildberries, webhook, telegram), operation and status_code: the HTTP status, or timeout / error when no response came",
-    &["service", "operation", "status_code"],
+    "Outbound HTTP calls by service (wildberries, webhook, telegram), operation and status: the HTTP status code, or timeout / error when no response came",
+    &["service", "operation", "status"],
 );
 
 pub const EXTERNAL_API_DURATION: MetricDef = MetricDef::histogram(
@@ -29,13 +29,17 @@ pub const EXTERNAL_API_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 pub const METRICS: &[MetricDef] = &[EXTERNAL_API_REQUESTS, EXTERNAL_API_DURATION];
 
 /// Registers the outbound families with `service`'s operations, so their
-/// latency series exist before the first call.
+/// latency series and their counts of calls that got no answer exist before
+/// the first call (HTTP status codes appear as they are answered).
 pub fn register(metrics: &Metrics, service: &str, operations: &[&str]) {
     let duration = metrics.histogram_vec(&EXTERNAL_API_DURATION);
+    let requests = metrics.counter_vec(&EXTERNAL_API_REQUESTS);
     for operation in operations {
         duration.with_label_values(&[service, operation]);
+        for status in ["timeout", "error"] {
+            requests.with_label_values(&[service, operation, status]);
+        }
     }
-    metrics.counter_vec(&EXTERNAL_API_REQUESTS);
 }
 
 /// Sends `request` as one call of `service`'s `operation`. The latency runs

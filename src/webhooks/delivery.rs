@@ -154,7 +154,9 @@ impl Channel for Webhooks {
 
     fn register_metrics(&self, metrics: &Metrics) {
         notifications::delivery::register_deliveries(metrics, &WEBHOOK_DELIVERIES);
-        metrics.histogram_vec(&WEBHOOK_DELIVERY_DURATION);
+        metrics
+            .histogram_vec(&WEBHOOK_DELIVERY_DURATION)
+            .with_label_values::<&str>(&[]);
         metrics.counter(&WEBHOOK_SUBSCRIPTIONS_DISABLED);
         outbound::register(metrics, "webhook", &["deliver"]);
     }

@@ -230,3 +230,81 @@ fn the_docs_list_every_metric_of_the_catalogue() {
         }
     }
 }
+
+/// The families present in a Prometheus text exposition with at least one sample.
+fn families_with_samples(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| {
+            let name = line.split(['{', ' ']).next().unwrap();
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(name)
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Every family of each role is in its first scrape, with its known label
+/// values (kinds, outcomes, states) at zero, so dashboards show zeros rather
+/// than "no data" and an alert can tell "none yet" from "not exported". The
+/// HTTP families are the exception: their labels (route, method, status)
+/// describe a request, and exist once one was answered.
+#[tokio::test]
+async fn every_family_is_in_each_roles_first_scrape() {
+    use crate::workers::{Role, TestQueues};
+    const PER_REQUEST: [&str; 2] = [
+        "stock_tracker_http_requests_total",
+        "stock_tracker_http_requests_duration_seconds",
+    ];
+    let app = spawn_app().await;
+    let missing = |catalog: Vec<stock_tracker::telemetry::metrics::MetricDef>, text: &str| {
+        let present = families_with_samples(text);
+        catalog
+            .iter()
+            .map(|def| def.name)
+            .filter(|name| !present.contains(*name) && !PER_REQUEST.contains(name))
+            .collect::<Vec<_>>()
+    };
+    let text = app.metrics_text().await;
+    assert_eq!(
+        missing(stock_tracker::app::metrics_routes::metrics_catalog(), &text),
+        Vec::<&str>::new(),
+        "the API"
+    );
+
+    // Worker and beat share a catalogue; each family belongs to one of
+    // them (tasks and deliveries to the worker, the reaper and retention
+    // to beat), so each must be in the first scrape of one of the two.
+    let queues = TestQueues::new();
+    let mut settings = (*app.state.settings).clone();
+    queues.apply(&mut settings);
+    let mut missing_from_both: Option<BTreeSet<&str>> = None;
+    for role in ["worker", "beat"] {
+        let process = Role::start(role, &settings, &[]);
+        let mut text = String::new();
+        for _ in 0..100 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if let Ok(response) =
+                reqwest::get(format!("http://127.0.0.1:{}/metrics", process.port)).await
+            {
+                text = response.text().await.unwrap();
+                break;
+            }
+        }
+        assert!(!text.is_empty(), "{role}: {}", process.output());
+        let missing: BTreeSet<&str> = missing(stock_tracker::worker::metrics_catalog(), &text)
+            .into_iter()
+            .collect();
+        missing_from_both = Some(match missing_from_both {
+            None => missing,
+            Some(before) => before.intersection(&missing).copied().collect(),
+        });
+    }
+    assert_eq!(
+        missing_from_both.unwrap(),
+        BTreeSet::new(),
+        "worker and beat"
+    );
+}

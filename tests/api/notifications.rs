@@ -439,7 +439,7 @@ async fn a_finished_sync_reaches_the_receiver_through_beat_and_a_worker() {
     // Beat's own first round may sync the connection once more, so: at least one.
     let expected = [
         r#"stock_tracker_webhook_deliveries_total{event="sync.completed",outcome="delivered"} "#,
-        r#"stock_tracker_external_api_requests_total{operation="deliver",service="webhook",status_code="200"} "#,
+        r#"stock_tracker_external_api_requests_total{operation="deliver",service="webhook",status="200"} "#,
         r#"stock_tracker_external_api_duration_seconds_count{operation="deliver",service="webhook"} "#,
     ];
     let counted = |metrics: &str, series: &str| {

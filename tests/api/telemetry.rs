@@ -70,7 +70,7 @@ async fn memory_and_cpu_gauges_are_read_at_scrape_time() {
         "stock_tracker_jemalloc_allocated_bytes",
         "stock_tracker_jemalloc_active_bytes",
         "stock_tracker_jemalloc_resident_bytes",
-        "stock_tracker_process_resident_memory_bytes",
+        "process_resident_memory_bytes",
         "stock_tracker_cpu_limit_cores",
     ] {
         let value = sample(&text, gauge).unwrap_or_else(|| panic!("no {gauge} in {text}"));

@@ -231,7 +231,7 @@ async fn every_call_is_counted_by_operation_and_status_with_its_latency() {
     let text = metrics.render();
     for operation in ["content", "marketplace", "prices"] {
         let ok = format!(
-            r#"stock_tracker_external_api_requests_total{{operation="{operation}",service="wildberries",status_code="200"}}"#
+            r#"stock_tracker_external_api_requests_total{{operation="{operation}",service="wildberries",status="200"}}"#
         );
         assert_eq!(sample(&text, &ok), Some(1.0), "{ok} in {text}");
         let latency = format!(
@@ -265,7 +265,7 @@ async fn every_call_is_counted_by_operation_and_status_with_its_latency() {
     let text = metrics.render();
     for status in ["429", "timeout"] {
         let series = format!(
-            r#"stock_tracker_external_api_requests_total{{operation="content",service="wildberries",status_code="{status}"}}"#
+            r#"stock_tracker_external_api_requests_total{{operation="content",service="wildberries",status="{status}"}}"#
         );
         assert_eq!(sample(&text, &series), Some(1.0), "{series} in {text}");
     }
