@@ -42,7 +42,7 @@ import httpx
 from stock_tracker_client import AuthenticatedClient, Client
 from stock_tracker_client.api.api_keys import api_keys_create
 from stock_tracker_client.api.auth import auth_login, auth_register, auth_token
-from stock_tracker_client.api.marketplaces import marketplaces_get
+from stock_tracker_client.api.marketplaces import marketplaces_create, marketplaces_get
 from stock_tracker_client.api.products import (
     products_create,
     products_get,
@@ -59,6 +59,8 @@ from stock_tracker_client.models import (
     ApiKeyRole,
     Connection,
     CreateApiKey,
+    CreateDemoConnection,
+    CreateDemoConnectionKind,
     CreatedApiKey,
     CreateProduct,
     CreateSubscription,
@@ -69,15 +71,14 @@ from stock_tracker_client.models import (
     LoginRequest,
     MarketplaceKind,
     PageDelivery,
-    PageDeliveryItemsItem,
     PageProduct,
     PageStockChange,
-    PageStockChangeItemsItem,
     Product,
     RegisterRequest,
     RegisterResponse,
     Role,
     StartSyncType0,
+    StockChange,
     StockSource,
     SubscriptionWithSecret,
     SyncJob,
@@ -287,14 +288,22 @@ def run(base_url: str, steps: Steps) -> None:
     for i in range(PRODUCTS):
         sku = f"CC-{run_id}-{i}"
         # "12.5" in, "12.50" out: money is a decimal string with two places.
-        product = expect(step, products_create.sync_detailed(client=client, body=CreateProduct(
-            sku=sku, name=f"Client check item {i}", price=f"{10 + i}.5", stock=5 + i)), 201, Product)
+        body = CreateProduct(sku=sku, name=f"Client check item {i}", price=f"{10 + i}.5", stock=5 + i)
+        retry_key = f"client-check-{run_id}-{i}"
+        response = products_create.sync_detailed(client=client, body=body, idempotency_key=retry_key)
+        product = expect(step, response, 201, Product)
+        if i == 0:
+            # A retry with the same Idempotency-Key replays the first answer.
+            retry = products_create.sync_detailed(client=client, body=body, idempotency_key=retry_key)
+            same(f"{step}, retried", "Idempotent-Replayed", retry.headers.get("idempotent-replayed"), "true")
+            same(f"{step}, retried", "the product", expect(step, retry, 201, Product).id, product.id)
         same(step, "sku", product.sku, sku)
         same(step, "price", product.price, f"{10 + i}.50")
         same(step, "stock", product.stock, 5 + i)
         same(step, "marketplace_id of a manual product", product.marketplace_id, None)
         created.append(product)
-    steps.ok(step, f"{PRODUCTS} products; prices normalised to two places")
+    steps.ok(step, f"{PRODUCTS} products, each with an Idempotency-Key (a retry replayed, not created again); "
+                   "prices normalised to two places")
 
     step = "products_list (every page)"
     ids, pages = all_products(client, step, PAGE_SIZE)
@@ -319,7 +328,7 @@ def run(base_url: str, steps: Steps) -> None:
     steps.ok(step, "stock 5 -> 2, price and name changed")
 
     step = "products_stock_history"
-    history: list[PageStockChangeItemsItem] = []
+    history: list[StockChange] = []
     cursor: str | Unset = UNSET
     for _ in range(10):
         page = expect(step, products_stock_history.sync_detailed(first.id, client=client, limit=1, cursor=cursor),
@@ -335,15 +344,8 @@ def run(base_url: str, steps: Steps) -> None:
 
     # ---- marketplace connection
     step = "marketplaces_create"
-    # openapi-python-client drops CreateConnection's variants (see
-    # clients/known-generator-warnings.txt), so its marketplaces_create
-    # cannot be imported: this one request goes through the generated
-    # client's own httpx client, and its answer is parsed with the generated
-    # model.
-    raw = client.get_httpx_client().post("/api/v1/marketplaces", json={"kind": "demo", "name": f"Demo {run_id}"})
-    if raw.status_code != 201:
-        raise ScenarioFailed(f"{step}: expected HTTP 201, got {raw.status_code}: {raw.text[:600]}")
-    connection = Connection.from_dict(raw.json())
+    connection = expect(step, marketplaces_create.sync_detailed(client=client, body=CreateDemoConnection(
+        kind=CreateDemoConnectionKind.DEMO, name=f"Demo {run_id}")), 201, Connection)
     same(step, "kind", connection.kind, MarketplaceKind.DEMO)
     same(step, "has_credentials", connection.has_credentials, False)
     again = expect("marketplaces_get", marketplaces_get.sync_detailed(connection.id, client=client), 200, Connection)
@@ -374,7 +376,7 @@ def run(base_url: str, steps: Steps) -> None:
         true(step, "a valid Standard Webhooks signature", signature_valid(subscription.secret, received),
              received.headers.get("webhook-signature"))
 
-        def logged() -> PageDeliveryItemsItem | None:
+        def logged() -> Delivery | None:
             log = expect("webhooks_deliveries_list", webhooks_deliveries_list.sync_detailed(
                 subscription.id, client=client), 200, PageDelivery)
             mine = [d for d in log.items if d.id == delivery.id]

@@ -409,6 +409,44 @@ impl Modify for TextPatterns {
     }
 }
 
+/// utoipa inlines a generic's argument: `Page<Product>`'s items are a copy of
+/// `Product`. Where the copy is exactly a component, this pass refers to the
+/// component instead, so a client generator makes one `Product` type, not
+/// one more per page (a test holds every page to it).
+struct PageItemsByReference;
+
+impl Modify for PageItemsByReference {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        use utoipa::openapi::schema::{ArrayItems, Schema};
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        let as_json = |schema: &RefOr<Schema>| serde_json::to_value(schema).ok();
+        let named: std::collections::BTreeMap<String, Option<serde_json::Value>> = components
+            .schemas
+            .iter()
+            .map(|(name, schema)| (name.clone(), as_json(schema)))
+            .collect();
+        for (name, schema) in components.schemas.iter_mut() {
+            let Some(item) = name.strip_prefix("Page_") else {
+                continue;
+            };
+            let Some(Some(component)) = named.get(item) else {
+                continue;
+            };
+            let RefOr::T(Schema::Object(page)) = schema else {
+                continue;
+            };
+            if let Some(RefOr::T(Schema::Array(list))) = page.properties.get_mut("items")
+                && let ArrayItems::RefOrSchema(items) = &mut list.items
+                && as_json(items).as_ref() == Some(component)
+            {
+                **items = RefOr::Ref(utoipa::openapi::Ref::from_schema_name(item));
+            }
+        }
+    }
+}
+
 /// The serialized document, built once at start.
 pub struct OpenApiJson(pub String);
 
@@ -423,6 +461,7 @@ pub fn document() -> OpenApiDoc {
     // collected; run the passes that need the routes' schemas over the full document.
     CommonResponses.modify(&mut doc);
     TextPatterns.modify(&mut doc);
+    PageItemsByReference.modify(&mut doc);
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc
 }

@@ -41,7 +41,7 @@ impl PageQuery {
     pub fn page_request(&self) -> Result<PageRequest, ApiError> {
         let after = match &self.cursor {
             None => None,
-            Some(cursor) => Some(decode_cursor(cursor).ok_or_else(invalid_cursor)?),
+            Some(cursor) => Some(decode_cursor(cursor).ok_or_else(|| invalid_cursor(cursor))?),
         };
         Ok(PageRequest {
             limit: self.limit.unwrap_or(DEFAULT_LIMIT),
@@ -50,12 +50,21 @@ impl PageQuery {
     }
 }
 
-pub fn invalid_cursor() -> ApiError {
-    ApiError::Validation(vec![ValidationIssue::new(
-        vec!["query".into(), "cursor".into()],
-        "Invalid cursor; pass the next_cursor of a previous page",
-        "value_error",
-    )])
+/// A 422 for a `cursor` that no page handed out (or of another sort).
+pub fn invalid_cursor(cursor: &str) -> ApiError {
+    const ERROR: &str = "Invalid cursor; pass the next_cursor of a previous page";
+    ApiError::Validation(vec![
+        ValidationIssue::new(
+            vec!["query".into(), "cursor".into()],
+            format!("Value error, {ERROR}"),
+            "value_error",
+        )
+        .with_ctx(Some(serde_json::Map::from_iter([(
+            "error".to_owned(),
+            ERROR.into(),
+        )])))
+        .with_input(Some(&cursor.into())),
+    ])
 }
 
 /// Lenient about the unused low bits of the last character, so every

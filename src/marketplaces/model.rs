@@ -129,13 +129,43 @@ impl CreateConnection {
 }
 
 /// Documented as one object per kind, so clients (and fuzzers) see exactly
-/// which credentials each kind takes.
+/// which credentials each kind takes. Each kind's object is a named
+/// component (`CreateDemoConnection`, `CreateWildberriesConnection`) with its
+/// credentials by reference: client generators then make one type per kind
+/// instead of colliding anonymous ones.
 impl utoipa::PartialSchema for CreateConnection {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
-        let variant = |kind: &str,
-                       credentials: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
-                       required: bool| {
+        use utoipa::openapi::schema::OneOfBuilder;
+        CONNECTION_KINDS
+            .iter()
+            .fold(OneOfBuilder::new(), |one_of, (component, ..)| {
+                one_of.item(utoipa::openapi::Ref::from_schema_name(*component))
+            })
+            .into()
+    }
+}
+
+/// Each kind's creation object: its component name, `kind`, its credentials'
+/// component, and whether credentials are required.
+const CONNECTION_KINDS: [(&str, &str, &str, bool); 2] = [
+    ("CreateDemoConnection", "demo", "DemoCredentials", false),
+    (
+        "CreateWildberriesConnection",
+        "wildberries",
+        "WildberriesCredentials",
+        true,
+    ),
+];
+
+impl ToSchema for CreateConnection {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+        for (component, kind, credentials, required) in CONNECTION_KINDS {
             let mut object = ObjectBuilder::new()
                 .schema_type(Type::Object)
                 .property(
@@ -152,31 +182,28 @@ impl utoipa::PartialSchema for CreateConnection {
                         .max_length(Some(200))
                         .pattern(Some(r"\S")),
                 )
-                .property("credentials", credentials)
+                .property(
+                    "credentials",
+                    utoipa::openapi::Ref::from_schema_name(credentials),
+                )
                 .required("kind")
                 .required("name")
                 .additional_properties(Some(AdditionalProperties::FreeForm(false)));
             if required {
                 object = object.required("credentials");
             }
-            object
-        };
-        OneOfBuilder::new()
-            .item(variant(
-                "demo",
-                <DemoCredentials as utoipa::PartialSchema>::schema(),
-                false,
-            ))
-            .item(variant(
-                "wildberries",
-                <WildberriesCredentials as utoipa::PartialSchema>::schema(),
-                true,
-            ))
-            .into()
+            schemas.push((component.to_owned(), object.into()));
+        }
+        schemas.push((
+            "DemoCredentials".to_owned(),
+            <DemoCredentials as utoipa::PartialSchema>::schema(),
+        ));
+        schemas.push((
+            "WildberriesCredentials".to_owned(),
+            <WildberriesCredentials as utoipa::PartialSchema>::schema(),
+        ));
     }
 }
-
-impl ToSchema for CreateConnection {}
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Connection {

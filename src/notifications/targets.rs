@@ -7,7 +7,7 @@ use sqlx::PgConnection;
 use crate::auth::roles::Tier;
 use crate::config::{TargetCaps, TargetCapsByTier};
 use crate::db::observed;
-use crate::http::error::{ApiError, ValidationIssue};
+use crate::http::error::ApiError;
 
 #[derive(Debug, Clone, Copy)]
 pub enum TargetKind {
@@ -69,15 +69,15 @@ pub async fn ensure_room(
         .await?;
     let cap = kind.cap(caps_for(caps, tier));
     if count >= i64::from(cap) {
-        return Err(ApiError::Validation(vec![ValidationIssue::new(
-            vec!["body".into()],
-            format!(
+        // A rule about the tenant, not about a field of the request.
+        return Err(ApiError::Unprocessable {
+            code: "limit_reached",
+            detail: format!(
                 "This tenant has {count} {}, the most its {} tier allows; delete one first",
                 kind.plural(),
                 tier.as_str()
             ),
-            "limit_reached",
-        )]));
+        });
     }
     Ok(())
 }

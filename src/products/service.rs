@@ -62,6 +62,7 @@ fn cursor_for(sort: SortOrder, product: &Product) -> String {
 }
 
 fn parse_cursor(sort: SortOrder, cursor: &str) -> Result<After, ApiError> {
+    let invalid_cursor = || invalid_cursor(cursor);
     let cursor: ListCursor = decode_opaque(cursor)
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .ok_or_else(invalid_cursor)?;

@@ -38,7 +38,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     responses(
         (status = 201, description = "Registered", body = TelegramChat),
         (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "Invalid input, or the tier's cap of chats reached (`limit_reached`)", body = ValidationErrorBody),
+        (status = 422, description = "Invalid input, or (`limit_reached`, an error body) the tier's cap of chats reached", body = ValidationErrorBody),
     )
 )]
 #[post("/telegram/chats")]

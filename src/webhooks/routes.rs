@@ -39,7 +39,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     responses(
         (status = 201, description = "Subscribed; `secret` shown once", body = SubscriptionWithSecret),
         (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "Invalid input, a URL that is not https or not public, or the tier's cap of subscriptions reached (`limit_reached`)", body = ValidationErrorBody),
+        (status = 422, description = "Invalid input, a URL that is not https or not public, or (`limit_reached`, an error body) the tier's cap of subscriptions reached", body = ValidationErrorBody),
     )
 )]
 #[post("/webhooks")]

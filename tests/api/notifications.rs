@@ -656,8 +656,8 @@ async fn add_chat(app: &TestApp, bearer: &str) -> reqwest::Response {
 async fn assert_limit_reached(response: reqwest::Response, what: &str) {
     assert_eq!(response.status(), 422);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body["detail"][0]["type"], "limit_reached", "{body}");
-    let msg = body["detail"][0]["msg"].as_str().unwrap();
+    assert_eq!(body["code"], "limit_reached", "{body}");
+    let msg = body["detail"].as_str().unwrap();
     assert!(msg.contains(what), "{msg}");
 }
 

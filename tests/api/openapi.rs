@@ -317,3 +317,43 @@ fn every_creating_post_takes_an_idempotency_key() {
     }
     assert_eq!(declaring, 13);
 }
+
+/// Client generators make one type per schema: a page refers to its item's
+/// component rather than repeating it, and request bodies that are one of
+/// several shapes name each shape.
+#[test]
+fn pages_and_variants_refer_to_named_components() {
+    let doc = serde_json::to_value(stock_tracker::app::openapi::document()).unwrap();
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    let pages: Vec<_> = schemas.keys().filter(|k| k.starts_with("Page_")).collect();
+    assert!(pages.len() >= 10, "{pages:?}");
+    for page in pages {
+        let item = page.strip_prefix("Page_").unwrap();
+        assert_eq!(
+            schemas[page]["properties"]["items"]["items"]["$ref"],
+            format!("#/components/schemas/{item}"),
+            "{page}"
+        );
+    }
+    // An anonymous variant may hold plain fields, but no object of its own:
+    // generators name such nested objects after the variant's position and
+    // two variants' collide (what CreateConnection's credentials did).
+    for (name, schema) in schemas {
+        for variant in schema["oneOf"].as_array().into_iter().flatten() {
+            for (field, property) in variant["properties"].as_object().into_iter().flatten() {
+                assert!(
+                    property.get("type") != Some(&"object".into()),
+                    "{name}: a variant's `{field}` is an inline object"
+                );
+            }
+        }
+    }
+    let create_connection = &schemas["CreateConnection"]["oneOf"];
+    assert_eq!(
+        create_connection,
+        &serde_json::json!([
+            {"$ref": "#/components/schemas/CreateDemoConnection"},
+            {"$ref": "#/components/schemas/CreateWildberriesConnection"}
+        ])
+    );
+}
