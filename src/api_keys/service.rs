@@ -33,7 +33,13 @@ pub async fn create(
     {
         return Err(ApiError::invalid_value(
             "expires_at",
-            serde_json::to_value(input.expires_at).unwrap_or_default(),
+            input
+                .expires_at
+                .and_then(|at| {
+                    at.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .into(),
             "must be in the future",
         ));
     }

@@ -41,7 +41,7 @@ pub struct ValidationIssue {
     /// The value that failed; absent for secrets (passwords, tokens,
     /// credentials) and where the input is not at hand.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub input: Option<serde_json::Value>,
     /// The check's parameters, as Pydantic gives them: `min_length`,
     /// `max_length`, `ge`, `le`, `pattern`, `expected`, `error`.
