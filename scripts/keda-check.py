@@ -30,7 +30,6 @@ unless every break is caught: the check itself is tested.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import re
 import subprocess
@@ -42,7 +41,7 @@ from typing import Callable
 
 import yaml
 
-from manifests import configmaps, container_env
+from manifests import configmaps, container_env, report_self_test, with_breaks
 
 ROOT = Path(__file__).resolve().parent.parent
 KEDA_KINDS = {
@@ -231,25 +230,8 @@ def breaks() -> dict[str, Callable[[list[dict]], None]]:
 
 
 def self_test(tsc: str, path: Path) -> int:
-    good = load(path)
-    renderings = {"as rendered": good}
-    for name, apply in breaks().items():
-        docs = copy.deepcopy(good)
-        apply(docs)
-        renderings[name] = docs
-    found = check(tsc, renderings)
-    failures = 0
-    if found["as rendered"]:
-        print(f"FAIL the rendering itself does not pass: {found['as rendered']}")
-        failures += 1
-    for name in list(renderings)[1:]:
-        if found[name]:
-            print(f"  caught {name}: {found[name][0]}")
-        else:
-            print(f"FAIL not caught: {name}")
-            failures += 1
-    print(f"keda-check self-test: {len(renderings) - 1 - failures} of {len(renderings) - 1} breaks caught")
-    return 1 if failures else 0
+    renderings = with_breaks(load(path), breaks())
+    return report_self_test("keda-check", check(tsc, renderings))
 
 
 def main() -> int:

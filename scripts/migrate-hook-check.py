@@ -34,14 +34,13 @@ every break is caught: the check itself is tested.
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 from pathlib import Path
 from typing import Callable
 
 import yaml
 
-from manifests import configmaps
+from manifests import configmaps, report_self_test, with_breaks
 
 ARGO_HOOK = "argocd.argoproj.io/hook"
 ARGO_WAVE = "argocd.argoproj.io/sync-wave"
@@ -236,24 +235,9 @@ def breaks() -> dict[str, Callable[[list[dict]], None]]:
 
 
 def self_test(path: Path) -> int:
-    good = load(path)
-    failures = 0
-    problems, _ = check(good, plain=False)
-    if problems:
-        print(f"FAIL the rendering itself does not pass: {problems}")
-        failures += 1
-    tests = breaks()
-    for name, apply in tests.items():
-        docs = copy.deepcopy(good)
-        apply(docs)
-        problems, _ = check(docs, plain=False)
-        if problems:
-            print(f"  caught {name}: {problems[0]}")
-        else:
-            print(f"FAIL not caught: {name}")
-            failures += 1
-    print(f"migrate-hook-check self-test: {len(tests) - failures} of {len(tests)} breaks caught")
-    return 1 if failures else 0
+    renderings = with_breaks(load(path), breaks())
+    found = {name: check(docs, plain=False)[0] for name, docs in renderings.items()}
+    return report_self_test("migrate-hook-check", found)
 
 
 def main() -> int:
