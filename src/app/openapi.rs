@@ -246,12 +246,12 @@ fn document_idempotency(
                 .insert(REPLAYED_HEADER.into(), header_ref(REPLAYED_HEADER));
         }
     }
-    let in_use = "or (`idempotency_key_in_use`) a request with the same `Idempotency-Key` \
+    let in_use = "(`idempotency_key_in_use`) a request with the same `Idempotency-Key` \
                   is still running: retry after `Retry-After`";
     match responses.get_mut("409") {
-        Some(response) => append(response, in_use),
+        Some(response) => append(response, &format!("or {in_use}")),
         None => {
-            let mut response = error_response(&in_use[4..]);
+            let mut response = error_response(in_use);
             if let RefOr::T(r) = &mut response {
                 r.headers
                     .insert("Retry-After".into(), header_ref("Retry-After"));

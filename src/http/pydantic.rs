@@ -395,7 +395,7 @@ fn classify(message: &str) -> (&'static str, String, Option<Map<String, Value>>)
     }
     if message.contains("UUID parsing failed")
         || message.starts_with("invalid character")
-        || message.starts_with("invalid length") && message.contains("UUID")
+        || (message.starts_with("invalid length") && message.contains("UUID"))
     {
         let error = message.trim_start_matches("UUID parsing failed: ");
         return (
@@ -404,8 +404,7 @@ fn classify(message: &str) -> (&'static str, String, Option<Map<String, Value>>)
             Some(context("error", error)),
         );
     }
-    if let Some(rest) = message.strip_prefix("invalid value: integer `") {
-        let _ = rest;
+    if message.starts_with("invalid value: integer `") {
         return (
             "int_parsing",
             "Input should be a valid integer, the number is out of range".into(),

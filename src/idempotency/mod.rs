@@ -114,10 +114,6 @@ impl IdempotentRoutes {
     pub fn covers(&self, pattern: &str) -> bool {
         self.0.contains(pattern)
     }
-
-    pub fn patterns(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(String::as_str)
-    }
 }
 
 /// Whether an operation lists the `Idempotency-Key` header parameter.
