@@ -28,13 +28,57 @@ start() {
   host=${address%%:*}
   port=5432
   [[ $address == *:* ]] && port=${address#*:}
-  local listen
-  listen=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-
+  if ! command -v pgbouncer >/dev/null 2>&1; then
+    echo "pgbouncer is not installed (scripts/services.sh installs it)" >&2
+    exit 1
+  fi
   mkdir -p "$dir"
   # PgBouncer checks clients' passwords against this file and logs in to
   # PostgreSQL with it.
   printf '"%s" "%s"\n' "$user" "$password" > "$dir/users.txt"
+  if [ "$(id -u)" -eq 0 ]; then
+    # PgBouncer refuses to run as root: it drops to PostgreSQL's user.
+    chmod 755 "$dir"
+    chmod 644 "$dir/users.txt"
+  fi
+  # A free port is only free until someone else binds it: between the probe
+  # and PgBouncer's bind, another process (a parallel test's server, an
+  # outgoing connection's local port) may take it. PgBouncer then exits,
+  # and the port may even answer for that other process, so success is
+  # PgBouncer itself alive and listening; otherwise try another port.
+  local attempt listen pid
+  for attempt in 1 2 3 4 5; do
+    listen=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    write_config "$dir" "$host" "$port" "$listen" "$pool_size"
+    pgbouncer "$dir/pgbouncer.ini" > "$dir/pgbouncer.log" 2>&1 &
+    pid=$!
+    echo "$pid" > "$dir/pid"
+    for _ in $(seq 1 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      if listening "$dir" "$listen"; then
+        echo "$listen"
+        return 0
+      fi
+      sleep 0.05
+    done
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    echo "pgbouncer did not start on 127.0.0.1:$listen (attempt $attempt):" >&2
+    cat "$dir/pgbouncer.log" >&2
+  done
+  exit 1
+}
+
+# Whether the PgBouncer started in DIR bound PORT itself (its log says so;
+# one that lost the port logs why and exits) and accepts connections there.
+listening() {
+  local dir=$1 listen=$2
+  grep -q "listening on 127.0.0.1:$listen\$" "$dir/pgbouncer.log" \
+    && (exec 3<>"/dev/tcp/127.0.0.1/$listen") 2>/dev/null
+}
+
+write_config() {
+  local dir=$1 host=$2 port=$3 listen=$4 pool_size=$5
   cat > "$dir/pgbouncer.ini" <<EOF
 [databases]
 * = host=$host port=$port
@@ -51,27 +95,9 @@ max_client_conn = 500
 server_tls_sslmode = disable
 EOF
   if [ "$(id -u)" -eq 0 ]; then
-    # PgBouncer refuses to run as root: it drops to PostgreSQL's user.
     echo "user = postgres" >> "$dir/pgbouncer.ini"
-    chmod 755 "$dir"
-    chmod 644 "$dir/pgbouncer.ini" "$dir/users.txt"
+    chmod 644 "$dir/pgbouncer.ini"
   fi
-  if ! command -v pgbouncer >/dev/null 2>&1; then
-    echo "pgbouncer is not installed (scripts/services.sh installs it)" >&2
-    exit 1
-  fi
-  pgbouncer "$dir/pgbouncer.ini" > "$dir/pgbouncer.log" 2>&1 &
-  echo $! > "$dir/pid"
-  for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$listen") 2>/dev/null; then
-      echo "$listen"
-      return 0
-    fi
-    sleep 0.05
-  done
-  echo "pgbouncer did not start listening on 127.0.0.1:$listen:" >&2
-  cat "$dir/pgbouncer.log" >&2
-  exit 1
 }
 
 stop() {

@@ -515,6 +515,11 @@ impl PgBouncer {
         Self { dir, port }
     }
 
+    /// What PgBouncer logged so far: connections opened and closed, and why.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pgbouncer.log")).unwrap_or_default()
+    }
+
     /// `postgres_url` with PgBouncer's address in place of PostgreSQL's.
     pub fn url(&self, postgres_url: &str) -> String {
         through_pgbouncer(postgres_url, self.port)
