@@ -87,11 +87,17 @@ pub fn set_slow_threshold(threshold: Duration) {
     SLOW_THRESHOLD_MS.store(threshold.as_millis() as u64, Ordering::Relaxed);
 }
 
-/// Whether statements are sent unnamed (set once, from `database.pooler`).
+/// Whether statements are sent unnamed (from `database.pooler`).
 static UNNAMED_STATEMENTS: AtomicBool = AtomicBool::new(false);
 
+/// Sends every statement of the process unnamed from now on when `unnamed`
+/// (a pool behind a transaction pooler); never turns it back off. Unnamed
+/// statements are correct on any connection, named ones only where a
+/// connection has one client: with pools of both kinds in one process (as
+/// in the tests), the other pool's settings must not make this one's
+/// statements named again.
 pub fn set_unnamed_statements(unnamed: bool) {
-    UNNAMED_STATEMENTS.store(unnamed, Ordering::Relaxed);
+    UNNAMED_STATEMENTS.fetch_or(unnamed, Ordering::Relaxed);
 }
 
 /// A statement that is prepared unnamed when [`UNNAMED_STATEMENTS`] says so.

@@ -9,7 +9,7 @@ use futures_util::FutureExt;
 use secrecy::ExposeSecret;
 use sqlx::Row;
 use stock_tracker::config::Pooler;
-use stock_tracker::db::{Database, begin_tenant_tx, observed};
+use stock_tracker::db::{Database, begin_tenant_tx, connect_pool, observed};
 use uuid::Uuid;
 
 use crate::helpers::spawn_app_with;
@@ -81,6 +81,14 @@ async fn two_tenants_interleaved_on_one_server_connection_see_only_their_own_row
     })
     .await;
     let bouncer = bouncer.unwrap();
+    // Another pool of the same process straight to PostgreSQL, as a test
+    // running alongside builds: it must not make this pool's statements
+    // named (they would collide on the shared server connection).
+    let mut direct = app.state.settings.database.clone();
+    direct.url = direct.session_url().clone();
+    direct.pooler = Pooler::None;
+    direct.direct_url = None;
+    let _direct_pool = connect_pool(&direct).unwrap();
     let checked = AssertUnwindSafe(interleave(&app.state.db))
         .catch_unwind()
         .await;
