@@ -7,9 +7,11 @@
 //! unknown task, bad arguments — is rejected without requeue and counted.
 //!
 //! A lost connection is reopened (every 2 s) while running tasks go on; at
-//! shutdown the consumers are cancelled, running tasks get a grace period,
-//! and whatever is still unacknowledged returns to the queue when the
-//! connection closes.
+//! shutdown the consumers are cancelled and running tasks get a grace
+//! period. Tasks still running then are told they are abandoned
+//! ([`abandoned`]): one that can hand its work back (a sync releases its
+//! job) does so within [`HAND_BACK_TIMEOUT`]. Whatever is still
+//! unacknowledged returns to the queue when the connection closes.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,6 +28,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use prometheus::IntCounterVec;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use super::{BadMessage, TaskMessage, connect, declare_queues};
 use crate::config::Settings;
@@ -50,6 +53,28 @@ pub struct Subscription {
     pub prefetch: u16,
 }
 
+/// How long abandoned tasks get to hand their work back at shutdown, after
+/// the grace period.
+pub const HAND_BACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+tokio::task_local! {
+    /// Cancelled when the worker, shutting down, stops waiting for the
+    /// running tasks: set around each handler, read by [`abandoned`].
+    static ABANDONED: CancellationToken;
+}
+
+/// Resolves when the worker shutting down gives up waiting for the calling
+/// task (its grace period is over), which then has [`HAND_BACK_TIMEOUT`] to
+/// hand its work back before it is dropped. Never, outside a consumer's
+/// task. A task-local rather than a handler argument: only the tasks that
+/// can hand work back ask for it.
+pub async fn abandoned() {
+    match ABANDONED.try_with(CancellationToken::clone) {
+        Ok(token) => token.cancelled().await,
+        Err(_) => std::future::pending().await,
+    }
+}
+
 /// Connection attempts before a worker that never connected gives up.
 const FIRST_CONNECT_ATTEMPTS: u32 = 30;
 const RECONNECT_DELAY: Duration = Duration::from_secs(2);
@@ -72,6 +97,7 @@ impl Consumer {
         let this = Arc::new(self);
         // The running tasks, across reconnections.
         let mut running = JoinSet::new();
+        let abandon = CancellationToken::new();
         tokio::pin!(stop);
         let mut failed_attempts = 0;
         let mut connected_once = false;
@@ -117,7 +143,10 @@ impl Consumer {
                     Some((queue, next)) = deliveries.next() => match next {
                         Some(Ok(delivery)) => {
                             let this = this.clone();
-                            running.spawn(async move { this.handle(&queue, delivery).await });
+                            let abandoned = abandon.clone();
+                            running.spawn(ABANDONED.scope(abandoned, async move {
+                                this.handle(&queue, delivery).await
+                            }));
                         }
                         Some(Err(err)) => {
                             tracing::warn!(error = %err, %queue, "the broker connection failed; reconnecting");
@@ -139,13 +168,13 @@ impl Consumer {
                         .basic_cancel(consumer.tag().as_str(), BasicCancelOptions::default())
                         .await;
                 }
-                drain(&mut running, grace).await;
+                drain(&mut running, grace, &abandon).await;
                 let _ = connection.close(200, "worker stopping").await;
                 return Ok(());
             }
             let _ = connection.close(200, "reconnecting").await;
         }
-        drain(&mut running, grace).await;
+        drain(&mut running, grace, &abandon).await;
         Ok(())
     }
 
@@ -214,13 +243,27 @@ impl Consumer {
 }
 
 /// Waits for running tasks, at most `grace`; those still running then are
-/// dropped (their transactions roll back) as the process ends.
-async fn drain(running: &mut JoinSet<()>, grace: Duration) {
+/// abandoned: each may hand its work back within [`HAND_BACK_TIMEOUT`], and
+/// what is left is dropped (its transactions roll back) as the process ends.
+async fn drain(running: &mut JoinSet<()>, grace: Duration, abandon: &CancellationToken) {
     let finished = async { while running.join_next().await.is_some() {} };
-    if tokio::time::timeout(grace, finished).await.is_err() {
+    if tokio::time::timeout(grace, finished).await.is_ok() {
+        return;
+    }
+    tracing::warn!(
+        grace_secs = grace.as_secs(),
+        tasks = running.len(),
+        "tasks still running after the shutdown timeout; abandoning them"
+    );
+    abandon.cancel();
+    let handed_back = async { while running.join_next().await.is_some() {} };
+    if tokio::time::timeout(HAND_BACK_TIMEOUT, handed_back)
+        .await
+        .is_err()
+    {
         tracing::warn!(
-            grace_secs = grace.as_secs(),
-            "tasks still running after the shutdown timeout; they stay unacknowledged for redelivery"
+            tasks = running.len(),
+            "tasks still running once abandoned; they stay unacknowledged for redelivery"
         );
     }
 }

@@ -37,7 +37,7 @@ pub fn task_span(task: &'static str, tenant_id: Uuid, traceparent: Option<&str>)
 
 pub const WORKER_TASKS: MetricDef = MetricDef::counter(
     "stock_tracker_worker_tasks_total",
-    "Tasks run by the worker, by task and status: succeeded, failed, retried, skipped (a duplicate or early delivery: nothing to run), lease_lost (another worker took the job over)",
+    "Tasks run by the worker, by task and status: succeeded, failed, retried, skipped (a duplicate or early delivery: nothing to run), lease_lost (another worker took the job over), released (handed back to the queue as the worker shut down)",
     &["task", "status"],
 );
 
@@ -90,7 +90,14 @@ pub fn register_metrics(metrics: &Metrics, tasks: &[&str]) {
 }
 
 /// What a task run can end as (the `status` label of the task families).
-pub const TASK_STATUSES: [&str; 5] = ["succeeded", "failed", "retried", "skipped", "lease_lost"];
+pub const TASK_STATUSES: [&str; 6] = [
+    "succeeded",
+    "failed",
+    "retried",
+    "skipped",
+    "lease_lost",
+    "released",
+];
 
 /// Runs a task body with its metrics: in progress, duration and outcome.
 pub async fn measured(metrics: &Metrics, task: &str, body: impl Future<Output = &'static str>) {

@@ -191,6 +191,31 @@ pub async fn requeue_job(
     Ok(requeued.rows_affected() == 1)
 }
 
+/// Hands a running job back to the queue, due at once, with why: its
+/// worker is shutting down, so the run neither failed nor counts as an
+/// attempt. False when the lease was no longer `lease`'s.
+pub async fn release_job(
+    tenant: &TenantCtx,
+    conn: &mut PgConnection,
+    id: Uuid,
+    lease: Lease,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
+    let released = sqlx::query(
+        "UPDATE sync_jobs
+         SET status = 'queued', run_after = now(), error = $4, attempts = attempts - 1,
+             lease_token = NULL, lease_expires_at = NULL, enqueued_at = NULL
+         WHERE tenant_id = $1 AND id = $2 AND lease_token = $3 AND status = 'running'",
+    )
+    .bind(tenant.id())
+    .bind(id)
+    .bind(lease.token)
+    .bind(reason)
+    .execute(observed("sync.release_job", conn))
+    .await?;
+    Ok(released.rows_affected() == 1)
+}
+
 /// What one page changed.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PageCounts {

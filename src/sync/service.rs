@@ -375,6 +375,20 @@ pub async fn settle_failure(
     Ok("retried")
 }
 
+/// Hands a claimed job back to the queue when its worker shuts down before
+/// the run ends: what the run committed stays (re-running changes nothing
+/// already applied), the attempt is not counted, and beat's sweeper sends
+/// it to another worker at its next round. False when the lease had passed
+/// to another worker already.
+pub async fn release(ctx: &Infra, run: &Run) -> Result<bool, sqlx::Error> {
+    let mut tx = db::begin_tenant_tx(&ctx.db, run.tenant.id()).await?;
+    let reason = "the worker running it shut down; queued again";
+    let released =
+        repository::release_job(&run.tenant, &mut tx, run.job.id, run.lease, reason).await?;
+    tx.commit().await?;
+    Ok(released)
+}
+
 async fn marketplace_of(
     ctx: &Infra,
     tenant: TenantCtx,

@@ -7,7 +7,8 @@
 //!
 //! A message only says "look at this job": the job row decides. A delivery
 //! claims the job under a lease ([`service::claim`]); a duplicate, early or
-//! late delivery finds nothing to claim and is dropped.
+//! late delivery finds nothing to claim and is dropped. A run its worker
+//! abandons at shutdown hands the job back to the queue.
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use uuid::Uuid;
 
 use super::service::{self, Claim, SyncError};
 use crate::auth::TenantCtx;
-use crate::broker::{BadMessage, TaskMessage, TaskQueue};
+use crate::broker::{BadMessage, TaskMessage, TaskQueue, consumer};
 use crate::infra::Infra;
 use crate::infra::tasks::{WORKER_RETRIES, measured, task_span};
 use crate::telemetry::traces;
@@ -95,7 +96,11 @@ pub async fn sync_tenant_products(ctx: Arc<Infra>, message: TaskMessage) -> Resu
             }
         };
         tracing::info!(attempt = run.job.attempts, "sync started");
-        let failure = match service::run_leased(&ctx, &run).await {
+        let ran = tokio::select! {
+            ran = service::run_leased(&ctx, &run) => ran,
+            () = consumer::abandoned() => return hand_back(&ctx, &run).await,
+        };
+        let failure = match ran {
             Ok(()) => {
                 tracing::info!("sync succeeded");
                 return "succeeded";
@@ -137,6 +142,24 @@ pub async fn sync_tenant_products(ctx: Arc<Infra>, message: TaskMessage) -> Resu
     });
     sentry::SentryFutureExt::bind_hub(tracing::Instrument::instrument(body, span), hub).await;
     Ok(())
+}
+
+/// The worker is shutting down and stopped waiting for this run: the job
+/// goes back to the queue for another worker (the run stopped at a page
+/// boundary or mid-page, whose transaction rolled back).
+async fn hand_back(ctx: &Infra, run: &service::Run) -> &'static str {
+    match service::release(ctx, run).await {
+        Ok(true) => {
+            tracing::warn!("the worker is shutting down; the job was handed back to the queue");
+            "released"
+        }
+        Ok(false) => lease_lost(),
+        Err(err) => {
+            // Its lease runs out and beat's reaper queues it again.
+            tracing::error!(error = %err, "could not hand the job back at shutdown");
+            "failed"
+        }
+    }
 }
 
 fn lease_lost() -> &'static str {

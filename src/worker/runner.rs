@@ -7,9 +7,10 @@
 //! its tasks run at once, so long syncs never hold deliveries back.
 //!
 //! Shutdown on SIGTERM or SIGINT: the worker stops consuming and waits for
-//! running tasks; after `worker.shutdown_timeout_secs` the process exits
-//! anyway, and the messages it still held — unacknowledged, since tasks
-//! acknowledge late — are redelivered by RabbitMQ to another worker.
+//! running tasks; after `worker.shutdown_timeout_secs` a sync still running
+//! hands its job back to the queue, and the process exits: the messages it
+//! still held — unacknowledged, since tasks acknowledge late — are
+//! redelivered by RabbitMQ to another worker.
 
 use std::collections::HashMap;
 use std::sync::Arc;

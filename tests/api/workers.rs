@@ -875,14 +875,18 @@ async fn beat_purges_expired_revocations_and_refresh_tokens() {
 }
 
 #[tokio::test]
-async fn a_task_still_running_at_the_shutdown_timeout_is_redelivered() {
+async fn a_sync_still_running_at_the_shutdown_timeout_is_handed_back_without_waiting_for_its_lease()
+{
     let queues = TestQueues::new();
     let app = spawn_app_with(|s| queues.apply(s)).await;
     let owner = app.register("grace@example.com").await;
     let connection = demo_connection(&app, &owner).await;
+    // A lease longer than the test: only the hand-back can queue the job
+    // again in time, not beat's reaper.
     let env = [
         ("STOCK_TRACKER__WORKER__DEMO_PRODUCTS", "60000".to_owned()),
         ("STOCK_TRACKER__WORKER__PAGE_SIZE", "250".to_owned()),
+        ("STOCK_TRACKER__WORKER__JOB_LEASE_SECS", "600".to_owned()),
         (
             "STOCK_TRACKER__WORKER__SHUTDOWN_TIMEOUT_SECS",
             "1".to_owned(),
@@ -897,29 +901,49 @@ async fn a_task_still_running_at_the_shutdown_timeout_is_redelivered() {
     let job_id = job["job_id"].as_str().unwrap().to_owned();
     wait_for_job(&app, &owner, &job_id, "running", Duration::from_secs(30)).await;
     let stopping = Instant::now();
-    first.terminate();
+    assert!(first.terminate().success(), "{}", first.output());
     assert!(
-        stopping.elapsed() < Duration::from_secs(5),
-        "the grace period bounds the shutdown"
+        stopping.elapsed() < Duration::from_secs(8),
+        "the grace period and the hand-back bound the shutdown"
     );
     assert!(
         first
             .output()
-            .contains("stay unacknowledged for redelivery"),
+            .contains("the job was handed back to the queue"),
         "{}",
         first.output()
     );
-    let unfinished: Value = app
+    // As the worker exits, the job is queued again, its attempt not counted.
+    let back: Value = app
         .get_as(&format!("/api/v1/sync/jobs/{job_id}"), &owner.bearer())
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(unfinished["status"], "running");
+    assert_eq!(back["status"], "queued", "{back}");
+    assert_eq!(back["attempts"], 0, "{back}");
+    assert_eq!(
+        back["error"], "the worker running it shut down; queued again",
+        "{back}"
+    );
+    let products = "SELECT count(*) FROM products WHERE tenant_id = $1";
+    let partial = count(&app, products, owner.tenant_id).await;
+    assert!(partial < 60_000, "terminated too late: {partial}");
 
+    // Beat's sweeper sends it again; another worker finishes it, once.
     let _second = Role::start("worker", &app.state.settings, &env);
-    let _beat = Role::start("beat", &app.state.settings, &[]);
+    let _beat = Role::start("beat", &app.state.settings, &env);
     let done = wait_for_job(&app, &owner, &job_id, "succeeded", Duration::from_secs(120)).await;
-    assert_eq!(done["attempts"], 2);
+    assert_eq!(done["attempts"], 1, "{done}");
     assert_eq!(done["products_seen"], 60_000);
+    assert_eq!(count(&app, products, owner.tenant_id).await, 60_000);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM outbox_events WHERE tenant_id = $1 AND event_type LIKE 'sync.%'",
+            owner.tenant_id
+        )
+        .await,
+        1
+    );
 }
