@@ -30,17 +30,15 @@ of each role. Python 3 standard library only.
 import argparse
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 import time
-import traceback
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import scale_check  # noqa: E402  (scripts/ is not a package)
-from scale_check import Fail, Stack, free_port, pg_url, psql, say  # noqa: E402
+from scale_check import Fail, Stack, free_port, pg_url, psql, run_bounded, say  # noqa: E402
 
 REDIS_PORT = 6379
 # Products the demo marketplace lists: enough for several pages at the
@@ -129,39 +127,12 @@ def main():
     parser.add_argument("--summary-file", default=None, help="where the scenario writes its closing line")
     args = parser.parse_args()
 
-    def on_signal(signum, _frame):
-        raise SystemExit(128 + signum)
-
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGALRM):
-        signal.signal(sig, on_signal)
-    signal.alarm(HARD_LIMIT_SECS)
-
     stack = Stack(pathlib.Path(args.work).resolve(), pathlib.Path(args.bin))
     # The run's own names, apart from the multi-replica check's.
     stack.db = f"stock_tracker_clients_{stack.run_id}"
     stack.queues = (f"client-check-{stack.run_id}-sync", f"client-check-{stack.run_id}-notifications")
-    code = 1
-    try:
-        run(stack, args)
-        code = 0
-    except Fail as err:
-        print(f"FAIL client check: {err}", file=sys.stderr)
-        stack.log_tails()
-    except (KeyboardInterrupt, SystemExit) as err:
-        code = err.code if isinstance(err, SystemExit) and isinstance(err.code, int) else 130
-        reason = "took too long" if code == 128 + signal.SIGALRM else "interrupted"
-        print(f"FAIL client check: {reason} ({code}); stopping everything", file=sys.stderr)
-        stack.log_tails()
-    except Exception:  # a bug here or an unexpected answer: still clean up
-        traceback.print_exc()
-        stack.log_tails()
-    finally:
-        signal.alarm(0)
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)
-        stack.cleanup()
-        drop_redis_keys(stack)
-    return code
+    return run_bounded("client check", stack, lambda: run(stack, args), HARD_LIMIT_SECS,
+                       after_cleanup=lambda: drop_redis_keys(stack))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=scripts/stack-cleanup.sh
+source scripts/stack-cleanup.sh
 
 CACHE="$HOME/.cache/stock-tracker"
 VENV="$CACHE/clients-venv"
@@ -55,32 +57,10 @@ fail() {
 # the queues, the run's Redis keys; then prints the summary.
 # shellcheck disable=SC2317  # run by the EXIT trap
 cleanup() {
-  local rc=$? pid _name i
-  if [ -n "$CHECK_PID" ] && kill -0 "$CHECK_PID" 2>/dev/null; then
-    kill -TERM "$CHECK_PID" 2>/dev/null || true
-    for i in $(seq 1 60); do
-      kill -0 "$CHECK_PID" 2>/dev/null || break
-      sleep 0.5
-    done
-    kill -KILL "$CHECK_PID" 2>/dev/null || true
-  fi
+  local rc=$? i
+  stop_check "$CHECK_PID"
   if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-    if [ -f "$WORK/stack/pids" ]; then
-      while read -r pid _name; do
-        kill -KILL "$pid" 2>/dev/null || true
-      done <"$WORK/stack/pids"
-    fi
-    if [ ! -f "$WORK/stack/cleaned" ]; then
-      if [ -f "$WORK/stack/database" ]; then
-        psql -h 127.0.0.1 -U postgres -d postgres -qAtc \
-          "DROP DATABASE IF EXISTS \"$(cat "$WORK/stack/database")\" WITH (FORCE)" >/dev/null 2>&1 || true
-      fi
-      if [ -f "$WORK/stack/queues" ]; then
-        while read -r i; do
-          rabbitmqctl delete_queue "$i" >/dev/null 2>&1 || true
-        done <"$WORK/stack/queues"
-      fi
-    fi
+    reap_stack "$WORK/stack"
     if [ -f "$WORK/stack/redis-prefix" ]; then
       redis-cli -h 127.0.0.1 --scan --pattern "$(cat "$WORK/stack/redis-prefix")*" 2>/dev/null \
         | xargs -r -n 500 redis-cli -h 127.0.0.1 DEL >/dev/null 2>&1 || true

@@ -176,12 +176,14 @@ compose() {
 }
 
 step_shellcheck() {
-  local scripts=(scripts/deploy-check.sh scripts/bench.sh scripts/pgbouncer.sh)
+  local scripts=(scripts/deploy-check.sh scripts/bench.sh scripts/pgbouncer.sh
+    scripts/scale-check.sh scripts/client-check.sh scripts/stack-cleanup.sh)
   local sh_scripts=(monitoring/alertmanager/entrypoint.sh)
   local file
   while IFS= read -r -d '' file; do sh_scripts+=("$file"); done \
     < <(find deploy -name '*.sh' -print0 | sort -z)
-  shellcheck "${scripts[@]}" && shellcheck -s sh "${sh_scripts[@]}"
+  # -x: follow what the scripts source (scripts/stack-cleanup.sh).
+  shellcheck -x "${scripts[@]}" && shellcheck -s sh "${sh_scripts[@]}"
 }
 
 step_yamllint() {
@@ -390,21 +392,29 @@ step_kubernetes_validate() {
   return "$status"
 }
 
+# NAME=PATH of every overlay kustomize rendered, into the array named $1;
+# fails when it rendered none.
+rendered_overlays() {
+  local -n into=$1
+  local name
+  into=()
+  for name in "${OVERLAYS[@]}"; do into+=("$name=$WORK/k8s/$name.yaml"); done
+  [ "${#into[@]}" -gt 0 ] || { echo "nothing rendered (kustomize failed)"; return 1; }
+}
+
 step_prometheusrule() {
   "$VENV/bin/python" scripts/gen-prometheusrule.py --check
 }
 
 step_connection_budget() {
-  local args=() name
-  for name in "${OVERLAYS[@]}"; do args+=("$name=$WORK/k8s/$name.yaml"); done
-  [ "${#args[@]}" -gt 0 ] || { echo "nothing rendered (kustomize failed)"; return 1; }
+  local args
+  rendered_overlays args || return 1
   "$VENV/bin/python" scripts/connection-budget.py "${args[@]}"
 }
 
 step_httproute() {
-  local args=() name
-  for name in "${OVERLAYS[@]}"; do args+=("$name=$WORK/k8s/$name.yaml"); done
-  [ "${#args[@]}" -gt 0 ] || { echo "nothing rendered (kustomize failed)"; return 1; }
+  local args
+  rendered_overlays args || return 1
   [ -s "$WORK/k8s/production-gateway.yaml" ] || { echo "no rendered production-gateway overlay"; return 1; }
   "$VENV/bin/python" scripts/httproute-check.py --tsc "$TSC" "${args[@]}" &&
     "$VENV/bin/python" scripts/httproute-check.py --tsc "$TSC" --self-test "$WORK/k8s/production-gateway.yaml"
@@ -413,17 +423,15 @@ step_httproute() {
 # dev is applied with kubectl: its Job is a plain Job (as a hook it would run
 # before the same apply creates its Secrets and database).
 step_migrate_hook() {
-  local args=() name
-  for name in "${OVERLAYS[@]}"; do args+=("$name=$WORK/k8s/$name.yaml"); done
-  [ "${#args[@]}" -gt 0 ] || { echo "nothing rendered (kustomize failed)"; return 1; }
+  local args
+  rendered_overlays args || return 1
   "$VENV/bin/python" scripts/migrate-hook-check.py --plain dev "${args[@]}" &&
     "$VENV/bin/python" scripts/migrate-hook-check.py --self-test "$WORK/k8s/production.yaml"
 }
 
 step_keda() {
-  local args=() name
-  for name in "${OVERLAYS[@]}"; do args+=("$name=$WORK/k8s/$name.yaml"); done
-  [ "${#args[@]}" -gt 0 ] || { echo "nothing rendered (kustomize failed)"; return 1; }
+  local args
+  rendered_overlays args || return 1
   [ -s "$WORK/k8s/production-keda.yaml" ] || { echo "no rendered production-keda overlay"; return 1; }
   "$VENV/bin/python" scripts/keda-check.py --tsc "$TSC" "${args[@]}" &&
     "$VENV/bin/python" scripts/keda-check.py --tsc "$TSC" --self-test "$WORK/k8s/production-keda.yaml"

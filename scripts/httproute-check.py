@@ -43,7 +43,7 @@ from typing import Callable
 
 import yaml
 
-from manifests import report_self_test, with_breaks
+from manifests import report, report_self_test, with_breaks
 
 ROOT = Path(__file__).resolve().parent.parent
 INGRESS = ROOT / "k8s" / "base" / "ingress.yaml"
@@ -270,14 +270,8 @@ def main() -> int:
     if args.self_test:
         return self_test(args.tsc, args.self_test, reference)
     renderings = {arg.split("=", 1)[0]: load(Path(arg.split("=", 1)[1])) for arg in args.renderings}
-    found = check(args.tsc, renderings, reference)
-    for name, docs in renderings.items():
-        count = len(routes(docs))
-        print(f"{name}: {count} HTTPRoutes" + (", none to check" if not count else
-                                               ", ok" if not found[name] else ""))
-        for problem in found[name]:
-            print(f"FAIL {name}: {problem}")
-    return 1 if any(found.values()) else 0
+    counts = {name: len(routes(docs)) for name, docs in renderings.items()}
+    return report(counts, "HTTPRoutes", check(args.tsc, renderings, reference))
 
 
 if __name__ == "__main__":

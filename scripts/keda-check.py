@@ -41,7 +41,7 @@ from typing import Callable
 
 import yaml
 
-from manifests import configmaps, container_env, report_self_test, with_breaks
+from manifests import configmaps, container_env, report, report_self_test, with_breaks
 
 ROOT = Path(__file__).resolve().parent.parent
 KEDA_KINDS = {
@@ -243,14 +243,8 @@ def main() -> int:
     if args.self_test:
         return self_test(args.tsc, args.self_test)
     renderings = {arg.split("=", 1)[0]: load(Path(arg.split("=", 1)[1])) for arg in args.renderings}
-    found = check(args.tsc, renderings)
-    for name, docs in renderings.items():
-        count = sum(d["kind"] in KEDA_KINDS for d in docs)
-        print(f"{name}: {count} KEDA objects" + (", none to check" if not count else
-                                                 ", ok" if not found[name] else ""))
-        for problem in found[name]:
-            print(f"FAIL {name}: {problem}")
-    return 1 if any(found.values()) else 0
+    counts = {name: sum(d["kind"] in KEDA_KINDS for d in docs) for name, docs in renderings.items()}
+    return report(counts, "KEDA objects", check(args.tsc, renderings))
 
 
 if __name__ == "__main__":

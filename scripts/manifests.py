@@ -1,7 +1,7 @@
 """What the deployment checks (connection-budget.py, keda-check.py,
 httproute-check.py, migrate-hook-check.py) share: reading rendered
-Kubernetes manifests, and running a check's self-test against deliberately
-broken copies of a rendering."""
+Kubernetes manifests, reporting what a check found in each rendering, and
+running a check's self-test against deliberately broken copies of one."""
 
 import copy
 
@@ -52,3 +52,15 @@ def report_self_test(tool: str, found: dict[str, list]) -> int:
             failures += 1
     print(f"{tool} self-test: {len(breaks) - failures} of {len(breaks)} breaks caught")
     return 1 if failures else 0
+
+
+def report(counts: dict[str, int], what: str, found: dict[str, list[str]]) -> int:
+    """Prints each rendering's outcome: how many `what` it holds (`counts`),
+    then ok or each problem the check found. Returns the exit status."""
+    for name, count in counts.items():
+        problems = found[name]
+        print(f"{name}: {count} {what}" + (", none to check" if not count else
+                                           ", ok" if not problems else ""))
+        for problem in problems:
+            print(f"FAIL {name}: {problem}")
+    return 1 if any(found.values()) else 0

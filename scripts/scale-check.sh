@@ -23,6 +23,8 @@
 #   SCALE_CHECK_KEEP=1 keep the temporary directory (logs, configs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/stack-cleanup.sh
+source scripts/stack-cleanup.sh
 
 BIN=${STOCK_TRACKER_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/stock-tracker/target}/debug/stock-tracker}
 SUDO=""
@@ -63,31 +65,8 @@ CHECK_PID=""
 # the queues.
 # shellcheck disable=SC2317  # run by the EXIT trap
 cleanup() {
-  local pid _name i
-  if [ -n "$CHECK_PID" ] && kill -0 "$CHECK_PID" 2>/dev/null; then
-    kill -TERM "$CHECK_PID" 2>/dev/null || true
-    for i in $(seq 1 60); do
-      kill -0 "$CHECK_PID" 2>/dev/null || break
-      sleep 0.5
-    done
-    kill -KILL "$CHECK_PID" 2>/dev/null || true
-  fi
-  if [ -f "$WORK/pids" ]; then
-    while read -r pid _name; do
-      kill -KILL "$pid" 2>/dev/null || true
-    done <"$WORK/pids"
-  fi
-  if [ ! -f "$WORK/cleaned" ]; then
-    if [ -f "$WORK/database" ]; then
-      psql -h 127.0.0.1 -U postgres -d postgres -qAtc \
-        "DROP DATABASE IF EXISTS \"$(cat "$WORK/database")\" WITH (FORCE)" >/dev/null 2>&1 || true
-    fi
-    if [ -f "$WORK/queues" ]; then
-      while read -r i; do
-        rabbitmqctl delete_queue "$i" >/dev/null 2>&1 || true
-      done <"$WORK/queues"
-    fi
-  fi
+  stop_check "$CHECK_PID"
+  reap_stack "$WORK"
   if [ "${SCALE_CHECK_KEEP:-}" = 1 ]; then
     log "kept $WORK"
   else

@@ -898,7 +898,6 @@ def run(stack, args):
         rows.append((name, str(value), "pass" if passed else "FAIL"))
 
     records = list(client.records)
-    total = len(records)
     by_status = collections.Counter(r[2] for r in records)
     fivexx = [r for r in records if r[2] >= 500]
     survivor_apis = [n for n in survivors if n.startswith("api")]
@@ -1009,25 +1008,34 @@ def main():
     binary = pathlib.Path(args.bin or os.environ.get("STOCK_TRACKER_BIN") or pathlib.Path(target) / "debug"
                           / "stock-tracker")
 
+    stack = Stack(pathlib.Path(args.work).resolve(), binary)
+    code = run_bounded("scale check", stack, lambda: run(stack, args), HARD_LIMIT_SECS)
+    say("scale check passed" if code == 0 else "scale check failed")
+    return code
+
+
+def run_bounded(check, stack, work, hard_limit_secs, after_cleanup=None):
+    """Runs `work()` on `stack` within `hard_limit_secs`. Whatever ends it (a
+    failed check, the time limit, a signal, a bug) is printed as `FAIL
+    {check}: …`, with the logs' tails unless it was interrupted, and the
+    stack is torn down, then `after_cleanup` runs. Returns the exit status."""
     def on_signal(signum, _frame):
         raise SystemExit(128 + signum)
 
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGALRM):
         signal.signal(sig, on_signal)
-    signal.alarm(HARD_LIMIT_SECS)
-
-    stack = Stack(pathlib.Path(args.work).resolve(), binary)
+    signal.alarm(hard_limit_secs)
     code = 1
     try:
-        run(stack, args)
+        work()
         code = 0
     except Fail as err:
-        print(f"FAIL scale check: {err}", file=sys.stderr)
+        print(f"FAIL {check}: {err}", file=sys.stderr)
         stack.log_tails()
     except (KeyboardInterrupt, SystemExit) as err:
         code = err.code if isinstance(err, SystemExit) and isinstance(err.code, int) else 130
         reason = "took too long" if code == 128 + signal.SIGALRM else "interrupted"
-        print(f"FAIL scale check: {reason} ({code}); stopping everything", file=sys.stderr)
+        print(f"FAIL {check}: {reason} ({code}); stopping everything", file=sys.stderr)
         if code == 128 + signal.SIGALRM:
             stack.log_tails()
     except Exception:  # a bug here or an unexpected answer: still clean up
@@ -1038,7 +1046,8 @@ def main():
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)
         stack.cleanup()
-    say("scale check passed" if code == 0 else "scale check failed")
+        if after_cleanup:
+            after_cleanup()
     return code
 
 
