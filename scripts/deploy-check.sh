@@ -412,12 +412,18 @@ step_connection_budget() {
   "$VENV/bin/python" scripts/connection-budget.py "${args[@]}"
 }
 
-step_httproute() {
-  local args
+# A type-checked manifest check (SCRIPT) over every rendering, then its
+# self-test against the overlay that holds what it checks (OVERLAY).
+typed_manifest_check() {
+  local script=$1 overlay=$2 args
   rendered_overlays args || return 1
-  [ -s "$WORK/k8s/production-gateway.yaml" ] || { echo "no rendered production-gateway overlay"; return 1; }
-  "$VENV/bin/python" scripts/httproute-check.py --tsc "$TSC" "${args[@]}" &&
-    "$VENV/bin/python" scripts/httproute-check.py --tsc "$TSC" --self-test "$WORK/k8s/production-gateway.yaml"
+  [ -s "$WORK/k8s/$overlay.yaml" ] || { echo "no rendered $overlay overlay"; return 1; }
+  "$VENV/bin/python" "$script" --tsc "$TSC" "${args[@]}" &&
+    "$VENV/bin/python" "$script" --tsc "$TSC" --self-test "$WORK/k8s/$overlay.yaml"
+}
+
+step_httproute() {
+  typed_manifest_check scripts/httproute-check.py production-gateway
 }
 
 # dev is applied with kubectl: its Job is a plain Job (as a hook it would run
@@ -430,11 +436,7 @@ step_migrate_hook() {
 }
 
 step_keda() {
-  local args
-  rendered_overlays args || return 1
-  [ -s "$WORK/k8s/production-keda.yaml" ] || { echo "no rendered production-keda overlay"; return 1; }
-  "$VENV/bin/python" scripts/keda-check.py --tsc "$TSC" "${args[@]}" &&
-    "$VENV/bin/python" scripts/keda-check.py --tsc "$TSC" --self-test "$WORK/k8s/production-keda.yaml"
+  typed_manifest_check scripts/keda-check.py production-keda
 }
 
 step_probes() {
