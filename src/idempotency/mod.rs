@@ -52,6 +52,9 @@ pub const HEADER: &str = "Idempotency-Key";
 pub const REPLAYED_HEADER: &str = "Idempotent-Replayed";
 /// The longest key accepted.
 pub const MAX_KEY_LEN: usize = 255;
+/// What a key may hold, printable ASCII (the document's `pattern`, which the
+/// attribute below must spell as a literal).
+const KEY_PATTERN: &str = "^[ -~]+$";
 
 pub const IDEMPOTENT_REQUESTS: MetricDef = MetricDef::counter(
     "stock_tracker_idempotent_requests_total",
@@ -128,31 +131,39 @@ pub fn declares_key(operation: &utoipa::openapi::path::Operation) -> bool {
 }
 
 /// The key if it is 1-255 printable ASCII characters; otherwise the 422 a
-/// client gets, in Pydantic's vocabulary.
+/// client gets, in Pydantic's vocabulary (with the key as its `input` and
+/// the bound as its `ctx`).
 fn parse_key(value: &[u8]) -> Result<&str, ApiError> {
-    let issue = |msg: String, kind: &str| {
-        ApiError::Validation(vec![ValidationIssue::new(
-            vec!["header".into(), HEADER.into()],
-            msg,
-            kind,
-        )])
+    let issue = |msg: String, kind: &str, bound: (&str, serde_json::Value)| {
+        let input = serde_json::Value::from(String::from_utf8_lossy(value));
+        ApiError::Validation(vec![
+            ValidationIssue::new(vec!["header".into(), HEADER.into()], msg, kind)
+                .with_input(Some(&input))
+                .with_ctx(Some(serde_json::Map::from_iter([(
+                    bound.0.to_owned(),
+                    bound.1,
+                )]))),
+        ])
     };
     if value.is_empty() {
         return Err(issue(
             "String should have at least 1 character".into(),
             "string_too_short",
+            ("min_length", 1.into()),
         ));
     }
     if value.len() > MAX_KEY_LEN {
         return Err(issue(
             format!("String should have at most {MAX_KEY_LEN} characters"),
             "string_too_long",
+            ("max_length", MAX_KEY_LEN.into()),
         ));
     }
     if !value.iter().all(|byte| (0x20..=0x7e).contains(byte)) {
         return Err(issue(
-            "String should match pattern '^[ -~]+$' (printable ASCII)".into(),
+            format!("String should match pattern '{KEY_PATTERN}' (printable ASCII)"),
             "string_pattern_mismatch",
+            ("pattern", KEY_PATTERN.into()),
         ));
     }
     Ok(std::str::from_utf8(value).expect("printable ASCII is UTF-8"))
@@ -175,7 +186,11 @@ mod tests {
             (&b"del\x7f"[..], "string_pattern_mismatch"),
         ] {
             match parse_key(bad) {
-                Err(ApiError::Validation(issues)) => assert_eq!(issues[0].kind, kind, "{bad:?}"),
+                Err(ApiError::Validation(issues)) => {
+                    assert_eq!(issues[0].kind, kind, "{bad:?}");
+                    assert!(issues[0].ctx.is_some(), "{bad:?}: no ctx");
+                    assert!(issues[0].input.is_some(), "{bad:?}: no input");
+                }
                 other => panic!("{bad:?}: {other:?}"),
             }
         }
